@@ -1,0 +1,13 @@
+// Entry point of modelgit._core: each concept registers its functions from its own file.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace modelgit::bindings {
+void register_info(py::module_& m);
+}
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "modelgit native core: byte-level transforms over contiguous buffers";
+  modelgit::bindings::register_info(m);
+}

@@ -1,0 +1,155 @@
+"""Type stub and specification of modelgit._core (C++17, pybind11).
+
+This file is the contract of the native core. Every function:
+
+* takes any C-contiguous buffer (bytes, bytearray, memoryview, numpy array);
+  a non-contiguous buffer raises ValueError;
+* returns a new ``bytearray`` (or writes into ``out=`` and returns it, when given;
+  ``out`` must be writable, C-contiguous and exactly the right size);
+* releases the GIL for its work and splits inputs of 4 MiB or more across
+  ``threads`` threads (0 = as many as the hardware has; results never depend on it);
+* validates every length and parameter and raises ValueError with a readable message,
+  never reads or writes out of bounds.
+
+Words are little-endian. ``dtype`` names: "float64", "float32", "float16", "bfloat16"
+(a bfloat16 or float16 buffer is passed as its raw 2-byte words).
+
+Float arithmetic is IEEE-754, round-to-nearest-even, no FMA contraction
+(compiled with -ffp-contract=off; the CUDA kernels use __fmul_rn/__fadd_rn), so
+that numpy references and the CUDA module reproduce results bit for bit.
+"""
+
+from typing_extensions import Buffer
+
+__version__: str
+
+# --- delta modes of the byte-plane transform ------------------------------------
+DELTA_NONE: int  # 0
+DELTA_XOR: int  # 1: w = t ^ tb
+DELTA_SUB: int  # 2: w = (t - tb) mod 2**(8*elem_size)
+
+def hardware_threads() -> int: ...
+def planes_encode(
+    data: Buffer,
+    elem_size: int,
+    base: Buffer | None = None,
+    delta: int = 0,
+    rotate: bool = False,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """Delta against ``base`` fused with a split into byte planes.
+
+    ``elem_size`` in {1, 2, 4, 8}; ``len(data) % elem_size == 0``; m = number of words.
+    For word i (x = data word, b = base word, both read little-endian):
+      t  = rotl(x, 1) if rotate else x        (rotate within elem_size*8 bits: the
+      tb = rotl(b, 1) if rotate else b         sign bit moves to bit 0, so the exponent of
+                                               float32/bfloat16 fills the top byte)
+      w  = t                    if delta == DELTA_NONE (base must be None)
+           t ^ tb               if delta == DELTA_XOR
+           (t - tb) mod 2**bits if delta == DELTA_SUB
+    Output (same length as data): plane p = 0..elem_size-1 holds byte (elem_size-1-p) of
+    every w, i.e. out[p*m + i] = (w >> (8*(elem_size-1-p))) & 0xFF. Plane 0 is the most
+    significant byte (sign/exponent), the last plane the least significant.
+    ``base`` must have the same length as ``data``; ``delta`` != NONE requires it.
+    """
+
+def planes_decode(
+    planes: Buffer,
+    elem_size: int,
+    base: Buffer | None = None,
+    delta: int = 0,
+    rotate: bool = False,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """Exact inverse of planes_encode with the same parameters."""
+
+# --- error-bounded quantized delta (lossy, every element within eps) -------------
+def qdelta_encode(
+    x: Buffer, base: Buffer, dtype: str, eps: float, threads: int = 0
+) -> tuple[bytearray, bytearray, bytearray]:
+    """Quantize x - base with step 2*eps so that every decoded element is within eps.
+
+    Returns (codes, exc_index, exc_values): codes is int32 LE, one per element;
+    exc_index is uint64 LE (ascending element indices); exc_values holds the exact raw
+    words of x at those indices (elem_size bytes each).
+
+    Let step = 2*eps. For float64 arithmetic is in double with s = step.
+    For float32/float16/bfloat16 arithmetic is in float32 with s = float32(step), and
+    values are widened exactly to float32 (bfloat16: bits << 16).
+      q   = rint_half_even( (double(x) - double(base)) / double(s) )      (in double)
+      dec = T( fadd(base_f, fmul(float(q), s)) )   (float32 ops, then T rounding RNE:
+            float32 -> float16 as IEEE, float32 -> bfloat16 as (u + 0x7FFF + ((u>>16)&1))>>16
+            for non-NaN u; float64: dec = base + q*s in double)
+    Element i is an exception (code 0, listed in exc_index/exc_values) when x or base is
+    not finite, |q| > 2**31 - 1, dec is not finite, or |double(dec) - double(x)| > eps.
+    eps must be finite and > 0 (and float32(step) > 0 for the 32/16-bit types).
+    """
+
+def qdelta_decode(
+    codes: Buffer,
+    base: Buffer,
+    exc_index: Buffer,
+    exc_values: Buffer,
+    dtype: str,
+    eps: float,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """Inverse of qdelta_encode: dec as above for every element, then the exceptions
+    are written back exactly. Out-of-range or unsorted exception indices, and buffers of
+    the wrong lengths, raise ValueError."""
+
+# --- low-bit quantization with per-group scales ----------------------------------
+def lowbit_quantize(
+    x: Buffer, bits: int, group: int, threads: int = 0
+) -> tuple[bytearray, bytearray, bytearray]:
+    """Quantize float32 ``x`` to ``bits`` in {1, 2, 4, 8} per group of ``group`` elements.
+
+    Returns (packed, scales, offsets): packed codes (see pack_bits), and one float32
+    scale and one float32 offset per group (the last group may be short).
+    bits == 1 (BitDelta-like): scale = float32(mean(|x|) in double over the group's
+      finite elements), offset = 0; code = 1 if x >= 0 else 0 (NaN -> 1);
+      decoded = scale if code else -scale.
+    bits >= 2: lo = min, hi = max over the group's finite elements (0, 0 if none),
+      L = 2**bits - 1, scale = float32((double(hi) - double(lo)) / L), offset = lo;
+      code = clamp(rint_half_even((double(x) - double(lo)) / double(scale)), 0, L)
+      (0 when scale == 0 or x is not finite);
+      decoded = fadd(fmul(float(code), scale), offset) in float32.
+    """
+
+def lowbit_dequantize(
+    packed: Buffer,
+    scales: Buffer,
+    offsets: Buffer,
+    bits: int,
+    group: int,
+    n: int,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """Decoded float32 values (n elements) as defined in lowbit_quantize."""
+
+def pack_bits(codes: Buffer, bits: int) -> bytearray:
+    """Pack uint8 codes (each < 2**bits), LSB first: code i occupies bits
+    [(i*bits) % 8, (i*bits) % 8 + bits) of byte (i*bits) // 8. Output length
+    ceil(n*bits/8); unused high bits of the last byte are 0. A code >= 2**bits raises."""
+
+def unpack_bits(packed: Buffer, bits: int, n: int) -> bytearray:
+    """Inverse of pack_bits: n uint8 codes. len(packed) must be ceil(n*bits/8)."""
+
+# --- tensor sketch ---------------------------------------------------------------
+def sketch(x: Buffer, dtype: str, k: int = 64, seed: int = 0, threads: int = 0) -> bytearray:
+    """CountSketch of a float buffer: k float64 LE sums.
+
+    For element i (widened exactly to double; non-finite elements are skipped):
+      h = splitmix64(i + seed * 0x9E3779B97F4A7C15)   (mod 2**64)
+      bucket = ((h >> 32) * k) >> 32,  sign = +1 if h & 1 else -1
+      s[bucket] += sign * x_i
+    Sums run sequentially within fixed blocks of 65536 elements; block partial sums are
+    added in block order, so the result does not depend on the thread count.
+    ||sketch(a) - sketch(b)|| estimates ||a - b|| (same shape), in O(k) per comparison.
+    splitmix64(z): z += 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB; return z ^ (z >> 31).
+    """
