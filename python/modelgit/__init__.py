@@ -1,8 +1,51 @@
-"""modelgit: version control and compact storage for families of ML models."""
+"""modelgit: version control and compact storage for families of ML models.
+
+>>> import modelgit as mg
+>>> repo = mg.init(path)            # doctest: +SKIP
+>>> repo.add("base", state_dict)    # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from . import errors
 from ._native import backends
+from .errors import (
+    CorruptObject,
+    InvalidName,
+    LineageError,
+    ModelExists,
+    ModelgitError,
+    NotARepository,
+    RepositoryExists,
+    UnknownModel,
+    UnknownVersion,
+    UnsupportedInput,
+)
+from .maintenance import FsckReport, GcReport, RepoStats
+from .repository import Repository, init, open
+from .version import ParentLink, Version
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "backends"]
+__all__ = [
+    "__version__",
+    "backends",
+    "errors",
+    "init",
+    "open",
+    "Repository",
+    "Version",
+    "ParentLink",
+    "RepoStats",
+    "FsckReport",
+    "GcReport",
+    "ModelgitError",
+    "NotARepository",
+    "RepositoryExists",
+    "UnknownModel",
+    "UnknownVersion",
+    "ModelExists",
+    "CorruptObject",
+    "InvalidName",
+    "UnsupportedInput",
+    "LineageError",
+]

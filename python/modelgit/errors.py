@@ -1,0 +1,67 @@
+"""The exceptions modelgit raises. Every one derives from :class:`ModelgitError`.
+
+Messages say what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ModelgitError",
+    "NotARepository",
+    "RepositoryExists",
+    "UnknownModel",
+    "UnknownVersion",
+    "ModelExists",
+    "CorruptObject",
+    "InvalidName",
+    "UnsupportedInput",
+    "LineageError",
+    "FormatVersionError",
+]
+
+
+class ModelgitError(Exception):
+    """Base class of every error modelgit raises on purpose."""
+
+
+class NotARepository(ModelgitError):
+    """The path is not a modelgit repository (no format file, or not a folder)."""
+
+
+class RepositoryExists(ModelgitError):
+    """``init`` was asked to create a repository where one already exists."""
+
+
+class UnknownModel(ModelgitError, KeyError):
+    """No model of that name exists in the repository."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownVersion(UnknownModel):
+    """The model exists but not the requested version or tag."""
+
+
+class ModelExists(ModelgitError):
+    """``add`` was given a name that is already taken; use ``commit`` for a new version."""
+
+
+class CorruptObject(ModelgitError):
+    """Stored bytes fail their checksum or cannot be decoded. Run ``modelgit fsck``."""
+
+
+class InvalidName(ModelgitError, ValueError):
+    """A model, tag or tensor name is refused (separators, control characters, length)."""
+
+
+class UnsupportedInput(ModelgitError, TypeError):
+    """The model given cannot be stored (unknown object, dtype or file layout)."""
+
+
+class LineageError(ModelgitError, ValueError):
+    """An edge would make the provenance graph cyclic, or names a missing model."""
+
+
+class FormatVersionError(ModelgitError):
+    """The repository was written by a newer modelgit whose format this one cannot read."""

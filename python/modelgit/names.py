@@ -1,0 +1,77 @@
+"""Validation of user-given names and parsing of model references.
+
+A reference is ``name``, ``name@3`` (version 3), ``name@latest`` or a tag.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from .errors import InvalidName
+
+__all__ = ["MAX_NAME_LENGTH", "validate_name", "Ref", "parse_ref"]
+
+MAX_NAME_LENGTH = 200
+_FORBIDDEN = set('/\\@:*?"<>|')
+
+
+def validate_name(name: object, what: str = "model name") -> str:
+    """Return ``name`` if it is acceptable as a model or tag name, else raise InvalidName.
+
+    Refused: non-strings, the empty string, '.' and '..', leading/trailing spaces or dots,
+    path separators and the characters ``@ : * ? " < > |``, control characters, and names
+    longer than MAX_NAME_LENGTH characters.
+    """
+    if not isinstance(name, str):
+        raise InvalidName(f"{what} must be a string, not {type(name).__name__}")
+    if not name:
+        raise InvalidName(f"{what} must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"{what} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if name in (".", "..") or name[0] in ". " or name[-1] in ". ":
+        raise InvalidName(f"{what} {name!r} must not start or end with a dot or a space")
+    bad = sorted({c for c in name if c in _FORBIDDEN or unicodedata.category(c)[0] == "C"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise InvalidName(
+            f"{what} {name!r} contains forbidden characters ({shown}); "
+            "use letters, digits, '-', '_' and '.'"
+        )
+    return name
+
+
+_VERSION_RE = re.compile(r"^(latest|[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: a model (or tag) name and an optional version number."""
+
+    name: str
+    version: int | None = None  # None means latest
+
+
+def parse_ref(ref: str, version: int | None = None) -> Ref:
+    """Parse ``name``, ``name@N`` or ``name@latest``; ``version`` overrides the suffix."""
+    if not isinstance(ref, str):
+        raise InvalidName(f"a model reference must be a string, not {type(ref).__name__}")
+    name, sep, suffix = ref.partition("@")
+    number: int | None = None
+    if sep:
+        if not _VERSION_RE.match(suffix):
+            raise InvalidName(
+                f"bad version {suffix!r} in {ref!r}: write name@3 (a number) or name@latest"
+            )
+        number = None if suffix == "latest" else int(suffix)
+        if number is not None and number < 1:
+            raise InvalidName(f"versions are numbered from 1; {ref!r} names version {number}")
+    validate_name(name)
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidName(f"version must be a positive integer, not {version!r}")
+        if number is not None and number != version:
+            raise InvalidName(f"{ref!r} conflicts with version={version}")
+        number = version
+    return Ref(name, number)

@@ -1,0 +1,189 @@
+"""Append-only pack files of chunk records (see docs/FORMAT.md, "Pack files").
+
+A pack starts with a 16-byte header; each record is a 48-byte header, codec
+parameters, the payload and an XXH3-64 checksum of everything before it. Records are
+immutable once written. A pack is appended to by exactly one writer (its name is a
+fresh random id), so packs need no locks; a crashed writer leaves at most a torn tail
+that no catalog row points to.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from .errors import CorruptObject
+
+__all__ = [
+    "PACK_MAGIC",
+    "PACK_VERSION",
+    "RECORD_MAGIC",
+    "Record",
+    "PackWriter",
+    "PackReader",
+    "encode_record",
+    "decode_record",
+    "fsync_dir",
+]
+
+PACK_MAGIC = b"MGITPACK"
+PACK_VERSION = 1
+PACK_HEADER = struct.Struct("<8sHHI")  # magic, version, reserved, reserved
+RECORD_MAGIC = b"MGCK"
+RECORD_VERSION = 1
+RECORD_HEADER = struct.Struct("<4sBBH16sQIQI")  # 48 bytes
+CHECKSUM = struct.Struct("<Q")
+MAX_PACK_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Record:
+    codec: int
+    chunk_id: bytes  # 16 bytes: XXH3-128 of the decoded bytes
+    raw_length: int
+    params: bytes
+    payload: bytes | memoryview
+
+
+def encode_record(rec: Record) -> list[bytes | memoryview]:
+    """The pieces of one record, ready to be written in order (no payload copy)."""
+    head = RECORD_HEADER.pack(
+        RECORD_MAGIC,
+        RECORD_VERSION,
+        rec.codec,
+        0,
+        rec.chunk_id,
+        rec.raw_length,
+        len(rec.params),
+        len(rec.payload),
+        0,
+    )
+    h = xxhash.xxh3_64()
+    h.update(head)
+    h.update(rec.params)
+    h.update(rec.payload)
+    return [head, rec.params, rec.payload, CHECKSUM.pack(h.intdigest())]
+
+
+def decode_record(buf: bytes | memoryview, where: str = "record") -> Record:
+    """Parse and verify one whole record; raise CorruptObject on any inconsistency."""
+    mv = memoryview(buf)
+    if len(mv) < RECORD_HEADER.size + CHECKSUM.size:
+        raise CorruptObject(f"{where}: truncated ({len(mv)} bytes)")
+    magic, ver, codec, _flags, cid, raw_len, plen, paylen, _res = RECORD_HEADER.unpack_from(mv)
+    if magic != RECORD_MAGIC:
+        raise CorruptObject(f"{where}: bad record magic")
+    if ver != RECORD_VERSION:
+        raise CorruptObject(f"{where}: record version {ver} is not supported")
+    end = RECORD_HEADER.size + plen + paylen
+    if end + CHECKSUM.size != len(mv):
+        raise CorruptObject(f"{where}: lengths in the header do not match the record size")
+    (stored,) = CHECKSUM.unpack_from(mv, end)
+    if xxhash.xxh3_64_intdigest(mv[:end]) != stored:
+        raise CorruptObject(f"{where}: checksum mismatch (the stored bytes are damaged)")
+    params = bytes(mv[RECORD_HEADER.size : RECORD_HEADER.size + plen])
+    payload = mv[RECORD_HEADER.size + plen : end]
+    return Record(codec, bytes(cid), raw_len, params, payload)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PackWriter:
+    """Appends records to packs of its own under ``folder``; ``sync`` makes them durable."""
+
+    def __init__(self, folder: Path, max_bytes: int = MAX_PACK_BYTES) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self._file = None
+        self._name: str | None = None
+        self._size = 0
+        self._dirty = False
+
+    def _open_new(self) -> None:
+        self.close()
+        name = f"pack-{uuid.uuid4().hex}.mgp"
+        f = open(self.folder / name, "xb")  # noqa: SIM115 - closed in close()
+        f.write(PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0))
+        f.flush()
+        os.fsync(f.fileno())
+        fsync_dir(self.folder)
+        self._file, self._name, self._size = f, name, PACK_HEADER.size
+
+    def append(self, rec: Record) -> tuple[str, int, int]:
+        """Write one record; return (pack name, offset, length). Not durable until sync."""
+        pieces = encode_record(rec)
+        length = sum(len(p) for p in pieces)
+        if (
+            self._file is None
+            or not (self.folder / self._name).exists()  # type: ignore[operator]
+            or (self._size + length > self.max_bytes and self._size > PACK_HEADER.size)
+        ):
+            self.sync()
+            self._open_new()
+        assert self._file is not None and self._name is not None
+        offset = self._size
+        for p in pieces:
+            self._file.write(p)
+        self._size += length
+        self._dirty = True
+        return self._name, offset, length
+
+    def sync(self) -> None:
+        if self._file is not None and self._dirty:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._dirty = False
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+            self._file = None
+
+
+class PackReader:
+    """Reads records by (pack, offset, length), keeping file handles open."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._fds: dict[str, int] = {}
+
+    def read(self, pack: str, offset: int, length: int) -> Record:
+        where = f"chunk record at {pack}:{offset}"
+        fd = self._fds.get(pack)
+        if fd is None:
+            try:
+                fd = os.open(self.folder / pack, os.O_RDONLY)
+            except FileNotFoundError:
+                raise CorruptObject(f"{where}: pack file is missing") from None
+            self._fds[pack] = fd
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise CorruptObject(f"{where}: pack is truncated")
+        return decode_record(data, where)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def check_pack_header(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(PACK_HEADER.size)
+    if len(head) < PACK_HEADER.size:
+        raise CorruptObject(f"{path.name}: truncated pack header")
+    magic, ver, _, _ = PACK_HEADER.unpack(head)
+    if magic != PACK_MAGIC or ver != PACK_VERSION:
+        raise CorruptObject(f"{path.name}: not a modelgit pack (or an unsupported version)")

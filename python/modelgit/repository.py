@@ -1,0 +1,458 @@
+"""The :class:`Repository`: models, their versions and their weights in one folder.
+
+Layout (docs/FORMAT.md): ``MODELGIT`` (format file), ``catalog.db`` (SQLite, WAL),
+``packs/`` (append-only chunk packs), ``locks/``.
+Write ordering: chunk records are appended and fsynced, then one catalog transaction
+publishes the version, so a crash at any point leaves every earlier version intact.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import xxhash
+
+from . import maintenance
+from .catalog import Catalog
+from .errors import (
+    FormatVersionError,
+    LineageError,
+    ModelExists,
+    NotARepository,
+    RepositoryExists,
+    UnknownModel,
+    UnknownVersion,
+    UnsupportedInput,
+)
+from .names import parse_ref, validate_name
+from .packs import fsync_dir
+from .reader import read_tensors
+from .sources import open_model
+from .store import DEFAULT_MAX_DEPTH, ChunkStore
+from .version import VERSION_COLUMNS, ParentLink, Version
+from .writer import DEFAULT_CHUNK_BYTES, TENSOR_COLUMNS, TensorRow, WriteStats, write_tensors
+
+__all__ = ["Repository", "init", "open", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_FILE = "MODELGIT"
+FORMAT_NAME = "modelgit repository"
+FORMAT_VERSION = 1
+CATALOG_FILE = "catalog.db"
+
+
+def _format_text() -> str:
+    return f"{FORMAT_NAME}\nformat {FORMAT_VERSION}\n"
+
+
+def init(path: str | os.PathLike[str]) -> Repository:
+    """Create a new, empty repository at ``path`` (a new or empty folder)."""
+    root = Path(path)
+    if (root / FORMAT_FILE).exists():
+        raise RepositoryExists(f"{root} is already a modelgit repository; use modelgit.open()")
+    if root.exists() and not root.is_dir():
+        raise NotARepository(f"{root} exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    if any(p.name not in {".DS_Store"} for p in root.iterdir()):
+        raise RepositoryExists(f"{root} is not empty; choose a new or empty folder")
+    (root / "packs").mkdir()
+    (root / "locks").mkdir()
+    Catalog(root / CATALOG_FILE, create=True).close()
+    tmp = root / (FORMAT_FILE + ".tmp")
+    with tmp.open("w") as f:
+        f.write(_format_text())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / FORMAT_FILE)  # the repository exists once this file does
+    fsync_dir(root)
+    return Repository(root)
+
+
+def open(path: str | os.PathLike[str]) -> Repository:  # noqa: A001 - public API name
+    """Open the existing repository at ``path``."""
+    return Repository(Path(path))
+
+
+class Repository:
+    """A modelgit repository. Create one with :func:`init`, open one with :func:`open`."""
+
+    def __init__(self, root: Path, *, workers: int | None = None) -> None:
+        self.root = Path(root)
+        fmt = self.root / FORMAT_FILE
+        if not fmt.is_file():
+            raise NotARepository(
+                f"{self.root} is not a modelgit repository (no {FORMAT_FILE} file); "
+                "create one with `modelgit init` or modelgit.init()"
+            )
+        lines = fmt.read_text(errors="replace").splitlines()
+        if len(lines) < 2 or lines[0] != FORMAT_NAME or not lines[1].startswith("format "):
+            raise NotARepository(f"{fmt} is not a modelgit format file")
+        try:
+            version = int(lines[1].split()[1])
+        except (IndexError, ValueError):
+            raise NotARepository(f"{fmt} has no readable format version") from None
+        if version > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{self.root} uses format {version}; this modelgit reads format "
+                f"{FORMAT_VERSION} and older: upgrade modelgit"
+            )
+        self.catalog = Catalog(self.root / CATALOG_FILE)
+        self.store = ChunkStore(self.root, self.catalog)
+        self.chunk_bytes = DEFAULT_CHUNK_BYTES
+        self.max_depth = DEFAULT_MAX_DEPTH
+        self._pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
+        self.last_write: WriteStats | None = None
+
+    # -- life cycle ---------------------------------------------------------------
+    def close(self) -> None:
+        self.store.close()
+        self.catalog.close()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<modelgit.Repository {str(self.root)!r}>"
+
+    @contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        """Writers hold the repository lock shared; gc holds it exclusively."""
+        fd = os.open(self.root / "locks" / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- queries ------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """Names of all models, in the order they were added."""
+        return [r[0] for r in self.catalog.query("SELECT name FROM models ORDER BY created, name")]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.catalog.one(
+            "SELECT 1 FROM models WHERE name = ?", (name,)
+        ) is not None
+
+    def _require_model(self, name: str) -> None:
+        validate_name(name)
+        if name not in self:
+            known = self.models()
+            hint = f"; known models: {', '.join(known[:10])}" if known else " (it is empty)"
+            raise UnknownModel(f"no model named {name!r} in {self.root}{hint}")
+
+    def _parents_of(self, vid: int) -> tuple[ParentLink, ...]:
+        rows = self.catalog.query(
+            "SELECT v.model, v.number, p.kind, p.relation FROM version_parents p "
+            "JOIN versions v ON v.id = p.parent WHERE p.version = ? ORDER BY p.position",
+            (vid,),
+        )
+        return tuple(ParentLink(*r) for r in rows)
+
+    def _version_from(self, row: tuple) -> Version:
+        vid, rest = row[0], row[1:]
+        return Version.from_row(rest, self._parents_of(vid))
+
+    def versions(self, name: str) -> list[Version]:
+        """All versions of a model, oldest first."""
+        self._require_model(name)
+        rows = self.catalog.query(
+            f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.model = ? ORDER BY v.number",
+            (name,),
+        )
+        return [self._version_from(r) for r in rows]
+
+    def _resolve(self, ref: str, version: int | None = None) -> tuple[int, Version]:
+        """(internal id, Version) of a reference: name, name@N, name@latest or a tag."""
+        r = parse_ref(ref, version)
+        if r.name not in self:
+            tag = self.catalog.one("SELECT version FROM tags WHERE name = ?", (r.name,))
+            if tag is not None and r.version is None:
+                row = self.catalog.one(
+                    f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (tag[0],)
+                )
+                assert row is not None
+                return row[0], self._version_from(row)
+            self._require_model(r.name)
+        if r.version is None:
+            row = self.catalog.one(
+                f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.model = ? "
+                "ORDER BY v.number DESC LIMIT 1",
+                (r.name,),
+            )
+        else:
+            row = self.catalog.one(
+                f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.model = ? AND v.number = ?",
+                (r.name, r.version),
+            )
+        if row is None:
+            count = self.catalog.one("SELECT COUNT(*) FROM versions WHERE model = ?", (r.name,))
+            raise UnknownVersion(
+                f"model {r.name!r} has no version {r.version} (it has {count[0] if count else 0})"
+            )
+        return row[0], self._version_from(row)
+
+    def version(self, ref: str, version: int | None = None) -> Version:
+        """The :class:`Version` a reference names (latest when no version is given)."""
+        return self._resolve(ref, version)[1]
+
+    def _tensor_rows(self, vid: int, keys: Sequence[str] | None = None) -> list[TensorRow]:
+        rows = [
+            TensorRow.from_db(r)
+            for r in self.catalog.query(
+                f"SELECT {TENSOR_COLUMNS} FROM tensors WHERE version = ? ORDER BY position", (vid,)
+            )
+        ]
+        if keys is None:
+            return rows
+        by_name = {r.name: r for r in rows}
+        missing = [k for k in keys if k not in by_name]
+        if missing:
+            raise KeyError(f"no tensor named {missing[0]!r} in this version")
+        wanted = {k: by_name[k] for k in keys}
+        for k in list(wanted):  # a tied tensor needs the tensor it points to
+            t = wanted[k].tie
+            if t is not None and t not in wanted:
+                wanted[t] = by_name[t]
+        return list(wanted.values())
+
+    # -- writing ------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        model: Any,
+        parents: str | Sequence[str] | None = None,
+        relation: str = "finetune",
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        tolerance: object = None,
+    ) -> Version:
+        """Add a new model and store ``model`` as its version 1.
+
+        ``parents``: a reference (``name`` or ``name@N``) or a list of them; the new model
+        is derived from them by ``relation``. Its weights are stored as deltas against
+        the first parent where that is smaller.
+        """
+        validate_name(name)
+        if name in self:
+            raise ModelExists(f"model {name!r} exists already; use commit() for a new version")
+        if parents is None:
+            parent_refs: list[str] = []
+        elif isinstance(parents, str):
+            parent_refs = [parents]
+        else:
+            parent_refs = list(parents)
+        if not isinstance(relation, str) or not relation or len(relation) > 64:
+            raise LineageError("relation must be a short non-empty string, e.g. 'finetune'")
+        links = []
+        for p in parent_refs:
+            pid, pv = self._resolve(p)
+            if pv.model == name:
+                raise LineageError(f"model {name!r} cannot be its own parent")
+            links.append((pid, pv, "provenance", relation))
+        if len({pv.model for _, pv, _, _ in links}) != len(links):
+            raise LineageError("the same parent model is listed twice")
+        return self._write(name, model, links, message, metadata, tolerance, new_model=True)
+
+    def commit(
+        self,
+        name: str,
+        model: Any,
+        message: str = "",
+        tolerance: object = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Version:
+        """Store ``model`` as the next version of the existing model ``name``."""
+        self._require_model(name)
+        prev_id, prev = self._resolve(name)
+        links = [(prev_id, prev, "version", "version")]
+        return self._write(name, model, links, message, metadata, tolerance, new_model=False)
+
+    def _write(
+        self,
+        name: str,
+        model: Any,
+        links: list[tuple[int, Version, str, str]],
+        message: str,
+        metadata: Mapping[str, Any] | None,
+        tolerance: object,
+        new_model: bool,
+    ) -> Version:
+        if tolerance is not None:
+            raise UnsupportedInput("lossy storage (tolerance=...) is not available yet")
+        meta = dict(metadata or {})
+        try:
+            meta_json = json.dumps(meta, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedInput(f"metadata must be JSON-serialisable: {exc}") from None
+        base = self._tensor_rows(links[0][0]) if links else []
+        with open_model(model) as source, self._lock(exclusive=False):
+            try:
+                rows, stats = write_tensors(
+                    self.store,
+                    source,
+                    {r.name: r for r in base},
+                    self._pool,
+                    chunk_bytes=self.chunk_bytes,
+                    max_depth=self.max_depth,
+                )
+                self.store.sync()
+                version = self._publish(name, rows, links, message, meta_json, source.files,
+                                        stats, new_model)
+            except BaseException:
+                self.store.abandon()
+                raise
+            self.store.published()
+        self.last_write = stats
+        return version
+
+    def _publish(
+        self,
+        name: str,
+        rows: list[TensorRow],
+        links: list[tuple[int, Version, str, str]],
+        message: str,
+        meta_json: str,
+        files: dict[str, bytes],
+        stats: WriteStats,
+        new_model: bool,
+    ) -> Version:
+        h = xxhash.xxh3_128()
+        for r in sorted(rows, key=lambda r: r.name):
+            h.update(f"{r.name}\0{r.dtype}\0{list(r.shape)}\0".encode())
+            h.update(r.content)
+        content_id = h.hexdigest()
+        now = time.time()
+        with self.catalog.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, length, raw_length, codec, base,"
+                " depth, lossy) VALUES (?,?,?,?,?,?,?,?,?)",
+                [r.as_tuple() for r in self.store.pending_rows()],
+            )
+            if new_model:
+                if db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
+                    raise ModelExists(f"model {name!r} was added by someone else meanwhile")
+                db.execute("INSERT INTO models(name, created, metadata) VALUES (?, ?, '{}')",
+                           (name, now))
+            number = db.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE model = ?", (name,)
+            ).fetchone()[0]
+            uid = xxhash.xxh3_128_hexdigest(
+                f"{name}\0{number}\0{content_id}\0{now!r}\0{[v.id for _, v, _, _ in links]}".encode()
+            )[:16]
+            vid = db.execute(
+                "INSERT INTO versions(uid, model, number, content_id, message, created, lossy,"
+                " tolerance, metadata, logical_bytes) VALUES (?,?,?,?,?,?,0,NULL,?,?)",
+                (uid, name, number, content_id, message, now, meta_json, stats.logical_bytes),
+            ).lastrowid
+            for pos, (pid, pv, kind, relation) in enumerate(links):
+                db.execute(
+                    "INSERT INTO version_parents(version, parent, kind, relation, position)"
+                    " VALUES (?,?,?,?,?)",
+                    (vid, pid, kind, relation, pos),
+                )
+                if kind == "provenance":
+                    db.execute(
+                        "INSERT OR IGNORE INTO edges(parent, child, relation) VALUES (?,?,?)",
+                        (pv.model, name, relation),
+                    )
+            db.executemany(
+                "INSERT INTO tensors(version, position, name, dtype, shape, nbytes, content,"
+                " chunk_bytes, chunks, tie) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (vid, r.position, r.name, r.dtype, json.dumps(list(r.shape)), r.nbytes,
+                     r.content, r.chunk_bytes, r.chunks, r.tie)
+                    for r in rows
+                ],
+            )
+            db.executemany(
+                "INSERT INTO files(version, path, data) VALUES (?,?,?)",
+                [(vid, p, d) for p, d in sorted(files.items())],
+            )
+            row = db.execute(
+                f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (vid,)
+            ).fetchone()
+        return self._version_from(row)
+
+    # -- reading ------------------------------------------------------------------
+    def load(
+        self,
+        ref: str,
+        version: int | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        keys: Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The tensors of a version (latest by default) as a new state_dict.
+
+        ``keys`` limits the work to those tensors. Every chunk is verified.
+        """
+        vid, _ = self._resolve(ref, version)
+        rows = self._tensor_rows(vid, keys)
+        sd = read_tensors(self.store, rows, self._pool)
+        if keys is not None:
+            sd = {k: sd[k] for k in keys}
+        if torch.device(device).type != "cpu":
+            moved: dict[int, torch.Tensor] = {}
+            sd = {k: moved.setdefault(id(t), t.to(device)) for k, t in sd.items()}
+        return sd
+
+    def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:
+        """One tensor of a version, decoding only its own chunks."""
+        return self.load(ref, version, keys=[key])[key]
+
+    def load_into(
+        self, module: torch.nn.Module, ref: str, version: int | None = None, strict: bool = True
+    ) -> Any:
+        """Load a stored version into ``module`` like ``module.load_state_dict``."""
+        return module.load_state_dict(self.load(ref, version), strict=strict)
+
+    def files(self, ref: str, version: int | None = None) -> dict[str, bytes]:
+        """The side files (configs, tokenizers) stored with a version."""
+        vid, _ = self._resolve(ref, version)
+        return dict(self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,)))
+
+    def export(self, ref: str, path: str | os.PathLike[str], version: int | None = None) -> Path:
+        """Write a version as a ``.safetensors`` file, or as a folder (with side files)."""
+        from .export import export_version
+
+        vid, v = self._resolve(ref, version)
+        return export_version(self, vid, v, Path(path))
+
+    # -- maintenance --------------------------------------------------------------
+    def remove(self, name: str) -> None:
+        """Delete a model and all its versions; its chunks are reclaimed by :meth:`gc`."""
+        self._require_model(name)
+        with self.catalog.transaction() as db:
+            vids = [r[0] for r in db.execute("SELECT id FROM versions WHERE model = ?", (name,))]
+            marks = ",".join("?" * len(vids))
+            if vids:
+                db.execute(f"DELETE FROM version_parents WHERE parent IN ({marks})", vids)
+                db.execute(f"DELETE FROM tags WHERE version IN ({marks})", vids)
+            db.execute("DELETE FROM models WHERE name = ?", (name,))
+
+    def stats(self) -> maintenance.RepoStats:
+        """Logical and stored bytes, for the repository and per model."""
+        return maintenance.stats(self)
+
+    def fsck(self, full: bool = True) -> maintenance.FsckReport:
+        """Check the repository; ``full`` decodes and verifies every chunk."""
+        return maintenance.fsck(self, full=full)
+
+    def gc(self) -> maintenance.GcReport:
+        """Reclaim the space of chunks no version needs and of torn pack tails."""
+        with self._lock(exclusive=True):
+            return maintenance.gc(self)

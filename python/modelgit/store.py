@@ -1,0 +1,203 @@
+"""The chunk store: content-addressed chunks in packs, indexed by the catalog.
+
+``put`` dedups by chunk id (XXH3-128 of the decoded bytes) and appends new records;
+the rows it returns are published by the caller's catalog transaction after ``sync``.
+``get_into`` reads, verifies the record checksum, decodes (resolving delta bases through
+a bounded cache of decoded chunks) and verifies the chunk id of the result.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from . import codec
+from .catalog import Catalog
+from .errors import CorruptObject
+from .packs import PackReader, PackWriter, Record
+
+__all__ = ["ChunkRow", "ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
+
+DEFAULT_MAX_DEPTH = 8
+_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def chunk_id(data: bytes | memoryview) -> bytes:
+    return xxhash.xxh3_128_digest(data)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: bytes
+    pack: str
+    offset: int
+    length: int
+    raw_length: int
+    codec: int
+    base: bytes | None
+    depth: int
+    lossy: bool = False
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.id,
+            self.pack,
+            self.offset,
+            self.length,
+            self.raw_length,
+            self.codec,
+            self.base,
+            self.depth,
+            int(self.lossy),
+        )
+
+
+CHUNK_COLUMNS = "id, pack, offset, length, raw_length, codec, base, depth, lossy"
+
+
+class _DecodedCache:
+    """LRU of decoded chunks (delta bases), bounded in bytes, thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            v = self._items.get(key)
+            if v is not None:
+                self._items.move_to_end(key)
+            return v
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if len(value) > self.limit:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.limit:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+
+class ChunkStore:
+    def __init__(self, root: Path, catalog: Catalog) -> None:
+        self.packs_dir = root / "packs"
+        self.catalog = catalog
+        self.reader = PackReader(self.packs_dir)
+        self._writer: PackWriter | None = None
+        self._write_lock = threading.Lock()
+        self._pending: dict[bytes, ChunkRow] = {}
+        self.cache = _DecodedCache(_CACHE_BYTES)
+
+    # -- lookup -------------------------------------------------------------------
+    def row(self, cid: bytes) -> ChunkRow | None:
+        pending = self._pending.get(cid)
+        if pending is not None:
+            return pending
+        r = self.catalog.one(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?", (cid,))
+        return None if r is None else ChunkRow(r[0], *r[1:6], r[6], r[7], bool(r[8]))
+
+    def rows(self, ids: list[bytes]) -> dict[bytes, ChunkRow]:
+        out: dict[bytes, ChunkRow] = {}
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), 500):
+            part = unique[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.catalog.query(
+                f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", tuple(part)
+            ):
+                out[r[0]] = ChunkRow(r[0], *r[1:6], r[6], r[7], bool(r[8]))
+        return out
+
+    # -- writing ------------------------------------------------------------------
+    def put(self, data: memoryview, enc: codec.Encoded, cid: bytes, lossy: bool = False) -> ChunkRow:
+        """Append one encoded chunk (unless it is known already) and return its row."""
+        depth = 0
+        if enc.base is not None:
+            base_row = self.row(enc.base)
+            if base_row is None:
+                raise CorruptObject("delta base chunk is missing from the store")
+            depth = base_row.depth + 1
+        rec = Record(enc.codec, cid, len(data), enc.params, enc.payload)
+        with self._write_lock:
+            known = self._pending.get(cid)
+            if known is not None:
+                return known
+            if self._writer is None:
+                self._writer = PackWriter(self.packs_dir)
+            pack, offset, length = self._writer.append(rec)
+            row = ChunkRow(cid, pack, offset, length, len(data), enc.codec, enc.base, depth, lossy)
+            self._pending[cid] = row
+            return row
+
+    def pending_rows(self) -> list[ChunkRow]:
+        return list(self._pending.values())
+
+    def sync(self) -> None:
+        """Make every appended record durable (before the catalog transaction)."""
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.sync()
+
+    def published(self) -> None:
+        """The caller's transaction committed: pending rows are now in the catalog."""
+        self._pending.clear()
+
+    def abandon(self) -> None:
+        """The caller's transaction failed: forget pending rows (their bytes are garbage)."""
+        self._pending.clear()
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        self.reader.close()
+
+    # -- reading ------------------------------------------------------------------
+    def get(self, cid: bytes) -> bytes:
+        """The decoded bytes of a chunk (cached: used for delta bases)."""
+        hit = self.cache.get(cid)
+        if hit is not None:
+            return hit
+        row = self.row(cid)
+        if row is None:
+            raise CorruptObject(f"chunk {cid.hex()} is referenced but not in the store")
+        buf = bytearray(row.raw_length)
+        self.get_into(row, memoryview(buf))
+        out = bytes(buf)
+        self.cache.put(cid, out)
+        return out
+
+    def get_into(self, row: ChunkRow, out: memoryview) -> None:
+        """Decode one chunk into ``out`` and verify it against its id."""
+        where = f"chunk {row.id.hex()}"
+        if len(out) != row.raw_length:
+            raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
+        rec = self.reader.read(row.pack, row.offset, row.length)
+        if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
+            raise CorruptObject(f"{where}: record header does not match the catalog")
+        codec.decode_into(
+            rec.codec,
+            rec.params,
+            memoryview(rec.payload),
+            out,
+            lambda b: memoryview(self.get(b)),
+            where,
+        )
+        if chunk_id(out) != row.id:
+            raise CorruptObject(f"{where}: decoded bytes do not match the chunk id")
