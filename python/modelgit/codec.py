@@ -113,9 +113,7 @@ def encode_planes(
     delta: int = 0,
 ) -> Encoded:
     """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
-    planes = memoryview(
-        _core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate)
-    )
+    planes = memoryview(_core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate))
     m = len(data) // elem_size
     parts: list[bytes | memoryview] = []
     for p in range(elem_size):

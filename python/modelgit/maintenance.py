@@ -136,9 +136,8 @@ class FsckReport:
     garbage_bytes: int = 0  # reclaimable by gc (not a problem)
 
     def __str__(self) -> str:
-        head = (
-            f"checked {self.versions_checked} versions and {self.chunks_checked} chunks: "
-            + ("ok" if self.ok else f"{len(self.problems)} problem(s)")
+        head = f"checked {self.versions_checked} versions and {self.chunks_checked} chunks: " + (
+            "ok" if self.ok else f"{len(self.problems)} problem(s)"
         )
         return "\n".join([head, *(f"  - {p}" for p in self.problems)])
 
@@ -182,8 +181,9 @@ def fsck(repo: Repository, full: bool = True) -> FsckReport:
             for cid in row.chunk_ids:
                 referenced.add(cid)
                 if cid not in chunk_rows:
-                    problems.append(f"{model}@{number}: tensor {row.name!r} needs missing chunk "
-                                    f"{cid.hex()}")
+                    problems.append(
+                        f"{model}@{number}: tensor {row.name!r} needs missing chunk {cid.hex()}"
+                    )
     checked = 0
     if full:
         store = repo.store

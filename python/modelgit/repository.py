@@ -33,6 +33,7 @@ from .errors import (
     UnknownVersion,
     UnsupportedInput,
 )
+from .lineage import LineageMixin
 from .names import parse_ref, validate_name
 from .packs import fsync_dir
 from .reader import read_tensors
@@ -81,7 +82,7 @@ def open(path: str | os.PathLike[str]) -> Repository:  # noqa: A001 - public API
     return Repository(Path(path))
 
 
-class Repository:
+class Repository(LineageMixin):
     """A modelgit repository. Create one with :func:`init`, open one with :func:`open`."""
 
     def __init__(self, root: Path, *, workers: int | None = None) -> None:
@@ -143,9 +144,10 @@ class Repository:
         return [r[0] for r in self.catalog.query("SELECT name FROM models ORDER BY created, name")]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.catalog.one(
-            "SELECT 1 FROM models WHERE name = ?", (name,)
-        ) is not None
+        return (
+            isinstance(name, str)
+            and self.catalog.one("SELECT 1 FROM models WHERE name = ?", (name,)) is not None
+        )
 
     def _require_model(self, name: str) -> None:
         validate_name(name)
@@ -310,8 +312,9 @@ class Repository:
                     max_depth=self.max_depth,
                 )
                 self.store.sync()
-                version = self._publish(name, rows, links, message, meta_json, source.files,
-                                        stats, new_model)
+                version = self._publish(
+                    name, rows, links, message, meta_json, source.files, stats, new_model
+                )
             except BaseException:
                 self.store.abandon()
                 raise
@@ -345,8 +348,9 @@ class Repository:
             if new_model:
                 if db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
                     raise ModelExists(f"model {name!r} was added by someone else meanwhile")
-                db.execute("INSERT INTO models(name, created, metadata) VALUES (?, ?, '{}')",
-                           (name, now))
+                db.execute(
+                    "INSERT INTO models(name, created, metadata) VALUES (?, ?, '{}')", (name, now)
+                )
             number = db.execute(
                 "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE model = ?", (name,)
             ).fetchone()[0]
@@ -373,8 +377,18 @@ class Repository:
                 "INSERT INTO tensors(version, position, name, dtype, shape, nbytes, content,"
                 " chunk_bytes, chunks, tie) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (vid, r.position, r.name, r.dtype, json.dumps(list(r.shape)), r.nbytes,
-                     r.content, r.chunk_bytes, r.chunks, r.tie)
+                    (
+                        vid,
+                        r.position,
+                        r.name,
+                        r.dtype,
+                        json.dumps(list(r.shape)),
+                        r.nbytes,
+                        r.content,
+                        r.chunk_bytes,
+                        r.chunks,
+                        r.tie,
+                    )
                     for r in rows
                 ],
             )

@@ -94,7 +94,9 @@ class SafetensorsFile:
                 raise self._bad(f"entry {name!r}: offsets do not match dtype and shape")
             if data_start + end > size:
                 raise self._bad(f"entry {name!r} runs past the end of the file")
-            entries.append(SafetensorsEntry(name, dtype, shape, data_start + begin, data_start + end))
+            entries.append(
+                SafetensorsEntry(name, dtype, shape, data_start + begin, data_start + end)
+            )
         entries.sort(key=lambda e: e.begin)
         self.entries: list[SafetensorsEntry] = entries
         self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None

@@ -124,7 +124,9 @@ class ChunkStore:
         return out
 
     # -- writing ------------------------------------------------------------------
-    def put(self, data: memoryview, enc: codec.Encoded, cid: bytes, lossy: bool = False) -> ChunkRow:
+    def put(
+        self, data: memoryview, enc: codec.Encoded, cid: bytes, lossy: bool = False
+    ) -> ChunkRow:
         """Append one encoded chunk (unless it is known already) and return its row."""
         depth = 0
         if enc.base is not None:

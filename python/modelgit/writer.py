@@ -49,8 +49,17 @@ class TensorRow:
     @classmethod
     def from_db(cls, r: tuple) -> TensorRow:
         name, position, dtype, shape, nbytes, content, chunk_bytes, chunks, tie = r
-        return cls(name, position, dtype, tuple(json.loads(shape)), nbytes, content,
-                   chunk_bytes, chunks, tie)
+        return cls(
+            name,
+            position,
+            dtype,
+            tuple(json.loads(shape)),
+            nbytes,
+            content,
+            chunk_bytes,
+            chunks,
+            tie,
+        )
 
 
 TENSOR_COLUMNS = "name, position, dtype, shape, nbytes, content, chunk_bytes, chunks, tie"
@@ -146,7 +155,12 @@ def write_tensors(
         step = max(t.dtype.size, chunk_bytes - chunk_bytes % 8)
         b = base.get(t.name)
         base_ids = None
-        if b is not None and b.dtype == t.dtype.name and b.nbytes == t.nbytes and b.chunk_bytes == step:
+        if (
+            b is not None
+            and b.dtype == t.dtype.name
+            and b.nbytes == t.nbytes
+            and b.chunk_bytes == step
+        ):
             base_ids = b.chunk_ids
         futures = []
         for i, (s, e) in enumerate(_chunk_spans(t.nbytes, step)):
@@ -171,5 +185,14 @@ def write_tensors(
 
 def _tie_row(t: TensorSource, position: int, rows: list[TensorRow]) -> TensorRow:
     target = next(r for r in rows if r.name == t.tie)
-    return TensorRow(t.name, position, target.dtype, target.shape, target.nbytes,
-                     target.content, target.chunk_bytes, target.chunks, t.tie)
+    return TensorRow(
+        t.name,
+        position,
+        target.dtype,
+        target.shape,
+        target.nbytes,
+        target.content,
+        target.chunk_bytes,
+        target.chunks,
+        t.tie,
+    )
