@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     length     INTEGER NOT NULL,      -- record length in bytes
     raw_length INTEGER NOT NULL,      -- decoded length
     codec      INTEGER NOT NULL,
-    base       BLOB,                  -- base chunk id of a delta record, else NULL
+    base       BLOB,                  -- delta base chunk ids (16 bytes each), else NULL
     depth      INTEGER NOT NULL DEFAULT 0,  -- delta chain length (0 = standalone)
     lossy      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;

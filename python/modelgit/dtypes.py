@@ -8,7 +8,7 @@ import torch
 
 from .errors import UnsupportedInput
 
-__all__ = ["DType", "DTYPES", "by_name", "by_torch", "by_safetensors"]
+__all__ = ["DType", "DTYPES", "by_name", "by_torch", "by_safetensors", "by_code"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class DType:
     size: int  # bytes per element
     kind: str  # "float", "int", "uint", "bool"
     torch: torch.dtype
+    code: int  # stable number used in codec parameters (docs/FORMAT.md)
 
     @property
     def is_float(self) -> bool:
@@ -25,28 +26,28 @@ class DType:
 
 
 def _table() -> list[DType]:
-    rows = [
-        ("float64", "F64", 8, "float"),
-        ("float32", "F32", 4, "float"),
-        ("float16", "F16", 2, "float"),
-        ("bfloat16", "BF16", 2, "float"),
-        ("float8_e4m3fn", "F8_E4M3", 1, "float"),
-        ("float8_e5m2", "F8_E5M2", 1, "float"),
-        ("int64", "I64", 8, "int"),
-        ("int32", "I32", 4, "int"),
-        ("int16", "I16", 2, "int"),
-        ("int8", "I8", 1, "int"),
-        ("uint64", "U64", 8, "uint"),
-        ("uint32", "U32", 4, "uint"),
-        ("uint16", "U16", 2, "uint"),
-        ("uint8", "U8", 1, "uint"),
-        ("bool", "BOOL", 1, "bool"),
+    rows = [  # the codes are part of the on-disk format: never renumber
+        ("float64", "F64", 8, "float", 1),
+        ("float32", "F32", 4, "float", 2),
+        ("float16", "F16", 2, "float", 3),
+        ("bfloat16", "BF16", 2, "float", 4),
+        ("float8_e4m3fn", "F8_E4M3", 1, "float", 5),
+        ("float8_e5m2", "F8_E5M2", 1, "float", 6),
+        ("int64", "I64", 8, "int", 7),
+        ("int32", "I32", 4, "int", 8),
+        ("int16", "I16", 2, "int", 9),
+        ("int8", "I8", 1, "int", 10),
+        ("uint64", "U64", 8, "uint", 11),
+        ("uint32", "U32", 4, "uint", 12),
+        ("uint16", "U16", 2, "uint", 13),
+        ("uint8", "U8", 1, "uint", 14),
+        ("bool", "BOOL", 1, "bool", 15),
     ]
     out = []
-    for name, st, size, kind in rows:
+    for name, st, size, kind, code in rows:
         tdt = getattr(torch, name, None)
         if tdt is not None:
-            out.append(DType(name, st, size, kind, tdt))
+            out.append(DType(name, st, size, kind, tdt, code))
     return out
 
 
@@ -54,6 +55,15 @@ DTYPES: tuple[DType, ...] = tuple(_table())
 _BY_NAME = {d.name: d for d in DTYPES}
 _BY_TORCH = {d.torch: d for d in DTYPES}
 _BY_ST = {d.safetensors: d for d in DTYPES}
+_BY_CODE = {d.code: d for d in DTYPES}
+
+
+def by_code(code: int) -> DType:
+    """The dtype of a codec parameter code; ValueError for an unknown code."""
+    try:
+        return _BY_CODE[code]
+    except KeyError:
+        raise ValueError(f"unknown dtype code {code}") from None
 
 
 def by_name(name: str) -> DType:

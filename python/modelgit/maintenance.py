@@ -166,8 +166,9 @@ def fsck(repo: Repository, full: bool = True) -> FsckReport:
         except CorruptObject as exc:
             problems.append(str(exc))
     for cid, (_, _, _, _, base) in chunk_rows.items():
-        if base is not None and base not in chunk_rows:
-            problems.append(f"chunk {cid.hex()}: its delta base {base.hex()} is missing")
+        for b in _split(base):
+            if b not in chunk_rows:
+                problems.append(f"chunk {cid.hex()}: its delta base {b.hex()} is missing")
     versions = db.query("SELECT id, model, number FROM versions ORDER BY id")
     referenced: set[bytes] = set()
     for vid, model, number in versions:
@@ -216,10 +217,13 @@ def _closure(ids: set[bytes], chunk_rows: dict[bytes, tuple]) -> set[bytes]:
         if cid in live or cid not in chunk_rows:
             continue
         live.add(cid)
-        base = chunk_rows[cid][4]
-        if base is not None:
-            stack.append(base)
+        stack.extend(_split(chunk_rows[cid][4]))
     return live
+
+
+def _split(ids: bytes | None) -> list[bytes]:
+    ids = ids or b""
+    return [ids[i : i + 16] for i in range(0, len(ids), 16)]
 
 
 @dataclass

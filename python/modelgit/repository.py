@@ -22,6 +22,7 @@ import torch
 import xxhash
 
 from . import maintenance
+from .auto import choose_tolerance
 from .catalog import Catalog
 from .errors import (
     FormatVersionError,
@@ -37,10 +38,11 @@ from .lineage import LineageMixin
 from .names import parse_ref, validate_name
 from .packs import fsync_dir
 from .reader import read_tensors
-from .sources import open_model
+from .sources import TensorSource, open_model, tensor_from_buffer
 from .store import DEFAULT_MAX_DEPTH, ChunkStore
+from .tolerance import Auto, ErrorBound, LowBit, parse_tolerance
 from .version import VERSION_COLUMNS, ParentLink, Version
-from .writer import DEFAULT_CHUNK_BYTES, TENSOR_COLUMNS, TensorRow, WriteStats, write_tensors
+from .writer import DEFAULT_CHUNK_ELEMS, TENSOR_COLUMNS, TensorRow, WriteStats, write_tensors
 
 __all__ = ["Repository", "init", "open", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -77,6 +79,11 @@ def init(path: str | os.PathLike[str]) -> Repository:
     return Repository(root)
 
 
+def _materialize(t: TensorSource) -> torch.Tensor:
+    """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
+    return tensor_from_buffer(bytearray(t.view()), t.dtype, t.shape)
+
+
 def open(path: str | os.PathLike[str]) -> Repository:  # noqa: A001 - public API name
     """Open the existing repository at ``path``."""
     return Repository(Path(path))
@@ -107,7 +114,7 @@ class Repository(LineageMixin):
             )
         self.catalog = Catalog(self.root / CATALOG_FILE)
         self.store = ChunkStore(self.root, self.catalog)
-        self.chunk_bytes = DEFAULT_CHUNK_BYTES
+        self.chunk_elems = DEFAULT_CHUNK_ELEMS
         self.max_depth = DEFAULT_MAX_DEPTH
         self._pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
         self.last_write: WriteStats | None = None
@@ -197,7 +204,8 @@ class Repository(LineageMixin):
             )
         else:
             row = self.catalog.one(
-                f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.model = ? AND v.number = ?",
+                f"SELECT v.id, {VERSION_COLUMNS} FROM versions v"
+                " WHERE v.model = ? AND v.number = ?",
                 (r.name, r.version),
             )
         if row is None:
@@ -293,32 +301,52 @@ class Repository(LineageMixin):
         tolerance: object,
         new_model: bool,
     ) -> Version:
-        if tolerance is not None:
-            raise UnsupportedInput("lossy storage (tolerance=...) is not available yet")
+        tol = parse_tolerance(tolerance)
         meta = dict(metadata or {})
         try:
             meta_json = json.dumps(meta, sort_keys=True)
         except (TypeError, ValueError) as exc:
             raise UnsupportedInput(f"metadata must be JSON-serialisable: {exc}") from None
-        base = self._tensor_rows(links[0][0]) if links else []
-        with open_model(model) as source, self._lock(exclusive=False):
-            try:
-                rows, stats = write_tensors(
-                    self.store,
-                    source,
-                    {r.name: r for r in base},
-                    self._pool,
-                    chunk_bytes=self.chunk_bytes,
-                    max_depth=self.max_depth,
-                )
-                self.store.sync()
-                version = self._publish(
-                    name, rows, links, message, meta_json, source.files, stats, new_model
-                )
-            except BaseException:
-                self.store.abandon()
-                raise
-            self.store.published()
+        parents = [{r.name: r for r in self._tensor_rows(pid)} for pid, _, _, _ in links]
+        with open_model(model) as source:
+            trials = None
+            if isinstance(tol, Auto):
+                sd = {t.name: _materialize(t) for t in source.tensors}
+                parent_sd = self.load(links[0][1].ref) if links else None
+                tol, trials = choose_tolerance(tol, sd, parent_sd, self.chunk_elems)
+                meta["auto_trials"] = [
+                    {"tolerance": None if t.tolerance is None else t.tolerance.to_json(),
+                     "metric": t.metric, "drop": t.drop, "accepted": t.accepted}
+                    for t in trials
+                ]  # fmt: skip
+                meta_json = json.dumps(meta, sort_keys=True)
+            with self._lock(exclusive=False):
+                try:
+                    rows, stats = write_tensors(
+                        self.store,
+                        source,
+                        parents,
+                        self._pool,
+                        chunk_elems=self.chunk_elems,
+                        max_depth=self.max_depth,
+                        tolerance=tol,
+                    )
+                    self.store.sync()
+                    version = self._publish(
+                        name,
+                        rows,
+                        links,
+                        message,
+                        meta_json,
+                        source.files,
+                        stats,
+                        new_model,
+                        tol if stats.lossy else None,
+                    )
+                except BaseException:
+                    self.store.abandon()
+                    raise
+                self.store.published()
         self.last_write = stats
         return version
 
@@ -332,6 +360,7 @@ class Repository(LineageMixin):
         files: dict[str, bytes],
         stats: WriteStats,
         new_model: bool,
+        tolerance: ErrorBound | LowBit | None = None,
     ) -> Version:
         h = xxhash.xxh3_128()
         for r in sorted(rows, key=lambda r: r.name):
@@ -354,13 +383,23 @@ class Repository(LineageMixin):
             number = db.execute(
                 "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE model = ?", (name,)
             ).fetchone()[0]
-            uid = xxhash.xxh3_128_hexdigest(
-                f"{name}\0{number}\0{content_id}\0{now!r}\0{[v.id for _, v, _, _ in links]}".encode()
-            )[:16]
+            seed = f"{name}\0{number}\0{content_id}\0{now!r}\0{[v.id for _, v, _, _ in links]}"
+            uid = xxhash.xxh3_128_hexdigest(seed.encode())[:16]
             vid = db.execute(
                 "INSERT INTO versions(uid, model, number, content_id, message, created, lossy,"
-                " tolerance, metadata, logical_bytes) VALUES (?,?,?,?,?,?,0,NULL,?,?)",
-                (uid, name, number, content_id, message, now, meta_json, stats.logical_bytes),
+                " tolerance, metadata, logical_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    uid,
+                    name,
+                    number,
+                    content_id,
+                    message,
+                    now,
+                    int(tolerance is not None),
+                    None if tolerance is None else json.dumps(tolerance.to_json()),
+                    meta_json,
+                    stats.logical_bytes,
+                ),
             ).lastrowid
             for pos, (pid, pv, kind, relation) in enumerate(links):
                 db.execute(

@@ -38,9 +38,14 @@ class ChunkRow:
     length: int
     raw_length: int
     codec: int
-    base: bytes | None
+    base: bytes | None  # concatenated 16-byte ids of the delta bases, or None
     depth: int
     lossy: bool = False
+
+    @property
+    def bases(self) -> list[bytes]:
+        b = self.base or b""
+        return [b[i : i + 16] for i in range(0, len(b), 16)]
 
     def as_tuple(self) -> tuple:
         return (
@@ -129,11 +134,11 @@ class ChunkStore:
     ) -> ChunkRow:
         """Append one encoded chunk (unless it is known already) and return its row."""
         depth = 0
-        if enc.base is not None:
-            base_row = self.row(enc.base)
+        for b in enc.bases:
+            base_row = self.row(b)
             if base_row is None:
                 raise CorruptObject("delta base chunk is missing from the store")
-            depth = base_row.depth + 1
+            depth = max(depth, base_row.depth + 1)
         rec = Record(enc.codec, cid, len(data), enc.params, enc.payload)
         with self._write_lock:
             known = self._pending.get(cid)
@@ -142,7 +147,8 @@ class ChunkStore:
             if self._writer is None:
                 self._writer = PackWriter(self.packs_dir)
             pack, offset, length = self._writer.append(rec)
-            row = ChunkRow(cid, pack, offset, length, len(data), enc.codec, enc.base, depth, lossy)
+            base = b"".join(enc.bases) or None
+            row = ChunkRow(cid, pack, offset, length, len(data), enc.codec, base, depth, lossy)
             self._pending[cid] = row
             return row
 

@@ -16,18 +16,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import torch
 import xxhash
 
-from . import codec
-from ._native import _core
 from .dtypes import DType
+from .policy import ChunkJob, plan_bases, store_chunk
 from .sources import ModelSource, TensorSource
-from .store import ChunkStore, chunk_id
+from .store import ChunkStore
+from .tolerance import ErrorBound, LowBit
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "TensorRow", "WriteStats", "write_tensors", "tensor_content_id"]
+__all__ = ["DEFAULT_CHUNK_ELEMS", "TensorRow", "WriteStats", "write_tensors", "tensor_content_id"]
 
-DEFAULT_CHUNK_BYTES = 1 << 20
-_DELTA_RETRY_RATIO = 0.9  # a delta worse than this share of raw is checked against standalone
+DEFAULT_CHUNK_ELEMS = 1 << 18  # elements per chunk: relatives of any dtype line up
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class WriteStats:
     dedup: int = 0
     delta: int = 0
     standalone: int = 0
+    lossy: int = 0
     logical_bytes: int = 0
     new_bytes: int = 0
 
@@ -87,61 +88,42 @@ def _chunk_spans(nbytes: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
         yield start, min(nbytes, start + chunk_bytes)
 
 
-def encode_chunk(
-    store: ChunkStore,
-    data: memoryview,
-    dtype: DType,
-    base_id: bytes | None,
-    max_depth: int,
-) -> tuple[bytes, str]:
-    """Store one chunk losslessly; return (chunk id, how: dedup/delta/standalone)."""
-    cid = chunk_id(data)
-    if store.row(cid) is not None:
-        return cid, "dedup"
-    enc = None
-    if base_id is not None:
-        base_row = store.row(base_id)
-        if base_row is not None and base_row.depth < max_depth and base_row.raw_length == len(data):
-            base = memoryview(store.get(base_id))
-            enc = codec.encode_planes(
-                data, dtype.size, dtype.is_float, base=base, base_id=base_id, delta=_core.DELTA_XOR
-            )
-            if len(enc.payload) > _DELTA_RETRY_RATIO * len(data):
-                alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
-                if len(alt.payload) < len(enc.payload):
-                    enc = alt
-    if enc is None:
-        enc = codec.encode_standalone(data, dtype.size, dtype.is_float)
-    store.put(data, enc, cid)
-    return cid, "delta" if enc.base is not None else "standalone"
+def _max_abs(view: memoryview, dtype: DType) -> float:
+    t = torch.frombuffer(bytearray(view), dtype=torch.uint8).view(dtype.torch).to(torch.float64)
+    t = t[torch.isfinite(t)]
+    return float(t.abs().max()) if t.numel() else 0.0
 
 
 def write_tensors(
     store: ChunkStore,
     source: ModelSource,
-    base: dict[str, TensorRow],
+    parents: list[dict[str, TensorRow]],
     pool: ThreadPoolExecutor,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_elems: int = DEFAULT_CHUNK_ELEMS,
     max_depth: int = 8,
+    tolerance: ErrorBound | LowBit | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[TensorRow], WriteStats]:
-    """Store every tensor of ``source``; ``base`` maps names to the base version's rows."""
+    """Store every tensor of ``source``.
+
+    ``parents`` maps tensor names to rows, one dict per base version (the provenance
+    parents in order, or the previous version): chunks are coded against them.
+    """
     stats = WriteStats()
-    rows: list[TensorRow] = []
     window = max(4, 4 * (pool._max_workers or 1))  # chunks in flight
     inflight: deque[Future] = deque()
 
     def drain(limit: int) -> None:
         while len(inflight) > limit:
-            cid, how, n = inflight.popleft().result()
+            _, how, n = inflight.popleft().result()
             stats.chunks += 1
             setattr(stats, how, getattr(stats, how) + 1)
             if progress is not None:
                 progress(n)
 
-    def job(data: memoryview, dtype: DType, base_id: bytes | None) -> tuple[bytes, str, int]:
-        cid, how = encode_chunk(store, data, dtype, base_id, max_depth)
-        return cid, how, len(data)
+    def job(j: ChunkJob) -> tuple[bytes, str, int]:
+        cid, how = store_chunk(store, j, max_depth)
+        return cid, how, len(j.data)
 
     planned: list[tuple[TensorSource, int, int, list[Future]]] = []
     for position, t in enumerate(source.tensors):
@@ -152,24 +134,21 @@ def write_tensors(
         view = t.view()
         if len(view) != t.nbytes:
             raise ValueError(f"tensor {t.name!r}: {len(view)} bytes, expected {t.nbytes}")
-        step = max(t.dtype.size, chunk_bytes - chunk_bytes % 8)
-        b = base.get(t.name)
-        base_ids = None
-        if (
-            b is not None
-            and b.dtype == t.dtype.name
-            and b.nbytes == t.nbytes
-            and b.chunk_bytes == step
-        ):
-            base_ids = b.chunk_ids
+        step = chunk_elems * t.dtype.size
+        plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents)
+        eps = None
+        if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
+            eps = tolerance.eps_for(_max_abs(view, t.dtype) if tolerance.rel else 0.0)
         futures = []
         for i, (s, e) in enumerate(_chunk_spans(t.nbytes, step)):
-            fut = pool.submit(job, view[s:e], t.dtype, base_ids[i] if base_ids else None)
+            j = ChunkJob(view[s:e], t.dtype, i, plans, tolerance, eps)
+            fut = pool.submit(job, j)
             futures.append(fut)
             inflight.append(fut)
             drain(window)
         planned.append((t, position, step, futures))
     drain(0)
+    rows: list[TensorRow] = []
     for t, position, step, futures in planned:
         if t.tie is not None:
             rows.append(_tie_row(t, position, rows))

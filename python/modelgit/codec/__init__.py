@@ -1,0 +1,247 @@
+"""Chunk codecs: how the bytes of one chunk become a record payload and back.
+
+Every codec has an id (in the record header) and binary parameters (in the record);
+docs/FORMAT.md section 3 specifies them. Python chooses, the native core transforms,
+zstandard is the entropy stage.
+
+Lossless: ``RAW`` (0), ``ZSTD`` (1), ``PLANES`` (2: optional delta against one base
+chunk of the same dtype, byte planes, per-plane zstd), ``PREDICTED`` (3: a residual
+against a prediction from base chunks: a cast, a mean, with an optional zero mask).
+Lossy: ``QDELTA`` (128: error-bounded), ``LOWBIT`` (129: low-bit with group scales).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._native import _core
+from ..dtypes import DType, by_code
+from ..errors import CorruptObject
+from . import lossy
+from .entropy import Sections, section, zstd_decompress, zstd_or_none
+from .lossy import LOWBIT, QDELTA, lossy_bases
+from .predict import CAST, IDENT, MEAN, PREDICTOR_NAMES, ZERO, predict
+
+__all__ = [
+    "RAW",
+    "ZSTD",
+    "PLANES",
+    "PREDICTED",
+    "QDELTA",
+    "LOWBIT",
+    "IDENT",
+    "CAST",
+    "MEAN",
+    "ZERO",
+    "ZERO_ID",
+    "Encoded",
+    "encode_standalone",
+    "encode_planes",
+    "encode_predicted",
+    "decode_into",
+    "codec_name",
+    "bases_of",
+    "is_lossy",
+    "PREDICTOR_NAMES",
+]
+
+RAW, ZSTD, PLANES, PREDICTED = 0, 1, 2, 3
+_NAMES = {
+    RAW: "raw",
+    ZSTD: "zstd",
+    PLANES: "planes",
+    PREDICTED: "predicted",
+    QDELTA: "qdelta",
+    LOWBIT: "lowbit",
+}
+ZERO_ID = bytes(16)
+PLANES_PARAMS = struct.Struct("<BBBB16s")  # elem size, delta mode, rotate, 0, base id
+PRED_PARAMS = struct.Struct("<BBBBBBBB")  # predictor, dtype, base dtype, delta, rotate,
+#                                           nbases, flags (bit 0: zero mask), 0
+FLAG_MASK = 1
+
+
+def codec_name(codec: int) -> str:
+    return _NAMES.get(codec, f"codec-{codec}")
+
+
+def is_lossy(codec: int) -> bool:
+    return codec >= 128
+
+
+@dataclass(frozen=True)
+class Encoded:
+    codec: int
+    params: bytes
+    payload: bytes | memoryview
+    bases: tuple[bytes, ...] = ()  # chunk ids this record needs to decode
+
+
+def _plane_sections(planes: memoryview, elem_size: int, m: int) -> list[bytes | memoryview]:
+    parts: list[bytes | memoryview] = []
+    for p in range(elem_size):
+        parts += section(planes[p * m : (p + 1) * m])
+    return parts
+
+
+def encode_standalone(data: memoryview, elem_size: int, is_float: bool) -> Encoded:
+    """Best of raw / zstd / byte planes for a chunk with no base."""
+    if elem_size > 1:
+        enc = encode_planes(data, elem_size, rotate=is_float)
+        if len(enc.payload) < len(data):
+            return enc
+        return Encoded(RAW, b"", data)
+    frame = zstd_or_none(data)
+    if frame is not None:
+        return Encoded(ZSTD, b"", frame)
+    return Encoded(RAW, b"", data)
+
+
+def encode_planes(
+    data: memoryview,
+    elem_size: int,
+    rotate: bool,
+    base: memoryview | None = None,
+    base_id: bytes | None = None,
+    delta: int = 0,
+) -> Encoded:
+    """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
+    planes = memoryview(_core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate))
+    payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size))
+    params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
+    return Encoded(PLANES, params, payload, (base_id,) if delta and base_id else ())
+
+
+def encode_predicted(
+    data: memoryview,
+    dtype: DType,
+    predictor: int,
+    bases: list[memoryview],
+    base_ids: list[bytes],
+    base_dtype: DType,
+    delta: int,
+    use_mask: bool = False,
+) -> Encoded:
+    """A residual against a prediction (cast, mean), with an optional zero mask."""
+    n = len(data) // dtype.size
+    pred = predict(predictor, bases, base_dtype, dtype, n)
+    parts: list[bytes | memoryview] = []
+    flags = 0
+    if use_mask:
+        words = np.frombuffer(data, dtype=f"<u{dtype.size}")
+        mask = words == 0
+        pred_arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
+        pred_arr[mask] = 0
+        pred = memoryview(pred_arr.view(np.uint8))
+        parts += section(np.packbits(mask, bitorder="little").tobytes())
+        flags |= FLAG_MASK
+    planes = memoryview(
+        _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=dtype.is_float)
+    )
+    parts += _plane_sections(planes, dtype.size, n)
+    params = PRED_PARAMS.pack(
+        predictor, dtype.code, base_dtype.code, delta, int(dtype.is_float), len(base_ids), flags, 0
+    ) + b"".join(base_ids)
+    return Encoded(PREDICTED, params, b"".join(parts), tuple(base_ids))
+
+
+def bases_of(codec: int, params: bytes) -> list[bytes]:
+    """The chunk ids a record depends on (its delta bases)."""
+    if codec == PLANES and len(params) == PLANES_PARAMS.size:
+        _, delta, _, _, base_id = PLANES_PARAMS.unpack(params)
+        return [base_id] if delta else []
+    if codec == PREDICTED and len(params) >= PRED_PARAMS.size:
+        k = params[5]
+        if len(params) == PRED_PARAMS.size + 16 * k:
+            return [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
+    if is_lossy(codec):
+        return lossy_bases(codec, params)
+    return []
+
+
+GetBase = Callable[[bytes], memoryview]
+
+
+def _decode_planes(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    if len(params) != PLANES_PARAMS.size:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
+    n = len(out)
+    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 2 or rotate > 1:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    m = n // elem_size
+    r = Sections(payload, where)
+    planes = b"".join(bytes(r.section(m)) for _ in range(elem_size))
+    r.end()
+    base = get_base(base_id) if delta else None
+    if base is not None and len(base) != n:
+        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {n}")
+    _core.planes_decode(planes, elem_size, base=base, delta=delta, rotate=bool(rotate), out=out)
+
+
+def _decode_predicted(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    if len(params) < PRED_PARAMS.size:
+        raise CorruptObject(f"{where}: bad predicted-codec parameters")
+    predictor, dcode, bcode, delta, rotate, k, flags, _ = PRED_PARAMS.unpack_from(params)
+    if len(params) != PRED_PARAMS.size + 16 * k or delta > 2 or rotate > 1 or flags > 1:
+        raise CorruptObject(f"{where}: bad predicted-codec parameters")
+    try:
+        dtype, base_dtype = by_code(dcode), by_code(bcode)
+    except ValueError as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
+    if len(out) % dtype.size:
+        raise CorruptObject(f"{where}: length is not a whole number of elements")
+    n = len(out) // dtype.size
+    ids = [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
+    r = Sections(payload, where)
+    mask = None
+    if flags & FLAG_MASK:
+        bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
+        mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
+    planes = b"".join(bytes(r.section(n)) for _ in range(dtype.size))
+    r.end()
+    try:
+        pred = predict(predictor, [get_base(b) for b in ids], base_dtype, dtype, n)
+    except ValueError as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
+    if mask is not None:
+        arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
+        arr[mask] = 0
+        pred = memoryview(arr.view(np.uint8))
+    _core.planes_decode(planes, dtype.size, base=pred, delta=delta, rotate=bool(rotate), out=out)
+
+
+def decode_into(
+    codec: int,
+    params: bytes,
+    payload: memoryview,
+    out: memoryview,
+    get_base: GetBase,
+    where: str = "chunk",
+) -> None:
+    """Decode a payload into ``out`` (exactly the chunk's decoded length)."""
+    n = len(out)
+    if codec == RAW:
+        if len(payload) != n:
+            raise CorruptObject(f"{where}: raw payload has {len(payload)} bytes, expected {n}")
+        out[:] = payload
+    elif codec == ZSTD:
+        out[:] = zstd_decompress(payload, n, where)
+    elif codec == PLANES:
+        _decode_planes(params, payload, out, get_base, where)
+    elif codec == PREDICTED:
+        _decode_predicted(params, payload, out, get_base, where)
+    elif codec == QDELTA:
+        lossy.decode_qdelta(params, payload, out, get_base, where)
+    elif codec == LOWBIT:
+        lossy.decode_lowbit(params, payload, out, get_base, where)
+    else:
+        raise CorruptObject(f"{where}: unknown codec id {codec}")

@@ -1,0 +1,108 @@
+"""The entropy stage (zstandard) and bounds-checked payload sections."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import zstandard
+
+from ..errors import CorruptObject
+
+__all__ = ["ZSTD_LEVEL", "zstd_or_none", "zstd_decompress", "Sections", "section"]
+
+ZSTD_LEVEL = 3
+_SAMPLE = 64 * 1024
+MAX_FRAME_RATIO = 0.97  # data that zstd shrinks by less than 3% is stored raw
+
+_local = threading.local()
+_SECTION = struct.Struct("<BI")
+RAW, ZSTD = 0, 1
+
+
+def _cctx() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "cctx", None)
+    if c is None:
+        c = _local.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c
+
+
+def _dctx() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "dctx", None)
+    if d is None:
+        d = _local.dctx = zstandard.ZstdDecompressor()
+    return d
+
+
+def zstd_or_none(data: memoryview | bytes) -> bytes | None:
+    """A zstd frame of ``data`` if it saves at least 3%, else None (store raw)."""
+    data = memoryview(data)
+    n = len(data)
+    if n == 0:
+        return None
+    cctx = _cctx()
+    if n > 4 * _SAMPLE:  # try a sample first: incompressible planes are common
+        step = n // 4
+        sample = b"".join(bytes(data[i * step : i * step + _SAMPLE // 4]) for i in range(4))
+        if len(cctx.compress(sample)) > MAX_FRAME_RATIO * len(sample):
+            return None
+    frame = cctx.compress(data)
+    return frame if len(frame) <= MAX_FRAME_RATIO * n else None
+
+
+def zstd_decompress(frame: memoryview | bytes, size: int, where: str) -> bytes:
+    """Decode one frame that must yield exactly ``size`` bytes."""
+    if size == 0:
+        if len(frame):
+            raise CorruptObject(f"{where}: data where none was expected")
+        return b""
+    try:
+        out = _dctx().decompress(frame, max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise CorruptObject(f"{where}: zstd frame cannot be decoded ({exc})") from None
+    if len(out) != size:
+        raise CorruptObject(f"{where}: zstd frame decodes to {len(out)} bytes, expected {size}")
+    return out
+
+
+def section(data: memoryview | bytes) -> list[bytes | memoryview]:
+    """One section: u8 method (0 raw, 1 zstd), u32 stored length, the bytes."""
+    frame = zstd_or_none(data)
+    if frame is None:
+        return [_SECTION.pack(RAW, len(data)), data]
+    return [_SECTION.pack(ZSTD, len(frame)), frame]
+
+
+class Sections:
+    """Reads sections and fixed fields from a payload, checking every bound."""
+
+    def __init__(self, payload: memoryview, where: str) -> None:
+        self.buf = payload
+        self.pos = 0
+        self.where = where
+
+    def _take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise CorruptObject(f"{self.where}: payload is truncated")
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: struct.Struct) -> tuple:
+        return fmt.unpack(self._take(fmt.size))
+
+    def section(self, size: int) -> bytes | memoryview:
+        """The next section, which must decode to exactly ``size`` bytes."""
+        method, length = self.unpack(_SECTION)
+        body = self._take(length)
+        if method == RAW:
+            if length != size:
+                raise CorruptObject(f"{self.where}: raw section has the wrong length")
+            return body
+        if method == ZSTD:
+            return zstd_decompress(body, size, self.where)
+        raise CorruptObject(f"{self.where}: unknown section method {method}")
+
+    def end(self) -> None:
+        if self.pos != len(self.buf):
+            raise CorruptObject(f"{self.where}: trailing bytes after the payload")
