@@ -23,6 +23,7 @@ from .errors import (
 )
 from .maintenance import FsckReport, GcReport, RepoStats
 from .repository import Repository, init, open
+from .tolerance import Auto, ErrorBound, LowBit
 from .version import ParentLink, Version
 
 __version__ = "0.1.0"
@@ -33,6 +34,9 @@ __all__ = [
     "init",
     "open",
     "Repository",
+    "ErrorBound",
+    "LowBit",
+    "Auto",
     "Version",
     "ParentLink",
     "RepoStats",
