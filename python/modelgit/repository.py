@@ -84,6 +84,12 @@ def _materialize(t: TensorSource) -> torch.Tensor:
     return tensor_from_buffer(bytearray(t.view()), t.dtype, t.shape)
 
 
+def _gpu_decode_available() -> bool:
+    from . import cuda
+
+    return cuda.is_available()
+
+
 def open(path: str | os.PathLike[str]) -> Repository:  # noqa: A001 - public API name
     """Open the existing repository at ``path``."""
     return Repository(Path(path))
@@ -451,16 +457,24 @@ class Repository(LineageMixin):
     ) -> dict[str, torch.Tensor]:
         """The tensors of a version (latest by default) as a new state_dict.
 
-        ``keys`` limits the work to those tensors. Every chunk is verified.
+        ``keys`` limits the work to those tensors. Every chunk is verified. With
+        ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
+        (see ``reader_cuda``); otherwise tensors are decoded on the CPU and moved.
         """
         vid, _ = self._resolve(ref, version)
         rows = self._tensor_rows(vid, keys)
-        sd = read_tensors(self.store, rows, self._pool)
+        dev = torch.device(device)
+        if dev.type == "cuda" and _gpu_decode_available():
+            from .reader_cuda import read_tensors_cuda
+
+            sd = read_tensors_cuda(self.store, rows, self._pool, dev)
+        else:
+            sd = read_tensors(self.store, rows, self._pool)
+            if dev.type != "cpu":
+                moved: dict[int, torch.Tensor] = {}
+                sd = {k: moved.setdefault(id(t), t.to(dev)) for k, t in sd.items()}
         if keys is not None:
             sd = {k: sd[k] for k in keys}
-        if torch.device(device).type != "cpu":
-            moved: dict[int, torch.Tensor] = {}
-            sd = {k: moved.setdefault(id(t), t.to(device)) for k, t in sd.items()}
         return sd
 
     def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:

@@ -43,6 +43,8 @@ __all__ = [
     "encode_planes",
     "encode_predicted",
     "decode_into",
+    "PlanesParts",
+    "planes_parts",
     "codec_name",
     "bases_of",
     "is_lossy",
@@ -166,23 +168,39 @@ def bases_of(codec: int, params: bytes) -> list[bytes]:
 GetBase = Callable[[bytes], memoryview]
 
 
-def _decode_planes(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
-) -> None:
+@dataclass(frozen=True)
+class PlanesParts:
+    """A planes record after its entropy stage: what the transform still has to undo."""
+
+    elem_size: int
+    delta: int
+    rotate: bool
+    base_id: bytes | None
+    planes: bytes
+
+
+def planes_parts(params: bytes, payload: memoryview, n: int, where: str) -> PlanesParts:
+    """Parse and entropy-decode a planes (id 2) payload for a chunk of n bytes."""
     if len(params) != PLANES_PARAMS.size:
         raise CorruptObject(f"{where}: bad planes parameters")
     elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
-    n = len(out)
     if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 2 or rotate > 1:
         raise CorruptObject(f"{where}: bad planes parameters")
     m = n // elem_size
     r = Sections(payload, where)
     planes = b"".join(bytes(r.section(m)) for _ in range(elem_size))
     r.end()
-    base = get_base(base_id) if delta else None
-    if base is not None and len(base) != n:
-        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {n}")
-    _core.planes_decode(planes, elem_size, base=base, delta=delta, rotate=bool(rotate), out=out)
+    return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
+
+
+def _decode_planes(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    p = planes_parts(params, payload, len(out), where)
+    base = get_base(p.base_id) if p.base_id is not None else None
+    if base is not None and len(base) != len(out):
+        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {len(out)}")
+    _core.planes_decode(p.planes, p.elem_size, base=base, delta=p.delta, rotate=p.rotate, out=out)
 
 
 def _decode_predicted(
