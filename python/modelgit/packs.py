@@ -120,15 +120,28 @@ class PackWriter:
         fsync_dir(self.folder)
         self._file, self._name, self._size = f, name, PACK_HEADER.size
 
+    def _reopen(self) -> bool:
+        """Reopen our own current pack after close(), if it is still as we left it."""
+        if self._name is None:
+            return False
+        path = self.folder / self._name
+        try:
+            if path.stat().st_size != self._size:
+                return False
+        except FileNotFoundError:
+            return False  # gc rewrote it
+        self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        return True
+
     def append(self, rec: Record) -> tuple[str, int, int]:
         """Write one record; return (pack name, offset, length). Not durable until sync."""
         pieces = encode_record(rec)
         length = sum(len(p) for p in pieces)
-        if (
-            self._file is None
-            or not (self.folder / self._name).exists()  # type: ignore[operator]
-            or (self._size + length > self.max_bytes and self._size > PACK_HEADER.size)
-        ):
+        if self._file is None and not self._reopen():
+            self._open_new()
+        elif not (self.folder / self._name).exists():  # type: ignore[operator]
+            self._open_new()
+        elif self._size + length > self.max_bytes and self._size > PACK_HEADER.size:
             self.sync()
             self._open_new()
         assert self._file is not None and self._name is not None
@@ -146,6 +159,7 @@ class PackWriter:
             self._dirty = False
 
     def close(self) -> None:
+        """Sync and close the file; a later append reopens the same pack."""
         if self._file is not None:
             self.sync()
             self._file.close()

@@ -162,12 +162,21 @@ class ChunkStore:
                 self._writer.sync()
 
     def published(self) -> None:
-        """The caller's transaction committed: pending rows are now in the catalog."""
+        """The caller's transaction committed: pending rows are now in the catalog.
+
+        The pack file is closed between writes (it is reopened for the next one), so an
+        idle repository holds no open file for writing."""
         self._pending.clear()
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
 
     def abandon(self) -> None:
         """The caller's transaction failed: forget pending rows (their bytes are garbage)."""
         self._pending.clear()
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
 
     def close(self) -> None:
         with self._write_lock:
