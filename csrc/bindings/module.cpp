@@ -5,9 +5,17 @@ namespace py = pybind11;
 
 namespace modelgit::bindings {
 void register_info(py::module_& m);
+void register_planes(py::module_& m);
+void register_qdelta(py::module_& m);
+void register_lowbit(py::module_& m);
+void register_sketch(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "modelgit native core: byte-level transforms over contiguous buffers";
   modelgit::bindings::register_info(m);
+  modelgit::bindings::register_planes(m);
+  modelgit::bindings::register_qdelta(m);
+  modelgit::bindings::register_lowbit(m);
+  modelgit::bindings::register_sketch(m);
 }

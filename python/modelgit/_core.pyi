@@ -11,6 +11,15 @@ This file is the contract of the native core. Every function:
 * validates every length and parameter and raises ValueError with a readable message,
   never reads or writes out of bounds.
 
+Clarifications (native core):
+
+* an object that does not support the buffer protocol, or a non-int where an int is
+  expected, raises TypeError; every wrong *value* (length, size, range, mode, dtype,
+  non-contiguous or read-only buffer) raises ValueError;
+* ``out`` must not overlap any input buffer (ValueError);
+* ``threads`` must be >= 0; values above 256 are capped at 256;
+* zero-length inputs are valid everywhere and give empty outputs.
+
 Words are little-endian. ``dtype`` names: "float64", "float32", "float16", "bfloat16"
 (a bfloat16 or float16 buffer is passed as its raw 2-byte words).
 
@@ -52,6 +61,8 @@ def planes_encode(
     every w, i.e. out[p*m + i] = (w >> (8*(elem_size-1-p))) & 0xFF. Plane 0 is the most
     significant byte (sign/exponent), the last plane the least significant.
     ``base`` must have the same length as ``data``; ``delta`` != NONE requires it.
+    Clarification: a ``base`` given with ``delta == DELTA_NONE`` raises ValueError
+    (rather than being silently ignored).
     """
 
 def planes_decode(
@@ -85,6 +96,18 @@ def qdelta_encode(
     Element i is an exception (code 0, listed in exc_index/exc_values) when x or base is
     not finite, |q| > 2**31 - 1, dec is not finite, or |double(dec) - double(x)| > eps.
     eps must be finite and > 0 (and float32(step) > 0 for the 32/16-bit types).
+
+    Clarifications:
+    * float(q) and dec are computed from the int32 code (so q == -0.0 behaves as +0);
+      the decoder recomputes exactly the same dec from the code, so encode's check is
+      the decoder's result. Exceptions get code 0.
+    * "x - base" is the double difference of the exactly widened values.
+    * float32 -> bfloat16 of a NaN is (u >> 16) | 0x40; float32 -> float16 of a NaN is
+      0x7C00 | (mantissa >> 13) (made non-zero). Neither is observable: such elements
+      are always exceptions.
+    * if step or float32(step) overflows to inf, every element is an exception.
+    * the decoder accepts any int32 code (garbage codes decode to garbage values, never
+      out of bounds); only lengths and the exception list are validated.
     """
 
 def qdelta_decode(
@@ -117,6 +140,13 @@ def lowbit_quantize(
       code = clamp(rint_half_even((double(x) - double(lo)) / double(scale)), 0, L)
       (0 when scale == 0 or x is not finite);
       decoded = fadd(fmul(float(code), scale), offset) in float32.
+
+    Clarifications:
+    * x must be float32 (len(x) % 4 == 0); n = len(x) // 4, ceil(n / group) groups.
+    * bits == 1: the sum of |x| runs sequentially in element order in double (not a
+      pairwise sum), then is divided by the count of finite elements (scale 0 if none).
+    * bits >= 2: for min / max, -0.0 orders below +0.0, so lo and hi do not depend on
+      the order in which elements are visited.
     """
 
 def lowbit_dequantize(
@@ -129,7 +159,11 @@ def lowbit_dequantize(
     out: Buffer | None = None,
     threads: int = 0,
 ) -> bytearray:
-    """Decoded float32 values (n elements) as defined in lowbit_quantize."""
+    """Decoded float32 values (n elements) as defined in lowbit_quantize.
+
+    n >= 0; len(packed) must be ceil(n*bits/8), len(scales) == len(offsets) ==
+    4*ceil(n/group). Unused high bits of the last packed byte are ignored. With
+    bits == 1 the offsets are ignored (but must have the right length)."""
 
 def pack_bits(codes: Buffer, bits: int) -> bytearray:
     """Pack uint8 codes (each < 2**bits), LSB first: code i occupies bits
@@ -137,7 +171,8 @@ def pack_bits(codes: Buffer, bits: int) -> bytearray:
     ceil(n*bits/8); unused high bits of the last byte are 0. A code >= 2**bits raises."""
 
 def unpack_bits(packed: Buffer, bits: int, n: int) -> bytearray:
-    """Inverse of pack_bits: n uint8 codes. len(packed) must be ceil(n*bits/8)."""
+    """Inverse of pack_bits: n uint8 codes. len(packed) must be ceil(n*bits/8).
+    Unused high bits of the last byte are ignored (not validated)."""
 
 # --- tensor sketch ---------------------------------------------------------------
 def sketch(x: Buffer, dtype: str, k: int = 64, seed: int = 0, threads: int = 0) -> bytearray:
@@ -152,4 +187,9 @@ def sketch(x: Buffer, dtype: str, k: int = 64, seed: int = 0, threads: int = 0) 
     ||sketch(a) - sketch(b)|| estimates ||a - b|| (same shape), in O(k) per comparison.
     splitmix64(z): z += 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EB; return z ^ (z >> 31).
+
+    Clarifications: 1 <= k <= 2**24; ``seed`` may be any int, taken mod 2**64.
+    Each block's partial sums start at +0.0 and accumulate ``+x_i`` or ``-x_i`` (exact
+    negation) in element order; the result starts at +0.0 and adds each block's partial
+    vector in block order (s = s + p_b), so np.bincount per block reproduces it bit for bit.
     """

@@ -1,0 +1,201 @@
+"""Throughput of the native core kernels against their numpy references.
+
+Usage: python bench/bench_core.py [--mib 64] [--runs 5]
+
+Each kernel runs on an input of --mib MiB (input bytes / time = GB/s) with threads=1
+and threads=2, side by side with its numpy reference from tests/reference.py; the
+table shows medians over --runs interleaved runs and speed-ups over numpy. Kernels with
+an ``out=`` parameter write into a preallocated buffer; the others (and every numpy
+reference) allocate their result, page faults included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import reference as ref  # noqa: E402
+from modelgit import _core  # noqa: E402
+
+
+def cases(nbytes: int, rng):
+    n32 = nbytes // 4
+    x32 = rng.standard_normal(n32).astype(np.float32)
+    b32 = (x32 + rng.standard_normal(n32).astype(np.float32) * np.float32(1e-3)).astype(np.float32)
+    xbf = ref.f32_to_bf16_bits_ref(rng.standard_normal(nbytes // 2).astype(np.float32))
+    bbf = xbf ^ rng.integers(0, 4, len(xbf), dtype=np.uint16)
+    xr, br = x32.view(np.uint8), b32.view(np.uint8)
+    p_none = bytes(_core.planes_encode(xr, 4))
+    p_xor = bytes(_core.planes_encode(xr, 4, br, _core.DELTA_XOR, True))
+    p_bf = bytes(_core.planes_encode(xbf, 2, bbf, _core.DELTA_SUB, True))
+    q32 = _core.qdelta_encode(x32, b32, "float32", 1e-3)
+    qbf = _core.qdelta_encode(xbf, bbf, "bfloat16", 1e-2)
+    l4 = _core.lowbit_quantize(x32, 4, 128)
+    l1 = _core.lowbit_quantize(x32, 1, 128)
+    codes4 = rng.integers(0, 16, nbytes, dtype=np.uint8)
+    packed4 = bytes(_core.pack_bits(codes4, 4))
+    o8 = bytearray(nbytes)  # out= buffers: measure the kernels, not the page faults
+    o8b = bytearray(nbytes)
+    X = _core.DELTA_XOR
+    S = _core.DELTA_SUB
+    return [
+        # name, core(threads), numpy reference, input bytes
+        (
+            "planes_encode f32 none",
+            lambda t: _core.planes_encode(xr, 4, out=o8, threads=t),
+            lambda: ref.planes_encode_ref(xr, 4),
+            nbytes,
+        ),
+        (
+            "planes_decode f32 none",
+            lambda t: _core.planes_decode(p_none, 4, out=o8, threads=t),
+            lambda: ref.planes_decode_ref(p_none, 4),
+            nbytes,
+        ),
+        (
+            "planes_encode f32 xor+rot",
+            lambda t: _core.planes_encode(xr, 4, br, X, True, o8, t),
+            lambda: ref.planes_encode_ref(xr, 4, br, X, True),
+            nbytes,
+        ),
+        (
+            "planes_decode f32 xor+rot",
+            lambda t: _core.planes_decode(p_xor, 4, br, X, True, o8, t),
+            lambda: ref.planes_decode_ref(p_xor, 4, br, X, True),
+            nbytes,
+        ),
+        (
+            "planes_encode bf16 sub+rot",
+            lambda t: _core.planes_encode(xbf, 2, bbf, S, True, o8, t),
+            lambda: ref.planes_encode_ref(xbf, 2, bbf, S, True),
+            nbytes,
+        ),
+        (
+            "planes_decode bf16 sub+rot",
+            lambda t: _core.planes_decode(p_bf, 2, bbf, S, True, o8, t),
+            lambda: ref.planes_decode_ref(p_bf, 2, bbf, S, True),
+            nbytes,
+        ),
+        (
+            "qdelta_encode f32",
+            lambda t: _core.qdelta_encode(x32, b32, "float32", 1e-3, threads=t),
+            lambda: ref.qdelta_encode_ref(x32, b32, "float32", 1e-3),
+            nbytes,
+        ),
+        (
+            "qdelta_decode f32",
+            lambda t: _core.qdelta_decode(q32[0], b32, q32[1], q32[2], "float32", 1e-3, o8, t),
+            lambda: ref.qdelta_decode_ref(q32[0], b32, q32[1], q32[2], "float32", 1e-3),
+            nbytes,
+        ),
+        (
+            "qdelta_encode bf16",
+            lambda t: _core.qdelta_encode(xbf, bbf, "bfloat16", 1e-2, threads=t),
+            lambda: ref.qdelta_encode_ref(xbf, bbf, "bfloat16", 1e-2),
+            nbytes,
+        ),
+        (
+            "qdelta_decode bf16",
+            lambda t: _core.qdelta_decode(qbf[0], bbf, qbf[1], qbf[2], "bfloat16", 1e-2, o8b, t),
+            lambda: ref.qdelta_decode_ref(qbf[0], bbf, qbf[1], qbf[2], "bfloat16", 1e-2),
+            nbytes,
+        ),
+        (
+            "lowbit_quantize 4b g128",
+            lambda t: _core.lowbit_quantize(x32, 4, 128, threads=t),
+            lambda: ref.lowbit_quantize_ref(x32, 4, 128),
+            nbytes,
+        ),
+        (
+            "lowbit_dequantize 4b g128",
+            lambda t: _core.lowbit_dequantize(*l4, 4, 128, n32, o8, t),
+            lambda: ref.lowbit_dequantize_ref(*l4, 4, 128, n32),
+            nbytes,
+        ),
+        (
+            "lowbit_quantize 1b g128",
+            lambda t: _core.lowbit_quantize(x32, 1, 128, threads=t),
+            lambda: ref.lowbit_quantize_ref(x32, 1, 128),
+            nbytes,
+        ),
+        (
+            "lowbit_dequantize 1b g128",
+            lambda t: _core.lowbit_dequantize(*l1, 1, 128, n32, o8, t),
+            lambda: ref.lowbit_dequantize_ref(*l1, 1, 128, n32),
+            nbytes,
+        ),
+        (
+            "pack_bits 4b (codes in)",
+            lambda t: _core.pack_bits(codes4, 4),
+            lambda: ref.pack_bits_ref(codes4, 4),
+            nbytes,
+        ),
+        (
+            "unpack_bits 4b (codes out)",
+            lambda t: _core.unpack_bits(packed4, 4, nbytes),
+            lambda: ref.unpack_bits_ref(packed4, 4, nbytes),
+            nbytes,
+        ),
+        (
+            "sketch f32 k=64",
+            lambda t: _core.sketch(x32, "float32", 64, threads=t),
+            lambda: ref.sketch_ref(x32, "float32", 64),
+            nbytes,
+        ),
+        (
+            "sketch bf16 k=64",
+            lambda t: _core.sketch(xbf, "bfloat16", 64, threads=t),
+            lambda: ref.sketch_ref(xbf, "bfloat16", 64),
+            nbytes,
+        ),
+    ]
+
+
+def timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mib", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--filter", default="", help="only kernels whose name contains this")
+    args = ap.parse_args()
+    nbytes = args.mib << 20
+    rng = np.random.default_rng(0)
+    print(
+        f"modelgit._core benchmark: {args.mib} MiB inputs, median of {args.runs} interleaved "
+        f"runs, hardware threads = {_core.hardware_threads()}"
+    )
+    print()
+    print("| kernel | core t=1 GB/s | core t=2 GB/s | numpy GB/s | speed-up t=1 | speed-up t=2 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, core, numpy_ref, size in cases(nbytes, rng):
+        if args.filter not in name:
+            continue
+        core(1), core(2), numpy_ref()  # warm up (page faults, caches)
+        t1, t2, tr = [], [], []
+        for _ in range(args.runs):
+            t1.append(timed(lambda c=core: c(1)))
+            t2.append(timed(lambda c=core: c(2)))
+            tr.append(timed(numpy_ref))
+        m1, m2, mr = (statistics.median(v) for v in (t1, t2, tr))
+        gb = size / 1e9
+        print(
+            f"| {name} | {gb / m1:.2f} | {gb / m2:.2f} | {gb / mr:.3f} | {mr / m1:.1f}x | "
+            f"{mr / m2:.1f}x |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

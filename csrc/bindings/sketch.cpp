@@ -1,0 +1,43 @@
+// Bindings of the tensor sketch (sketch.hpp).
+#include "sketch.hpp"
+
+#include "pybuffer.hpp"
+
+namespace modelgit::bindings {
+namespace {
+
+py::bytearray run(py::object x_o, const std::string& dtype, py::object k_o, py::object seed_o,
+                  py::object threads_o) {
+  const DType dt = dtype_arg(dtype);
+  const long long k = int_arg(k_o, "k");
+  if (k < 1 || uint64_t(k) > kMaxSketchK)
+    throw py::value_error("k must be in [1, 2**24], got " + std::to_string(k));
+  if (!PyLong_Check(seed_o.ptr())) throw py::type_error("seed: expected an int");
+  const uint64_t seed = PyLong_AsUnsignedLongLongMask(seed_o.ptr());  // mod 2**64
+  if (PyErr_Occurred()) throw py::error_already_set();
+  const int threads = threads_arg(threads_o);
+  Buf x(x_o, "x");
+  const size_t E = dtype_size(dt);
+  if (x.size() % E)
+    throw py::value_error("x: length " + std::to_string(x.size()) +
+                          " is not a multiple of the element size " + std::to_string(E));
+  uint8_t* op = nullptr;
+  py::bytearray out = empty_bytearray(size_t(k) * 8, &op);
+  const int nt = resolve_threads(threads, x.size());
+  std::vector<double> s(static_cast<size_t>(k));
+  {
+    py::gil_scoped_release nogil;
+    sketch(x.data(), x.size() / E, dt, uint64_t(k), seed, s.data(), nt);
+    std::memcpy(op, s.data(), size_t(k) * 8);
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_sketch(py::module_& m) {
+  m.def("sketch", &run, py::arg("x"), py::arg("dtype"), py::arg("k") = 64, py::arg("seed") = 0,
+        py::arg("threads") = 0, "CountSketch of a float buffer: k float64 LE sums.");
+}
+
+}  // namespace modelgit::bindings

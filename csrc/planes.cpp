@@ -1,0 +1,212 @@
+#include "planes.hpp"
+
+#include "common.hpp"
+
+namespace modelgit {
+namespace {
+
+constexpr size_t kBlock = 2048;  // words per block: the block's words stay in L1
+
+template <typename T>
+inline T rotl1(T x) {
+  return T(T(x << 1) | T(x >> (sizeof(T) * 8 - 1)));
+}
+template <typename T>
+inline T rotr1(T x) {
+  return T(T(x >> 1) | T(x << (sizeof(T) * 8 - 1)));
+}
+
+// Scatter the bytes of n words into the planes (plane p at dst + p*m).
+template <typename T>
+inline void scatter(const T* MG_RESTRICT w, uint8_t* MG_RESTRICT dst, size_t m, size_t n) {
+  constexpr int E = sizeof(T);
+  if constexpr (E == 1) {
+    std::memcpy(dst, w, n);
+  } else if constexpr (E == 2) {
+    uint8_t* MG_RESTRICT o0 = dst;
+    uint8_t* MG_RESTRICT o1 = dst + m;
+    for (size_t j = 0; j < n; ++j) {
+      o0[j] = uint8_t(w[j] >> 8);
+      o1[j] = uint8_t(w[j]);
+    }
+  } else if constexpr (E == 4) {
+    uint8_t* MG_RESTRICT o0 = dst;
+    uint8_t* MG_RESTRICT o1 = dst + m;
+    uint8_t* MG_RESTRICT o2 = dst + 2 * m;
+    uint8_t* MG_RESTRICT o3 = dst + 3 * m;
+    for (size_t j = 0; j < n; ++j) {
+      const uint32_t v = w[j];
+      o0[j] = uint8_t(v >> 24);
+      o1[j] = uint8_t(v >> 16);
+      o2[j] = uint8_t(v >> 8);
+      o3[j] = uint8_t(v);
+    }
+  } else {
+    alignas(64) uint32_t half[kBlock];
+    for (int h = 0; h < 2; ++h) {
+      for (size_t j = 0; j < n; ++j) half[j] = uint32_t(w[j] >> (32 * (1 - h)));
+      uint8_t* MG_RESTRICT o0 = dst + size_t(4 * h) * m;
+      uint8_t* MG_RESTRICT o1 = o0 + m;
+      uint8_t* MG_RESTRICT o2 = o1 + m;
+      uint8_t* MG_RESTRICT o3 = o2 + m;
+      for (size_t j = 0; j < n; ++j) {
+        const uint32_t v = half[j];
+        o0[j] = uint8_t(v >> 24);
+        o1[j] = uint8_t(v >> 16);
+        o2[j] = uint8_t(v >> 8);
+        o3[j] = uint8_t(v);
+      }
+    }
+  }
+}
+
+template <typename T>
+inline void gather(const uint8_t* MG_RESTRICT src, T* MG_RESTRICT w, size_t m, size_t n) {
+  constexpr int E = sizeof(T);
+  if constexpr (E == 1) {
+    std::memcpy(w, src, n);
+  } else if constexpr (E == 2) {
+    const uint8_t* MG_RESTRICT s0 = src;
+    const uint8_t* MG_RESTRICT s1 = src + m;
+    for (size_t j = 0; j < n; ++j) w[j] = T((T(s0[j]) << 8) | T(s1[j]));
+  } else if constexpr (E == 4) {
+    const uint8_t* MG_RESTRICT s0 = src;
+    const uint8_t* MG_RESTRICT s1 = src + m;
+    const uint8_t* MG_RESTRICT s2 = src + 2 * m;
+    const uint8_t* MG_RESTRICT s3 = src + 3 * m;
+    for (size_t j = 0; j < n; ++j)
+      w[j] = (T(s0[j]) << 24) | (T(s1[j]) << 16) | (T(s2[j]) << 8) | T(s3[j]);
+  } else {
+    // two 32-bit halves: narrower lanes vectorize better than 64-bit ones
+    const uint8_t* MG_RESTRICT s0 = src;
+    const uint8_t* MG_RESTRICT s1 = src + m;
+    const uint8_t* MG_RESTRICT s2 = src + 2 * m;
+    const uint8_t* MG_RESTRICT s3 = src + 3 * m;
+    const uint8_t* MG_RESTRICT s4 = src + 4 * m;
+    const uint8_t* MG_RESTRICT s5 = src + 5 * m;
+    const uint8_t* MG_RESTRICT s6 = src + 6 * m;
+    const uint8_t* MG_RESTRICT s7 = src + 7 * m;
+    alignas(64) uint32_t hi[kBlock], lo[kBlock];
+    for (size_t j = 0; j < n; ++j)
+      hi[j] = (uint32_t(s0[j]) << 24) | (uint32_t(s1[j]) << 16) | (uint32_t(s2[j]) << 8) |
+              uint32_t(s3[j]);
+    for (size_t j = 0; j < n; ++j)
+      lo[j] = (uint32_t(s4[j]) << 24) | (uint32_t(s5[j]) << 16) | (uint32_t(s6[j]) << 8) |
+              uint32_t(s7[j]);
+    for (size_t j = 0; j < n; ++j) w[j] = (T(hi[j]) << 32) | T(lo[j]);
+  }
+}
+
+template <typename T, int DELTA, bool ROT>
+void encode_range(const uint8_t* MG_RESTRICT x, const uint8_t* MG_RESTRICT b,
+                  uint8_t* MG_RESTRICT out, size_t m, size_t i0, size_t i1) {
+  constexpr size_t E = sizeof(T);
+  alignas(64) T w[kBlock];
+  for (size_t i = i0; i < i1; i += kBlock) {
+    const size_t n = std::min(kBlock, i1 - i);
+    const uint8_t* xs = x + i * E;
+    if constexpr (DELTA == DELTA_NONE) {
+      if constexpr (ROT) {
+        for (size_t j = 0; j < n; ++j) w[j] = rotl1(load<T>(xs + j * E));
+      } else if (reinterpret_cast<uintptr_t>(xs) % alignof(T) == 0) {
+        scatter<T>(reinterpret_cast<const T*>(xs), out + i, m, n);  // no staging copy
+        continue;
+      } else {
+        std::memcpy(w, xs, n * E);
+      }
+    } else {
+      const uint8_t* bs = b + i * E;
+      for (size_t j = 0; j < n; ++j) {
+        T t = load<T>(xs + j * E), tb = load<T>(bs + j * E);
+        if constexpr (ROT) {
+          t = rotl1(t);
+          tb = rotl1(tb);
+        }
+        if constexpr (DELTA == DELTA_XOR) w[j] = T(t ^ tb);
+        else w[j] = T(t - tb);
+      }
+    }
+    scatter<T>(w, out + i, m, n);
+  }
+}
+
+template <typename T, int DELTA, bool ROT>
+void decode_range(const uint8_t* MG_RESTRICT pl, const uint8_t* MG_RESTRICT b,
+                  uint8_t* MG_RESTRICT out, size_t m, size_t i0, size_t i1) {
+  constexpr size_t E = sizeof(T);
+  alignas(64) T w[kBlock];
+  for (size_t i = i0; i < i1; i += kBlock) {
+    const size_t n = std::min(kBlock, i1 - i);
+    gather<T>(pl + i, w, m, n);
+    uint8_t* os = out + i * E;
+    if constexpr (DELTA == DELTA_NONE) {
+      if constexpr (ROT) {
+        for (size_t j = 0; j < n; ++j) store<T>(os + j * E, rotr1(w[j]));
+      } else {
+        std::memcpy(os, w, n * E);
+      }
+    } else {
+      const uint8_t* bs = b + i * E;
+      for (size_t j = 0; j < n; ++j) {
+        T tb = load<T>(bs + j * E);
+        if constexpr (ROT) tb = rotl1(tb);
+        T t;
+        if constexpr (DELTA == DELTA_XOR) t = T(w[j] ^ tb);
+        else t = T(w[j] + tb);
+        if constexpr (ROT) t = rotr1(t);
+        store<T>(os + j * E, t);
+      }
+    }
+  }
+}
+
+using RangeFn = void (*)(const uint8_t*, const uint8_t*, uint8_t*, size_t, size_t, size_t);
+
+template <bool ENC, typename T>
+RangeFn pick_t(int delta, bool rot) {
+#define MG_PICK(D, R) \
+  return ENC ? &encode_range<T, D, R> : &decode_range<T, D, R>
+  if (delta == DELTA_NONE) {
+    if (rot) MG_PICK(DELTA_NONE, true);
+    MG_PICK(DELTA_NONE, false);
+  }
+  if (delta == DELTA_XOR) {
+    if (rot) MG_PICK(DELTA_XOR, true);
+    MG_PICK(DELTA_XOR, false);
+  }
+  if (rot) MG_PICK(DELTA_SUB, true);
+  MG_PICK(DELTA_SUB, false);
+#undef MG_PICK
+}
+
+template <bool ENC>
+RangeFn pick(int elem_size, int delta, bool rot) {
+  switch (elem_size) {
+    case 1: return pick_t<ENC, uint8_t>(delta, rot);
+    case 2: return pick_t<ENC, uint16_t>(delta, rot);
+    case 4: return pick_t<ENC, uint32_t>(delta, rot);
+    default: return pick_t<ENC, uint64_t>(delta, rot);
+  }
+}
+
+}  // namespace
+
+void planes_encode(const uint8_t* data, const uint8_t* base, uint8_t* out, size_t m,
+                   int elem_size, int delta, bool rotate, int nthreads) {
+  if (m == 0) return;
+  RangeFn fn = pick<true>(elem_size, delta, rotate);
+  parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
+    if (b < e) fn(data, base, out, m, b, e);
+  });
+}
+
+void planes_decode(const uint8_t* planes, const uint8_t* base, uint8_t* out, size_t m,
+                   int elem_size, int delta, bool rotate, int nthreads) {
+  if (m == 0) return;
+  RangeFn fn = pick<false>(elem_size, delta, rotate);
+  parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
+    if (b < e) fn(planes, base, out, m, b, e);
+  });
+}
+
+}  // namespace modelgit

@@ -1,0 +1,18 @@
+// Byte-plane transform fused with an optional XOR / SUB delta against a base.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace modelgit {
+
+enum Delta : int { DELTA_NONE = 0, DELTA_XOR = 1, DELTA_SUB = 2 };
+
+// data, base (nullptr iff delta == DELTA_NONE) and out all hold m words of elem_size
+// bytes; out must not overlap the inputs. Parameters must already be valid.
+void planes_encode(const uint8_t* data, const uint8_t* base, uint8_t* out, size_t m,
+                   int elem_size, int delta, bool rotate, int nthreads);
+void planes_decode(const uint8_t* planes, const uint8_t* base, uint8_t* out, size_t m,
+                   int elem_size, int delta, bool rotate, int nthreads);
+
+}  // namespace modelgit

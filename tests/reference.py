@@ -1,0 +1,301 @@
+"""Plain-numpy reference implementations of every kernel of ``modelgit._core``.
+
+Each function follows the specification in ``python/modelgit/_core.pyi`` literally and
+returns numpy arrays; the native core (and the CUDA module) must match them bit for bit.
+Inputs are numpy arrays (or anything ``np.frombuffer`` accepts where noted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "DELTA_NONE",
+    "DELTA_XOR",
+    "DELTA_SUB",
+    "UINT",
+    "planes_encode_ref",
+    "planes_decode_ref",
+    "qdelta_encode_ref",
+    "qdelta_decode_ref",
+    "lowbit_quantize_ref",
+    "lowbit_dequantize_ref",
+    "pack_bits_ref",
+    "unpack_bits_ref",
+    "sketch_ref",
+    "splitmix64_ref",
+    "f32_to_bf16_bits_ref",
+    "to_float32_ref",
+    "from_float32_ref",
+    "ITEMSIZE",
+]
+
+DELTA_NONE, DELTA_XOR, DELTA_SUB = 0, 1, 2
+UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+
+
+_quiet = np.errstate(all="ignore")  # NaN/inf/overflow are data here, not errors
+
+
+def _u8(buf) -> np.ndarray:
+    """Any buffer or array as a flat uint8 view."""
+    if isinstance(buf, np.ndarray):
+        return np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
+# --- byte planes --------------------------------------------------------------------
+
+
+def _rotl1(w: np.ndarray) -> np.ndarray:
+    bits = w.dtype.itemsize * 8
+    return (w << w.dtype.type(1)) | (w >> w.dtype.type(bits - 1))
+
+
+def _rotr1(w: np.ndarray) -> np.ndarray:
+    bits = w.dtype.itemsize * 8
+    return (w >> w.dtype.type(1)) | (w << w.dtype.type(bits - 1))
+
+
+def planes_encode_ref(data, elem_size, base=None, delta=DELTA_NONE, rotate=False) -> np.ndarray:
+    """Byte planes of the (delta-coded, optionally rotated) words; returns uint8."""
+    t = _u8(data).view(UINT[elem_size])
+    if rotate:
+        t = _rotl1(t)
+    if delta != DELTA_NONE:
+        tb = _u8(base).view(UINT[elem_size])
+        if rotate:
+            tb = _rotl1(tb)
+        t = t ^ tb if delta == DELTA_XOR else t - tb  # uint arithmetic wraps mod 2**bits
+    # little-endian bytes of each word, most significant plane first
+    by = t.astype(t.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(-1, elem_size)
+    return np.ascontiguousarray(by[:, ::-1].T).reshape(-1)
+
+
+def planes_decode_ref(planes, elem_size, base=None, delta=DELTA_NONE, rotate=False) -> np.ndarray:
+    """Inverse of planes_encode_ref; returns uint8."""
+    p = _u8(planes).reshape(elem_size, -1)
+    w = np.ascontiguousarray(p[::-1].T).reshape(-1).view(UINT[elem_size])
+    if delta != DELTA_NONE:
+        tb = _u8(base).view(UINT[elem_size])
+        if rotate:
+            tb = _rotl1(tb)
+        w = w ^ tb if delta == DELTA_XOR else w + tb
+    if rotate:
+        w = _rotr1(w)
+    return w.view(np.uint8)
+
+
+# --- float conversions ----------------------------------------------------------------
+
+
+@_quiet
+def f32_to_bf16_bits_ref(f: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits, round to nearest even; NaN -> (u >> 16) | 0x40."""
+    u = np.ascontiguousarray(f, dtype=np.float32).view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(
+        np.uint16
+    )
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    r[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    return r
+
+
+@_quiet
+def to_float32_ref(raw, dtype: str) -> np.ndarray:
+    """Raw little-endian words of a 32/16-bit dtype widened exactly to float32."""
+    b = _u8(raw)
+    if dtype == "float32":
+        return b.view(np.float32).copy()
+    if dtype == "float16":
+        with np.errstate(all="ignore"):  # signalling NaNs
+            return b.view(np.float16).astype(np.float32)
+    if dtype == "bfloat16":
+        return (b.view(np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+    raise ValueError(dtype)
+
+
+@_quiet
+def from_float32_ref(f: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 -> raw words of dtype (RNE); returns the uint view."""
+    if dtype == "float32":
+        return f.astype(np.float32).view(np.uint32)
+    if dtype == "float16":
+        return f.astype(np.float16).view(np.uint16)
+    if dtype == "bfloat16":
+        return f32_to_bf16_bits_ref(f)
+    raise ValueError(dtype)
+
+
+@_quiet
+def _as_f64(raw, dtype: str) -> np.ndarray:
+    if dtype == "float64":
+        return _u8(raw).view(np.float64).copy()
+    with np.errstate(all="ignore"):  # signalling NaNs
+        return to_float32_ref(raw, dtype).astype(np.float64)
+
+
+# --- error-bounded quantized delta ----------------------------------------------------
+
+
+@_quiet
+def _qdelta_dec(codes: np.ndarray, base_raw, dtype: str, eps: float):
+    """Decoded raw words (uint view) for int32 codes, and their values as float64."""
+    step = 2.0 * eps
+    if dtype == "float64":
+        b = _u8(base_raw).view(np.float64)
+        with np.errstate(all="ignore"):
+            dec = b + codes.astype(np.float64) * np.float64(step)
+        return dec.view(np.uint64), dec
+    b = to_float32_ref(base_raw, dtype)
+    with np.errstate(all="ignore"):
+        s = np.float32(step)
+        d32 = b + codes.astype(np.float32) * s  # two float32 ops, each rounded
+        raw = from_float32_ref(d32, dtype)
+        return raw, to_float32_ref(raw, dtype).astype(np.float64)
+
+
+@_quiet
+def qdelta_encode_ref(x, base, dtype: str, eps: float):
+    """Returns (codes int32, exc_index uint64, exc_values uint8 raw words)."""
+    es = ITEMSIZE[dtype]
+    xd, bd = _as_f64(x, dtype), _as_f64(base, dtype)
+    with np.errstate(all="ignore"):
+        s = np.float64(2.0 * eps) if dtype == "float64" else np.float64(np.float32(2.0 * eps))
+        q = np.rint((xd - bd) / s)
+        bad = ~np.isfinite(xd) | ~np.isfinite(bd) | ~(np.abs(q) <= 2**31 - 1)
+        codes = np.where(bad, 0, q).astype(np.int32)
+        _, dec = _qdelta_dec(codes, base, dtype, eps)
+        bad |= ~np.isfinite(dec) | (np.abs(dec - xd) > eps)
+    codes[bad] = 0
+    idx = np.flatnonzero(bad).astype(np.uint64)
+    vals = _u8(x).reshape(-1, es)[bad].reshape(-1) if es else np.zeros(0, np.uint8)
+    return codes, idx, np.ascontiguousarray(vals)
+
+
+@_quiet
+def qdelta_decode_ref(codes, base, exc_index, exc_values, dtype: str, eps: float) -> np.ndarray:
+    """Decoded raw bytes (uint8)."""
+    es = ITEMSIZE[dtype]
+    c = _u8(codes).view(np.int32)
+    with np.errstate(all="ignore"):
+        raw, _ = _qdelta_dec(c, base, dtype, eps)
+    out = raw.view(np.uint8).reshape(-1, es).copy()
+    idx = _u8(exc_index).view(np.uint64).astype(np.intp)
+    out[idx] = _u8(exc_values).reshape(-1, es)
+    return out.reshape(-1)
+
+
+# --- low-bit quantization -------------------------------------------------------------
+
+
+def pack_bits_ref(codes, bits: int) -> np.ndarray:
+    """LSB-first packing of uint8 codes (each < 2**bits)."""
+    c = _u8(codes)
+    if np.any(c >> bits):
+        raise ValueError("code >= 2**bits")
+    n = len(c)
+    per = 8 // bits
+    pad = (-n) % per
+    cp = np.concatenate([c, np.zeros(pad, np.uint8)]).reshape(-1, per).astype(np.uint32)
+    shifts = (np.arange(per, dtype=np.uint32) * bits)[None, :]
+    return (cp << shifts).sum(axis=1, dtype=np.uint32).astype(np.uint8)
+
+
+def unpack_bits_ref(packed, bits: int, n: int) -> np.ndarray:
+    p = _u8(packed)
+    per = 8 // bits
+    shifts = (np.arange(per, dtype=np.uint8) * bits)[None, :]
+    c = (p[:, None] >> shifts) & np.uint8((1 << bits) - 1)
+    return c.reshape(-1)[:n].astype(np.uint8)
+
+
+def _groups(x: np.ndarray, group: int):
+    """Yields (start, stop) of each group; vectorized helpers below use padding."""
+    n = len(x)
+    return [(g, min(n, g + group)) for g in range(0, n, group)]
+
+
+@_quiet
+def lowbit_quantize_ref(x, bits: int, group: int):
+    """Returns (packed uint8, scales float32, offsets float32)."""
+    xf = _u8(x).view(np.float32)
+    n = len(xf)
+    ng = -(-n // group)
+    pad = ng * group - n
+    xp = np.concatenate([xf, np.full(pad, np.nan, np.float32)]).reshape(ng, group)
+    fin = np.isfinite(xp)
+    if bits == 1:
+        a = np.where(fin, np.abs(xp.astype(np.float64)), 0.0)
+        # sequential sum in element order (cumsum), not numpy's pairwise sum
+        sums = np.cumsum(a, axis=1)[:, -1] if ng else np.zeros(0)
+        cnt = fin.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scales = np.where(cnt > 0, sums / np.maximum(cnt, 1), 0.0).astype(np.float32)
+        offsets = np.zeros(ng, np.float32)
+        codes = ((xf >= 0) | np.isnan(xf)).astype(np.uint8)
+    else:
+        L = (1 << bits) - 1
+        anyf = fin.any(axis=1)
+        lo = np.where(anyf, np.where(fin, xp, np.inf).min(axis=1), 0).astype(np.float32)
+        hi = np.where(anyf, np.where(fin, xp, -np.inf).max(axis=1), 0).astype(np.float32)
+        # -0.0 orders below +0.0 for min / max
+        negz = (fin & (xp == 0) & np.signbit(xp)).any(axis=1)
+        posz = (fin & (xp == 0) & ~np.signbit(xp)).any(axis=1)
+        lo = np.where(lo == 0, np.where(negz, np.float32(-0.0), np.float32(0.0)), lo)
+        hi = np.where(hi == 0, np.where(posz | ~anyf, np.float32(0.0), np.float32(-0.0)), hi)
+        scales = ((hi.astype(np.float64) - lo.astype(np.float64)) / L).astype(np.float32)
+        offsets = lo
+        sc = np.repeat(scales, group)[:n].astype(np.float64)
+        lo_e = np.repeat(lo, group)[:n].astype(np.float64)
+        with np.errstate(all="ignore"):
+            q = np.rint((xf.astype(np.float64) - lo_e) / sc)
+        q = np.clip(q, 0, L)
+        q[(sc == 0) | ~np.isfinite(xf)] = 0
+        codes = q.astype(np.uint8)
+    return pack_bits_ref(codes, bits), scales.astype(np.float32), offsets.astype(np.float32)
+
+
+@_quiet
+def lowbit_dequantize_ref(packed, scales, offsets, bits: int, group: int, n: int) -> np.ndarray:
+    """Decoded float32 values."""
+    codes = unpack_bits_ref(packed, bits, n)
+    sc = np.repeat(_u8(scales).view(np.float32), group)[:n]
+    of = np.repeat(_u8(offsets).view(np.float32), group)[:n]
+    with np.errstate(all="ignore"):
+        if bits == 1:
+            return np.where(codes == 1, sc, -sc).astype(np.float32)
+        return codes.astype(np.float32) * sc + of
+
+
+# --- sketch -----------------------------------------------------------------------------
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def splitmix64_ref(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.uint64) + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@_quiet
+def sketch_ref(x, dtype: str, k: int = 64, seed: int = 0, block: int = 65536) -> np.ndarray:
+    """CountSketch (k float64) with per-block sequential sums added in block order."""
+    v = _as_f64(x, dtype)
+    n = len(v)
+    off = np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    out = np.zeros(k, np.float64)
+    for b0 in range(0, n, block):
+        vb = v[b0 : b0 + block]
+        i = np.arange(b0, b0 + len(vb), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            h = splitmix64_ref(i + off)
+        bucket = (((h >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)).astype(np.intp)
+        w = np.where((h & np.uint64(1)) == 1, vb, -vb)
+        fin = np.isfinite(vb)
+        # bincount adds the weights sequentially in element order
+        out = out + np.bincount(bucket[fin], weights=w[fin], minlength=k)
+    return out

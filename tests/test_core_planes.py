@@ -1,0 +1,164 @@
+"""planes_encode / planes_decode against the numpy reference, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelgit import _core
+from reference import DELTA_NONE, DELTA_SUB, DELTA_XOR, planes_decode_ref, planes_encode_ref
+
+MODES = [
+    (DELTA_NONE, False),
+    (DELTA_NONE, True),
+    (DELTA_XOR, False),
+    (DELTA_XOR, True),
+    (DELTA_SUB, False),
+    (DELTA_SUB, True),
+]
+
+
+def special_floats(dtype, n, rng):
+    """Random floats of `dtype` mixed with NaN payloads, +-inf, -0.0 and subnormals."""
+    if dtype == "bfloat16":
+        x = rng.standard_normal(n).astype(np.float32).view(np.uint32) >> 16
+        x = x.astype(np.uint16)
+        specials = np.array(
+            [0x7FC0, 0x7F81, 0xFFC1, 0x7F80, 0xFF80, 0x8000, 0x0001, 0x807F], dtype=np.uint16
+        )
+    else:
+        x = rng.standard_normal(n).astype(dtype)
+        fi = np.finfo(dtype)
+        uint = {2: np.uint16, 4: np.uint32, 8: np.uint64}[x.itemsize]
+        nan_payload = np.iinfo(uint).max >> 1  # all-ones NaN payload
+        specials = np.array(
+            [np.inf, -np.inf, -0.0, fi.smallest_subnormal, -fi.tiny, np.nan], dtype=dtype
+        ).view(uint)
+        extra = np.array([nan_payload, nan_payload - 5], dtype=uint)
+        specials = np.concatenate([specials, extra])
+        x = x.view(uint)
+    if n:
+        idx = rng.integers(0, n, size=min(n, 64))
+        x[idx] = specials[rng.integers(0, len(specials), size=len(idx))]
+    return x
+
+
+def check(data: np.ndarray, elem_size: int, base, delta, rotate, **kw):
+    enc = _core.planes_encode(data, elem_size, base, delta, rotate, **kw)
+    assert isinstance(enc, bytearray) and len(enc) == data.nbytes
+    ref = planes_encode_ref(data, elem_size, base, delta, rotate)
+    assert np.array_equal(np.frombuffer(enc, np.uint8), ref)
+    dec = _core.planes_decode(enc, elem_size, base, delta, rotate, **kw)
+    assert np.array_equal(
+        np.frombuffer(dec, np.uint8), planes_decode_ref(ref, elem_size, base, delta, rotate)
+    )
+    assert bytes(dec) == data.tobytes()
+
+
+DTYPES = [("float32", 4), ("float16", 2), ("bfloat16", 2), ("float64", 8)]
+
+
+@pytest.mark.parametrize("dtype,es", DTYPES)
+@pytest.mark.parametrize("delta,rotate", MODES)
+@pytest.mark.parametrize("n", [0, 1, 7, 1001, 4099])
+def test_floats_roundtrip(dtype, es, delta, rotate, n):
+    rng = np.random.default_rng(n * 31 + es)
+    x = special_floats(dtype, n, rng)
+    base = None
+    if delta != DELTA_NONE:
+        base = x.copy()
+        base[::3] = special_floats(dtype, len(base[::3]), rng)
+    check(x, es, base, delta, rotate)
+
+
+@pytest.mark.parametrize("dt", [np.int8, np.uint8])
+@pytest.mark.parametrize("delta,rotate", MODES)
+def test_bytes_elem_size_1(dt, delta, rotate):
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128 if dt is np.int8 else 0, 128, 999).astype(dt)
+    base = rng.integers(0, 100, 999).astype(dt) if delta else None
+    check(x, 1, base, delta, rotate)
+
+
+@pytest.mark.parametrize("es", [1, 2, 4, 8])
+@pytest.mark.parametrize(
+    "delta,rotate", [(DELTA_NONE, False), (DELTA_XOR, True), (DELTA_SUB, True)]
+)
+def test_large_threaded_independent(es, delta, rotate):
+    rng = np.random.default_rng(es)
+    n = (5 << 20) + 3 * 8  # > 4 MiB: threaded path, uneven split
+    x = rng.integers(0, 256, n, dtype=np.uint8)
+    base = rng.integers(0, 256, n, dtype=np.uint8) if delta else None
+    outs = [bytes(_core.planes_encode(x, es, base, delta, rotate, threads=t)) for t in (1, 2, 3, 0)]
+    assert all(o == outs[0] for o in outs)
+    assert np.array_equal(
+        np.frombuffer(outs[0], np.uint8), planes_encode_ref(x, es, base, delta, rotate)
+    )
+    decs = [bytes(_core.planes_decode(outs[0], es, base, delta, rotate, threads=t)) for t in (1, 3)]
+    assert decs[0] == decs[1] == x.tobytes()
+
+
+def test_input_kinds_and_out():
+    x = np.arange(64, dtype=np.float32)
+    b = np.ones(64, dtype=np.float32)
+    ref = planes_encode_ref(x, 4, b, DELTA_XOR, True).tobytes()
+    for conv in (bytes, bytearray, memoryview, lambda a: a, lambda a: memoryview(a.tobytes())):
+        assert bytes(_core.planes_encode(conv(x), 4, conv(b), DELTA_XOR, True)) == ref
+    out = bytearray(x.nbytes)
+    r = _core.planes_encode(x, 4, b, delta=DELTA_XOR, rotate=True, out=out)
+    assert r is out and bytes(out) == ref
+    arr = np.empty(x.nbytes, np.uint8)
+    r = _core.planes_decode(ref, 4, b, delta=DELTA_XOR, rotate=True, out=arr)
+    assert r is arr and arr.tobytes() == x.tobytes()
+    # a 2-D array is fine when contiguous
+    assert bytes(_core.planes_encode(x.reshape(8, 8), 4)) == planes_encode_ref(x, 4).tobytes()
+
+
+def test_non_contiguous_rejected():
+    x = np.arange(64, dtype=np.float32)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.planes_encode(x[::2], 4)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.planes_encode(memoryview(x.tobytes())[::2], 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.planes_decode(x.tobytes(), 4, x.reshape(8, 8).T, DELTA_XOR)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.planes_encode(x, 4, out=np.empty(512, np.uint8)[::2])
+
+
+def test_constants():
+    assert (_core.DELTA_NONE, _core.DELTA_XOR, _core.DELTA_SUB) == (0, 1, 2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    es=st.sampled_from([1, 2, 4, 8]),
+    mode=st.sampled_from(MODES),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_hypothesis_roundtrip(data, es, mode, seed):
+    delta, rotate = mode
+    data = data[: len(data) - len(data) % es]
+    x = np.frombuffer(data, np.uint8)
+    base = None
+    if delta:
+        base = np.random.default_rng(seed).integers(0, 256, len(data), dtype=np.uint8)
+    check(x, es, base, delta, rotate)
+
+
+@pytest.mark.parametrize("es", [2, 4, 8])
+def test_unaligned_buffers(es):
+    rng = np.random.default_rng(es)
+    raw = rng.integers(0, 256, 8 * 1001, dtype=np.uint8)
+    store = bytearray(len(raw) + 1)
+    store[1:] = raw.tobytes()
+    x = memoryview(store)[1:]  # contiguous but not aligned to the word size
+    ref = planes_encode_ref(raw, es).tobytes()
+    assert bytes(_core.planes_encode(x, es)) == ref
+    assert bytes(_core.planes_encode(x, es, x, DELTA_SUB, True)) == bytes(len(raw))
+    out = bytearray(len(raw) + 1)
+    _core.planes_decode(ref, es, out=memoryview(out)[1:])
+    assert bytes(out[1:]) == raw.tobytes()
