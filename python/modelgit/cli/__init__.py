@@ -1,0 +1,154 @@
+"""The ``modelgit`` command line.
+
+Like git, commands act on the repository at or above the current folder; ``--repo
+PATH`` (or ``$MODELGIT_REPO``) names another. Read commands take ``--json``. Errors
+print one line on stderr and exit non-zero: 1 for an error of use or data (unknown
+model, corrupt repository...), 2 for wrong arguments, 130 when interrupted.
+Set ``MODELGIT_DEBUG=1`` to see the traceback of an unexpected error.
+
+One module per group of commands: ``maintain`` (init, du, fsck, gc), ``write`` (add,
+commit, rm, tag, rename, export), ``query`` (ls, log, show, diff), ``lineage`` (graph,
+edge) and ``demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+
+from ..errors import ModelgitError
+from ._output import CliError, print_error
+
+__all__ = ["main", "build_parser"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+modelgit: version control and compact storage for families of ML models.
+
+Models are nodes of a lineage graph (base -> fine-tunes, casts, merges...); each
+model has a list of immutable versions; weights shared between relatives are
+stored once, and fine-tunes are delta-coded against their parents."""
+
+EPILOG = """\
+examples:
+  modelgit init models && cd models
+  modelgit add base base.safetensors -m "pretrained"
+  modelgit add chat chat.safetensors --parent base --relation finetune
+  modelgit commit chat chat-v2.safetensors -m "more data"
+  modelgit log chat
+  modelgit diff base chat@2
+  modelgit graph --format html -o lineage.html
+  modelgit du
+  modelgit demo            # a small lineage graph trained on the spot
+
+Run `modelgit COMMAND --help` for the options and examples of a command."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print_error(f"{message} (see `{self.prog} --help`)", prog=self.prog)
+        raise SystemExit(EXIT_USAGE)
+
+
+class Common:
+    """Parent parsers for the options many commands share."""
+
+    def __init__(self) -> None:
+        self.repo = Parser(add_help=False)
+        self.repo.add_argument(
+            "--repo",
+            metavar="PATH",
+            default=argparse.SUPPRESS,
+            help="the repository to use (default: the one at or above the current folder)",
+        )
+        self.json = Parser(add_help=False)
+        self.json.add_argument(
+            "--json", action="store_true", default=False, help="machine-readable JSON output"
+        )
+
+
+def build_parser() -> Parser:
+    from . import demo, lineage, maintain, query, write
+
+    parser = Parser(
+        prog="modelgit",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"modelgit {__version__}")
+    parser.add_argument(
+        "--repo",
+        metavar="PATH",
+        default=None,
+        help="the repository to use (default: the one at or above the current folder)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    common = Common()
+    for module in (maintain, write, query, lineage, demo):
+        module.register(sub, common)
+    return parser
+
+
+def _close_stdout() -> None:
+    """After a broken pipe (``modelgit log | head``), silence the final flush."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print_error("a command is required (see `modelgit --help`)")
+        return EXIT_USAGE
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+        return int(code or 0)
+    except BrokenPipeError:
+        _close_stdout()
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except (ModelgitError, CliError) as exc:
+        print_error(exc)
+        return EXIT_ERROR
+    except sqlite3.DatabaseError as exc:
+        print_error(
+            f"the repository catalog is damaged or unreadable ({exc}); "
+            "restore catalog.db from a backup"
+        )
+        return EXIT_ERROR
+    except OSError as exc:
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print_error(f"{exc.strerror or exc}{where}")
+        return EXIT_ERROR
+    except Exception as exc:
+        if os.environ.get("MODELGIT_DEBUG"):
+            raise
+        print_error(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(set MODELGIT_DEBUG=1 for a traceback, and please report it)"
+        )
+        return EXIT_INTERNAL

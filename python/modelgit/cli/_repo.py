@@ -1,0 +1,40 @@
+"""Finding the repository a command acts on: ``--repo PATH``, ``$MODELGIT_REPO``, or
+the current folder and its parents, like git."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotARepository
+from ..repository import FORMAT_FILE, Repository
+
+__all__ = ["find_root", "open_repo"]
+
+
+def find_root(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` holding a repository format file."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / FORMAT_FILE).is_file():
+            return folder
+    return None
+
+
+def open_repo(args: Any) -> Repository:
+    path = getattr(args, "repo", None) or os.environ.get("MODELGIT_REPO") or None
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise NotARepository(
+                f"{p} does not exist; create a repository with `modelgit init {p}`"
+            )
+        return Repository(p)
+    root = find_root(Path.cwd())
+    if root is None:
+        raise NotARepository(
+            f"not a modelgit repository (nor any parent folder): {Path.cwd()}; "
+            "run `modelgit init` or pass --repo PATH"
+        )
+    return Repository(root)

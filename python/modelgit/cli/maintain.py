@@ -1,0 +1,135 @@
+"""Repository commands: init, du, fsck, gc."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..repository import init
+from ._output import emit, human, share, table
+from ._progress import Progress, call_with_progress
+from ._repo import open_repo
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def register(sub: Any, common: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="create a repository",
+        description="Create a new, empty repository in PATH (a new or empty folder).",
+        epilog="examples:\n  modelgit init               # here\n  modelgit init models",
+        formatter_class=RAW,
+    )
+    p.add_argument("path", nargs="?", default=".", metavar="PATH", help="folder (default: .)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "du",
+        parents=[common.repo, common.json],
+        help="storage used, per model",
+        description=(
+            "Storage per model: logical size (all versions), stored size (the bytes of "
+            "the chunks the model introduced), ratio, the share of its bytes served by "
+            "deduplication and the share stored as deltas."
+        ),
+        epilog="examples:\n  modelgit du\n  modelgit du --json",
+        formatter_class=RAW,
+    )
+    p.set_defaults(func=cmd_du)
+
+    p = sub.add_parser(
+        "fsck",
+        parents=[common.repo, common.json],
+        help="check the repository",
+        description=(
+            "Check the catalog and the packs; by default decode and verify every chunk. "
+            "Exits 1 when a problem is found."
+        ),
+        epilog="examples:\n  modelgit fsck\n  modelgit fsck --quick --json",
+        formatter_class=RAW,
+    )
+    p.add_argument("--quick", action="store_true", help="check the catalog only, decode nothing")
+    p.set_defaults(func=cmd_fsck)
+
+    p = sub.add_parser(
+        "gc",
+        parents=[common.repo, common.json],
+        help="reclaim unused space",
+        description="Delete chunks no version needs (after rm) and compact the packs.",
+        epilog="examples:\n  modelgit rm old-model && modelgit gc",
+        formatter_class=RAW,
+    )
+    p.set_defaults(func=cmd_gc)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    repo = init(Path(args.path))
+    root = repo.root.resolve()
+    repo.close()
+    print(f"Initialized empty modelgit repository in {root}")
+    return 0
+
+
+def du_json(stats: Any) -> dict:
+    d = stats.to_json()
+    for m in d["models"]:
+        logical = m["logical_bytes"]
+        m["dedup_share"] = m["dedup_bytes"] / logical if logical else None
+        m["delta_share"] = m["delta_bytes"] / logical if logical else None
+    return d
+
+
+def du_text(stats: Any) -> str:
+    rows: list[list[object]] = [
+        ["model", "versions", "logical", "stored", "ratio", "dedup", "delta", ""]
+    ]
+    for m in stats.models:
+        ratio = f"{m.logical_bytes / m.stored_bytes:.2f}x" if m.stored_bytes else "-"
+        rows.append([
+            m.name,
+            m.versions,
+            human(m.logical_bytes),
+            human(m.stored_bytes),
+            ratio,
+            share(m.dedup_bytes, m.logical_bytes),
+            share(m.delta_bytes, m.logical_bytes),
+            "lossy" if m.lossy else "",
+        ])  # fmt: skip
+    total_ratio = f"{stats.logical_bytes / stats.stored_bytes:.2f}x" if stats.stored_bytes else "-"
+    dedup = sum(m.dedup_bytes for m in stats.models)
+    delta = sum(m.delta_bytes for m in stats.models)
+    rows.append([
+        "total",
+        sum(m.versions for m in stats.models),
+        human(stats.logical_bytes),
+        human(stats.stored_bytes),
+        total_ratio,
+        share(dedup, stats.logical_bytes),
+        share(delta, stats.logical_bytes),
+        "",
+    ])  # fmt: skip
+    out = table(rows, right=(1, 2, 3, 4, 5, 6))
+    return out + f"\n{stats.chunks} chunks in {human(stats.pack_bytes)} of pack files"
+
+
+def cmd_du(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        stats = repo.stats()
+        emit(args.json, du_json(stats), du_text(stats))
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo, Progress("checking") as bar:
+        report = call_with_progress(repo.fsck, full=not args.quick, progress=bar)
+    emit(args.json, report)
+    return 0 if report.ok else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo, Progress("collecting garbage") as bar:
+        report = call_with_progress(repo.gc, progress=bar)
+    emit(args.json, report)
+    return 0

@@ -1,0 +1,201 @@
+"""Read commands: ls, log, show, diff."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..diff import TensorInfo, architecture
+from ._output import emit, human, table, when
+from ._progress import Progress
+from ._repo import open_repo
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def register(sub: Any, common: Any) -> None:
+    p = sub.add_parser(
+        "ls",
+        parents=[common.repo, common.json],
+        help="list models",
+        description="List the models: versions, latest size, parents, tags.",
+        epilog="examples:\n  modelgit ls\n  modelgit ls --json",
+        formatter_class=RAW,
+    )
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser(
+        "log",
+        parents=[common.repo, common.json],
+        help="show versions, newest first",
+        description=(
+            "The versions of a model (or of every model), newest first, with their ids, "
+            "dates, sizes, messages, parents and whether they are stored lossily."
+        ),
+        epilog="examples:\n  modelgit log chat\n  modelgit log -n 5\n  modelgit log chat --json",
+        formatter_class=RAW,
+    )
+    p.add_argument("model", nargs="?", metavar="NAME", help="one model (default: all)")
+    p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N versions")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser(
+        "show",
+        parents=[common.repo, common.json],
+        help="show one version",
+        description=(
+            "Details of a version: id, parents, metadata, tensors, side files and an "
+            "architecture summary."
+        ),
+        epilog=(
+            "examples:\n  modelgit show chat\n  modelgit show chat@2 --all\n"
+            "  modelgit show prod --json"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("ref", metavar="REF", help="name, name@N, name@latest or a tag")
+    p.add_argument("--all", action="store_true", help="list every tensor (default: first 20)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "diff",
+        parents=[common.repo, common.json],
+        help="compare two versions",
+        description=(
+            "Compare any two versions (of one model or of two): tensors added, removed and "
+            "changed (shape, dtype, values: changed elements, max |difference|, relative "
+            "L2 difference), and the architecture of each side."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit diff chat@1 chat@2\n"
+            "  modelgit diff base chat --json\n"
+            "  modelgit diff base base-bf16 --no-values   # names, shapes and dtypes only"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--no-values", action="store_true", help="do not decode tensors")
+    p.add_argument(
+        "--exit-code", action="store_true", help="exit 1 when the versions differ (like git)"
+    )
+    p.set_defaults(func=cmd_diff)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        graph = repo.graph
+        tags: dict[str, list[str]] = {}
+        for t, v in repo.tags().items():
+            tags.setdefault(v.model, []).append(f"{t}=@{v.number}")
+        items = []
+        for n in graph.nodes():
+            items.append({
+                "name": n.name,
+                "versions": len(n.versions),
+                "latest": n.latest,
+                "logical_bytes": n.logical_bytes,
+                "lossy": n.lossy,
+                "parents": [
+                    {"model": p, "relation": e.relation}
+                    for p in graph.parents(n.name)
+                    if (e := graph.edge(p, n.name))
+                ],
+                "tags": tags.get(n.name, []),
+            })  # fmt: skip
+    rows: list[list[object]] = [["model", "versions", "size", "parents", "tags", ""]]
+    for it in items:
+        parents = ", ".join(f"{p['model']} ({p['relation']})" for p in it["parents"])
+        rows.append([
+            it["name"],
+            it["versions"],
+            human(it["logical_bytes"]),
+            parents or "-",
+            " ".join(it["tags"]),
+            "lossy" if it["lossy"] else "",
+        ])  # fmt: skip
+    text = table(rows, right=(1, 2)) if items else "(no models; add one with `modelgit add`)"
+    emit(args.json, items, text)
+    return 0
+
+
+def _tolerance_text(tol: Any) -> str:
+    if not tol:
+        return ""
+    try:
+        from ..tolerance import tolerance_from_json
+
+        return f"({tolerance_from_json(tol)})"
+    except Exception:  # an unknown kind written by a newer modelgit
+        return f"({tol})"
+
+
+def _version_text(v: Any) -> str:
+    head = f"{v.ref}  {v.id}  {when(v.created)}  {human(v.logical_bytes)}"
+    if v.lossy:
+        head += f"  LOSSY {_tolerance_text(v.tolerance)}".rstrip()
+    lines = [head]
+    if v.message:
+        lines.append(f"    {v.message}")
+    prov = [p for p in v.parents if p.kind == "provenance"]
+    if prov:
+        lines.append("    from " + ", ".join(f"{p.ref} ({p.relation})" for p in prov))
+    return "\n".join(lines)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        names = [args.model] if args.model else repo.models()
+        versions = [v for n in names for v in repo.versions(n)]
+    versions.sort(key=lambda v: (v.created, v.number), reverse=True)
+    if args.max_count is not None:
+        versions = versions[: max(0, args.max_count)]
+    text = "\n".join(_version_text(v) for v in versions) or "(no versions)"
+    emit(args.json, [v.to_json() for v in versions], text)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        vid, v = repo._resolve(args.ref)
+        rows = repo._tensor_rows(vid)
+        files = repo.files(v.ref)
+        tags = [t for t, tv in repo.tags(v.ref).items()]
+    infos = [TensorInfo(r.name, r.dtype, tuple(r.shape), r.nbytes) for r in rows]
+    arch = architecture(infos)
+    data = v.to_json()
+    data["tags"] = tags
+    data["tensors"] = [{**t.to_json(), "tied_to": r.tie} for t, r in zip(infos, rows, strict=True)]
+    data["files"] = {p: len(b) for p, b in files.items()}
+    data["architecture"] = arch.to_json(max_depth=2)
+    lines = [_version_text(v)]
+    if tags:
+        lines.append(f"    tags: {', '.join(tags)}")
+    if v.metadata:
+        lines.append("    metadata: " + ", ".join(f"{k}={val}" for k, val in v.metadata.items()))
+    lines.append("")
+    lines.extend(arch.lines())
+    lines.append("")
+    shown = infos if args.all else infos[:20]
+    trows: list[list[object]] = [["tensor", "dtype", "shape", "size"]]
+    for t, r in zip(shown, rows, strict=False):
+        tie = f" (tied to {r.tie})" if r.tie else ""
+        trows.append(
+            [t.name + tie, t.dtype, "x".join(map(str, t.shape)) or "scalar", human(t.nbytes)]
+        )
+    lines.append(table(trows, right=(3,)))
+    if len(infos) > len(shown):
+        lines.append(f"... {len(infos) - len(shown)} more tensors (--all to list them)")
+    if files:
+        lines.append("")
+        lines.append("files: " + ", ".join(f"{p} ({human(len(b))})" for p, b in files.items()))
+    emit(args.json, data, "\n".join(lines))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo, Progress("comparing") as bar:
+        d = repo.diff(args.a, args.b, values=not args.no_values, progress=bar.update)
+    emit(args.json, d)
+    return 1 if args.exit_code and not d.identical else 0

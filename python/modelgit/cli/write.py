@@ -1,0 +1,318 @@
+"""Commands that change the repository or write files: add, commit, rm, tag, rename, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ._output import CliError, emit, human
+from ._progress import Progress, call_with_progress
+from ._repo import open_repo
+
+RAW = argparse.RawDescriptionHelpFormatter
+PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+
+MODEL_HELP = (
+    "a .safetensors file, a Hugging Face model folder (safetensors shards + configs), "
+    "or a .pt/.pth/.bin/.ckpt state_dict (loaded with torch.load(weights_only=True))"
+)
+
+
+def register(sub: Any, common: Any) -> None:
+    p = sub.add_parser(
+        "add",
+        parents=[common.repo, common.json],
+        help="add a new model (its version 1)",
+        description="Add a new model NAME to the repository, stored from PATH as its version 1.",
+        epilog=(
+            "examples:\n"
+            "  modelgit add base base.safetensors -m 'pretrained on X'\n"
+            "  modelgit add chat ./chat-model/ --parent base --relation finetune\n"
+            "  modelgit add soup soup.safetensors -p chat -p code --relation merge\n"
+            "  modelgit add small small.pt --parent base@2 --relation distill --meta acc=0.91\n"
+            "  modelgit add q4 q4.safetensors --parent base --relation quantize "
+            "--tolerance bits=4,group=64"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("name", metavar="NAME", help="the new model's name")
+    p.add_argument("path", metavar="PATH", help=MODEL_HELP)
+    p.add_argument(
+        "-p",
+        "--parent",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="a model it was derived from (name, name@N or a tag); repeat for several",
+    )
+    p.add_argument(
+        "-r",
+        "--relation",
+        default="finetune",
+        help="how it was derived: finetune (default), distill, prune, quantize, cast, "
+        "adapter, merge or your own word",
+    )
+    _write_options(p)
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser(
+        "commit",
+        parents=[common.repo, common.json],
+        help="store a new version of a model",
+        description="Store the weights at PATH as the next version of the existing model NAME.",
+        epilog=(
+            "examples:\n"
+            "  modelgit commit chat chat-v2.safetensors -m 'one more epoch'\n"
+            "  modelgit commit chat ./chat-model/ -m 'fixed tokenizer config'"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("name", metavar="NAME", help="an existing model")
+    p.add_argument("path", metavar="PATH", help=MODEL_HELP)
+    _write_options(p)
+    p.set_defaults(func=cmd_commit)
+
+    p = sub.add_parser(
+        "rm",
+        parents=[common.repo],
+        help="remove models",
+        description=(
+            "Remove models and all their versions. Models derived from them stay readable; "
+            "their edges to the removed models go. Run `modelgit gc` to reclaim the space."
+        ),
+        epilog="examples:\n  modelgit rm old-exp\n  modelgit rm a b c && modelgit gc",
+        formatter_class=RAW,
+    )
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser(
+        "tag",
+        parents=[common.repo, common.json],
+        help="list, create or delete tags",
+        description=(
+            "A tag names one version: `modelgit tag prod chat@3`, then `modelgit show prod`. "
+            "Without arguments, list the tags."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit tag                  # list\n"
+            "  modelgit tag prod chat@3      # create\n"
+            "  modelgit tag -f prod chat@4   # move\n"
+            "  modelgit tag -d prod          # delete"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("tag", nargs="?", metavar="TAG")
+    p.add_argument(
+        "ref", nargs="?", metavar="REF", help="the version to tag (name@N; name: latest)"
+    )
+    p.add_argument("-d", "--delete", action="store_true", help="delete TAG")
+    p.add_argument("-f", "--force", action="store_true", help="move TAG if it exists")
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser(
+        "rename",
+        parents=[common.repo],
+        help="rename a model",
+        description="Rename a model; its versions, edges and tags follow.",
+        epilog="examples:\n  modelgit rename chat chat-old",
+        formatter_class=RAW,
+    )
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common.repo],
+        help="write a version as safetensors",
+        description=(
+            "Write a version to PATH: a .safetensors file when PATH ends so, else a folder "
+            "with model.safetensors and the side files (configs, tokenizer) stored with it."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit export chat@2 chat-v2.safetensors\n"
+            "  modelgit export prod ./prod-model/"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("ref", metavar="REF", help="name, name@N, name@latest or a tag")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_export)
+
+
+def _write_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--message", default="", help="a description of this version")
+    p.add_argument(
+        "--tolerance",
+        metavar="BOUND",
+        help="store lossily: abs=1e-4 (every element within 1e-4), rel=1e-3 (within 1e-3 "
+        "of the tensor's largest magnitude) or bits=4,group=64 (4-bit delta to the parent, "
+        "one scale per 64 elements); default: lossless",
+    )
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata to keep with the version (VALUE parsed as JSON if it is); repeatable",
+    )
+
+
+# -- argument parsing --------------------------------------------------------------------
+
+
+def parse_tolerance(text: str | None) -> Any:
+    """``--tolerance``: ``abs=1e-4``, ``rel=1e-3`` or ``bits=4,group=64`` -> the bound object
+    ``repo.add`` takes (:class:`modelgit.ErrorBound` / :class:`modelgit.LowBit`); ``None``
+    for ``lossless``. Checked before any weights are read."""
+    if text is None or text.strip().lower() in {"", "none", "lossless"}:
+        return None
+    from ..tolerance import parse_tolerance as parse
+
+    return parse(text)
+
+
+def parse_meta(items: list[str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"bad --meta {item!r}: write KEY=VALUE")
+        try:
+            meta[key] = json.loads(raw)
+        except ValueError:
+            meta[key] = raw
+    return meta
+
+
+def load_model_arg(path_text: str) -> Any:
+    """What ``repo.add`` gets for PATH: the path itself, or a state_dict from a .pt file."""
+    path = Path(path_text)
+    if not path.exists():
+        raise CliError(f"{path} does not exist")
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        import pickle
+
+        import torch
+
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            raise CliError(
+                f"cannot read {path} as a weights-only torch file "
+                f"({' '.join(str(exc).split())[:200]}); save it with torch.save(state_dict) "
+                "or as safetensors"
+            ) from None
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]  # Lightning-style checkpoints
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise CliError(f"{path} does not hold a state_dict (a dict of tensors)")
+        return obj
+    return str(path)
+
+
+def _describe(repo: Any, v: Any) -> str:
+    stats = getattr(repo, "last_write", None)
+    parts = [f"{v.ref}", f"id {v.id}", human(v.logical_bytes)]
+    if stats is not None and getattr(stats, "chunks", 0):
+        parts.append(f"{human(stats.new_bytes)} new")
+        parts.append(f"{stats.dedup}/{stats.chunks} chunks deduplicated, {stats.delta} delta-coded")
+    if v.lossy:
+        parts.append("lossy")
+    return ", ".join(parts)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    tolerance = parse_tolerance(args.tolerance)
+    meta = parse_meta(args.meta)
+    with open_repo(args) as repo:
+        model = load_model_arg(args.path)
+        kw: dict[str, Any] = {"message": args.message, "metadata": meta or None}
+        if tolerance is not None:
+            kw["tolerance"] = tolerance
+        with Progress(f"adding {args.name}") as bar:
+            v = call_with_progress(
+                repo.add,
+                args.name,
+                model,
+                parents=args.parent or None,
+                relation=args.relation,
+                progress=bar,
+                **kw,
+            )
+        emit(args.json, v, f"added {_describe(repo, v)}")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    tolerance = parse_tolerance(args.tolerance)
+    meta = parse_meta(args.meta)
+    with open_repo(args) as repo:
+        repo._require_model(args.name)
+        model = load_model_arg(args.path)
+        kw: dict[str, Any] = {"message": args.message, "metadata": meta or None}
+        if tolerance is not None:
+            kw["tolerance"] = tolerance
+        with Progress(f"committing {args.name}") as bar:
+            v = call_with_progress(repo.commit, args.name, model, progress=bar, **kw)
+        emit(args.json, v, f"committed {_describe(repo, v)}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        for name in args.names:  # check all before removing any
+            repo._require_model(name)
+        for name in dict.fromkeys(args.names):
+            repo.remove(name)
+            print(f"removed {name}")
+    print("run `modelgit gc` to reclaim the space")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        if args.delete:
+            if args.tag is None or args.ref is not None:
+                raise CliError("usage: modelgit tag -d TAG")
+            repo.untag(args.tag)
+            print(f"deleted tag {args.tag}")
+            return 0
+        if args.tag is None:
+            tags = repo.tags()
+            emit(
+                args.json,
+                {t: v.ref for t, v in tags.items()},
+                "\n".join(f"{t}  {v.ref}" for t, v in tags.items()) or "(no tags)",
+            )
+            return 0
+        if args.ref is None:
+            tags = repo.tags()
+            if args.tag not in tags:
+                raise CliError(f"no tag named {args.tag!r}; to create it: modelgit tag TAG REF")
+            emit(args.json, {args.tag: tags[args.tag].ref}, tags[args.tag].ref)
+            return 0
+        v = repo.tag(args.ref, args.tag, force=args.force)
+        emit(args.json, {args.tag: v.ref}, f"tagged {v.ref} as {args.tag}")
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        repo.rename(args.old, args.new)
+    print(f"renamed {args.old} to {args.new}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        v = repo.version(args.ref)
+        with Progress(f"exporting {v.ref}") as bar:
+            out = call_with_progress(repo.export, v.ref, args.path, progress=bar)
+    print(f"exported {v.ref} to {out}")
+    return 0

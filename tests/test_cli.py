@@ -1,0 +1,514 @@
+"""The ``modelgit`` command line, driven as a user drives it.
+
+Real subprocesses (``python -m modelgit`` and the ``modelgit`` entry point) check what
+only a separate process shows: exit codes, one-line errors without tracebacks, quiet
+stderr when not on a terminal. They start together (each pays torch's import) from one
+fixture. Everything else calls ``modelgit.cli.main(argv)`` in-process, which is the
+same code with the same exit codes and output, only faster.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import modelgit as mg
+from modelgit.cli import build_parser, main
+from modelgit.cli._progress import Progress, call_with_progress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+def weights(seed: int, n: int = 24) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "enc.layers.0.weight": torch.randn(n, n, generator=g),
+        "enc.layers.0.bias": torch.randn(n, generator=g),
+        "enc.layers.1.weight": torch.randn(n, n, generator=g),
+        "enc.layers.1.bias": torch.randn(n, generator=g),
+        "head.weight": torch.randn(4, n, generator=g),
+    }
+
+
+def nudged(sd: dict[str, torch.Tensor], by: float) -> dict[str, torch.Tensor]:
+    return {k: v + by if k.endswith("weight") else v.clone() for k, v in sd.items()}
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable:
+    """cli(*args, cwd=path) -> Result, running main() in-process."""
+    monkeypatch.delenv("MODELGIT_REPO", raising=False)
+    monkeypatch.delenv("MODELGIT_DEBUG", raising=False)
+    monkeypatch.setenv("MODELGIT_PROGRESS", "0")
+
+    def run(*args: str, cwd: Path | None = None) -> Result:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        cap = capsys.readouterr()
+        return Result(code, cap.out, cap.err)
+
+    return run
+
+
+def assert_one_line_error(r: Result, code: int = 1, match: str = "") -> None:
+    assert r.code == code, (r.code, r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("modelgit") and "error:" in lines[0], r.err
+    assert "Traceback" not in r.err
+    if match:
+        assert re.search(match, lines[0]), lines[0]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """Model files a user would have: safetensors, a .pt, a Hugging Face folder."""
+    d = tmp_path / "files"
+    d.mkdir()
+    base = weights(0)
+    save_file(base, d / "base.safetensors")
+    save_file(nudged(base, 0.01), d / "ft.safetensors")
+    torch.save(nudged(base, 0.02), d / "ft2.pt")
+    hf = d / "hf"
+    hf.mkdir()
+    save_file(nudged(base, 0.03), hf / "model.safetensors")
+    (hf / "config.json").write_text('{"hidden": 24}')
+    torch.save({"not": "tensors", "x": [1, 2]}, d / "junk.pt")
+    (d / "text.txt").write_text("hello")
+    return {p.name: p for p in d.iterdir()}
+
+
+@pytest.fixture
+def repo_dir(tmp_path: Path, cli: Callable, files: dict[str, Path]) -> Path:
+    """A repository with base -> ft (2 versions) -> hf, made through the CLI."""
+    r = tmp_path / "repo"
+    assert cli("init", r).code == 0
+    assert cli("add", "base", files["base.safetensors"], "-m", "pretrained", cwd=r).code == 0
+    assert cli("add", "ft", files["ft.safetensors"], "--parent", "base", cwd=r).code == 0
+    assert cli("commit", "ft", files["ft2.pt"], "-m", "more", "--meta", "acc=0.9").code == 0
+    res = cli("add", "hf", files["hf"], "-p", "ft@1", "-r", "adapter")
+    assert res.code == 0, res.err
+    return r
+
+
+# -- in-process: the commands ---------------------------------------------------------------
+
+
+def test_help_everywhere(cli: Callable) -> None:
+    r = cli("--help")
+    assert r.code == 0 and "examples:" in r.out and "modelgit init" in r.out
+    sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    expected = {"init", "add", "commit", "ls", "log", "show", "diff", "graph", "du", "export"}
+    expected |= {"rm", "tag", "gc", "fsck", "demo", "rename", "edge"}
+    assert expected <= set(sub)
+    for name in sub:
+        r = cli(name, "--help")
+        assert r.code == 0, name
+        assert "examples:" in r.out and f"modelgit {name}" in r.out, name
+    assert cli("--version").out.startswith("modelgit ")
+
+
+def test_init(cli: Callable, tmp_path: Path) -> None:
+    r = cli("init", tmp_path / "new")
+    assert r.code == 0 and "Initialized empty modelgit repository" in r.out
+    assert_one_line_error(cli("init", tmp_path / "new"), match="already")
+    (tmp_path / "here").mkdir()
+    assert cli("init", cwd=tmp_path / "here").code == 0
+    assert (tmp_path / "here" / "MODELGIT").is_file()
+
+
+def test_add_commit_and_read_back(cli: Callable, repo_dir: Path, files: dict[str, Path]) -> None:
+    items = {m["name"]: m for m in cli("ls", "--json", cwd=repo_dir).json()}
+    assert list(items) == ["base", "ft", "hf"]
+    assert items["ft"]["versions"] == 2
+    assert items["hf"]["parents"] == [{"model": "ft", "relation": "adapter"}]
+    text = cli("ls").out
+    assert "ft (adapter)" in text and "base (finetune)" in text
+
+    log = cli("log", "ft", "--json").json()
+    assert [v["number"] for v in log] == [2, 1]
+    assert log[0]["message"] == "more" and log[0]["metadata"] == {"acc": 0.9}
+    assert log[1]["parents"] == [{"ref": "base@1", "kind": "provenance", "relation": "finetune"}]
+    assert len(cli("log", "--json").json()) == 4
+    assert len(cli("log", "-n", "2", "--json").json()) == 2
+    text = cli("log", "ft").out
+    assert text.index("ft@2") < text.index("ft@1") and "from base@1 (finetune)" in text
+
+    show = cli("show", "ft@1", "--json").json()
+    assert show["number"] == 1 and len(show["tensors"]) == 5
+    assert show["architecture"]["params"] == sum(v.numel() for v in weights(0).values())
+    assert cli("show", "hf", "--json").json()["files"] == {"config.json": 14}
+    text = cli("show", "base").out
+    assert "0..1 x2" in text and "head.weight" in text
+
+    sd = mg.open(repo_dir).load("ft@2")
+    assert torch.equal(sd["head.weight"], torch.load(files["ft2.pt"])["head.weight"])
+
+
+def test_add_json_and_side_files_roundtrip(
+    cli: Callable, repo_dir: Path, tmp_path: Path, files: dict[str, Path]
+) -> None:
+    v = cli("add", "again", files["base.safetensors"], "--json", cwd=repo_dir).json()
+    assert v["model"] == "again" and v["number"] == 1
+    out = tmp_path / "exported"
+    r = cli("export", "hf", out)
+    assert r.code == 0 and "exported hf@1" in r.out
+    assert (out / "config.json").read_text() == '{"hidden": 24}'
+    r = cli("export", "ft@2", tmp_path / "ft2.safetensors")
+    assert r.code == 0 and (tmp_path / "ft2.safetensors").stat().st_size > 0
+
+
+def test_diff(cli: Callable, repo_dir: Path) -> None:
+    d = cli("diff", "base", "ft@1", "--json", cwd=repo_dir).json()
+    assert d["a"] == "base@1" and d["b"] == "ft@1"
+    assert {c["name"] for c in d["changed"]} == {
+        "enc.layers.0.weight", "enc.layers.1.weight", "head.weight"
+    }  # fmt: skip
+    assert all(c["max_abs"] == pytest.approx(0.01, rel=1e-3) for c in d["changed"])
+    assert d["unchanged"] == 2 and d["same_architecture"]
+    text = cli("diff", "ft@1", "ft@2").out
+    assert "3 changed" in text and "rel L2" in text
+    assert cli("diff", "base", "base", "--exit-code").code == 0
+    assert cli("diff", "base", "ft", "--exit-code").code == 1
+    nv = cli("diff", "base", "ft", "--no-values", "--json").json()
+    assert all(c["changed"] is None for c in nv["changed"])
+
+
+def test_du(cli: Callable, repo_dir: Path) -> None:
+    d = cli("du", "--json", cwd=repo_dir).json()
+    models = {m["name"]: m for m in d["models"]}
+    assert set(models) == {"base", "ft", "hf"}
+    for m in models.values():
+        assert 0 <= m["dedup_share"] <= 1 and 0 <= m["delta_share"] <= 1
+    assert models["ft"]["dedup_share"] > 0  # unchanged biases are shared with base
+    assert d["logical_bytes"] > d["stored_bytes"] > 0
+    text = cli("du").out
+    assert re.search(r"^total\s+4\s", text, re.M) and "dedup" in text and "delta" in text
+
+
+def test_graph_outputs(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
+    text = cli("graph", cwd=repo_dir).out
+    assert text.splitlines()[0].startswith("base") and "hf [adapter]" in text
+    svg = tmp_path / "g.svg"
+    r = cli("graph", "--format", "svg", "-o", svg)
+    assert r.code == 0 and "wrote svg of 3 models" in r.out
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    page = tmp_path / "g.html"
+    assert cli("graph", "-o", page).code == 0  # format from the suffix
+    assert page.read_text().startswith("<!DOCTYPE html>") and "<svg" in page.read_text()
+    dot = cli("graph", "--format", "dot", "--versions").out
+    assert '"ft@1" -> "ft@2"' in dot and '"ft@1" -> "hf@1"' in dot
+    g = cli("graph", "--json").json()
+    assert {(e["parent"], e["child"], e["relation"]) for e in g["edges"]} == {
+        ("base", "ft", "finetune"), ("ft", "hf", "adapter")
+    }  # fmt: skip
+    assert_one_line_error(cli("graph", "--versions"), match="--versions")
+    assert_one_line_error(cli("graph", "--format", "png"), code=2)
+
+
+def test_tags_edges_rename_rm_gc_fsck(cli: Callable, repo_dir: Path) -> None:
+    assert cli("tag", cwd=repo_dir).out.strip() == "(no tags)"
+    assert cli("tag", "prod", "ft@1").code == 0
+    assert cli("tag", "--json").json() == {"prod": "ft@1"}
+    assert cli("tag", "prod").out.strip() == "ft@1"
+    assert cli("show", "prod", "--json").json()["tags"] == ["prod"]
+    assert_one_line_error(cli("tag", "prod", "ft@2"), match="exists")
+    assert cli("tag", "-f", "prod", "ft@2").code == 0
+    assert cli("tag", "-d", "prod").code == 0
+    assert_one_line_error(cli("tag", "-d", "prod"), match="no tag")
+
+    assert cli("edge", "add", "base", "hf", "-r", "distill").code == 0
+    assert_one_line_error(cli("edge", "add", "hf", "base"), match="cycle")
+    assert cli("edge", "rm", "ft", "hf").code == 0
+    assert cli("graph", "--json").json()["edges"][-1] == {
+        "parent": "base", "child": "hf", "relation": "distill", "kind": "provenance"
+    }  # fmt: skip
+
+    assert cli("rename", "hf", "adapter").code == 0
+    assert [m["name"] for m in cli("ls", "--json").json()] == ["base", "ft", "adapter"]
+    r = cli("rm", "adapter", "ft")
+    assert r.code == 0 and "modelgit gc" in r.out
+    assert [m["name"] for m in cli("ls", "--json").json()] == ["base"]
+    gc = cli("gc", "--json").json()
+    assert gc["chunks_removed"] > 0 and gc["bytes_freed"] > 0
+    fsck = cli("fsck", "--json").json()
+    assert fsck["ok"] and fsck["problems"] == []
+    assert "ok" in cli("fsck", "--quick").out
+
+
+def test_repository_discovery(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
+    deep = repo_dir / "packs"  # any folder inside the repository
+    assert len(cli("ls", "--json", cwd=deep).json()) == 3
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert len(cli("--repo", repo_dir, "ls", "--json", cwd=elsewhere).json()) == 3
+    assert len(cli("ls", "--repo", str(repo_dir), "--json").json()) == 3
+    os.environ["MODELGIT_REPO"] = str(repo_dir)
+    try:
+        assert len(cli("ls", "--json").json()) == 3
+    finally:
+        del os.environ["MODELGIT_REPO"]
+    assert_one_line_error(cli("ls"), match="not a modelgit repository")
+    assert_one_line_error(cli("--repo", elsewhere, "ls"), match="not a modelgit repository")
+    assert_one_line_error(cli("--repo", tmp_path / "missing", "ls"), match="does not exist")
+
+
+def test_user_errors(cli: Callable, repo_dir: Path, files: dict[str, Path]) -> None:
+    cli("ls", cwd=repo_dir)
+    assert_one_line_error(cli("show", "nope"), match="no model named 'nope'")
+    assert_one_line_error(cli("show", "ft@9"), match="no version 9")
+    assert_one_line_error(cli("show", "ft@x"), match="bad version")
+    assert_one_line_error(cli("log", "nope"), match="nope")
+    assert_one_line_error(cli("diff", "base", "nope"), match="nope")
+    assert_one_line_error(cli("add", "base", files["ft.safetensors"]), match="exists")
+    assert_one_line_error(cli("add", "x", files["ft.safetensors"], "-p", "nope"), match="nope")
+    assert_one_line_error(cli("add", "a/b", files["ft.safetensors"]), match="forbidden")
+    assert_one_line_error(cli("add", "x", "missing.safetensors"), match="does not exist")
+    assert_one_line_error(cli("add", "x", files["text.txt"]), match="safetensors")
+    assert_one_line_error(cli("add", "x", files["junk.pt"]), match="state_dict|weights-only")
+    assert_one_line_error(cli("commit", "nope", files["ft.safetensors"]), match="nope")
+    bad = cli("add", "x", files["ft.safetensors"], "--tolerance", "abs=banana")
+    assert_one_line_error(bad, match="tolerance")
+    assert_one_line_error(cli("add", "x", files["ft.safetensors"], "--meta", "novalue"))
+    assert_one_line_error(cli("rm", "base", "nope"), match="nope")
+    assert "base" in [m["name"] for m in cli("ls", "--json").json()]  # rm checked all first
+    assert_one_line_error(cli("tag", "ft", "base"), match="model name")
+    assert_one_line_error(cli("rename", "ft", "base"), match="exists")
+    assert_one_line_error(cli("export", "nope", "x.safetensors"), match="nope")
+
+
+def test_wrong_arguments(cli: Callable, tmp_path: Path) -> None:
+    assert_one_line_error(cli("add", "onlyname", cwd=tmp_path), code=2, match="required")
+    assert_one_line_error(cli("frobnicate"), code=2, match="invalid choice")
+    assert_one_line_error(cli("log", "-n", "many"), code=2, match="invalid int")
+    r = cli()
+    assert r.code == 2 and "command is required" in r.err
+
+
+def test_tolerance_is_passed_through(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
+    save_file(nudged(weights(0), 0.05), tmp_path / "lossy.safetensors")
+    r = cli(
+        "add", "q", tmp_path / "lossy.safetensors", "-p", "base", "--tolerance", "abs=1e-3",
+        "--json", cwd=repo_dir,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    v = r.json()
+    assert v["lossy"] is True and v["tolerance"]["abs"] == pytest.approx(1e-3)
+    assert "LOSSY" in cli("log", "q").out
+    got = mg.open(repo_dir).load("q")["head.weight"]
+    assert (got - nudged(weights(0), 0.05)["head.weight"]).abs().max() <= 1e-3
+
+
+def test_parse_tolerance_forms() -> None:
+    from modelgit.cli.write import parse_tolerance
+
+    assert parse_tolerance(None) is None and parse_tolerance("lossless") is None
+    assert parse_tolerance("abs=1e-4") == mg.ErrorBound(abs=1e-4)
+    assert parse_tolerance("rel=1e-3") == mg.ErrorBound(rel=1e-3)
+    assert parse_tolerance("bits=4,group=64") == mg.LowBit(bits=4, group=64)
+    for bad in ("abs", "abs=x", "bits=3", "foo=1", "abs=-1"):
+        with pytest.raises(mg.ModelgitError):
+            parse_tolerance(bad)
+
+
+def test_demo_json(cli: Callable, tmp_path: Path) -> None:
+    r = cli("demo", "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    d = r.json()
+    names = [m["name"] for m in d["graph"]["models"]]
+    assert names == ["base", "ft-low", "ft-high", "base-bf16", "merged"]
+    assert d["accuracy"]["base@2"] > 0.5  # it really learned something
+    rel = {(e["parent"], e["child"]): e["relation"] for e in d["graph"]["edges"]}
+    assert rel[("base", "base-bf16")] == "cast" and rel[("ft-high", "merged")] == "merge"
+    assert d["stats"]["stored_bytes"] < d["stats"]["logical_bytes"]
+    assert d["path"] is None and list(tmp_path.iterdir()) == []  # temporary, removed
+
+
+def test_demo_without_sklearn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelgit import demo
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import fails as if absent
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    *_, source = demo.load_data()
+    assert source.startswith("synthetic")
+
+
+def test_docs_examples_run(cli: Callable, tmp_path: Path) -> None:
+    """Every `$ ` line of docs/cli.md's console blocks runs, in order, successfully."""
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    blocks = re.findall(r"```console\n(.*?)```", doc, re.S)
+    commands = [ln[2:] for b in blocks for ln in b.splitlines() if ln.startswith("$ ")]
+    assert len(commands) > 20
+    cwd = tmp_path
+    for line in commands:
+        argv = shlex.split(line)
+        if argv[0] == "cd":
+            cwd = (cwd / argv[1]).resolve()
+            continue
+        assert argv[0] == "modelgit", line
+        r = cli(*argv[1:], cwd=cwd)
+        assert r.code == 0, f"{line}: {r.err}"
+    assert (cwd / "lineage.svg").is_file() and (cwd / "lineage.html").is_file()
+
+
+# -- progress -----------------------------------------------------------------------------
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELGIT_PROGRESS", raising=False)
+    quiet = io.StringIO()
+    with Progress("work", stream=quiet, interval=0.01) as p:
+        p.update(5, 10)
+    assert quiet.getvalue() == ""
+    tty = _Tty()
+    with Progress("work", stream=tty, interval=0.01) as p:
+        p.update(512, 1024)
+        p._draw()
+    out = tty.getvalue()
+    assert "work [" in out and "50%" in out and out.endswith("\r")
+    monkeypatch.setenv("MODELGIT_PROGRESS", "0")
+    assert not Progress("x", stream=_Tty()).enabled
+    spin = Progress("spin", stream=io.StringIO())
+    assert "spin" in spin._line() and "s" in spin._line()
+
+
+def test_call_with_progress_passes_hook_only_when_taken() -> None:
+    seen = []
+
+    def takes(a: int, progress: Callable | None = None) -> int:
+        if progress is not None:
+            progress(1, 2)
+            seen.append(True)
+        return a
+
+    def plain(a: int) -> int:
+        return a
+
+    p = Progress("x", stream=io.StringIO())
+    assert call_with_progress(takes, 3, progress=p) == 3 and seen and p.done == 1
+    assert call_with_progress(plain, 4, progress=p) == 4
+
+
+# -- real processes -------------------------------------------------------------------------
+
+
+def _entry_point() -> list[str]:
+    exe = Path(sys.executable).parent / "modelgit"
+    found = str(exe) if exe.is_file() else shutil.which("modelgit")
+    return [found] if found else [sys.executable, "-m", "modelgit"]
+
+
+@pytest.fixture(scope="module")
+def user_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
+    """Prepare repositories in-process, then run every user command at once."""
+    tmp = tmp_path_factory.mktemp("user")
+    good = tmp / "good"
+    repo = mg.init(good)
+    repo.add("base", weights(0))
+    repo.add("ft", nudged(weights(0), 0.1), parents="base")
+    repo.close()
+    save_file(weights(3), tmp / "new.safetensors")
+    # a repository whose catalog is garbage
+    bad_catalog = tmp / "bad-catalog"
+    shutil.copytree(good, bad_catalog)
+    for p in bad_catalog.glob("catalog.db*"):
+        p.unlink()
+    (bad_catalog / "catalog.db").write_bytes(b"this is not a database" * 100)
+    # a repository with a damaged pack
+    bad_pack = tmp / "bad-pack"
+    shutil.copytree(good, bad_pack)
+    for pack in (bad_pack / "packs").glob("*.mgp"):
+        data = bytearray(pack.read_bytes())
+        for i in range(len(data) // 2, len(data), 97):
+            data[i] ^= 0xFF
+        pack.write_bytes(bytes(data))
+    empty = tmp / "empty"
+    empty.mkdir()
+    py = [sys.executable, "-m", "modelgit"]
+    runs = {
+        "entry": (_entry_point() + ["--help"], empty),
+        "not-a-repo": (py + ["ls"], empty),
+        "wrong-args": (py + ["add", "onlyname"], good),
+        "unknown": (py + ["show", "nope"], good),
+        "add": (py + ["add", "new", str(tmp / "new.safetensors"), "-p", "base", "--json"], good),
+        "bad-catalog": (py + ["ls"], bad_catalog),
+        "bad-pack-fsck": (py + ["fsck"], bad_pack),
+        "bad-pack-export": (py + ["export", "ft", str(tmp / "out.safetensors")], bad_pack),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGIT_")}
+    procs = {
+        name: subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, (argv, cwd) in runs.items()
+    }
+    results = {}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        results[name] = Result(p.returncode, out, err)
+    return results
+
+
+def test_process_entry_point_help(user_runs: dict[str, Result]) -> None:
+    h = user_runs["entry"]
+    assert h.code == 0, h.err
+    assert "examples:" in h.out and "usage: modelgit" in h.out and h.err == ""
+
+
+def test_process_add_is_quiet_and_machine_readable(user_runs: dict[str, Result]) -> None:
+    r = user_runs["add"]
+    assert r.code == 0, r.err
+    assert r.err == ""  # no progress bar when stderr is not a terminal
+    v = json.loads(r.out)
+    assert v["model"] == "new" and v["parents"][0]["ref"] == "base@1"
+
+
+def test_process_not_a_repository(user_runs: dict[str, Result]) -> None:
+    assert_one_line_error(user_runs["not-a-repo"], match="not a modelgit repository")
+
+
+def test_process_wrong_arguments(user_runs: dict[str, Result]) -> None:
+    assert_one_line_error(user_runs["wrong-args"], code=2, match="required: PATH")
+
+
+def test_process_unknown_model(user_runs: dict[str, Result]) -> None:
+    assert_one_line_error(user_runs["unknown"], match="no model named 'nope'.*base")
+
+
+def test_process_corrupt_repository(user_runs: dict[str, Result]) -> None:
+    assert_one_line_error(user_runs["bad-catalog"], match="catalog")
+    f = user_runs["bad-pack-fsck"]
+    assert f.code == 1 and "problem" in f.out and "Traceback" not in f.err
+    assert_one_line_error(user_runs["bad-pack-export"])
