@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import errors
 from ._native import backends
+from .diff import Diff
 from .errors import (
     CorruptObject,
     InvalidName,
@@ -21,6 +22,7 @@ from .errors import (
     UnknownVersion,
     UnsupportedInput,
 )
+from .graph import Edge, LineageGraph
 from .maintenance import FsckReport, GcReport, RepoStats
 from .repository import Repository, init, open
 from .tolerance import Auto, ErrorBound, LowBit
@@ -34,6 +36,9 @@ __all__ = [
     "init",
     "open",
     "Repository",
+    "LineageGraph",
+    "Edge",
+    "Diff",
     "ErrorBound",
     "LowBit",
     "Auto",

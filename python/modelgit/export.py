@@ -12,6 +12,7 @@ import torch
 from .dtypes import by_name
 from .errors import UnsupportedInput
 from .packs import fsync_dir
+from .progress import Counter, ProgressFn
 from .reader import read_tensors
 from .safetensors_io import SafetensorsWriter
 from .version import Version
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["export_version"]
 
 
-def export_version(repo: Repository, vid: int, version: Version, path: Path) -> Path:
+def export_version(
+    repo: Repository, vid: int, version: Version, path: Path, progress: ProgressFn | None = None
+) -> Path:
     """Write ``version`` to ``path``: a ``.safetensors`` file when the path ends so, else a
     folder holding ``model.safetensors`` and the side files stored with the version.
 
@@ -48,10 +51,12 @@ def export_version(repo: Repository, vid: int, version: Version, path: Path) -> 
             [(r.name, by_name(r.dtype).safetensors, r.shape, r.nbytes) for r in rows],
             metadata,
         )
+        count = Counter(progress, w.total)
         for r in rows:  # one tensor decoded at a time
             t = read_tensors(repo.store, [r if r.tie is None else _untied(r)], repo._pool)[r.name]
             if r.nbytes:
                 w.write(memoryview(t.contiguous().view(-1).view(torch.uint8).numpy()))
+            count(r.nbytes)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CorruptObject, ModelgitError
 from .packs import PACK_HEADER, PackWriter, Record, check_pack_header, fsync_dir
+from .progress import Counter, ProgressFn
 from .reader import verify_row
 from .writer import TENSOR_COLUMNS, TensorRow
 
@@ -145,7 +146,7 @@ class FsckReport:
         return dict(self.__dict__)
 
 
-def fsck(repo: Repository, full: bool = True) -> FsckReport:
+def fsck(repo: Repository, full: bool = True, progress: ProgressFn | None = None) -> FsckReport:
     problems: list[str] = []
     db = repo.catalog
     integrity = db.one("PRAGMA integrity_check")
@@ -188,7 +189,9 @@ def fsck(repo: Repository, full: bool = True) -> FsckReport:
     checked = 0
     if full:
         store = repo.store
+        count = Counter(progress, len(chunk_rows))
         for cid in chunk_rows:
+            count(1)
             row = store.row(cid)
             if row is None:
                 continue
@@ -243,7 +246,7 @@ class GcReport:
         )
 
 
-def gc(repo: Repository) -> GcReport:
+def gc(repo: Repository, progress: ProgressFn | None = None) -> GcReport:
     """Drop unreachable chunks and compact packs. Call with the repository lock held."""
     db = repo.catalog
     repo.store.close()  # our own writer must not append to a pack we may rewrite
@@ -261,6 +264,7 @@ def gc(repo: Repository) -> GcReport:
     for cid in live:
         live_by_pack.setdefault(chunk_rows[cid][1], []).append(chunk_rows[cid])
     rewritten = deleted = 0
+    count = Counter(progress, sum(r[3] for rows in live_by_pack.values() for r in rows))
     writer = PackWriter(packs_dir)
     moves: list[tuple[str, int, bytes]] = []
     old_packs: list[str] = []
@@ -275,6 +279,7 @@ def gc(repo: Repository) -> GcReport:
                 Record(rec.codec, rec.chunk_id, rec.raw_length, rec.params, rec.payload)
             )
             moves.append((name, new_off, cid))
+            count(length)
         old_packs.append(path.name)
         if rows:
             rewritten += 1

@@ -8,7 +8,7 @@ each tensor's content id is recomputed from its verified chunk ids.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
@@ -36,13 +36,15 @@ def read_tensors(
     pool: ThreadPoolExecutor,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Decode the given tensor rows; tied rows come back sharing storage."""
+    """Decode the given tensor rows; tied rows come back sharing storage.
+
+    ``progress(n)`` is called with the decoded bytes of each chunk."""
     rows = sorted(rows, key=lambda r: r.position)
     for r in rows:
         verify_row(r)
     chunk_rows = store.rows([c for r in rows if r.tie is None for c in r.chunk_ids])
     out: dict[str, torch.Tensor] = {}
-    futures = []
+    futures: list[tuple[Future, int]] = []
     buffers: dict[str, torch.Tensor] = {}
     for r in rows:
         if r.tie is not None:
@@ -58,11 +60,11 @@ def read_tensors(
                 raise CorruptObject(f"tensor {r.name!r}: chunk {cid.hex()} is missing")
             s = i * r.chunk_bytes
             e = min(r.nbytes, s + r.chunk_bytes)
-            futures.append(pool.submit(store.get_into, crow, mv[s:e]))
-    for f in futures:
+            futures.append((pool.submit(store.get_into, crow, mv[s:e]), e - s))
+    for f, n in futures:
         f.result()
         if progress is not None:
-            progress(1)
+            progress(n)
     for r in rows:
         if r.tie is not None:
             if r.tie not in out:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +24,9 @@ import xxhash
 
 from . import maintenance
 from .auto import choose_tolerance
-from .catalog import Catalog
+from .catalog import SCHEMA_VERSION, Catalog
 from .errors import (
+    CorruptObject,
     FormatVersionError,
     LineageError,
     ModelExists,
@@ -37,6 +39,7 @@ from .errors import (
 from .lineage import LineageMixin
 from .names import parse_ref, validate_name
 from .packs import fsync_dir
+from .progress import Counter, ProgressFn
 from .reader import read_tensors
 from .sources import TensorSource, open_model, tensor_from_buffer
 from .store import DEFAULT_MAX_DEPTH, ChunkStore
@@ -119,6 +122,20 @@ class Repository(LineageMixin):
                 f"{FORMAT_VERSION} and older: upgrade modelgit"
             )
         self.catalog = Catalog(self.root / CATALOG_FILE)
+        try:
+            schema = self.catalog.one("SELECT value FROM meta WHERE key = 'schema'")
+        except sqlite3.DatabaseError as exc:
+            self.catalog.close()
+            raise CorruptObject(
+                f"{self.root / CATALOG_FILE} cannot be read as a modelgit catalog ({exc}); "
+                "restore it from a backup"
+            ) from None
+        if schema is None or int(schema[0]) > SCHEMA_VERSION:
+            self.catalog.close()
+            raise FormatVersionError(
+                f"{self.root / CATALOG_FILE} has catalog schema {schema and schema[0]}; "
+                f"this modelgit reads schema {SCHEMA_VERSION}"
+            )
         self.store = ChunkStore(self.root, self.catalog)
         self.chunk_elems = DEFAULT_CHUNK_ELEMS
         self.max_depth = DEFAULT_MAX_DEPTH
@@ -255,6 +272,7 @@ class Repository(LineageMixin):
         message: str = "",
         metadata: Mapping[str, Any] | None = None,
         tolerance: object = None,
+        progress: ProgressFn | None = None,
     ) -> Version:
         """Add a new model and store ``model`` as its version 1.
 
@@ -265,6 +283,8 @@ class Repository(LineageMixin):
         validate_name(name)
         if name in self:
             raise ModelExists(f"model {name!r} exists already; use commit() for a new version")
+        if self.catalog.one("SELECT 1 FROM tags WHERE name = ?", (name,)):
+            raise ModelExists(f"{name!r} is a tag; choose another model name")
         if parents is None:
             parent_refs: list[str] = []
         elif isinstance(parents, str):
@@ -281,7 +301,9 @@ class Repository(LineageMixin):
             links.append((pid, pv, "provenance", relation))
         if len({pv.model for _, pv, _, _ in links}) != len(links):
             raise LineageError("the same parent model is listed twice")
-        return self._write(name, model, links, message, metadata, tolerance, new_model=True)
+        return self._write(
+            name, model, links, message, metadata, tolerance, new_model=True, progress=progress
+        )
 
     def commit(
         self,
@@ -290,12 +312,15 @@ class Repository(LineageMixin):
         message: str = "",
         tolerance: object = None,
         metadata: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
     ) -> Version:
         """Store ``model`` as the next version of the existing model ``name``."""
         self._require_model(name)
         prev_id, prev = self._resolve(name)
         links = [(prev_id, prev, "version", "version")]
-        return self._write(name, model, links, message, metadata, tolerance, new_model=False)
+        return self._write(
+            name, model, links, message, metadata, tolerance, new_model=False, progress=progress
+        )
 
     def _write(
         self,
@@ -306,6 +331,7 @@ class Repository(LineageMixin):
         metadata: Mapping[str, Any] | None,
         tolerance: object,
         new_model: bool,
+        progress: ProgressFn | None = None,
     ) -> Version:
         tol = parse_tolerance(tolerance)
         meta = dict(metadata or {})
@@ -336,6 +362,7 @@ class Repository(LineageMixin):
                         chunk_elems=self.chunk_elems,
                         max_depth=self.max_depth,
                         tolerance=tol,
+                        progress=Counter(progress, sum(t.nbytes for t in source.tensors)),
                     )
                     self.store.sync()
                     version = self._publish(
@@ -454,6 +481,7 @@ class Repository(LineageMixin):
         *,
         device: str | torch.device = "cpu",
         keys: Sequence[str] | None = None,
+        progress: ProgressFn | None = None,
     ) -> dict[str, torch.Tensor]:
         """The tensors of a version (latest by default) as a new state_dict.
 
@@ -469,7 +497,8 @@ class Repository(LineageMixin):
 
             sd = read_tensors_cuda(self.store, rows, self._pool, dev)
         else:
-            sd = read_tensors(self.store, rows, self._pool)
+            total = sum(r.nbytes for r in rows if r.tie is None)
+            sd = read_tensors(self.store, rows, self._pool, progress=Counter(progress, total))
             if dev.type != "cpu":
                 moved: dict[int, torch.Tensor] = {}
                 sd = {k: moved.setdefault(id(t), t.to(dev)) for k, t in sd.items()}
@@ -492,12 +521,18 @@ class Repository(LineageMixin):
         vid, _ = self._resolve(ref, version)
         return dict(self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,)))
 
-    def export(self, ref: str, path: str | os.PathLike[str], version: int | None = None) -> Path:
+    def export(
+        self,
+        ref: str,
+        path: str | os.PathLike[str],
+        version: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Path:
         """Write a version as a ``.safetensors`` file, or as a folder (with side files)."""
         from .export import export_version
 
         vid, v = self._resolve(ref, version)
-        return export_version(self, vid, v, Path(path))
+        return export_version(self, vid, v, Path(path), progress=progress)
 
     # -- maintenance --------------------------------------------------------------
     def remove(self, name: str) -> None:
@@ -515,11 +550,11 @@ class Repository(LineageMixin):
         """Logical and stored bytes, for the repository and per model."""
         return maintenance.stats(self)
 
-    def fsck(self, full: bool = True) -> maintenance.FsckReport:
+    def fsck(self, full: bool = True, progress: ProgressFn | None = None) -> maintenance.FsckReport:
         """Check the repository; ``full`` decodes and verifies every chunk."""
-        return maintenance.fsck(self, full=full)
+        return maintenance.fsck(self, full=full, progress=progress)
 
-    def gc(self) -> maintenance.GcReport:
+    def gc(self, progress: ProgressFn | None = None) -> maintenance.GcReport:
         """Reclaim the space of chunks no version needs and of torn pack tails."""
         with self._lock(exclusive=True):
-            return maintenance.gc(self)
+            return maintenance.gc(self, progress=progress)
