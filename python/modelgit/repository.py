@@ -45,6 +45,7 @@ from .sources import TensorSource, open_model, tensor_from_buffer
 from .store import DEFAULT_MAX_DEPTH, ChunkStore
 from .tolerance import Auto, ErrorBound, LowBit, parse_tolerance
 from .version import VERSION_COLUMNS, ParentLink, Version
+from .workflows import WorkflowMixin
 from .writer import DEFAULT_CHUNK_ELEMS, TENSOR_COLUMNS, TensorRow, WriteStats, write_tensors
 
 __all__ = ["Repository", "init", "open", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -98,7 +99,7 @@ def open(path: str | os.PathLike[str]) -> Repository:  # noqa: A001 - public API
     return Repository(Path(path))
 
 
-class Repository(LineageMixin):
+class Repository(LineageMixin, WorkflowMixin):
     """A modelgit repository. Create one with :func:`init`, open one with :func:`open`."""
 
     def __init__(self, root: Path, *, workers: int | None = None) -> None:
