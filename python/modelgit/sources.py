@@ -65,7 +65,10 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
     t = t.contiguous()
     if t.numel() == 0:
         return memoryview(b"")
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+    flat = t.reshape(-1)
+    if flat.stride(0) != 1:  # a one-element tensor may keep an odd stride
+        flat = flat.as_strided((1,), (1,))
+    return memoryview(flat.view(torch.uint8).numpy())
 
 
 def tensor_from_buffer(buf: object, dtype: DType, shape: tuple[int, ...]) -> torch.Tensor:

@@ -69,18 +69,18 @@ class _DecodedCache:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._items: OrderedDict[bytes, bytearray] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes) -> bytearray | None:
         with self._lock:
             v = self._items.get(key)
             if v is not None:
                 self._items.move_to_end(key)
             return v
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytearray) -> None:
         if len(value) > self.limit:
             return
         with self._lock:
@@ -186,8 +186,8 @@ class ChunkStore:
         self.reader.close()
 
     # -- reading ------------------------------------------------------------------
-    def get(self, cid: bytes) -> bytes:
-        """The decoded bytes of a chunk (cached: used for delta bases)."""
+    def get(self, cid: bytes) -> bytearray:
+        """The decoded bytes of a chunk (cached: used for delta bases; do not modify)."""
         hit = self.cache.get(cid)
         if hit is not None:
             return hit
@@ -196,9 +196,8 @@ class ChunkStore:
             raise CorruptObject(f"chunk {cid.hex()} is referenced but not in the store")
         buf = bytearray(row.raw_length)
         self.get_into(row, memoryview(buf))
-        out = bytes(buf)
-        self.cache.put(cid, out)
-        return out
+        self.cache.put(cid, buf)
+        return buf
 
     def get_into(self, row: ChunkRow, out: memoryview) -> None:
         """Decode one chunk into ``out`` and verify it against its id."""

@@ -176,7 +176,7 @@ class PlanesParts:
     delta: int
     rotate: bool
     base_id: bytes | None
-    planes: bytes
+    planes: bytearray
 
 
 def planes_parts(params: bytes, payload: memoryview, n: int, where: str) -> PlanesParts:
@@ -186,9 +186,9 @@ def planes_parts(params: bytes, payload: memoryview, n: int, where: str) -> Plan
     elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
     if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 2 or rotate > 1:
         raise CorruptObject(f"{where}: bad planes parameters")
-    m = n // elem_size
     r = Sections(payload, where)
-    planes = b"".join(bytes(r.section(m)) for _ in range(elem_size))
+    planes = bytearray(n)
+    r.sections_into(memoryview(planes), elem_size)
     r.end()
     return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
 
@@ -224,7 +224,8 @@ def _decode_predicted(
     if flags & FLAG_MASK:
         bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
         mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
-    planes = b"".join(bytes(r.section(n)) for _ in range(dtype.size))
+    planes = bytearray(n * dtype.size)
+    r.sections_into(memoryview(planes), dtype.size)
     r.end()
     try:
         pred = predict(predictor, [get_base(b) for b in ids], base_dtype, dtype, n)

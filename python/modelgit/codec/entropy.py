@@ -103,6 +103,12 @@ class Sections:
             return zstd_decompress(body, size, self.where)
         raise CorruptObject(f"{self.where}: unknown section method {method}")
 
+    def sections_into(self, out: memoryview, count: int) -> None:
+        """The next ``count`` sections, each len(out) // count bytes, decoded into ``out``."""
+        size = len(out) // count
+        for i in range(count):
+            out[i * size : (i + 1) * size] = self.section(size)
+
     def end(self) -> None:
         if self.pos != len(self.buf):
             raise CorruptObject(f"{self.where}: trailing bytes after the payload")
