@@ -2,6 +2,8 @@
 
 #include "common.hpp"
 
+#include <type_traits>
+
 namespace modelgit {
 namespace {
 
@@ -14,6 +16,23 @@ inline T rotl1(T x) {
 template <typename T>
 inline T rotr1(T x) {
   return T(T(x >> 1) | T(x << (sizeof(T) * 8 - 1)));
+}
+// Sign-magnitude (IEEE float) bit pattern -> an integer that orders like the value
+// (negative: all bits but the sign flipped). An involution.
+template <typename T>
+inline T ordered(T x) {
+  using S = std::make_signed_t<T>;
+  const T neg = T(S(x) >> (sizeof(T) * 8 - 1));  // all ones when the sign bit is set
+  return T(x ^ T(neg >> 1));
+}
+template <typename T>
+inline T zigzag(T d) {
+  using S = std::make_signed_t<T>;
+  return T(T(d << 1) ^ T(S(d) >> (sizeof(T) * 8 - 1)));
+}
+template <typename T>
+inline T unzigzag(T z) {
+  return T(T(z >> 1) ^ T(T(0) - T(z & 1)));
 }
 
 // Scatter the bytes of n words into the planes (plane p at dst + p*m).
@@ -123,6 +142,7 @@ void encode_range(const uint8_t* MG_RESTRICT x, const uint8_t* MG_RESTRICT b,
           tb = rotl1(tb);
         }
         if constexpr (DELTA == DELTA_XOR) w[j] = T(t ^ tb);
+        else if constexpr (DELTA == DELTA_OSUB) w[j] = zigzag(T(ordered(t) - ordered(tb)));
         else w[j] = T(t - tb);
       }
     }
@@ -152,6 +172,7 @@ void decode_range(const uint8_t* MG_RESTRICT pl, const uint8_t* MG_RESTRICT b,
         if constexpr (ROT) tb = rotl1(tb);
         T t;
         if constexpr (DELTA == DELTA_XOR) t = T(w[j] ^ tb);
+        else if constexpr (DELTA == DELTA_OSUB) t = ordered(T(ordered(tb) + unzigzag(w[j])));
         else t = T(w[j] + tb);
         if constexpr (ROT) t = rotr1(t);
         store<T>(os + j * E, t);
@@ -173,6 +194,10 @@ RangeFn pick_t(int delta, bool rot) {
   if (delta == DELTA_XOR) {
     if (rot) MG_PICK(DELTA_XOR, true);
     MG_PICK(DELTA_XOR, false);
+  }
+  if (delta == DELTA_OSUB) {
+    if (rot) MG_PICK(DELTA_OSUB, true);
+    MG_PICK(DELTA_OSUB, false);
   }
   if (rot) MG_PICK(DELTA_SUB, true);
   MG_PICK(DELTA_SUB, false);

@@ -1,4 +1,4 @@
-// Byte-plane transform fused with an optional XOR / SUB delta against a base.
+// Byte-plane transform fused with an optional XOR / SUB / OSUB delta against a base.
 #pragma once
 
 #include <cstddef>
@@ -6,7 +6,7 @@
 
 namespace modelgit {
 
-enum Delta : int { DELTA_NONE = 0, DELTA_XOR = 1, DELTA_SUB = 2 };
+enum Delta : int { DELTA_NONE = 0, DELTA_XOR = 1, DELTA_SUB = 2, DELTA_OSUB = 3 };
 
 // data, base (nullptr iff delta == DELTA_NONE) and out all hold m words of elem_size
 // bytes; out must not overlap the inputs. Parameters must already be valid.

@@ -13,6 +13,7 @@ __all__ = [
     "DELTA_NONE",
     "DELTA_XOR",
     "DELTA_SUB",
+    "DELTA_OSUB",
     "UINT",
     "planes_encode_ref",
     "planes_decode_ref",
@@ -30,7 +31,7 @@ __all__ = [
     "ITEMSIZE",
 ]
 
-DELTA_NONE, DELTA_XOR, DELTA_SUB = 0, 1, 2
+DELTA_NONE, DELTA_XOR, DELTA_SUB, DELTA_OSUB = 0, 1, 2, 3
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -58,6 +59,43 @@ def _rotr1(w: np.ndarray) -> np.ndarray:
     return (w >> w.dtype.type(1)) | (w << w.dtype.type(bits - 1))
 
 
+def _ordered(w: np.ndarray) -> np.ndarray:
+    """Sign-magnitude pattern -> value-ordered integer (negative: flip all but the sign)."""
+    bits = w.dtype.itemsize * 8
+    neg = (w >> w.dtype.type(bits - 1)).astype(bool)
+    mask = w.dtype.type((1 << (bits - 1)) - 1)
+    return np.where(neg, w ^ mask, w).astype(w.dtype)
+
+
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    bits = d.dtype.itemsize * 8
+    neg = (d >> d.dtype.type(bits - 1)).astype(bool)
+    return ((d << d.dtype.type(1)) ^ np.where(neg, ~d.dtype.type(0), d.dtype.type(0))).astype(
+        d.dtype
+    )
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    one = z.dtype.type(1)
+    return ((z >> one) ^ (z.dtype.type(0) - (z & one))).astype(z.dtype)
+
+
+def _combine(t: np.ndarray, tb: np.ndarray, delta: int) -> np.ndarray:
+    if delta == DELTA_XOR:
+        return t ^ tb
+    if delta == DELTA_OSUB:
+        return _zigzag((_ordered(t) - _ordered(tb)).astype(t.dtype))
+    return t - tb  # uint arithmetic wraps mod 2**bits
+
+
+def _uncombine(w: np.ndarray, tb: np.ndarray, delta: int) -> np.ndarray:
+    if delta == DELTA_XOR:
+        return w ^ tb
+    if delta == DELTA_OSUB:
+        return _ordered((_ordered(tb) + _unzigzag(w)).astype(w.dtype))
+    return w + tb
+
+
 def planes_encode_ref(data, elem_size, base=None, delta=DELTA_NONE, rotate=False) -> np.ndarray:
     """Byte planes of the (delta-coded, optionally rotated) words; returns uint8."""
     t = _u8(data).view(UINT[elem_size])
@@ -67,7 +105,7 @@ def planes_encode_ref(data, elem_size, base=None, delta=DELTA_NONE, rotate=False
         tb = _u8(base).view(UINT[elem_size])
         if rotate:
             tb = _rotl1(tb)
-        t = t ^ tb if delta == DELTA_XOR else t - tb  # uint arithmetic wraps mod 2**bits
+        t = _combine(t, tb, delta)
     # little-endian bytes of each word, most significant plane first
     by = t.astype(t.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(-1, elem_size)
     return np.ascontiguousarray(by[:, ::-1].T).reshape(-1)
@@ -81,7 +119,7 @@ def planes_decode_ref(planes, elem_size, base=None, delta=DELTA_NONE, rotate=Fal
         tb = _u8(base).view(UINT[elem_size])
         if rotate:
             tb = _rotl1(tb)
-        w = w ^ tb if delta == DELTA_XOR else w + tb
+        w = _uncombine(w, tb, delta)
     if rotate:
         w = _rotr1(w)
     return w.view(np.uint8)

@@ -17,7 +17,7 @@ B64 = bytes(64)
         (lambda: _core.planes_encode(B64, 3), "elem_size"),
         (lambda: _core.planes_encode(B64, 0), "elem_size"),
         (lambda: _core.planes_encode(bytes(7), 4), "multiple"),
-        (lambda: _core.planes_encode(B64, 4, B64, 3), "delta"),
+        (lambda: _core.planes_encode(B64, 4, B64, 4), "delta"),
         (lambda: _core.planes_encode(B64, 4, B64, -1), "delta"),
         (lambda: _core.planes_encode(B64, 4, None, _core.DELTA_XOR), "requires base"),
         (lambda: _core.planes_encode(B64, 4, B64, _core.DELTA_NONE), "base"),

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelgit import _core
-from reference import DELTA_NONE, DELTA_SUB, DELTA_XOR, planes_decode_ref, planes_encode_ref
+from reference import (
+    DELTA_NONE,
+    DELTA_OSUB,
+    DELTA_SUB,
+    DELTA_XOR,
+    planes_decode_ref,
+    planes_encode_ref,
+)
 
 MODES = [
     (DELTA_NONE, False),
@@ -17,6 +24,8 @@ MODES = [
     (DELTA_XOR, True),
     (DELTA_SUB, False),
     (DELTA_SUB, True),
+    (DELTA_OSUB, False),
+    (DELTA_OSUB, True),
 ]
 
 
@@ -84,7 +93,8 @@ def test_bytes_elem_size_1(dt, delta, rotate):
 
 @pytest.mark.parametrize("es", [1, 2, 4, 8])
 @pytest.mark.parametrize(
-    "delta,rotate", [(DELTA_NONE, False), (DELTA_XOR, True), (DELTA_SUB, True)]
+    "delta,rotate",
+    [(DELTA_NONE, False), (DELTA_XOR, True), (DELTA_SUB, True), (DELTA_OSUB, False)],
 )
 def test_large_threaded_independent(es, delta, rotate):
     rng = np.random.default_rng(es)
@@ -129,7 +139,7 @@ def test_non_contiguous_rejected():
 
 
 def test_constants():
-    assert (_core.DELTA_NONE, _core.DELTA_XOR, _core.DELTA_SUB) == (0, 1, 2)
+    assert (_core.DELTA_NONE, _core.DELTA_XOR, _core.DELTA_SUB, _core.DELTA_OSUB) == (0, 1, 2, 3)
 
 
 @settings(max_examples=150, deadline=None)

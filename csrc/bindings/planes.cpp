@@ -17,8 +17,9 @@ PlaneArgs check_args(const Buf& data, const Buf* base, py::handle elem_size, py:
   long long e = int_arg(elem_size, "elem_size");
   check_elem_size(e);
   long long d = int_arg(delta, "delta");
-  if (d != DELTA_NONE && d != DELTA_XOR && d != DELTA_SUB)
-    throw py::value_error("delta must be DELTA_NONE (0), DELTA_XOR (1) or DELTA_SUB (2), got " +
+  if (d != DELTA_NONE && d != DELTA_XOR && d != DELTA_SUB && d != DELTA_OSUB)
+    throw py::value_error(
+        "delta must be DELTA_NONE (0), DELTA_XOR (1), DELTA_SUB (2) or DELTA_OSUB (3), got " +
                           std::to_string(d));
   if (data.size() % size_t(e) != 0)
     throw py::value_error(std::string(dname) + ": length " + std::to_string(data.size()) +
@@ -63,6 +64,7 @@ void register_planes(py::module_& m) {
   m.attr("DELTA_NONE") = int(DELTA_NONE);
   m.attr("DELTA_XOR") = int(DELTA_XOR);
   m.attr("DELTA_SUB") = int(DELTA_SUB);
+  m.attr("DELTA_OSUB") = int(DELTA_OSUB);
   m.def("planes_encode", &run<true>, py::arg("data"), py::arg("elem_size"),
         py::arg("base") = py::none(), py::arg("delta") = 0, py::arg("rotate") = false,
         py::arg("out") = py::none(), py::arg("threads") = 0,

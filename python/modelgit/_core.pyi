@@ -36,6 +36,7 @@ __version__: str
 DELTA_NONE: int  # 0
 DELTA_XOR: int  # 1: w = t ^ tb
 DELTA_SUB: int  # 2: w = (t - tb) mod 2**(8*elem_size)
+DELTA_OSUB: int  # 3: w = zigzag(ordered(t) - ordered(tb)) mod 2**(8*elem_size)
 
 def hardware_threads() -> int: ...
 def planes_encode(
@@ -57,6 +58,11 @@ def planes_encode(
       w  = t                    if delta == DELTA_NONE (base must be None)
            t ^ tb               if delta == DELTA_XOR
            (t - tb) mod 2**bits if delta == DELTA_SUB
+           zigzag((ordered(t) - ordered(tb)) mod 2**bits) if delta == DELTA_OSUB
+    where ordered(v) = v ^ (2**(bits-1) - 1) if the top bit of v is set, else v (maps an
+    IEEE sign-magnitude pattern to an integer that orders like the value; an
+    involution) and zigzag(d) = (d << 1) ^ (all ones if d's top bit is set else 0),
+    so a small difference of either sign becomes a small unsigned word.
     Output (same length as data): plane p = 0..elem_size-1 holds byte (elem_size-1-p) of
     every w, i.e. out[p*m + i] = (w >> (8*(elem_size-1-p))) & 0xFF. Plane 0 is the most
     significant byte (sign/exponent), the last plane the least significant.

@@ -90,6 +90,9 @@ def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded
     candidates: list[codec.Encoded] = []
     zeros = np.count_nonzero(np.frombuffer(data, dtype=f"<u{dtype.size}") == 0)
     try_mask = zeros >= _MASK_MIN_ZEROS * n
+    # floats: the integer difference of value-ordered patterns (small for small changes
+    # of either sign); other types: XOR of the bit patterns
+    delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
     for plan in job.plans:
         ids = plan.chunk_bases[job.index]
         bases = _bases(store, ids, max_depth, n * plan.base_dtype.size)
@@ -100,16 +103,16 @@ def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded
                 codec.encode_planes(
                     data,
                     dtype.size,
-                    dtype.is_float,
+                    dtype.is_float and delta != _core.DELTA_OSUB,
                     base=bases[0],
                     base_id=ids[0],
-                    delta=_core.DELTA_XOR,
+                    delta=delta,
                 )
             )
         else:
             candidates.append(
                 codec.encode_predicted(
-                    data, dtype, plan.predictor, bases, ids, plan.base_dtype, _core.DELTA_XOR
+                    data, dtype, plan.predictor, bases, ids, plan.base_dtype, delta
                 )
             )
         if try_mask:
@@ -121,7 +124,7 @@ def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded
                     bases,
                     ids,
                     plan.base_dtype,
-                    _core.DELTA_XOR,
+                    delta,
                     use_mask=True,
                 )
             )

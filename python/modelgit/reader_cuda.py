@@ -27,6 +27,8 @@ from .writer import TensorRow
 
 __all__ = ["read_tensors_cuda"]
 
+_GPU_DELTAS = (cuda.DELTA_NONE, cuda.DELTA_XOR, cuda.DELTA_SUB)  # what the kernels do
+
 
 class _GpuDecoder:
     def __init__(self, store: ChunkStore, device: torch.device) -> None:
@@ -41,7 +43,9 @@ class _GpuDecoder:
         if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
             raise CorruptObject(f"{where}: record header does not match the catalog")
         if rec.codec == codec.PLANES:
-            return codec.planes_parts(rec.params, memoryview(rec.payload), row.raw_length, where)
+            parts = codec.planes_parts(rec.params, memoryview(rec.payload), row.raw_length, where)
+            if parts.delta in _GPU_DELTAS:
+                return parts
         buf = bytearray(row.raw_length)  # no GPU kernel: decode fully on the CPU
         self.store.get_into(row, memoryview(buf))
         return buf

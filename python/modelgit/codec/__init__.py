@@ -128,7 +128,9 @@ def encode_predicted(
     delta: int,
     use_mask: bool = False,
 ) -> Encoded:
-    """A residual against a prediction (cast, mean), with an optional zero mask."""
+    """A residual against a prediction (cast, mean), with an optional zero mask.
+
+    Floats are coded with rotation unless ``delta`` is OSUB (which orders them itself)."""
     n = len(data) // dtype.size
     pred = predict(predictor, bases, base_dtype, dtype, n)
     parts: list[bytes | memoryview] = []
@@ -141,12 +143,13 @@ def encode_predicted(
         pred = memoryview(pred_arr.view(np.uint8))
         parts += section(np.packbits(mask, bitorder="little").tobytes())
         flags |= FLAG_MASK
+    rotate = dtype.is_float and delta != _core.DELTA_OSUB
     planes = memoryview(
-        _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=dtype.is_float)
+        _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=rotate)
     )
     parts += _plane_sections(planes, dtype.size, n)
     params = PRED_PARAMS.pack(
-        predictor, dtype.code, base_dtype.code, delta, int(dtype.is_float), len(base_ids), flags, 0
+        predictor, dtype.code, base_dtype.code, delta, int(rotate), len(base_ids), flags, 0
     ) + b"".join(base_ids)
     return Encoded(PREDICTED, params, b"".join(parts), tuple(base_ids))
 
@@ -184,7 +187,7 @@ def planes_parts(params: bytes, payload: memoryview, n: int, where: str) -> Plan
     if len(params) != PLANES_PARAMS.size:
         raise CorruptObject(f"{where}: bad planes parameters")
     elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
-    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 2 or rotate > 1:
+    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
         raise CorruptObject(f"{where}: bad planes parameters")
     r = Sections(payload, where)
     planes = bytearray(n)
@@ -209,7 +212,7 @@ def _decode_predicted(
     if len(params) < PRED_PARAMS.size:
         raise CorruptObject(f"{where}: bad predicted-codec parameters")
     predictor, dcode, bcode, delta, rotate, k, flags, _ = PRED_PARAMS.unpack_from(params)
-    if len(params) != PRED_PARAMS.size + 16 * k or delta > 2 or rotate > 1 or flags > 1:
+    if len(params) != PRED_PARAMS.size + 16 * k or delta > 3 or rotate > 1 or flags > 1:
         raise CorruptObject(f"{where}: bad predicted-codec parameters")
     try:
         dtype, base_dtype = by_code(dcode), by_code(bcode)
