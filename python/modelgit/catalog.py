@@ -99,6 +99,8 @@ class Catalog:
     def __init__(self, path: Path, create: bool = False) -> None:
         self.path = path
         self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []  # every thread's connection, to close
+        self._all_lock = threading.Lock()
         if create:
             # executescript commits on its own: the whole schema is one script
             self.connection().executescript(
@@ -118,6 +120,8 @@ class Catalog:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=60000")
             self._local.db = db
+            with self._all_lock:
+                self._all.append(db)
         return db
 
     @contextmanager
@@ -140,7 +144,9 @@ class Catalog:
         return self.connection().execute(sql, args).fetchone()
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close every thread's connection (call when no thread uses the catalog)."""
+        with self._all_lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()

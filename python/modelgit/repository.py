@@ -145,9 +145,10 @@ class Repository(LineageMixin, WorkflowMixin):
 
     # -- life cycle ---------------------------------------------------------------
     def close(self) -> None:
+        """Finish background work and release every file the repository holds."""
+        self._pool.shutdown(wait=True)
         self.store.close()
         self.catalog.close()
-        self._pool.shutdown(wait=True)
 
     def __enter__(self) -> Repository:
         return self

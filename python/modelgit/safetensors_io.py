@@ -159,8 +159,12 @@ def iter_shards(folder: Path) -> Iterator[Path]:
     if index.exists():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (KeyError, json.JSONDecodeError, TypeError) as exc:
+        except (KeyError, json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
             raise UnsupportedInput(f"{index} is not a valid safetensors index ({exc})") from None
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+        ):
+            raise UnsupportedInput(f"{index}: weight_map must map tensor names to file names")
         seen: list[str] = []
         for shard in weight_map.values():
             if shard not in seen:

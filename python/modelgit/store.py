@@ -199,12 +199,23 @@ class ChunkStore:
         self.cache.put(cid, buf)
         return buf
 
+    def _read(self, row: ChunkRow) -> tuple[ChunkRow, Record]:
+        """Read a chunk's record; if gc moved it meanwhile, follow the catalog once."""
+        try:
+            return row, self.reader.read(row.pack, row.offset, row.length)
+        except CorruptObject:
+            fresh = self.catalog.one(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?", (row.id,))
+            if fresh is None or (fresh[1], fresh[2]) == (row.pack, row.offset):
+                raise
+            row = ChunkRow(fresh[0], *fresh[1:6], fresh[6], fresh[7], bool(fresh[8]))
+            return row, self.reader.read(row.pack, row.offset, row.length)
+
     def get_into(self, row: ChunkRow, out: memoryview) -> None:
         """Decode one chunk into ``out`` and verify it against its id."""
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
-        rec = self.reader.read(row.pack, row.offset, row.length)
+        row, rec = self._read(row)
         if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
             raise CorruptObject(f"{where}: record header does not match the catalog")
         codec.decode_into(

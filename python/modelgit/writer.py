@@ -126,28 +126,41 @@ def write_tensors(
         return cid, how, len(j.data)
 
     planned: list[tuple[TensorSource, int, int, list[Future]]] = []
-    for position, t in enumerate(source.tensors):
-        if t.tie is not None:
-            planned.append((t, position, 0, []))
-            continue
-        stats.logical_bytes += t.nbytes
-        view = t.view()
-        if len(view) != t.nbytes:
-            raise ValueError(f"tensor {t.name!r}: {len(view)} bytes, expected {t.nbytes}")
-        step = chunk_elems * t.dtype.size
-        plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents)
-        eps = None
-        if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
-            eps = tolerance.eps_for(_max_abs(view, t.dtype) if tolerance.rel else 0.0)
-        futures = []
-        for i, (s, e) in enumerate(_chunk_spans(t.nbytes, step)):
-            j = ChunkJob(view[s:e], t.dtype, i, plans, tolerance, eps)
-            fut = pool.submit(job, j)
-            futures.append(fut)
-            inflight.append(fut)
-            drain(window)
-        planned.append((t, position, step, futures))
-    drain(0)
+    try:
+        for position, t in enumerate(source.tensors):
+            if t.tie is not None:
+                planned.append((t, position, 0, []))
+                continue
+            stats.logical_bytes += t.nbytes
+            view = t.view()
+            if len(view) != t.nbytes:
+                raise ValueError(f"tensor {t.name!r}: {len(view)} bytes, expected {t.nbytes}")
+            step = chunk_elems * t.dtype.size
+            plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents)
+            eps = None
+            if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
+                eps = tolerance.eps_for(_max_abs(view, t.dtype) if tolerance.rel else 0.0)
+            futures = []
+            for i, (s, e) in enumerate(_chunk_spans(t.nbytes, step)):
+                j = ChunkJob(view[s:e], t.dtype, i, plans, tolerance, eps)
+                fut = pool.submit(job, j)
+                futures.append(fut)
+                inflight.append(fut)
+                drain(window)
+            planned.append((t, position, step, futures))
+        drain(0)
+    except BaseException:
+        # let no chunk job outlive the failed write: cancel what has not started and
+        # wait for the rest, so nothing touches the store after the caller abandons it
+        for f in inflight:
+            f.cancel()
+        for f in inflight:
+            if not f.cancelled():
+                try:
+                    f.result()
+                except BaseException:  # noqa: S110 - the first error is the one raised
+                    pass
+        raise
     rows: list[TensorRow] = []
     for t, position, step, futures in planned:
         if t.tie is not None:

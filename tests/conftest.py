@@ -1,0 +1,57 @@
+"""Shared fixtures and helpers of the repository tests (kept small on purpose)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import torch
+
+import modelgit as mg
+
+# Hypothesis imports libcst to describe a failing example; libcst triggers a
+# DeprecationWarning (mypy_extensions.TypedDict) that filterwarnings=error turns into an
+# INTERNALERROR hiding the real failure. Import it once, quietly, up front.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import libcst.metadata  # noqa: F401
+    except ImportError:
+        pass
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[mg.Repository]:
+    """A fresh, empty repository in a temporary folder."""
+    r = mg.init(tmp_path / "repo")
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def raw_bytes(t: torch.Tensor) -> bytes:
+    """The exact bit pattern of a tensor (contiguous, little-endian, any dtype)."""
+    t = t.detach().cpu().reshape(-1).clone(memory_format=torch.contiguous_format)
+    if t.numel() == 0:
+        return b""
+    if t.stride(0) != 1:  # a one-element tensor may keep its odd stride through clone
+        t = t.as_strided((1,), (1,))
+    return t.view(torch.uint8).numpy().tobytes()
+
+
+def assert_same_tensor(got: torch.Tensor, want: torch.Tensor, name: str = "") -> None:
+    """Same dtype, same shape, same bits (NaN payloads and -0.0 included)."""
+    assert isinstance(got, torch.Tensor), name
+    assert got.dtype == want.dtype, f"{name}: dtype {got.dtype} != {want.dtype}"
+    assert tuple(got.shape) == tuple(want.shape), f"{name}: shape {got.shape} != {want.shape}"
+    assert raw_bytes(got) == raw_bytes(want), f"{name}: bits differ"
+
+
+def assert_same_state(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor]) -> None:
+    """Same keys in the same order, every tensor bit-exact."""
+    assert list(got) == list(want)
+    for k in want:
+        assert_same_tensor(got[k], want[k], k)

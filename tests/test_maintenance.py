@@ -1,0 +1,214 @@
+"""stats, fsck, remove and gc of a repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import modelgit as mg
+from conftest import assert_same_state
+
+
+def weights(seed: int, n: int = 300_000) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "w": torch.randn(n, generator=g) * 0.02,
+        "b": torch.randn(n // 100, generator=g).to(torch.bfloat16),
+        "ids": torch.randint(0, 1000, (n // 50,), generator=g),
+    }
+
+
+def finetune(sd: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """A small update of every float tensor (the delta path)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, t in sd.items():
+        if t.is_floating_point():
+            mask = torch.rand(t.shape, generator=g) < 0.2
+            t = torch.where(mask, t + (1e-3 * torch.randn(t.shape, generator=g)).to(t.dtype), t)
+        out[k] = t.clone()
+    return out
+
+
+def pack_bytes(repo: mg.Repository) -> int:
+    return sum(p.stat().st_size for p in (repo.root / "packs").glob("*.mgp"))
+
+
+def logical(sd: dict[str, torch.Tensor]) -> int:
+    return sum(t.nbytes for t in sd.values())
+
+
+def test_stats_of_an_empty_repository(repo: mg.Repository) -> None:
+    s = repo.stats()
+    assert (s.logical_bytes, s.stored_bytes, s.chunks, s.models) == (0, 0, 0, [])
+    assert repo.fsck().ok
+    assert repo.gc().chunks_removed == 0
+    assert str(s) and s.to_json()["models"] == []
+
+
+def test_stats_numbers_are_consistent(repo: mg.Repository) -> None:
+    base = weights(1)
+    ft = finetune(base, 2)
+    repo.add("base", base)
+    repo.add("ft", ft, parents="base")
+    repo.commit("ft", finetune(ft, 3))
+    repo.add("copy", {k: v.clone() for k, v in base.items()})
+    s = repo.stats()
+    per = {m.name: m for m in s.models}
+    assert [m.name for m in s.models] == ["base", "ft", "copy"]
+    assert per["base"].versions == 1 and per["ft"].versions == 2 and per["copy"].versions == 1
+    assert per["base"].logical_bytes == logical(base)
+    assert per["ft"].logical_bytes == 2 * logical(base)
+    assert s.logical_bytes == sum(m.logical_bytes for m in s.models) == 4 * logical(base)
+    # what each model introduced adds up to (at most) what the repository stores
+    assert sum(m.stored_bytes for m in s.models) <= s.stored_bytes <= s.pack_bytes
+    assert s.pack_bytes == pack_bytes(repo)
+    # the copy introduces nothing: every byte of it is served by 'base'
+    assert per["copy"].stored_bytes == 0
+    assert per["copy"].dedup_bytes == per["copy"].logical_bytes
+    # the fine-tune is stored smaller than its base, thanks to deltas
+    assert 0 < per["ft"].delta_bytes <= per["ft"].logical_bytes
+    assert per["ft"].stored_bytes < 2 * per["base"].stored_bytes
+    assert s.ratio == pytest.approx(s.logical_bytes / s.stored_bytes)
+    assert per["base"].ratio == pytest.approx(logical(base) / per["base"].stored_bytes)
+    assert s.chunks > 0
+    j = s.to_json()
+    assert j["logical_bytes"] == s.logical_bytes and len(j["models"]) == 3
+    assert "base" in str(s) and "total" in str(s)
+
+
+def test_remove_then_gc_reclaims_and_keeps_reachable(repo: mg.Repository) -> None:
+    base = weights(1)
+    ft1 = finetune(base, 2)
+    other = weights(9)
+    repo.add("base", base)
+    repo.add("ft", ft1, parents="base")  # stored as deltas against base's chunks
+    ft2 = finetune(ft1, 3)
+    repo.commit("ft", ft2)
+    repo.add("other", other)
+    before = repo.stats()
+    other_stored = {m.name: m for m in before.models}["other"].stored_bytes
+    assert other_stored > 0
+
+    repo.remove("other")
+    assert repo.models() == ["base", "ft"]
+    with pytest.raises(mg.UnknownModel):
+        repo.load("other")
+    assert repo.fsck().garbage_bytes >= other_stored
+    report = repo.gc()
+    assert report.chunks_removed > 0
+    assert report.bytes_freed >= other_stored
+    after = repo.stats()
+    assert after.stored_bytes == before.stored_bytes - other_stored
+    assert after.pack_bytes == pack_bytes(repo) < before.pack_bytes
+    f = repo.fsck()
+    assert f.ok and f.garbage_bytes == 0, f.problems
+
+    # removing the base keeps the chunks the fine-tune's deltas need
+    repo.remove("base")
+    repo.gc()
+    assert repo.models() == ["ft"]
+    assert_same_state(repo.load("ft@1"), ft1)
+    assert_same_state(repo.load("ft@2"), ft2)
+    f = repo.fsck()
+    assert f.ok and f.garbage_bytes == 0, f.problems
+    with mg.open(repo.root) as again:  # and from a fresh handle, no cache
+        assert_same_state(again.load("ft@1"), ft1)
+        assert_same_state(again.load("ft"), ft2)
+    # a removed name can be used again
+    repo.add("base", base)
+    assert_same_state(repo.load("base"), base)
+    assert [v.number for v in repo.versions("base")] == [1]
+
+
+def test_gc_never_touches_reachable_chunks(repo: mg.Repository) -> None:
+    states = {}
+    sd = weights(5)
+    for i in range(4):
+        name = f"m{i}"
+        states[name] = sd
+        repo.add(name, sd, parents=f"m{i - 1}" if i else None)
+        sd = finetune(sd, 10 + i)
+    repo.add("doomed", finetune(states["m1"], 99), parents="m1")
+    repo.remove("doomed")
+    repo.gc()
+    assert repo.gc().chunks_removed == 0  # idempotent
+    for name, want in states.items():
+        assert_same_state(repo.load(name), want)
+    assert repo.fsck().ok
+
+
+def test_removing_a_middle_version_of_a_lineage(repo: mg.Repository) -> None:
+    """Remove a parent model in the middle of a provenance chain."""
+    a = weights(1)
+    b = finetune(a, 2)
+    c = finetune(b, 3)
+    repo.add("a", a)
+    repo.add("b", b, parents="a")
+    repo.add("c", c, parents="b")
+    repo.remove("b")
+    repo.gc()
+    assert_same_state(repo.load("a"), a)
+    assert_same_state(repo.load("c"), c)
+    assert repo.fsck().ok
+
+
+def test_gc_reclaims_torn_tails_and_orphan_packs(repo: mg.Repository) -> None:
+    repo.add("m", weights(1))
+    (pack,) = list((repo.root / "packs").glob("*.mgp"))
+    with open(pack, "ab") as f:
+        f.write(os.urandom(1000))  # a writer died in the middle of a record
+    orphan = repo.root / "packs" / ("pack-" + "ab" * 16 + ".mgp")
+    orphan.write_bytes(b"MGITPACK" + bytes(8) + os.urandom(500))
+    f = repo.fsck()
+    assert f.ok, f.problems
+    assert f.garbage_bytes >= 1500
+    report = repo.gc()
+    assert report.bytes_freed >= 1500
+    assert not orphan.exists()
+    f = repo.fsck()
+    assert f.ok and f.garbage_bytes == 0
+    assert_same_state(repo.load("m"), weights(1))
+
+
+def test_fsck_reports_and_to_json(repo: mg.Repository) -> None:
+    repo.add("m", weights(1))
+    repo.commit("m", weights(2))
+    f = repo.fsck()
+    assert f.ok and f.problems == []
+    assert f.versions_checked == 2 and f.chunks_checked == repo.stats().chunks
+    assert "ok" in str(f)
+    assert f.to_json()["ok"] is True
+    quick = repo.fsck(full=False)
+    assert quick.ok and quick.chunks_checked == 0
+
+
+def test_gc_then_write_more(repo: mg.Repository) -> None:
+    """The same handle keeps working after gc rewrote the pack it was appending to."""
+    repo.add("a", weights(1))
+    repo.add("b", weights(2))
+    repo.remove("a")
+    repo.gc()
+    repo.add("c", weights(3))
+    repo.commit("b", finetune(weights(2), 4))
+    for name, want in (("b@1", weights(2)), ("c", weights(3)), ("b", finetune(weights(2), 4))):
+        assert_same_state(repo.load(name), want)
+    assert repo.fsck().ok
+
+
+def test_two_handles_gc_in_one(tmp_path: Path) -> None:
+    """gc through one handle while another handle (same process) keeps writing."""
+    with mg.init(tmp_path / "r") as r1, mg.open(tmp_path / "r") as r2:
+        r1.add("a", weights(1))
+        r1.add("junk", weights(2))
+        r1.remove("junk")
+        r2.gc()
+        r1.add("b", weights(3))
+        r2.gc()
+        assert_same_state(r2.load("a"), weights(1))
+        assert_same_state(r2.load("b"), weights(3))
+        assert_same_state(r1.load("b"), weights(3))
+        assert r2.fsck().ok
