@@ -241,7 +241,7 @@ def main() -> int:
     t0 = time.time()
     nchecks = 0
     for e in (1, 2, 4, 8):
-        for delta in (0, 1, 2):
+        for delta in (0, 1, 2, 3):
             for rot in (False, True):
                 for m in (1, 3, 5, 127, 128, 129, 131, 133, 257, 4099, 100_003):
                     data = rand_words(m, e)
@@ -451,6 +451,8 @@ def main() -> int:
         (4, 0, False, 0),
         (4, 1, False, 0),
         (4, 2, True, 0),
+        (4, 3, False, 0),
+        (2, 3, False, 0),
         (2, 1, True, 0),
         (2, 0, False, 0),
         (8, 1, False, 0),

@@ -173,7 +173,7 @@ PLANE_SIZES = [1, 3, 4, 5, 31, 127, 128, 129, 131, 132, 133, 255, 257, 1000, 409
 
 @gpu
 @pytest.mark.parametrize("elem_size", [1, 2, 4, 8])
-@pytest.mark.parametrize("delta", [0, 1, 2])
+@pytest.mark.parametrize("delta", [0, 1, 2, 3])
 @pytest.mark.parametrize("rotate", [False, True])
 def test_planes_match_cpu(elem_size, delta, rotate):
     rng = _rng(1000 * elem_size + 10 * delta + rotate)

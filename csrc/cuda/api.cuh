@@ -20,7 +20,7 @@ struct Status {
 inline Status value_error(std::string m) { return {Err::Value, std::move(m)}; }
 inline Status runtime_error(std::string m) { return {Err::Runtime, std::move(m)}; }
 
-enum DeltaMode : int { DELTA_NONE = 0, DELTA_XOR = 1, DELTA_SUB = 2 };
+enum DeltaMode : int { DELTA_NONE = 0, DELTA_XOR = 1, DELTA_SUB = 2, DELTA_OSUB = 3 };
 enum class QType : int { F64 = 0, F32 = 1, F16 = 2, BF16 = 3 };
 
 // Byte planes (see _core.pyi planes_encode / planes_decode). Parameters are validated

@@ -73,8 +73,10 @@ void planes_impl(bool encode, uint64_t src, uint64_t out, long long nbytes_arg, 
   const uint64_t nbytes = count_arg(nbytes_arg, "nbytes");
   if (elem_size != 1 && elem_size != 2 && elem_size != 4 && elem_size != 8)
     throw py::value_error("elem_size must be 1, 2, 4 or 8, got " + std::to_string(elem_size));
-  if (delta != mc::DELTA_NONE && delta != mc::DELTA_XOR && delta != mc::DELTA_SUB)
-    throw py::value_error("delta must be DELTA_NONE (0), DELTA_XOR (1) or DELTA_SUB (2), got " +
+  if (delta != mc::DELTA_NONE && delta != mc::DELTA_XOR && delta != mc::DELTA_SUB &&
+      delta != mc::DELTA_OSUB)
+    throw py::value_error(
+        "delta must be DELTA_NONE (0), DELTA_XOR (1), DELTA_SUB (2) or DELTA_OSUB (3), got " +
                           std::to_string(delta));
   if (nbytes % uint64_t(elem_size) != 0)
     throw py::value_error(std::string(sname) + ": length " + std::to_string(nbytes) +

@@ -15,6 +15,7 @@
 // words is done in registers with byte permutes. Warps at the edges of the arrays (the
 // last partial warp, or the first one when the planes pointer itself is not aligned)
 // take a per-word scalar path.
+#include <type_traits>
 #include "cuda/common.cuh"
 
 namespace modelgit::cuda {
@@ -49,11 +50,28 @@ __device__ __forceinline__ T rotr1(T x) {
   return T(T(x >> 1) | T(x << (sizeof(T) * 8 - 1)));
 }
 
+// OSUB (delta 3): zigzag of the difference of value-ordered patterns, as in csrc/planes.cpp.
+template <typename T>
+__device__ __forceinline__ T ordered(T x) {
+  const T sign = T(T(1) << (sizeof(T) * 8 - 1));
+  return (x & sign) ? T(x ^ T(sign - 1)) : x;
+}
+template <typename T>
+__device__ __forceinline__ T zigzag(T d) {
+  const T sign = T(T(1) << (sizeof(T) * 8 - 1));
+  return T(T(d << 1) ^ ((d & sign) ? T(~T(0)) : T(0)));
+}
+template <typename T>
+__device__ __forceinline__ T unzigzag(T z) {
+  return T(T(z >> 1) ^ T(T(0) - T(z & 1)));
+}
+
 template <typename T>
 __device__ __forceinline__ T fwd_word(T x, T b, int delta, bool rot) {
   T t = rot ? rotl1(x) : x;
   if (delta == DELTA_NONE) return t;
   T tb = rot ? rotl1(b) : b;
+  if (delta == DELTA_OSUB) return zigzag(T(ordered(t) - ordered(tb)));
   return delta == DELTA_XOR ? T(t ^ tb) : T(t - tb);
 }
 template <typename T>
@@ -61,9 +79,28 @@ __device__ __forceinline__ T inv_word(T w, T b, int delta, bool rot) {
   T t = w;
   if (delta != DELTA_NONE) {
     T tb = rot ? rotl1(b) : b;
-    t = delta == DELTA_XOR ? T(w ^ tb) : T(w + tb);
+    if (delta == DELTA_OSUB) t = ordered(T(ordered(tb) + unzigzag(w)));
+    else t = delta == DELTA_XOR ? T(w ^ tb) : T(w + tb);
   }
   return rot ? rotr1(t) : t;
+}
+
+// OSUB on the E-byte lanes of a packed uint32 (scalar per lane).
+template <int E, bool FWD>
+__device__ __forceinline__ uint32_t osub_lanes(uint32_t a, uint32_t b, bool rot) {
+  if constexpr (E == 4) {
+    return FWD ? fwd_word<uint32_t>(a, b, DELTA_OSUB, rot) : inv_word<uint32_t>(a, b, DELTA_OSUB, rot);
+  } else {
+    using L = typename std::conditional<E == 2, uint16_t, uint8_t>::type;
+    uint32_t r = 0;
+#pragma unroll
+    for (int s = 0; s < 32; s += 8 * E) {
+      const L x = L(a >> s), y = L(b >> s);
+      const L v = FWD ? fwd_word<L>(x, y, DELTA_OSUB, rot) : inv_word<L>(x, y, DELTA_OSUB, rot);
+      r |= uint32_t(v) << s;
+    }
+    return r;
+  }
 }
 
 // ---- packed (4 words in E uint32) operations (fast path) -----------------------------------------
@@ -112,6 +149,10 @@ __device__ __forceinline__ void fwd_packed(uint32_t (&d)[NW], const uint32_t (&b
   } else {
 #pragma unroll
     for (int k = 0; k < NW; ++k) {
+      if (delta == DELTA_OSUB) {
+        d[k] = osub_lanes<E, true>(d[k], b[k], rot);
+        continue;
+      }
       uint32_t t = rot ? rotl_lanes<E>(d[k]) : d[k];
       if (delta != DELTA_NONE) {
         const uint32_t tb = rot ? rotl_lanes<E>(b[k]) : b[k];
@@ -137,6 +178,10 @@ __device__ __forceinline__ void inv_packed(uint32_t (&d)[NW], const uint32_t (&b
   } else {
 #pragma unroll
     for (int k = 0; k < NW; ++k) {
+      if (delta == DELTA_OSUB) {
+        d[k] = osub_lanes<E, false>(d[k], b[k], rot);
+        continue;
+      }
       uint32_t t = d[k];
       if (delta != DELTA_NONE) {
         const uint32_t tb = rot ? rotl_lanes<E>(b[k]) : b[k];

@@ -26,6 +26,7 @@ __all__ = [
     "DELTA_NONE",
     "DELTA_XOR",
     "DELTA_SUB",
+    "DELTA_OSUB",
     "is_available",
     "unavailable_reason",
     "planes_encode",
@@ -35,7 +36,7 @@ __all__ = [
     "upload",
 ]
 
-DELTA_NONE, DELTA_XOR, DELTA_SUB = 0, 1, 2
+DELTA_NONE, DELTA_XOR, DELTA_SUB, DELTA_OSUB = 0, 1, 2, 3
 _ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
@@ -140,9 +141,10 @@ def _planes(encode: bool, src, elem_size, base, delta, rotate, out):
     nbytes = _nbytes(src, sname)
     if elem_size not in (1, 2, 4, 8):
         raise ValueError(f"elem_size must be 1, 2, 4 or 8, got {elem_size!r}")
-    if delta not in (DELTA_NONE, DELTA_XOR, DELTA_SUB):
+    if delta not in (DELTA_NONE, DELTA_XOR, DELTA_SUB, DELTA_OSUB):
         raise ValueError(
-            f"delta must be DELTA_NONE (0), DELTA_XOR (1) or DELTA_SUB (2), got {delta!r}"
+            "delta must be DELTA_NONE (0), DELTA_XOR (1), DELTA_SUB (2) or DELTA_OSUB (3), "
+            f"got {delta!r}"
         )
     if nbytes % elem_size:
         raise ValueError(f"{sname}: length {nbytes} is not a multiple of elem_size {elem_size}")

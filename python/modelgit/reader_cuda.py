@@ -27,7 +27,7 @@ from .writer import TensorRow
 
 __all__ = ["read_tensors_cuda"]
 
-_GPU_DELTAS = (cuda.DELTA_NONE, cuda.DELTA_XOR, cuda.DELTA_SUB)  # what the kernels do
+_GPU_DELTAS = (cuda.DELTA_NONE, cuda.DELTA_XOR, cuda.DELTA_SUB, cuda.DELTA_OSUB)
 
 
 class _GpuDecoder:
