@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedInput,
 )
 from .graph import Edge, LineageGraph
+from .inference import infer_lineage
 from .maintenance import FsckReport, GcReport, RepoStats
 from .repository import Repository, init, open
 from .tolerance import Auto, ErrorBound, LowBit
@@ -39,6 +40,7 @@ __all__ = [
     "LineageGraph",
     "Edge",
     "Diff",
+    "infer_lineage",
     "ErrorBound",
     "LowBit",
     "Auto",

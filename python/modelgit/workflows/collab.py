@@ -1,7 +1,80 @@
-"""Collaboration between repositories: push, pull, merge."""
+"""Collaboration between repositories: push, pull, merge.
+
+``push``/``pull`` move what the other side lacks (see :mod:`.transfer` for the rules:
+versions matched by uid, fast-forward, divergence); ``merge`` resolves a divergence
+(see :mod:`.merge` for the strategies).
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .merge import fetched, merge_versions
+from .transfer import TransferReport, transfer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..repository import Repository
+    from ..version import Version
+
+__all__ = ["CollabMixin", "TransferReport"]
+
+
+@contextmanager
+def _other(other: Repository | str | os.PathLike[str]) -> Iterator[Repository]:
+    from ..repository import Repository
+
+    if isinstance(other, Repository):
+        yield other
+        return
+    repo = Repository(Path(other))
+    try:
+        yield repo
+    finally:
+        repo.close()
 
 
 class CollabMixin:
     """push, pull, merge."""
+
+    def push(self, other: Repository | str | os.PathLike[str]) -> TransferReport:
+        """Copy into the repository ``other`` (a path) the versions, chunks, edges and
+        tags it lacks. Models both sides changed are reported as diverged: ``other``
+        keeps its history and receives ours aside, to be merged there."""
+        with _other(other) as dst:
+            return transfer(self, dst)  # type: ignore[arg-type]
+
+    def pull(self, other: Repository | str | os.PathLike[str]) -> TransferReport:
+        """Copy from the repository ``other`` what this one lacks (see :meth:`push`).
+        Diverged models keep our history; theirs is fetched aside for :meth:`merge`."""
+        with _other(other) as src:
+            return transfer(src, self)  # type: ignore[arg-type]
+
+    def fetched(self, name: str | None = None) -> list[Version]:
+        """Versions fetched by a pull (or received by a push) that diverge from our
+        history and are not merged yet. Their numbers are <= 0 until merged."""
+        return [v for _, v, _ in fetched(self, name)]  # type: ignore[arg-type]
+
+    def merge(
+        self,
+        name: str,
+        other_version: Version | str | None = None,
+        strategy: str | Callable[..., Any] = "average",
+        message: str = "",
+        tolerance: object = None,
+    ) -> Version:
+        """Merge ``other_version`` into the latest version of ``name``.
+
+        ``other_version``: a version uid (as in the pull report), a :class:`Version`, a
+        reference (``name@N``, tag), or None for the single fetched head of ``name``.
+        ``strategy``: ``"ours"``, ``"theirs"``, ``"average"``, ``"task-arithmetic"``
+        (against the nearest common ancestor) or ``fn(ours, theirs, base) -> state_dict``.
+        The new version's parents are our latest (kind ``version``) and the other
+        version (relation ``merge``).
+        """
+        return merge_versions(self, name, other_version, strategy, message, tolerance)  # type: ignore[arg-type]

@@ -1,0 +1,118 @@
+"""Collaboration commands: push, pull, merge; and lineage inference: infer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ._output import CliError, emit
+from ._repo import open_repo
+
+RAW = argparse.RawDescriptionHelpFormatter
+STRATEGY_HELP = (
+    "ours, theirs, average, task-arithmetic (against the common ancestor), or the "
+    "import path of fn(ours, theirs, base) -> state_dict as 'package.module:function'"
+)
+
+
+def register(sub: Any, common: Any) -> None:
+    for name, verb, desc in (
+        ("push", "to", "Copy into the repository OTHER what it lacks of this one"),
+        ("pull", "from", "Copy from the repository OTHER what this one lacks"),
+    ):
+        p = sub.add_parser(
+            name,
+            parents=[common.repo, common.json],
+            help=f"{name} versions {verb} another repository",
+            description=(
+                f"{desc}: versions (matched by uid), the chunks they need, edges and tags. "
+                "A model both sides changed is reported as diverged: the receiver keeps its "
+                "history and gets the other side's versions aside, for `modelgit merge`."
+            ),
+            epilog=f"examples:\n  modelgit {name} ../team-models\n  modelgit {name} /mnt/x --json",
+            formatter_class=RAW,
+        )
+        p.add_argument("other", metavar="OTHER", help="path of the other repository")
+        p.set_defaults(func=cmd_push if name == "push" else cmd_pull)
+
+    p = sub.add_parser(
+        "merge",
+        parents=[common.repo, common.json],
+        help="merge a diverged version into a model",
+        description=(
+            "Merge OTHER_VERSION (a uid from the pull report, a reference, or by default "
+            "the version a pull fetched aside) into the latest version of NAME; the new "
+            "version has both as parents."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit merge chat 995c904a832929ef --strategy average\n"
+            "  modelgit merge chat --strategy task-arithmetic\n"
+            "  modelgit merge chat --strategy mypkg.merging:ties"
+        ),
+        formatter_class=RAW,
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("other_version", metavar="OTHER_VERSION", nargs="?", default=None)
+    p.add_argument("-s", "--strategy", default="average", help=STRATEGY_HELP)
+    p.add_argument("-m", "--message", default="", help="message of the merge version")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser(
+        "infer",
+        parents=[common.json],
+        help="infer the lineage of model files",
+        description=(
+            "Reconstruct provenance edges (parent -> child) among model files "
+            "(.safetensors files or Hugging Face folders) from tensor sketches."
+        ),
+        epilog="examples:\n  modelgit infer zoo/*.safetensors\n  modelgit infer a b c --json",
+        formatter_class=RAW,
+    )
+    p.add_argument("paths", metavar="PATH", nargs="+")
+    p.add_argument("-k", type=int, default=64, help="sketch width per tensor (default 64)")
+    p.set_defaults(func=cmd_infer)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        emit(args.json, repo.push(args.other))
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        emit(args.json, repo.pull(args.other))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        v = repo.merge(args.name, args.other_version, args.strategy, args.message)
+        emit(args.json, v, f"merged into {v.ref} ({v.id}): {v.message}")
+    return 0
+
+
+def _model_name(path: Path) -> str:
+    return path.stem if path.suffix == ".safetensors" else path.name
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from ..inference import infer_lineage
+
+    models: dict[str, Path] = {}
+    for raw in args.paths:
+        p = Path(raw)
+        if not p.exists():
+            raise CliError(f"{p} does not exist")
+        name = _model_name(p)
+        if name in models:
+            raise CliError(f"two inputs are named {name!r}; rename one")
+        models[name] = p
+    if args.k < 1:
+        raise CliError("-k must be a positive integer")
+    edges = infer_lineage(models, k=args.k)
+    data = [{"parent": u, "child": v} for u, v in edges]
+    emit(args.json, data, "\n".join(f"{u} -> {v}" for u, v in edges) or "no edges found")
+    return 0

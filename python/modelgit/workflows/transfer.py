@@ -1,0 +1,470 @@
+"""Transfer between repositories: the machinery of ``push`` and ``pull``.
+
+A transfer copies from a *source* repository into a *receiver* everything the receiver
+lacks: versions (matched by their global ``uid``), with their tensor rows, side files,
+parent links, models, provenance edges and tags, and the chunk records they need
+(delta bases included, transitively). Chunk records are copied verbatim (checksums and
+all) into a new pack of the receiver, which is fsynced; then ONE catalog transaction
+on the receiver publishes the rows. A crash before that commit leaves only unnamed
+records in a pack (garbage, reclaimed by ``gc``); after it, everything is there.
+
+Per model present on both sides:
+
+- the receiver has every version of the source: nothing to do;
+- the receiver's versions are all in the source (it is behind): *fast-forward*, the
+  missing versions are appended after the receiver's latest, in the source's order
+  (they keep their numbers unless those are taken);
+- both sides have versions the other lacks: *diverged*. The receiver's history is left
+  untouched; the source's versions it lacks are *fetched*: stored as versions of the
+  same model with numbers 0, -1, -2, ... (so never the latest, not addressable as
+  ``name@N``) and listed in the table ``remote_versions``. ``repo.merge(name)`` then
+  merges the fetched head; the fetched versions are renumbered into the history
+  (after the receiver's latest, before the merge version) once they are merged.
+
+Extra table (created on first use, kept by the catalog like the others)::
+
+    CREATE TABLE remote_versions (
+        version       INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+        remote        TEXT NOT NULL,     -- path of the repository it was fetched from
+        remote_number INTEGER NOT NULL,  -- its number there
+        fetched       REAL NOT NULL      -- Unix time of the transfer
+    )
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LineageError, ModelgitError
+from ..graph import LineageGraph, check_no_cycle
+from ..packs import PackWriter, Record
+from ..store import ChunkRow
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from ..repository import Repository
+
+__all__ = ["TransferReport", "DivergedModel", "transfer", "ensure_remote_table", "REMOTE_TABLE"]
+
+REMOTE_TABLE = """
+CREATE TABLE IF NOT EXISTS remote_versions (
+    version       INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+    remote        TEXT NOT NULL,
+    remote_number INTEGER NOT NULL,
+    fetched       REAL NOT NULL
+)"""
+
+# Called after the copied records are durable and before the catalog transaction (tests
+# use it to kill the process at the worst moment).
+_before_commit: Callable[[], None] | None = None
+
+_VCOLS = (
+    "id, uid, model, number, content_id, message, created, lossy, tolerance, metadata,"
+    " logical_bytes"
+)
+_TCOLS = "position, name, dtype, shape, nbytes, content, chunk_bytes, chunks, tie"
+
+
+def ensure_remote_table(db: sqlite3.Connection) -> None:
+    db.execute(REMOTE_TABLE)
+
+
+@dataclass
+class DivergedModel:
+    """A model both sides changed: ours is untouched, theirs are fetched for a merge."""
+
+    name: str
+    ours: str  # ref of the receiver's latest version
+    theirs: str  # uid of the source's latest version
+    fetched: list[str] = field(default_factory=list)  # uids of their versions kept aside
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TransferReport:
+    """What a push or pull moved."""
+
+    source: str
+    destination: str
+    chunks: int = 0
+    bytes: int = 0  # bytes of chunk records copied
+    models_added: list[str] = field(default_factory=list)
+    versions_added: list[str] = field(default_factory=list)  # refs in the receiver
+    fast_forwarded: list[str] = field(default_factory=list)
+    diverged: list[DivergedModel] = field(default_factory=list)
+    tags_added: list[str] = field(default_factory=list)
+    tags_skipped: list[str] = field(default_factory=list)  # name taken there
+    edges_skipped: list[str] = field(default_factory=list)  # would close a cycle
+
+    @property
+    def up_to_date(self) -> bool:
+        return not (self.versions_added or self.diverged or self.tags_added or self.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["diverged"] = [m.to_json() for m in self.diverged]
+        d["up_to_date"] = self.up_to_date
+        return d
+
+    def __str__(self) -> str:
+        from ..maintenance import _human
+
+        if self.up_to_date:
+            return f"{self.destination} is up to date with {self.source}"
+        lines = [
+            f"{self.source} -> {self.destination}: {len(self.versions_added)} version(s), "
+            f"{len(self.models_added)} new model(s), {self.chunks} chunk(s), "
+            f"{_human(self.bytes)}"
+        ]
+        if self.models_added:
+            lines.append(f"  new models: {', '.join(self.models_added)}")
+        if self.fast_forwarded:
+            lines.append(f"  fast-forwarded: {', '.join(self.fast_forwarded)}")
+        for d in self.diverged:
+            lines.append(
+                f"  diverged: {d.name} (ours {d.ours}, theirs {d.theirs}); "
+                f"merge with: modelgit merge {d.name} {d.theirs} --strategy ..."
+            )
+        if self.tags_added:
+            lines.append(f"  tags: {', '.join(self.tags_added)}")
+        if self.tags_skipped:
+            lines.append(f"  tags not moved (name taken): {', '.join(self.tags_skipped)}")
+        if self.edges_skipped:
+            lines.append(f"  edges not recorded (cycle): {', '.join(self.edges_skipped)}")
+        return "\n".join(lines)
+
+
+# -- the source's side ---------------------------------------------------------------
+@dataclass
+class _Source:
+    path: str
+    versions: dict[int, tuple]  # id -> row (_VCOLS)
+    by_uid: dict[str, int]
+    parents: dict[int, list[tuple[int, str, str, int]]]  # id -> (parent id, kind, rel, pos)
+    models: dict[str, tuple[float, str]]  # name -> (created, metadata)
+    model_order: list[str]
+    edges: list[tuple[str, str, str]]
+    tags: list[tuple[str, int]]
+
+
+def _snapshot(src: Repository) -> _Source:
+    db = src.catalog.connection()
+    db.execute("BEGIN")
+    try:
+        rows = db.execute(f"SELECT {_VCOLS} FROM versions ORDER BY model, number").fetchall()
+        parents: dict[int, list[tuple[int, str, str, int]]] = {}
+        for v, p, kind, rel, pos in db.execute(
+            "SELECT version, parent, kind, relation, position FROM version_parents "
+            "ORDER BY version, position"
+        ):
+            parents.setdefault(v, []).append((p, kind, rel, pos))
+        models = db.execute("SELECT name, created, metadata FROM models ORDER BY created, name")
+        model_rows = models.fetchall()
+        edges = db.execute("SELECT parent, child, relation FROM edges ORDER BY rowid").fetchall()
+        tags = db.execute("SELECT name, version FROM tags ORDER BY name").fetchall()
+    finally:
+        db.execute("COMMIT")
+    return _Source(
+        path=str(src.root),
+        versions={r[0]: r for r in rows},
+        by_uid={r[1]: r[0] for r in rows},
+        parents=parents,
+        models={n: (c, m) for n, c, m in model_rows},
+        model_order=[n for n, _, _ in model_rows],
+        edges=edges,
+        tags=tags,
+    )
+
+
+# -- planning ------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    inserts: list[tuple[int, int]] = field(default_factory=list)  # (source id, number)
+    stages: list[int] = field(default_factory=list)  # source ids fetched aside
+    renumber: list[tuple[int, int]] = field(default_factory=list)  # (receiver id, number)
+    new_models: list[str] = field(default_factory=list)
+    fast_forwarded: list[str] = field(default_factory=list)
+    diverged: list[DivergedModel] = field(default_factory=list)
+
+    @property
+    def source_ids(self) -> list[int]:
+        return [s for s, _ in self.inserts] + self.stages
+
+
+def _plan(s: _Source, db: sqlite3.Connection) -> _Plan:
+    have = {
+        uid: (vid, model, number)
+        for vid, uid, model, number in db.execute("SELECT id, uid, model, number FROM versions")
+    }
+    dst_models = {r[0] for r in db.execute("SELECT name FROM models")}
+    plan = _Plan()
+    chains: dict[str, list[tuple]] = {}
+    for row in s.versions.values():
+        if row[3] >= 1:
+            chains.setdefault(row[2], []).append(row)
+    for model in s.model_order:
+        chain = sorted(chains.get(model, []), key=lambda r: r[3])
+        if not chain:
+            continue
+        if model not in dst_models:
+            plan.new_models.append(model)
+            plan.inserts.extend((r[0], r[3]) for r in chain)
+            continue
+        ours = [(n, uid) for uid, (_, m, n) in have.items() if m == model and n >= 1]
+        # theirs that we lack in this model's history (absent, or only fetched aside)
+        fetched_here = {u for u, (_, m, n) in have.items() if m == model and n < 1}
+        missing = [r for r in chain if r[1] not in have or r[1] in fetched_here]
+        if not missing:
+            continue
+        src_uids = {r[1] for r in chain}
+        ahead = [uid for _, uid in ours if uid not in src_uids]
+        if not ahead:  # the receiver is behind: fast-forward
+            top = max((n for n, _ in ours), default=0)
+            for i, r in enumerate(missing):
+                if r[1] in have:
+                    plan.renumber.append((have[r[1]][0], top + 1 + i))
+                else:
+                    plan.inserts.append((r[0], top + 1 + i))
+            plan.fast_forwarded.append(model)
+        else:  # both sides moved: keep theirs aside
+            fetched = []
+            for r in missing:
+                fetched.append(r[1])
+                if r[1] not in have:
+                    plan.stages.append(r[0])
+            ref = f"{model}@{max(ours)[0]}"
+            plan.diverged.append(DivergedModel(model, ref, chain[-1][1], fetched))
+    # parents the receiver lacks (e.g. versions the source itself only fetched)
+    planned = {s.versions[i][1] for i in plan.source_ids}
+    todo = list(plan.source_ids)
+    while todo:
+        vid = todo.pop()
+        for pid, _, _, _ in s.parents.get(vid, []):
+            uid = s.versions[pid][1]
+            if uid in have or uid in planned:
+                continue
+            planned.add(uid)
+            model = s.versions[pid][2]
+            if model not in dst_models and model not in plan.new_models:
+                plan.new_models.append(model)
+            plan.stages.append(pid)
+            todo.append(pid)
+    plan.stages = list(dict.fromkeys(plan.stages))
+    return plan
+
+
+def _staged_number(db: sqlite3.Connection, model: str, used: dict[str, int]) -> int:
+    if model not in used:
+        low = db.execute("SELECT MIN(number) FROM versions WHERE model = ?", (model,)).fetchone()[0]
+        used[model] = min(1, low if low is not None else 1)
+    used[model] -= 1
+    return used[model]
+
+
+# -- the transfer ----------------------------------------------------------------------
+def transfer(src: Repository, dst: Repository) -> TransferReport:
+    """Copy into ``dst`` what it lacks of ``src``; see the module docstring."""
+    if src.root.resolve() == dst.root.resolve():
+        raise ModelgitError("cannot push or pull a repository into itself")
+    report = TransferReport(str(src.root), str(dst.root))
+    with src._lock(exclusive=False), dst._lock(exclusive=False):
+        s = _snapshot(src)
+        plan = _plan(s, dst.catalog.connection())
+        tensors = _tensor_rows(src, plan.source_ids)
+        needed = _chunk_closure(src, tensors)
+        present = set(dst.store.rows(list(needed)))
+        missing = [c for c in needed if c not in present]
+        copied = _copy_records(src, dst, missing, needed)
+        report.chunks = len(copied)
+        report.bytes = sum(r.length for r in copied)
+        if _before_commit is not None:
+            _before_commit()
+        with dst.catalog.transaction() as db:
+            ensure_remote_table(db)
+            # the receiver may have changed meanwhile: plan again inside the transaction
+            plan = _plan(s, db)
+            tensors = _tensor_rows(src, plan.source_ids)
+            files = _files(src, plan.source_ids)
+            need_now = _chunk_closure(src, tensors)
+            have_rows = {r.id for r in copied} | set(dst.store.rows(list(need_now)))
+            if not need_now <= have_rows:
+                raise ModelgitError(
+                    f"{dst.root} changed during the transfer (chunks went away); run it again"
+                )
+            db.executemany(
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, length, raw_length, codec, base,"
+                " depth, lossy) VALUES (?,?,?,?,?,?,?,?,?)",
+                [r.as_tuple() for r in copied],
+            )
+            _publish(s, plan, tensors, files, db, report)
+    report.fast_forwarded = plan.fast_forwarded
+    report.diverged = plan.diverged
+    report.models_added = plan.new_models
+    return report
+
+
+def _tensor_rows(src: Repository, ids: list[int]) -> dict[int, list[tuple]]:
+    return {
+        vid: src.catalog.query(
+            f"SELECT {_TCOLS} FROM tensors WHERE version = ? ORDER BY position", (vid,)
+        )
+        for vid in ids
+    }
+
+
+def _files(src: Repository, ids: list[int]) -> dict[int, list[tuple[str, bytes]]]:
+    return {
+        vid: src.catalog.query(
+            "SELECT path, data FROM files WHERE version = ? ORDER BY path", (vid,)
+        )
+        for vid in ids
+    }
+
+
+def _chunk_closure(src: Repository, tensors: dict[int, list[tuple]]) -> set[bytes]:
+    ids: set[bytes] = set()
+    for rows in tensors.values():
+        for r in rows:
+            if r[8] is None:
+                chunks = r[7]
+                ids.update(chunks[i : i + 16] for i in range(0, len(chunks), 16))
+    todo = list(ids)
+    while todo:
+        rows = src.store.rows(todo[:5000])
+        todo = todo[5000:]
+        for row in rows.values():
+            for b in row.bases:
+                if b not in ids:
+                    ids.add(b)
+                    todo.append(b)
+    return ids
+
+
+def _copy_records(
+    src: Repository, dst: Repository, missing: list[bytes], needed: set[bytes]
+) -> list[ChunkRow]:
+    if not missing:
+        return []
+    rows = src.store.rows(missing)
+    lost = [c for c in missing if c not in rows]
+    if lost:
+        raise ModelgitError(
+            f"{src.root} lacks chunk {lost[0].hex()} that its catalog names; run fsck there"
+        )
+    writer = PackWriter(dst.root / "packs")
+    out = []
+    try:
+        for cid in sorted(missing, key=lambda c: (rows[c].pack, rows[c].offset)):
+            row = rows[cid]
+            rec = src.store.reader.read(row.pack, row.offset, row.length)
+            if rec.chunk_id != cid:
+                raise ModelgitError(f"{src.root}: record of chunk {cid.hex()} names another")
+            pack, offset, length = writer.append(
+                Record(rec.codec, rec.chunk_id, rec.raw_length, rec.params, rec.payload)
+            )
+            out.append(
+                ChunkRow(
+                    cid, pack, offset, length, row.raw_length, row.codec, row.base, row.depth,
+                    row.lossy,
+                )
+            )  # fmt: skip
+        writer.sync()
+    finally:
+        writer.close()
+    return out
+
+
+def _publish(
+    s: _Source,
+    plan: _Plan,
+    tensors: dict[int, list[tuple]],
+    files: dict[int, list[tuple[str, bytes]]],
+    db: sqlite3.Connection,
+    report: TransferReport,
+) -> None:
+    now = time.time()
+    for name in plan.new_models:
+        created, meta = s.models[name]
+        db.execute(
+            "INSERT INTO models(name, created, metadata) VALUES (?,?,?)", (name, created, meta)
+        )
+    for vid, number in plan.renumber:
+        db.execute("UPDATE versions SET number = ? WHERE id = ?", (number, vid))
+        db.execute("DELETE FROM remote_versions WHERE version = ?", (vid,))
+        model = db.execute("SELECT model FROM versions WHERE id = ?", (vid,)).fetchone()[0]
+        report.versions_added.append(f"{model}@{number}")
+    new_ids: dict[int, int] = {}
+    staged: dict[str, int] = {}
+    todo = [(sid, number, False) for sid, number in plan.inserts]
+    todo += [(sid, 0, True) for sid in plan.stages]
+    for sid, number, stage in todo:
+        row = s.versions[sid]
+        if stage:
+            number = _staged_number(db, row[2], staged)
+        new_ids[sid] = db.execute(
+            "INSERT INTO versions(uid, model, number, content_id, message, created, lossy,"
+            " tolerance, metadata, logical_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (row[1], row[2], number, *row[4:]),
+        ).lastrowid
+        if stage:
+            db.execute(
+                "INSERT INTO remote_versions(version, remote, remote_number, fetched)"
+                " VALUES (?,?,?,?)",
+                (new_ids[sid], s.path, row[3], now),
+            )
+        else:
+            report.versions_added.append(f"{row[2]}@{number}")
+    local = {uid: vid for vid, uid in db.execute("SELECT id, uid FROM versions")}
+    for sid, new in new_ids.items():
+        for pid, kind, rel, pos in s.parents.get(sid, []):
+            db.execute(
+                "INSERT INTO version_parents(version, parent, kind, relation, position)"
+                " VALUES (?,?,?,?,?)",
+                (new, local[s.versions[pid][1]], kind, rel, pos),
+            )
+        db.executemany(
+            "INSERT INTO tensors(version, position, name, dtype, shape, nbytes, content,"
+            " chunk_bytes, chunks, tie) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(new, *r) for r in tensors[sid]],
+        )
+    for sid, new in new_ids.items():
+        db.executemany(
+            "INSERT INTO files(version, path, data) VALUES (?,?,?)",
+            [(new, p, d) for p, d in files.get(sid, [])],
+        )
+    # provenance edges between models both sides now have
+    models = {r[0] for r in db.execute("SELECT name FROM models")}
+    graph = LineageGraph.from_rows(db)
+    for parent, child, rel in s.edges:
+        if parent not in models or child not in models or graph.edge(parent, child):
+            continue
+        try:
+            check_no_cycle(graph, parent, child)
+        except LineageError:
+            report.edges_skipped.append(f"{parent} -> {child}")
+            continue
+        db.execute(
+            "INSERT INTO edges(parent, child, relation) VALUES (?,?,?)", (parent, child, rel)
+        )
+        graph = LineageGraph.from_rows(db)
+    # tags naming versions the receiver has
+    for tag, sid in s.tags:
+        uid = s.versions[sid][1]
+        if uid not in local:
+            continue
+        old = db.execute("SELECT version FROM tags WHERE name = ?", (tag,)).fetchone()
+        if old is not None:
+            if old[0] != local[uid]:
+                report.tags_skipped.append(tag)
+            continue
+        if tag in models:
+            report.tags_skipped.append(tag)
+            continue
+        db.execute("INSERT INTO tags(name, version) VALUES (?,?)", (tag, local[uid]))
+        report.tags_added.append(tag)

@@ -1,0 +1,311 @@
+"""push / pull / merge between repositories (modelgit.workflows.collab)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import modelgit as mg
+from conftest import assert_same_tensor
+from modelgit.errors import LineageError, ModelgitError, UnsupportedInput
+from modelgit.workflows import transfer as transfer_mod
+
+
+def sd(seed: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "w": torch.randn(200, 700, generator=g) * scale,
+        "b": torch.randn(16, generator=g),
+        "steps": torch.tensor([seed], dtype=torch.int64),
+    }
+
+
+def bump(d: dict[str, torch.Tensor], delta: float) -> dict[str, torch.Tensor]:
+    return {k: (v + delta if v.dtype.is_floating_point else v) for k, v in d.items()}
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[mg.Repository, mg.Repository]]:
+    a, b = mg.init(tmp_path / "a"), mg.init(tmp_path / "b")
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def ok(*repos: mg.Repository) -> None:
+    for r in repos:
+        report = r.fsck()
+        assert report.ok, str(report)
+
+
+def test_pull_copies_everything_then_nothing(pair):
+    a, b = pair
+    a.add("base", sd(0))
+    a.add("ft", bump(sd(0), 0.01), parents="base", message="tuned")
+    a.commit("ft", bump(sd(0), 0.02))
+    a.tag("ft@1", "prod")
+    r = b.pull(a.root)
+    assert r.models_added == ["base", "ft"]
+    assert sorted(r.versions_added) == ["base@1", "ft@1", "ft@2"]
+    assert r.chunks > 0 and r.bytes > 0 and r.tags_added == ["prod"]
+    assert json.loads(json.dumps(r.to_json()))["chunks"] == r.chunks
+    assert "base" in str(r)
+    for ref in ("base", "ft@1", "ft@2", "prod"):
+        got, want = b.load(ref), a.load(ref)
+        for k in want:
+            assert_same_tensor(got[k], want[k], k)
+    assert [v.id for v in b.versions("ft")] == [v.id for v in a.versions("ft")]
+    assert b.version("ft@1").message == "tuned"
+    assert b.graph.parents("ft") == ["base"]
+    ok(a, b)
+    again = b.pull(a.root)
+    assert again.up_to_date and again.chunks == 0 and again.bytes == 0
+    assert "up to date" in str(again)
+
+
+def test_second_push_moves_only_the_new_version(pair):
+    a, b = pair
+    a.add("m", sd(1))
+    first = a.push(b.root)
+    a.commit("m", bump(sd(1), 0.5))
+    second = a.push(b.root)
+    assert second.fast_forwarded == ["m"] and second.versions_added == ["m@2"]
+    assert 0 < second.bytes <= first.bytes * 1.2
+    third = a.push(b.root)
+    assert third.up_to_date and third.bytes == 0
+    assert torch.equal(b.load("m")["w"], a.load("m")["w"])
+    ok(a, b)
+
+
+def test_shared_chunks_are_not_copied(pair):
+    a, b = pair
+    a.add("m", sd(2))
+    b.pull(a.root)
+    a.add("copy", sd(2))  # same tensors: dedup, nothing new to move
+    r = a.push(b.root)
+    assert r.versions_added == ["copy@1"] and r.chunks == 0 and r.bytes == 0
+    ok(a, b)
+
+
+def test_delta_bases_travel_with_their_chunks(pair):
+    a, b = pair
+    a.add("base", sd(3))
+    a.add("ft", bump(sd(3), 1e-3), parents="base")
+    a.remove("base")  # ft's chunks stay deltas against base's chunks
+    r = b.pull(a.root)
+    assert r.models_added == ["ft"]
+    assert torch.equal(b.load("ft")["w"], a.load("ft")["w"])
+    ok(a, b)
+
+
+def test_divergence_is_detected_and_nothing_is_overwritten(pair):
+    a, b = pair
+    a.add("m", sd(4))
+    b.pull(a.root)
+    a.commit("m", bump(sd(4), 0.1), message="theirs")
+    b.commit("m", bump(sd(4), -0.1), message="ours")
+    ours_before = b.load("m")
+    r = b.pull(a.root)
+    assert [d.name for d in r.diverged] == ["m"]
+    d = r.diverged[0]
+    assert d.ours == "m@2" and d.theirs == a.version("m").id and d.fetched == [d.theirs]
+    assert "diverged" in str(r) and r.to_json()["diverged"][0]["name"] == "m"
+    assert torch.equal(b.load("m")["w"], ours_before["w"])  # latest is still ours
+    assert b.version("m").message == "ours"
+    fetched = b.fetched("m")
+    assert [v.id for v in fetched] == [d.theirs] and fetched[0].number <= 0
+    ok(a, b)
+    again = b.pull(a.root)  # pulling again fetches nothing new
+    assert again.chunks == 0 and [x.name for x in again.diverged] == ["m"]
+    ok(b)
+
+
+def diverge(a: mg.Repository, b: mg.Repository) -> str:
+    a.add("m", sd(5))
+    b.pull(a.root)
+    a.commit("m", bump(sd(5), 0.25))
+    b.commit("m", bump(sd(5), 0.5))
+    return b.pull(a.root).diverged[0].theirs
+
+
+@pytest.mark.parametrize("strategy", ["ours", "theirs", "average", "task-arithmetic"])
+def test_merge_strategies(pair, strategy):
+    a, b = pair
+    theirs_uid = diverge(a, b)
+    base = b.load("m@1")
+    ours = b.load("m@2")
+    theirs = a.load("m@2")
+    v = b.merge("m", theirs_uid, strategy=strategy)
+    got = b.load("m")
+    want = {
+        "ours": ours["w"],
+        "theirs": theirs["w"],
+        "average": (ours["w"] + theirs["w"]) / 2,
+        "task-arithmetic": ours["w"] + theirs["w"] - base["w"],
+    }[strategy]
+    torch.testing.assert_close(got["w"], want)
+    assert torch.equal(got["steps"], (theirs if strategy == "theirs" else ours)["steps"])
+    # history: ours @2, theirs renumbered @3, merge @4 with both parents
+    refs = [(x.number, x.id) for x in b.versions("m")]
+    assert [n for n, _ in refs] == [1, 2, 3, 4]
+    assert refs[2][1] == theirs_uid and v.number == 4 and b.version("m").id == v.id
+    assert [(p.ref, p.kind, p.relation) for p in v.parents] == [
+        ("m@2", "version", "version"),
+        ("m@3", "version", "merge"),
+    ]
+    assert v.metadata["merge"]["strategy"] == strategy
+    assert v.metadata["merge"]["base"] == a.version("m@1").id
+    assert b.fetched() == []
+    ok(a, b)
+    # the merge goes back as a fast-forward
+    r = b.push(a.root)
+    assert r.fast_forwarded == ["m"] and not r.diverged
+    assert a.version("m").id == v.id
+    assert torch.equal(a.load("m")["w"], got["w"])
+    assert {p.relation for p in a.version("m").parents} == {"version", "merge"}
+    ok(a, b)
+
+
+def halves(ours, theirs, base):
+    return {k: (ours[k] if k != "w" else ours[k] * 0.25 + theirs[k] * 0.75) for k in ours}
+
+
+def test_merge_with_a_callable_and_default_head(pair):
+    a, b = pair
+    diverge(a, b)
+    seen = {}
+
+    def fn(ours, theirs, base):
+        seen["base"] = base is not None
+        return halves(ours, theirs, base)
+
+    ours, theirs = b.load("m"), a.load("m")
+    v = b.merge("m", strategy=fn)  # None: the single fetched head
+    assert seen["base"]
+    torch.testing.assert_close(b.load("m")["w"], ours["w"] * 0.25 + theirs["w"] * 0.75)
+    assert v.metadata["merge"]["strategy"].endswith("fn")
+    ok(b)
+
+
+def test_merge_errors(pair):
+    a, b = pair
+    a.add("m", sd(6))
+    b.pull(a.root)
+    with pytest.raises(LineageError):
+        b.merge("m")  # nothing fetched
+    with pytest.raises(LineageError):
+        b.merge("m", a.version("m").id)  # already part of our history
+    uid = diverge_again(a, b)
+    with pytest.raises(UnsupportedInput):
+        b.merge("m", uid, strategy="median")
+    with pytest.raises(UnsupportedInput):
+        b.merge("m", uid, strategy=lambda o, t, base: 3)
+    assert b.fetched("m")  # still waiting for a merge
+    ok(b)
+
+
+def diverge_again(a: mg.Repository, b: mg.Repository) -> str:
+    a.commit("m", bump(a.load("m"), 0.1))
+    b.commit("m", bump(b.load("m"), 0.2))
+    return b.pull(a.root).diverged[0].theirs
+
+
+def test_unrelated_models_of_one_name(pair):
+    a, b = pair
+    a.add("m", sd(7))
+    b.add("m", sd(8))
+    r = b.pull(a.root)
+    assert [d.name for d in r.diverged] == ["m"]
+    with pytest.raises(LineageError):
+        b.merge("m", strategy="task-arithmetic")  # no common ancestor
+    v = b.merge("m", strategy="average")
+    assert v.metadata["merge"]["base"] is None
+    ok(b)
+
+
+def test_pushing_into_itself_and_into_nothing(pair, tmp_path):
+    a, _ = pair
+    with pytest.raises(ModelgitError):
+        a.push(a.root)
+    with pytest.raises(mg.NotARepository):
+        a.push(tmp_path / "nowhere")
+
+
+def test_failure_before_commit_leaves_the_receiver_consistent(pair, monkeypatch):
+    a, b = pair
+    a.add("m", sd(9))
+
+    def boom() -> None:
+        raise RuntimeError("crash before the catalog commit")
+
+    monkeypatch.setattr(transfer_mod, "_before_commit", boom)
+    with pytest.raises(RuntimeError):
+        b.pull(a.root)
+    assert b.models() == []
+    report = b.fsck()
+    assert report.ok and report.garbage_bytes > 0  # the copied records are garbage
+    b.gc()
+    monkeypatch.setattr(transfer_mod, "_before_commit", None)
+    r = b.pull(a.root)
+    assert r.versions_added == ["m@1"]
+    ok(a, b)
+
+
+CRASHER = """
+import os, signal, sys
+import modelgit as mg
+from modelgit.workflows import transfer
+transfer._before_commit = lambda: os.kill(os.getpid(), signal.SIGKILL)
+mg.open(sys.argv[1]).pull(sys.argv[2])
+"""
+
+
+def test_kill_during_transfer(pair):
+    a, b = pair
+    a.add("m", sd(10))
+    b.add("own", sd(11))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CRASHER), str(b.root), str(a.root)],
+        capture_output=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    with mg.open(b.root) as fresh:
+        assert fresh.models() == ["own"]
+        assert fresh.fsck().ok
+        r = fresh.pull(a.root)
+        assert r.versions_added == ["m@1"]
+        assert torch.equal(fresh.load("m")["w"], sd(10)["w"])
+        assert fresh.fsck().ok
+
+
+def test_cli_push_pull_merge(pair, capsys):
+    from modelgit.cli import main
+
+    a, b = pair
+    a.add("m", sd(12))
+    assert main(["--repo", str(b.root), "pull", str(a.root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["versions_added"] == ["m@1"]
+    a.commit("m", bump(sd(12), 1.0))
+    b.commit("m", bump(sd(12), 2.0))
+    assert main(["--repo", str(a.root), "push", str(b.root)]) == 0
+    assert "diverged" in capsys.readouterr().out
+    uid = a.version("m").id
+    assert main(["--repo", str(b.root), "merge", "m", uid, "--strategy", "theirs"]) == 0
+    assert "merged into m@4" in capsys.readouterr().out
+    assert torch.equal(b.load("m")["w"], a.load("m")["w"])
+    assert main(["--repo", str(b.root), "merge", "m", "--strategy", "nope"]) == 1
+    ok(a, b)
