@@ -484,7 +484,7 @@ def main() -> int:
                     f"large {'encode' if enc else 'decode'} E={e} delta={delta} rot={rot}",
                 )
 
-            name = f"planes_{'encode' if enc else 'decode'} E={e} {['none', 'xor', 'sub'][delta]}{' rot' if rot else ''}{' odd-m' if trim else ''}"
+            name = f"planes_{'encode' if enc else 'decode'} E={e} {['none', 'xor', 'sub', 'osub'][delta]}{' rot' if rot else ''}{' odd-m' if trim else ''}"
             row(name, nbytes * (3 if delta else 2), nbytes, call, check)
             del src, base, out
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import xxhash
 
-from . import maintenance
+from . import codec, maintenance
 from .auto import choose_tolerance
 from .catalog import SCHEMA_VERSION, Catalog
 from .errors import (
@@ -494,7 +494,7 @@ class Repository(LineageMixin, WorkflowMixin):
         vid, _ = self._resolve(ref, version)
         rows = self._tensor_rows(vid, keys)
         dev = torch.device(device)
-        if dev.type == "cuda" and _gpu_decode_available():
+        if dev.type == "cuda" and _gpu_decode_available() and self._mostly_planes(rows):
             from .reader_cuda import read_tensors_cuda
 
             sd = read_tensors_cuda(self.store, rows, self._pool, dev)
@@ -507,6 +507,14 @@ class Repository(LineageMixin, WorkflowMixin):
         if keys is not None:
             sd = {k: sd[k] for k in keys}
         return sd
+
+    def _mostly_planes(self, rows: Sequence[TensorRow]) -> bool:
+        """Whether most chunks use the planes codec, whose transform runs on the GPU
+        (other codecs decode on the CPU anyway: then CPU decode + one copy is faster)."""
+        ids = [c for r in rows if r.tie is None for c in r.chunk_ids]
+        found = self.store.rows(ids)
+        planes = sum(1 for c in ids if (row := found.get(c)) and row.codec == codec.PLANES)
+        return 2 * planes >= len(ids)
 
     def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:
         """One tensor of a version, decoding only its own chunks."""

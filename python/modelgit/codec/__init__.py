@@ -179,18 +179,21 @@ class PlanesParts:
     delta: int
     rotate: bool
     base_id: bytes | None
-    planes: bytearray
+    planes: bytearray | memoryview
 
 
-def planes_parts(params: bytes, payload: memoryview, n: int, where: str) -> PlanesParts:
-    """Parse and entropy-decode a planes (id 2) payload for a chunk of n bytes."""
+def planes_parts(
+    params: bytes, payload: memoryview, n: int, where: str, out: memoryview | None = None
+) -> PlanesParts:
+    """Parse and entropy-decode a planes (id 2) payload for a chunk of n bytes (into
+    ``out``, n writable bytes, when given: e.g. pinned memory for a GPU upload)."""
     if len(params) != PLANES_PARAMS.size:
         raise CorruptObject(f"{where}: bad planes parameters")
     elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
     if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
         raise CorruptObject(f"{where}: bad planes parameters")
     r = Sections(payload, where)
-    planes = bytearray(n)
+    planes = bytearray(n) if out is None else out
     r.sections_into(memoryview(planes), elem_size)
     r.end()
     return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
