@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidName, LineageError, ModelExists, UnknownVersion
 from .graph import Edge, LineageGraph, check_no_cycle
 from .names import parse_ref, validate_name
+from .workflows.schema import rename_model
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -136,6 +137,7 @@ class LineageMixin:
             db.execute("UPDATE versions SET model = ? WHERE model = ?", (new, old))
             db.execute("UPDATE edges SET parent = ? WHERE parent = ?", (new, old))
             db.execute("UPDATE edges SET child = ? WHERE child = ?", (new, old))
+            rename_model(db, old, new)  # creators, factories, test selectors
             db.execute("DELETE FROM models WHERE name = ?", (old,))
 
     # -- tags -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -275,12 +275,15 @@ class Repository(LineageMixin, WorkflowMixin):
         metadata: Mapping[str, Any] | None = None,
         tolerance: object = None,
         progress: ProgressFn | None = None,
+        creator: str | Callable[..., Any] | None = None,
+        creator_args: Mapping[str, Any] | None = None,
     ) -> Version:
         """Add a new model and store ``model`` as its version 1.
 
         ``parents``: a reference (``name`` or ``name@N``) or a list of them; the new model
         is derived from them by ``relation``. Its weights are stored as deltas against
-        the first parent where that is smaller.
+        the first parent where that is smaller. ``creator`` (``"pkg.module:function"``,
+        called as ``fn(parents, **creator_args)``) lets :meth:`cascade` re-derive it.
         """
         validate_name(name)
         if name in self:
@@ -303,9 +306,16 @@ class Repository(LineageMixin, WorkflowMixin):
             links.append((pid, pv, "provenance", relation))
         if len({pv.model for _, pv, _, _ in links}) != len(links):
             raise LineageError("the same parent model is listed twice")
-        return self._write(
+        if creator is not None:
+            if not parent_refs:
+                raise LineageError("a creation function needs parents= to derive the model from")
+            self._check_creator(creator, creator_args)  # a bad path or non-JSON args
+        version = self._write(
             name, model, links, message, metadata, tolerance, new_model=True, progress=progress
         )
+        if creator is not None:
+            self.set_creator(name, creator, creator_args)
+        return version
 
     def commit(
         self,

@@ -8,7 +8,8 @@ Set ``MODELGIT_DEBUG=1`` to see the traceback of an unexpected error.
 
 One module per group of commands: ``maintain`` (init, du, fsck, gc), ``write`` (add,
 commit, rm, tag, rename, export), ``query`` (ls, log, show, diff), ``lineage`` (graph,
-edge) and ``demo``.
+edge), ``workflows`` (test, creator, cascade, bisect), ``collab`` (push, pull, merge,
+infer), ``demo``, and ``bench`` (in ``modelgit.bench.cli``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Common:
 
 
 def build_parser() -> Parser:
-    from . import demo, lineage, maintain, query, write
+    from . import collab, demo, lineage, maintain, query, workflows, write
 
     parser = Parser(
         prog="modelgit",
@@ -96,8 +97,11 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     common = Common()
-    for module in (maintain, write, query, lineage, demo):
+    for module in (maintain, write, query, lineage, workflows, collab, demo):
         module.register(sub, common)
+    from ..bench.cli import add_bench_command
+
+    add_bench_command(sub, common)
     return parser
 
 
