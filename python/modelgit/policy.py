@@ -171,15 +171,20 @@ def store_chunk(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[bytes
     cid = chunk_id(job.data)
     if store.row(cid) is not None:
         return cid, "dedup"
+    exact = None
     if job.tolerance is not None and job.dtype.name in lossy.KERNEL_DTYPES:
         got = _lossy(store, job, max_depth)
         if got is not None:
             enc, decoded = got
-            lcid = chunk_id(decoded)
-            if store.row(lcid) is None:
-                store.put(memoryview(decoded), enc, lcid, lossy=True)
-                return lcid, "lossy"
-            return lcid, "dedup"
-    enc = _lossless(store, job, max_depth)
+            if any(p.predictor in (codec.CAST, codec.MEAN) for p in job.plans):
+                # an exact cast or merge usually costs next to nothing: keep it if smaller
+                exact = _lossless(store, job, max_depth)
+            if exact is None or len(exact.payload) > len(enc.payload):
+                lcid = chunk_id(decoded)
+                if store.row(lcid) is None:
+                    store.put(memoryview(decoded), enc, lcid, lossy=True)
+                    return lcid, "lossy"
+                return lcid, "dedup"
+    enc = exact if exact is not None else _lossless(store, job, max_depth)
     store.put(job.data, enc, cid)
     return cid, "delta" if enc.bases else "standalone"
