@@ -67,9 +67,15 @@ def zstd_decompress(frame: memoryview | bytes, size: int, where: str) -> bytes:
             raise CorruptObject(f"{where}: data where none was expected")
         return b""
     try:
-        out = _dctx().decompress(frame, max_output_size=size)
+        declared = zstandard.frame_content_size(frame)
     except zstandard.ZstdError as exc:
-        raise CorruptObject(f"{where}: zstd frame cannot be decoded ({exc})") from None
+        raise CorruptObject(f"{where}: not a zstd frame ({exc})") from None
+    if declared not in (-1, size):  # never trust a header to size an allocation
+        raise CorruptObject(f"{where}: zstd frame declares {declared} bytes, expected {size}")
+    try:
+        out = _dctx().decompress(frame, max_output_size=size)
+    except (zstandard.ZstdError, MemoryError) as exc:
+        raise CorruptObject(f"{where}: zstd frame cannot be decoded ({exc!r})") from None
     if len(out) != size:
         raise CorruptObject(f"{where}: zstd frame decodes to {len(out)} bytes, expected {size}")
     return out

@@ -1,0 +1,229 @@
+"""Chunk codecs (modelgit.codec): round trips of every codec, and hostile payloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelgit import codec
+from modelgit._native import _core
+from modelgit.codec import lossy
+from modelgit.dtypes import by_name
+from modelgit.errors import CorruptObject
+
+DTYPES = ["float32", "bfloat16", "float16", "float64", "int64", "uint8"]
+
+
+def words(rng: np.random.Generator, n: int, dtype: str, scale: float = 0.05) -> np.ndarray:
+    """Raw little-endian bytes of n realistic elements of ``dtype``, specials included."""
+    import torch
+
+    dt = by_name(dtype)
+    if dt.is_float:
+        x = torch.from_numpy(rng.standard_normal(n) * scale).to(dt.torch)
+        if n > 8:
+            x[1], x[3], x[5], x[7] = float("nan"), float("inf"), -0.0, -float("inf")
+    else:
+        x = torch.from_numpy(rng.integers(0, 100, n)).to(dt.torch)
+    return x.contiguous().view(torch.uint8).numpy().copy()
+
+
+def perturb(rng: np.random.Generator, raw: np.ndarray, dtype: str) -> np.ndarray:
+    import torch
+
+    dt = by_name(dtype)
+    t = torch.from_numpy(raw.copy()).view(dt.torch)
+    if dt.is_float:
+        noise = torch.from_numpy(rng.standard_normal(t.numel()) * 1e-3).to(dt.torch)
+        t = t + t * noise
+    else:
+        t = t + torch.from_numpy(rng.integers(0, 2, t.numel())).to(dt.torch)
+    return t.contiguous().view(torch.uint8).numpy().copy()
+
+
+def decode(enc: codec.Encoded, n: int, bases: dict[bytes, bytes]) -> bytes:
+    out = bytearray(n)
+    codec.decode_into(
+        enc.codec, enc.params, memoryview(enc.payload), memoryview(out),
+        lambda b: memoryview(bases[b]),
+    )  # fmt: skip
+    return bytes(out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 1000, 70_001])
+def test_standalone_round_trip(dtype: str, n: int) -> None:
+    dt = by_name(dtype)
+    raw = words(np.random.default_rng(n), n, dtype)
+    enc = codec.encode_standalone(memoryview(raw), dt.size, dt.is_float)
+    assert codec.bases_of(enc.codec, enc.params) == []
+    assert decode(enc, raw.nbytes, {}) == raw.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("delta", [_core.DELTA_XOR, _core.DELTA_SUB, _core.DELTA_OSUB])
+def test_planes_delta_round_trip(dtype: str, delta: int) -> None:
+    rng = np.random.default_rng(delta)
+    dt = by_name(dtype)
+    base = words(rng, 5000, dtype)
+    x = perturb(rng, base, dtype)
+    bid = b"\x01" * 16
+    enc = codec.encode_planes(memoryview(x), dt.size, dt.is_float, memoryview(base), bid, delta)
+    assert codec.bases_of(enc.codec, enc.params) == [bid]
+    assert decode(enc, x.nbytes, {bid: base.tobytes()}) == x.tobytes()
+
+
+def test_osub_codes_a_fine_tune_smaller_than_standalone() -> None:
+    rng = np.random.default_rng(0)
+    base = words(rng, 200_000, "float32")
+    x = perturb(rng, base, "float32")
+    enc = codec.encode_planes(memoryview(x), 4, False, memoryview(base), b"\1" * 16,
+                              _core.DELTA_OSUB)  # fmt: skip
+    alone = codec.encode_standalone(memoryview(x), 4, True)
+    assert len(enc.payload) < 0.8 * len(alone.payload)
+
+
+@pytest.mark.parametrize("src,dst", [("float32", "bfloat16"), ("float32", "float16"),
+                                     ("bfloat16", "float32"), ("float64", "float32")])  # fmt: skip
+def test_cast_prediction_is_nearly_free(src: str, dst: str) -> None:
+    import torch
+
+    rng = np.random.default_rng(1)
+    base = words(rng, 100_000, src)
+    sd, dd = by_name(src), by_name(dst)
+    child = torch.from_numpy(base.copy()).view(sd.torch).to(dd.torch)
+    child = child.contiguous().view(torch.uint8).numpy().copy()
+    bid = b"\x02" * 16
+    enc = codec.encode_predicted(memoryview(child), dd, codec.CAST, [memoryview(base)], [bid], sd,
+                                 _core.DELTA_OSUB)  # fmt: skip
+    assert len(enc.payload) < 200  # an exact cast leaves an all-zero residual
+    assert decode(enc, child.nbytes, {bid: base.tobytes()}) == child.tobytes()
+
+
+def test_mean_prediction_and_zero_mask() -> None:
+    import torch
+
+    rng = np.random.default_rng(2)
+    f = by_name("float32")
+    a, b = words(rng, 50_000, "float32"), words(rng, 50_000, "float32")
+    ta, tb = (torch.from_numpy(v.copy()).view(torch.float32) for v in (a, b))
+    merged = ((ta + tb) / 2).contiguous().view(torch.uint8).numpy().copy()
+    ids = [b"\x03" * 16, b"\x04" * 16]
+    bases = {ids[0]: a.tobytes(), ids[1]: b.tobytes()}
+    enc = codec.encode_predicted(memoryview(merged), f, codec.MEAN,
+                                 [memoryview(a), memoryview(b)], ids, f, _core.DELTA_OSUB)  # fmt: skip
+    assert codec.bases_of(enc.codec, enc.params) == ids
+    assert len(enc.payload) < 300
+    assert decode(enc, merged.nbytes, bases) == merged.tobytes()
+    pruned = ta.clone()
+    pruned[ta.abs() < 0.03] = 0
+    raw = pruned.contiguous().view(torch.uint8).numpy().copy()
+    masked = codec.encode_predicted(memoryview(raw), f, codec.IDENT, [memoryview(a)], ids[:1], f,
+                                    _core.DELTA_OSUB, use_mask=True)  # fmt: skip
+    unmasked = codec.encode_planes(memoryview(raw), 4, False, memoryview(a), ids[0],
+                                   _core.DELTA_OSUB)  # fmt: skip
+    assert len(masked.payload) < len(unmasked.payload) / 4
+    assert decode(masked, raw.nbytes, bases) == raw.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+@pytest.mark.parametrize("with_base", [False, True])
+def test_qdelta_bound_and_specials(dtype: str, with_base: bool) -> None:
+    import torch
+
+    rng = np.random.default_rng(3)
+    dt = by_name(dtype)
+    base = words(rng, 20_000, dtype)
+    x = perturb(rng, base, dtype)
+    eps = 1e-4
+    pred = codec.IDENT if with_base else codec.ZERO
+    bases = [memoryview(base)] if with_base else []
+    ids = [b"\x05" * 16] if with_base else []
+    params, payload, decoded = lossy.encode_qdelta(memoryview(x), dt, eps, pred, bases, ids, dt)
+    out = bytearray(x.nbytes)
+    lossy.decode_qdelta(params, memoryview(payload), memoryview(out),
+                        lambda b: memoryview(base), "chunk")  # fmt: skip
+    assert bytes(out) == decoded
+    got = torch.frombuffer(bytearray(decoded), dtype=torch.uint8).view(dt.torch).double()
+    want = torch.from_numpy(x.copy()).view(dt.torch).double()
+    fin = torch.isfinite(want)
+    assert float((got[fin] - want[fin]).abs().max()) <= eps
+    # NaN, Inf and -0.0-like specials come back with their exact bits
+    gw = torch.frombuffer(bytearray(decoded), dtype=torch.uint8).view(-1, dt.size)
+    ww = torch.from_numpy(x.copy()).view(-1, dt.size)
+    assert torch.equal(gw[~fin], ww[~fin])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_lowbit_decode_matches_encoder(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    f = by_name("float32")
+    base = words(rng, 10_000, "float32")
+    x = perturb(rng, base, "float32")
+    params, payload, decoded = lossy.encode_lowbit(memoryview(x), f, bits, 64, codec.IDENT,
+                                                   [memoryview(base)], [b"\6" * 16], f)  # fmt: skip
+    out = bytearray(x.nbytes)
+    lossy.decode_lowbit(params, memoryview(payload), memoryview(out),
+                        lambda b: memoryview(base), "chunk")  # fmt: skip
+    assert bytes(out) == decoded
+    assert len(payload) < x.nbytes * (bits + 2) / 32
+
+
+def encodings() -> list[tuple[codec.Encoded, int, dict[bytes, bytes]]]:
+    rng = np.random.default_rng(9)
+    f = by_name("float32")
+    base = words(rng, 3000, "float32")
+    x = perturb(rng, base, "float32")
+    bid = b"\7" * 16
+    bases = {bid: base.tobytes()}
+    mv, bv = memoryview(x), memoryview(base)
+    q = lossy.encode_qdelta(mv, f, 1e-4, codec.IDENT, [bv], [bid], f)
+    lb = lossy.encode_lowbit(mv, f, 4, 64, codec.IDENT, [bv], [bid], f)
+    return [
+        (codec.encode_standalone(mv, 4, True), x.nbytes, bases),
+        (codec.Encoded(codec.ZSTD, b"", codec.entropy.zstd_or_none(bytes(4000)) or b""), 4000, {}),
+        (codec.encode_planes(mv, 4, False, bv, bid, _core.DELTA_OSUB), x.nbytes, bases),
+        (
+            codec.encode_predicted(mv, f, codec.IDENT, [bv], [bid], f, 3, use_mask=True),
+            x.nbytes,
+            bases,
+        ),  # fmt: skip
+        (codec.Encoded(codec.QDELTA, q[0], q[1], (bid,)), x.nbytes, bases),
+        (codec.Encoded(codec.LOWBIT, lb[0], lb[1], (bid,)), x.nbytes, bases),
+    ]
+
+
+def test_hostile_payloads_raise_corrupt_object() -> None:
+    """Truncated, extended or garbled payloads and parameters: CorruptObject or (for
+    garbled bytes inside a section) some output, never another exception or a crash.
+    Garbled data that still decodes is caught by the chunk id check one layer up."""
+    rng = np.random.default_rng(11)
+    for enc, n, bases in encodings():
+        payload, params = bytes(enc.payload), bytes(enc.params)
+        trials = [(payload[:-1], params), (payload + b"\0", params), (payload, params[:-1]),
+                  (b"", params), (payload, params + b"\0")]  # fmt: skip
+        for _ in range(40):
+            p = bytearray(payload)
+            for i in rng.integers(0, len(p), 3):
+                p[i] ^= int(rng.integers(1, 256))
+            trials.append((bytes(p), params))
+            q = bytearray(params)
+            if q:
+                q[int(rng.integers(0, len(q)))] ^= int(rng.integers(1, 256))
+            trials.append((payload, bytes(q)))
+        for pay, par in trials:
+            out = bytearray(n)
+            try:
+                codec.decode_into(enc.codec, par, memoryview(pay), memoryview(out),
+                                  lambda b, bases=bases: memoryview(bases[b]) if b in bases
+                                  else (_ for _ in ()).throw(CorruptObject("no base")))  # fmt: skip
+            except CorruptObject:
+                pass
+        with pytest.raises(CorruptObject):
+            codec.decode_into(enc.codec, params, memoryview(payload[: len(payload) // 2]),
+                              memoryview(bytearray(n)), lambda b: memoryview(bases[b]))  # fmt: skip
+
+
+def test_unknown_codec_is_corrupt() -> None:
+    with pytest.raises(CorruptObject, match="unknown codec"):
+        codec.decode_into(77, b"", memoryview(b""), memoryview(bytearray(4)), lambda b: b"")
