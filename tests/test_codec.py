@@ -110,8 +110,8 @@ def test_mean_prediction_and_zero_mask() -> None:
     merged = ((ta + tb) / 2).contiguous().view(torch.uint8).numpy().copy()
     ids = [b"\x03" * 16, b"\x04" * 16]
     bases = {ids[0]: a.tobytes(), ids[1]: b.tobytes()}
-    enc = codec.encode_predicted(memoryview(merged), f, codec.MEAN,
-                                 [memoryview(a), memoryview(b)], ids, f, _core.DELTA_OSUB)  # fmt: skip
+    pair = [memoryview(a), memoryview(b)]
+    enc = codec.encode_predicted(memoryview(merged), f, codec.MEAN, pair, ids, f, _core.DELTA_OSUB)
     assert codec.bases_of(enc.codec, enc.params) == ids
     assert len(enc.payload) < 300
     assert decode(enc, merged.nbytes, bases) == merged.tobytes()
@@ -221,7 +221,8 @@ def test_hostile_payloads_raise_corrupt_object() -> None:
                 pass
         with pytest.raises(CorruptObject):
             codec.decode_into(enc.codec, params, memoryview(payload[: len(payload) // 2]),
-                              memoryview(bytearray(n)), lambda b: memoryview(bases[b]))  # fmt: skip
+                              memoryview(bytearray(n)),
+                              lambda b, bases=bases: memoryview(bases[b]))  # fmt: skip
 
 
 def test_unknown_codec_is_corrupt() -> None:
