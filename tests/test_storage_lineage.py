@@ -1,0 +1,176 @@
+"""Lineage-aware storage through the Repository: deltas, casts, merges, prunes, chains,
+lossy tolerances (ErrorBound, LowBit, Auto)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import modelgit as mg
+from conftest import assert_same_state
+from modelgit.tolerance import parse_tolerance
+
+
+def model(seed: int, n: int = 300_000) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "w": torch.randn(n, generator=g) * 0.05,
+        "b": torch.randn(512, generator=g),
+        "steps": torch.tensor(7),
+    }
+
+
+def tune(sd: dict[str, torch.Tensor], seed: int, scale: float = 1e-3) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: v + v * scale * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+        for k, v in sd.items()
+    }
+
+
+def new_bytes(repo: mg.Repository) -> int:
+    assert repo.last_write is not None
+    return repo.last_write.new_bytes
+
+
+def test_fine_tune_is_a_delta_smaller_than_standalone(repo: mg.Repository) -> None:
+    base = model(0)
+    repo.add("base", base)
+    standalone = new_bytes(repo)
+    tuned = tune(base, 1)
+    repo.add("tuned", tuned, parents="base")
+    assert repo.last_write.delta > 0
+    assert new_bytes(repo) < 0.75 * standalone
+    assert_same_state(repo.load("tuned"), tuned)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cast_costs_almost_nothing(repo: mg.Repository, dtype: torch.dtype) -> None:
+    base = model(2)
+    repo.add("base", base)
+    cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in base.items()}
+    repo.add("cast", cast, parents="base", relation="cast")
+    assert new_bytes(repo) < 2000
+    assert_same_state(repo.load("cast"), cast)
+
+
+def test_merge_and_prune_are_predicted(repo: mg.Repository) -> None:
+    base = model(3)
+    a, b = tune(base, 4), tune(base, 5)
+    for name, sd, parents in (("base", base, None), ("a", a, "base"), ("b", b, "base")):
+        repo.add(name, sd, parents=parents)
+    merged = {k: (a[k] + b[k]) / 2 if a[k].is_floating_point() else a[k] for k in a}
+    repo.add("merged", merged, parents=["a", "b"], relation="merge")
+    assert new_bytes(repo) < 3000
+    pruned = {k: v.clone() for k, v in a.items()}
+    pruned["w"][pruned["w"].abs() < 0.04] = 0  # most of the tensor
+    repo.add("pruned", pruned, parents="a", relation="prune")
+    a_cost = repo.stats().models[1].stored_bytes
+    assert new_bytes(repo) < a_cost / 4
+    assert_same_state(repo.load("merged"), merged)
+    assert_same_state(repo.load("pruned"), pruned)
+
+
+def test_delta_chains_are_bounded(repo: mg.Repository) -> None:
+    repo.max_depth = 3
+    sd = model(6, n=50_000)
+    versions = [sd]
+    repo.add("m", sd)
+    for i in range(8):
+        sd = tune(sd, 10 + i)
+        versions.append(sd)
+        repo.commit("m", sd)
+    depths = [r[0] for r in repo.catalog.query("SELECT depth FROM chunks")]
+    assert max(depths) <= 3
+    for number, want in enumerate(versions, start=1):
+        assert_same_state(repo.load("m", version=number), want)
+    assert repo.fsck().ok
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_error_bound_holds_for_every_element(repo: mg.Repository, dtype: torch.dtype) -> None:
+    base = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model(7).items()}
+    tuned = tune(base, 8)
+    tuned["w"][:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0]).to(dtype)
+    repo.add("base", base)
+    v = repo.add("approx", tuned, parents="base", tolerance=mg.ErrorBound(abs=1e-3))
+    assert v.lossy and v.tolerance == {"kind": "error_bound", "abs": 1e-3, "rel": None}
+    got = repo.load("approx")
+    for k, want in tuned.items():
+        if not want.is_floating_point():
+            assert torch.equal(got[k], want)
+            continue
+        g, w = got[k].double(), want.double()
+        fin = torch.isfinite(w)
+        assert float((g[fin] - w[fin]).abs().max()) <= 1e-3
+        assert torch.equal(got[k][~fin].view(torch.uint8), want[~fin].view(torch.uint8))
+
+
+def test_children_of_a_lossy_parent_do_not_drift(repo: mg.Repository) -> None:
+    base = model(9)
+    repo.add("base", base, tolerance="abs=1e-3")
+    assert repo.version("base").lossy
+    child = tune(base, 10)
+    repo.add("child", child, parents="base")  # lossless: exact, whatever the base
+    assert not repo.version("child").lossy
+    assert_same_state(repo.load("child"), child)
+
+
+def test_lowbit_and_relative_bounds(repo: mg.Repository) -> None:
+    base = model(11)
+    tuned = tune(base, 12, scale=1e-2)
+    repo.add("base", base)
+    v = repo.add("lb", tuned, parents="base", tolerance=mg.LowBit(bits=4, group=64))
+    assert v.lossy and v.tolerance == {"kind": "lowbit", "bits": 4, "group": 64}
+    assert new_bytes(repo) < 0.25 * tuned["w"].nbytes
+    got = repo.load("lb")
+    assert torch.equal(got["w"], repo.load("lb")["w"])  # decoding is deterministic
+    delta = (tuned["w"] - base["w"]).abs().max()
+    assert float((got["w"] - tuned["w"]).abs().max()) < float(delta)
+    repo.add("rel", tuned, parents="base", tolerance=mg.ErrorBound(rel=1e-3))
+    got = repo.load("rel")
+    bound = 1e-3 * float(tuned["w"].abs().max())
+    assert float((got["w"] - tuned["w"]).abs().max()) <= bound
+
+
+def neg_error(sd: dict[str, torch.Tensor]) -> float:
+    """Test function for Auto: how close ``w`` stays to the reference (higher is better)."""
+    return -float((sd["w"] - REFERENCE["w"]).abs().max())
+
+
+def error(sd: dict[str, torch.Tensor]) -> float:
+    return float((sd["w"] - REFERENCE["w"]).abs().max())
+
+
+REFERENCE: dict[str, torch.Tensor] = {}
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_auto_picks_the_most_compact_setting_that_keeps_the_metric(
+    repo: mg.Repository, higher: bool
+) -> None:
+    base = model(13)
+    tuned = tune(base, 14, scale=1e-2)
+    REFERENCE.clear()
+    REFERENCE.update(tuned)
+    repo.add("base", base)
+    fn = neg_error if higher else error
+    v = repo.add("auto", tuned, parents="base",
+                 tolerance=mg.Auto(test=fn, max_drop=2e-4, higher_is_better=higher))  # fmt: skip
+    trials = v.metadata["auto_trials"]
+    accepted = [t for t in trials if t["accepted"]]
+    assert len(accepted) == 1 and trials[-1]["accepted"]
+    assert all(t["drop"] > 2e-4 for t in trials[:-1])  # more aggressive ones were refused
+    assert v.lossy and v.tolerance == accepted[0]["tolerance"]
+    got = repo.load("auto")
+    assert float((got["w"] - tuned["w"]).abs().max()) <= 2e-4
+
+
+def test_tolerance_strings() -> None:
+    assert parse_tolerance("abs=1e-4") == mg.ErrorBound(abs=1e-4)
+    assert parse_tolerance("rel=0.01") == mg.ErrorBound(rel=0.01)
+    assert parse_tolerance("bits=2,group=32") == mg.LowBit(2, 32)
+    assert parse_tolerance(None) is None
+    for bad in ("abs=", "abs=-1", "bits=3", "foo=1", "abs=1e-4,rel=1", "abs=nan", 5):
+        with pytest.raises(mg.UnsupportedInput):
+            parse_tolerance(bad)
