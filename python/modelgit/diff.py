@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .units import human_bytes
+
 if TYPE_CHECKING:
     from .repository import Repository
     from .version import Version
@@ -158,7 +160,7 @@ class Module:
 
     def lines(self, max_depth: int = 3) -> list[str]:
         """An indented text summary, folding runs of identical numbered modules."""
-        head = f"{_count(self.numel)} params in {self.tensors} tensors, {_human(self.nbytes)}"
+        head = f"{_count(self.numel)} params in {self.tensors} tensors, {human_bytes(self.nbytes)}"
         out = [f"model: {head}"]
         self._lines(out, 1, max_depth)
         return out
@@ -228,14 +230,6 @@ def _count(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f}{unit}"
     return str(n)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 # -- the diff ----------------------------------------------------------------------------

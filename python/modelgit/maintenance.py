@@ -10,6 +10,7 @@ from .errors import CorruptObject, ModelgitError
 from .packs import PACK_HEADER, PackWriter, Record, check_pack_header, fsync_dir
 from .progress import Counter, ProgressFn
 from .reader import verify_row
+from .units import human_bytes
 from .writer import TENSOR_COLUMNS, TensorRow
 
 if TYPE_CHECKING:
@@ -64,22 +65,15 @@ class RepoStats:
         lines = [f"{'model':<32} {'versions':>8} {'logical':>12} {'stored':>12} {'ratio':>7}"]
         for m in self.models:
             lines.append(
-                f"{m.name:<32} {m.versions:>8} {_human(m.logical_bytes):>12} "
-                f"{_human(m.stored_bytes):>12} {_ratio(m.logical_bytes, m.stored_bytes):>7}"
+                f"{m.name:<32} {m.versions:>8} {human_bytes(m.logical_bytes):>12} "
+                f"{human_bytes(m.stored_bytes):>12} {_ratio(m.logical_bytes, m.stored_bytes):>7}"
             )
         lines.append(
-            f"{'total':<32} {'':>8} {_human(self.logical_bytes):>12} "
-            f"{_human(self.stored_bytes):>12} {_ratio(self.logical_bytes, self.stored_bytes):>7}"
+            f"{'total':<32} {'':>8} {human_bytes(self.logical_bytes):>12} "
+            f"{human_bytes(self.stored_bytes):>12} "
+            f"{_ratio(self.logical_bytes, self.stored_bytes):>7}"
         )
         return "\n".join(lines)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _ratio(a: int, b: int) -> str:
@@ -242,7 +236,7 @@ class GcReport:
     def __str__(self) -> str:
         return (
             f"removed {self.chunks_removed} unreachable chunks, rewrote {self.packs_rewritten} "
-            f"and deleted {self.packs_deleted} packs, freed {_human(self.bytes_freed)}"
+            f"and deleted {self.packs_deleted} packs, freed {human_bytes(self.bytes_freed)}"
         )
 
 

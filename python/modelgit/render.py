@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .units import human_bytes
+
 if TYPE_CHECKING:
     from .graph import LineageGraph
 
@@ -40,13 +42,7 @@ def _color(relation: str) -> str:
 
 
 def _human(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    return human_bytes(n, missing="?")
 
 
 # -- what each node says -----------------------------------------------------------------

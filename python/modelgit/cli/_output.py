@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ..units import human_bytes
+
 __all__ = [
     "CliError",
     "emit",
@@ -69,13 +71,7 @@ def print_error(msg: object, prog: str = "modelgit") -> None:
 
 
 def human(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    return human_bytes(n)
 
 
 def share(part: float, whole: float) -> str:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ..units import human_bytes
+
 __all__ = ["Progress", "call_with_progress"]
 
 _SPIN = "|/-\\"
@@ -29,14 +31,6 @@ def _enabled(stream: TextIO) -> bool:
         return flag == "1" or stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class Progress:
@@ -72,7 +66,7 @@ class Progress:
         self.done += n
 
     def _fmt(self, x: float) -> str:
-        return _human(x) if self.unit == "B" else f"{x:.0f}"
+        return human_bytes(x) if self.unit == "B" else f"{x:.0f}"
 
     def _line(self) -> str:
         elapsed = time.monotonic() - self._start

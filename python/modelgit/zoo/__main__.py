@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..units import human_bytes
 from . import load_manifest, parents_of
 
 
@@ -19,19 +20,11 @@ def _describe(out: Path) -> str:
         total += size
         acc = f"{e['eval']['value']:.4f}" if "eval" in e else "-"
         rows.append((e["name"], ",".join(parents_of(e)) or "-", e["relation"] or "-", acc,
-                     _human(size)))  # fmt: skip
+                     human_bytes(size)))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.append(f"{len(entries)} models, {_human(total)} in {out}")
+    lines.append(f"{len(entries)} models, {human_bytes(total)} in {out}")
     return "\n".join(lines)
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"
 
 
 def main(argv: list[str] | None = None) -> int:
