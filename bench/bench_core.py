@@ -34,6 +34,7 @@ def cases(nbytes: int, rng):
     xr, br = x32.view(np.uint8), b32.view(np.uint8)
     p_none = bytes(_core.planes_encode(xr, 4))
     p_xor = bytes(_core.planes_encode(xr, 4, br, _core.DELTA_XOR, True))
+    p_osub = bytes(_core.planes_encode(xr, 4, br, _core.DELTA_OSUB, False))
     p_bf = bytes(_core.planes_encode(xbf, 2, bbf, _core.DELTA_SUB, True))
     q32 = _core.qdelta_encode(x32, b32, "float32", 1e-3)
     qbf = _core.qdelta_encode(xbf, bbf, "bfloat16", 1e-2)
@@ -69,6 +70,18 @@ def cases(nbytes: int, rng):
             "planes_decode f32 xor+rot",
             lambda t: _core.planes_decode(p_xor, 4, br, X, True, o8, t),
             lambda: ref.planes_decode_ref(p_xor, 4, br, X, True),
+            nbytes,
+        ),
+        (
+            "planes_encode f32 osub",
+            lambda t: _core.planes_encode(xr, 4, br, _core.DELTA_OSUB, False, o8, t),
+            lambda: ref.planes_encode_ref(xr, 4, br, ref.DELTA_OSUB, False),
+            nbytes,
+        ),
+        (
+            "planes_decode f32 osub",
+            lambda t: _core.planes_decode(p_osub, 4, br, _core.DELTA_OSUB, False, o8, t),
+            lambda: ref.planes_decode_ref(p_osub, 4, br, ref.DELTA_OSUB, False),
             nbytes,
         ),
         (
