@@ -26,6 +26,18 @@ DEFAULT_MAX_DEPTH = 8
 _CACHE_BYTES = 256 * 1024 * 1024
 
 
+_thread_scratch = threading.local()
+
+
+def _scratch(name: str) -> bytearray:
+    """A per-thread reusable buffer (reused memory costs no page faults)."""
+    buf = getattr(_thread_scratch, name, None)
+    if buf is None:
+        buf = bytearray()
+        setattr(_thread_scratch, name, buf)
+    return buf
+
+
 def chunk_id(data: bytes | memoryview) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
@@ -199,32 +211,49 @@ class ChunkStore:
         self.cache.put(cid, buf)
         return buf
 
-    def _read(self, row: ChunkRow) -> tuple[ChunkRow, Record]:
-        """Read a chunk's record; if gc moved it meanwhile, follow the catalog once."""
+    def _read(self, row: ChunkRow, scratch: bytearray | None) -> tuple[ChunkRow, Record]:
+        """Read a chunk's record (into ``scratch`` when given); if gc moved it meanwhile,
+        follow the catalog once."""
+
+        def read(r: ChunkRow) -> Record:
+            if scratch is None:
+                return self.reader.read(r.pack, r.offset, r.length)
+            return self.reader.read_scratch(r.pack, r.offset, r.length, scratch)
+
         try:
-            return row, self.reader.read(row.pack, row.offset, row.length)
+            return row, read(row)
         except CorruptObject:
             fresh = self.catalog.one(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?", (row.id,))
             if fresh is None or (fresh[1], fresh[2]) == (row.pack, row.offset):
                 raise
             row = ChunkRow(fresh[0], *fresh[1:6], fresh[6], fresh[7], bool(fresh[8]))
-            return row, self.reader.read(row.pack, row.offset, row.length)
+            return row, read(row)
 
     def get_into(self, row: ChunkRow, out: memoryview) -> None:
-        """Decode one chunk into ``out`` and verify it against its id."""
+        """Decode one chunk into ``out`` and verify it against its id.
+
+        The outermost decode on a thread stages its record and planes in per-thread
+        scratch buffers; decodes nested in it (delta bases) allocate their own."""
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
-        row, rec = self._read(row)
-        if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
-            raise CorruptObject(f"{where}: record header does not match the catalog")
-        codec.decode_into(
-            rec.codec,
-            rec.params,
-            memoryview(rec.payload),
-            out,
-            lambda b: memoryview(self.get(b)),
-            where,
-        )
+        depth = getattr(_thread_scratch, "depth", 0)
+        _thread_scratch.depth = depth + 1
+        try:
+            outer = depth == 0
+            row, rec = self._read(row, _scratch("record") if outer else None)
+            if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
+                raise CorruptObject(f"{where}: record header does not match the catalog")
+            codec.decode_into(
+                rec.codec,
+                rec.params,
+                memoryview(rec.payload),
+                out,
+                lambda b: memoryview(self.get(b)),
+                where,
+                scratch=outer,
+            )
+        finally:
+            _thread_scratch.depth = depth
         if chunk_id(out) != row.id:
             raise CorruptObject(f"{where}: decoded bytes do not match the chunk id")

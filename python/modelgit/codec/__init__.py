@@ -13,6 +13,7 @@ Lossy: ``QDELTA`` (128: error-bounded), ``LOWBIT`` (129: low-bit with group scal
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -199,11 +200,34 @@ def planes_parts(
     return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
 
 
+_scratch = threading.local()
+
+
+def _planes_scratch(n: int) -> memoryview:
+    """This thread's reusable buffer for entropy-decoded planes (no fresh page faults)."""
+    buf = getattr(_scratch, "planes", None)
+    if buf is None or len(buf) < n:
+        buf = _scratch.planes = bytearray(max(n, 1 << 20))
+    return memoryview(buf)[:n]
+
+
 def _decode_planes(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+    params: bytes,
+    payload: memoryview,
+    out: memoryview,
+    get_base: GetBase,
+    where: str,
+    scratch: bool = False,
 ) -> None:
-    p = planes_parts(params, payload, len(out), where)
-    base = get_base(p.base_id) if p.base_id is not None else None
+    if scratch:  # the base is fetched first: fetching it may reuse nothing of ours
+        base_id = params[4:20] if len(params) == PLANES_PARAMS.size and params[1] else None
+        base = get_base(base_id) if base_id is not None else None
+        p = planes_parts(params, payload, len(out), where, _planes_scratch(len(out)))
+        if p.base_id is None:
+            base = None
+    else:
+        p = planes_parts(params, payload, len(out), where)
+        base = get_base(p.base_id) if p.base_id is not None else None
     if base is not None and len(base) != len(out):
         raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {len(out)}")
     _core.planes_decode(p.planes, p.elem_size, base=base, delta=p.delta, rotate=p.rotate, out=out)
@@ -251,8 +275,12 @@ def decode_into(
     out: memoryview,
     get_base: GetBase,
     where: str = "chunk",
+    scratch: bool = False,
 ) -> None:
-    """Decode a payload into ``out`` (exactly the chunk's decoded length)."""
+    """Decode a payload into ``out`` (exactly the chunk's decoded length).
+
+    ``scratch``: stage intermediate planes in a per-thread buffer (only for callers that
+    do not decode another chunk on this thread while ``payload`` is still needed)."""
     n = len(out)
     if codec == RAW:
         if len(payload) != n:
@@ -261,7 +289,7 @@ def decode_into(
     elif codec == ZSTD:
         out[:] = zstd_decompress(payload, n, where)
     elif codec == PLANES:
-        _decode_planes(params, payload, out, get_base, where)
+        _decode_planes(params, payload, out, get_base, where, scratch)
     elif codec == PREDICTED:
         _decode_predicted(params, payload, out, get_base, where)
     elif codec == QDELTA:
