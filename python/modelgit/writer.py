@@ -1,11 +1,11 @@
 """The write path: a model's tensors become chunks in the store and tensor rows.
 
-Each tensor is cut into chunks of ``chunk_bytes`` (a multiple of every element size) at
-fixed offsets, so chunk i of a fine-tuned tensor lines up with chunk i of its parent.
-For every chunk: known id -> dedup; else a lossless delta against the aligned chunk of
-the base tensor (same name, dtype and length) when there is one and its chain is not
-too deep; else standalone coding. Work runs on a thread pool (the native core and
-zstandard release the GIL), with a bounded number of chunks in flight.
+Each tensor is cut into chunks of a fixed number of elements (``chunk_elems``) at fixed
+offsets, so chunk i of a fine-tuned, cast or pruned tensor lines up with chunk i of its
+parent whatever the dtypes. What each chunk becomes (dedup, a delta against a
+prediction from the parents, standalone, lossy) is decided in ``policy``. Work runs on
+a thread pool (the native core and zstandard release the GIL), with a bounded number of
+chunks in flight; a failed write waits for its jobs before it raises.
 """
 
 from __future__ import annotations
