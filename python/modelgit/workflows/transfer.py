@@ -113,14 +113,14 @@ class TransferReport:
         return d
 
     def __str__(self) -> str:
-        from ..maintenance import _human
+        from ..units import human_bytes
 
         if self.up_to_date:
             return f"{self.destination} is up to date with {self.source}"
         lines = [
             f"{self.source} -> {self.destination}: {len(self.versions_added)} version(s), "
             f"{len(self.models_added)} new model(s), {self.chunks} chunk(s), "
-            f"{_human(self.bytes)}"
+            f"{human_bytes(self.bytes)}"
         ]
         if self.models_added:
             lines.append(f"  new models: {', '.join(self.models_added)}")
