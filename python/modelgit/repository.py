@@ -353,7 +353,6 @@ class Repository(LineageMixin, WorkflowMixin):
             raise UnsupportedInput(f"metadata must be JSON-serialisable: {exc}") from None
         parents = [{r.name: r for r in self._tensor_rows(pid)} for pid, _, _, _ in links]
         with open_model(model) as source:
-            trials = None
             if isinstance(tol, Auto):
                 sd = {t.name: _materialize(t) for t in source.tensors}
                 parent_sd = self.load(links[0][1].ref) if links else None
@@ -374,7 +373,9 @@ class Repository(LineageMixin, WorkflowMixin):
                         chunk_elems=self.chunk_elems,
                         max_depth=self.max_depth,
                         tolerance=tol,
-                        progress=Counter(progress, sum(t.nbytes for t in source.tensors)),
+                        progress=Counter(
+                            progress, sum(t.nbytes for t in source.tensors if t.tie is None)
+                        ),
                     )
                     self.store.sync()
                     version = self._publish(
