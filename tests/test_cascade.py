@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,7 @@ from wf_funcs import tiny
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True)
-def _reset() -> Iterator[None]:
-    wf_funcs.CALLS.clear()
-    wf_funcs.FAIL.clear()
-    wf_funcs.INTERRUPT.clear()
-    yield
-    wf_funcs.FAIL.clear()
-    wf_funcs.INTERRUPT.clear()
+_reset = wf_funcs.reset_state  # autouse: every test starts with a clean registry
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,7 @@ from modelgit.cli import main
 from modelgit.workflows.schema import WorkflowError
 from wf_funcs import tiny
 
-
-@pytest.fixture(autouse=True)
-def _reset() -> Iterator[None]:
-    wf_funcs.CALLS.clear()
-    wf_funcs.FAIL.clear()
-    wf_funcs.INTERRUPT.clear()
-    yield
-    wf_funcs.FAIL.clear()
-    wf_funcs.INTERRUPT.clear()
+_reset = wf_funcs.reset_state  # autouse: every test starts with a clean registry
 
 
 @pytest.fixture

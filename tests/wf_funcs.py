@@ -4,11 +4,25 @@ through ``PYTHONPATH``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 import torch
 
 CALLS: list[str] = []  # names of the functions called, in order
 FAIL: set[str] = set()  # markers that make `flaky` raise
 INTERRUPT: set[str] = set()  # markers that make `flaky` raise KeyboardInterrupt
+
+
+@pytest.fixture(autouse=True)
+def reset_state() -> Iterator[None]:
+    """Autouse fixture of the workflow test modules (``_reset = wf_funcs.reset_state``)."""
+    CALLS.clear()
+    FAIL.clear()
+    INTERRUPT.clear()
+    yield
+    FAIL.clear()
+    INTERRUPT.clear()
 
 
 def tiny(w: float, b: float = 0.0, n: int = 4) -> dict[str, torch.Tensor]:
