@@ -100,47 +100,18 @@ def load_modules(allow_build: bool):
 # --- data -------------------------------------------------------------------------------------
 
 UINT = None  # filled in main (numpy imported late so that the build step needs none)
-SPECIALS = {
-    2: [
-        0x7C00,
-        0xFC00,
-        0x7E00,
-        0x7C01,
-        0xFD55,
-        0x8000,
-        0x0001,
-        0x83FF,
-        0x7F80,
-        0xFF81,
-        0x7FC0,
-        0x0040,
-    ],
-    4: [
-        0x7F800000,
-        0xFF800000,
-        0x7FC00000,
-        0x7F800001,
-        0xFFA5A5A5,
-        0x80000000,
-        0x00000001,
-        0x807FFFFF,
-        0x00400000,
-        0x7F7FFFFF,
-        0x33800000,
-        0x477FF000,
-    ],
-    8: [
-        0x7FF0000000000000,
-        0xFFF0000000000000,
-        0x7FF8000000000000,
-        0x7FF0000000000001,
-        0xFFF4000000000123,
-        0x8000000000000000,
-        0x0000000000000001,
-        0x800FFFFFFFFFFFFF,
-        0x7FEFFFFFFFFFFFFF,
-    ],
-}
+SPECIALS = None  # filled in main, from tests/reference.py
+
+
+def _specials() -> dict[int, list[int]]:
+    """Raw bit patterns of special values per element size: the table the tests use
+    (tests/reference.py, loaded by path so that this script needs nothing installed)."""
+    spec = importlib.util.spec_from_file_location("_mg_reference", ROOT / "tests" / "reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    return ref.SPECIAL_WORDS
+
+
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
@@ -157,8 +128,9 @@ def main() -> int:
     import numpy as np
     import torch
 
-    global UINT
+    global UINT, SPECIALS
     UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+    SPECIALS = _specials()
 
     if not torch.cuda.is_available():
         print("torch sees no CUDA device", file=sys.stderr)

@@ -29,11 +29,56 @@ __all__ = [
     "to_float32_ref",
     "from_float32_ref",
     "ITEMSIZE",
+    "SPECIAL_WORDS",
 ]
 
 DELTA_NONE, DELTA_XOR, DELTA_SUB, DELTA_OSUB = 0, 1, 2, 3
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+
+# Raw bit patterns of special values per element size (±Inf, NaN payloads, -0.0,
+# subnormals, extremes), shared by the CUDA tests and bench/gpu_check.py.
+SPECIAL_WORDS = {
+    2: [
+        0x7C00,
+        0xFC00,
+        0x7E00,
+        0x7C01,
+        0xFD55,
+        0x8000,
+        0x0001,
+        0x83FF,
+        0x7F80,
+        0xFF81,
+        0x7FC0,
+        0x0040,
+    ],
+    4: [
+        0x7F800000,
+        0xFF800000,
+        0x7FC00000,
+        0x7F800001,
+        0xFFA5A5A5,
+        0x80000000,
+        0x00000001,
+        0x807FFFFF,
+        0x00400000,
+        0x7F7FFFFF,
+        0x33800000,
+        0x477FF000,
+    ],
+    8: [
+        0x7FF0000000000000,
+        0xFFF0000000000000,
+        0x7FF8000000000000,
+        0x7FF0000000000001,
+        0xFFF4000000000123,
+        0x8000000000000000,
+        0x0000000000000001,
+        0x800FFFFFFFFFFFFF,
+        0x7FEFFFFFFFFFFFFF,
+    ],
+}
 
 
 _quiet = np.errstate(all="ignore")  # NaN/inf/overflow are data here, not errors

@@ -18,6 +18,7 @@ import pytest
 
 from modelgit import _core
 from modelgit import cuda as mgcuda
+from reference import SPECIAL_WORDS
 
 torch = pytest.importorskip("torch")
 
@@ -34,49 +35,6 @@ gpu = pytest.mark.skipif(_REASON is not None, reason=f"GPU tests skipped: {_REAS
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
-# raw bit patterns of special values, per element size
-SPECIALS = {
-    2: [
-        0x7C00,
-        0xFC00,
-        0x7E00,
-        0x7C01,
-        0xFD55,
-        0x8000,
-        0x0001,
-        0x83FF,
-        0x7F80,
-        0xFF81,
-        0x7FC0,
-        0x0040,
-    ],
-    4: [
-        0x7F800000,
-        0xFF800000,
-        0x7FC00000,
-        0x7F800001,
-        0xFFA5A5A5,
-        0x80000000,
-        0x00000001,
-        0x807FFFFF,
-        0x00400000,
-        0x7F7FFFFF,
-        0x33800000,
-        0x477FF000,
-    ],
-    8: [
-        0x7FF0000000000000,
-        0xFFF0000000000000,
-        0x7FF8000000000000,
-        0x7FF0000000000001,
-        0xFFF4000000000123,
-        0x8000000000000000,
-        0x0000000000000001,
-        0x800FFFFFFFFFFFFF,
-        0x7FEFFFFFFFFFFFFF,
-    ],
-}
-
 
 def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
@@ -85,9 +43,9 @@ def _rng(seed: int) -> np.random.Generator:
 def _random_words(rng, m: int, e: int) -> np.ndarray:
     """m random words of e bytes (as uint8), with special float patterns mixed in."""
     raw = rng.integers(1, 256, size=m * e, dtype=np.uint8)
-    if e in SPECIALS and m:
+    if e in SPECIAL_WORDS and m:
         w = raw.view(UINT[e])
-        sp = np.array(SPECIALS[e], dtype=UINT[e])
+        sp = np.array(SPECIAL_WORDS[e], dtype=UINT[e])
         pos = rng.choice(m, size=min(m, max(1, m // 7)), replace=False)
         w[pos] = sp[rng.integers(0, len(sp), size=pos.size)]
     return raw
@@ -108,7 +66,7 @@ def _random_floats(rng, n: int, dtype: str, scale: float = 1.0) -> np.ndarray:
     e = ITEMSIZE[dtype]
     if n:
         w = raw.view(UINT[e])
-        sp = np.array(SPECIALS[e], dtype=UINT[e])
+        sp = np.array(SPECIAL_WORDS[e], dtype=UINT[e])
         pos = rng.choice(n, size=min(n, max(1, n // 11)), replace=False)
         w[pos] = sp[rng.integers(0, len(sp), size=pos.size)]
     return raw
