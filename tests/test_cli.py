@@ -404,6 +404,14 @@ def test_progress_draws_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     assert "spin" in spin._line() and "s" in spin._line()
 
 
+def test_progress_shows_rate_and_eta() -> None:
+    p = Progress("adding", total=4 << 30, stream=io.StringIO())
+    p._start -= 2.0  # two seconds in, a quarter done
+    p.update(1 << 30)
+    line = p._line()
+    assert "1.0 GiB/4.0 GiB" in line and "512.0 MiB/s" in line and "eta 6s" in line
+
+
 def test_call_with_progress_passes_hook_only_when_taken() -> None:
     seen = []
 

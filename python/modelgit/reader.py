@@ -7,7 +7,8 @@ each tensor's content id is recomputed from its verified chunk ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -17,7 +18,7 @@ from .errors import CorruptObject
 from .store import ChunkStore
 from .writer import TensorRow, tensor_content_id
 
-__all__ = ["read_tensors", "verify_row"]
+__all__ = ["read_tensors", "verify_row", "decode_row_into", "iter_row_chunks"]
 
 
 def verify_row(row: TensorRow) -> None:
@@ -78,3 +79,89 @@ def read_tensors(
         else:
             out[r.name] = buf.view(dt.torch).reshape(r.shape)
     return out
+
+
+def _spans(row: TensorRow) -> Iterator[tuple[int, bytes, int, int]]:
+    for i, cid in enumerate(row.chunk_ids):
+        s = i * row.chunk_bytes
+        yield i, cid, s, min(row.nbytes, s + row.chunk_bytes)
+
+
+def _settle(inflight: deque) -> None:
+    """After a failure: cancel queued jobs and wait for running ones, so no job writes
+    into a buffer its caller has given up."""
+    for f, *_ in inflight:
+        f.cancel()
+    for f, *_ in inflight:
+        if not f.cancelled():
+            try:
+                f.result()
+            except BaseException:  # noqa: S110 - the first error is the one raised
+                pass
+
+
+def decode_row_into(
+    store: ChunkStore,
+    row: TensorRow,
+    out: memoryview,
+    pool: ThreadPoolExecutor,
+    window: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Decode one tensor's chunks straight into ``out`` (exactly ``row.nbytes`` bytes),
+    with at most ``window`` chunks in flight: no memory beyond ``out`` itself."""
+    verify_row(row)
+    if len(out) != row.nbytes:
+        raise ValueError(f"tensor {row.name!r}: {len(out)}-byte target for {row.nbytes} bytes")
+    found = store.rows(row.chunk_ids)
+    inflight: deque[tuple[Future, int]] = deque()
+    try:
+        for _, cid, s, e in _spans(row):
+            crow = found.get(cid)
+            if crow is None:
+                raise CorruptObject(f"tensor {row.name!r}: chunk {cid.hex()} is missing")
+            inflight.append((pool.submit(store.get_into, crow, out[s:e]), e - s))
+            while len(inflight) > window:
+                f, n = inflight.popleft()
+                f.result()
+                if progress is not None:
+                    progress(n)
+        while inflight:
+            f, n = inflight.popleft()
+            f.result()
+            if progress is not None:
+                progress(n)
+    except BaseException:
+        _settle(inflight)
+        raise
+
+
+def iter_row_chunks(
+    store: ChunkStore, row: TensorRow, pool: ThreadPoolExecutor, window: int
+) -> Iterator[memoryview]:
+    """The decoded bytes of one tensor, chunk by chunk in order, decoded ahead on the
+    pool with at most ``window`` chunks in flight (for writers that stream to a file)."""
+    verify_row(row)
+    found = store.rows(row.chunk_ids)
+    inflight: deque[tuple[Future, bytearray]] = deque()
+
+    def decode(crow: object, buf: bytearray) -> None:
+        store.get_into(crow, memoryview(buf))  # type: ignore[arg-type]
+
+    try:
+        for _, cid, s, e in _spans(row):
+            crow = found.get(cid)
+            if crow is None:
+                raise CorruptObject(f"tensor {row.name!r}: chunk {cid.hex()} is missing")
+            buf = bytearray(e - s)
+            inflight.append((pool.submit(decode, crow, buf), buf))
+            if len(inflight) > window:
+                f, done = inflight.popleft()
+                f.result()
+                yield memoryview(done)
+        while inflight:
+            f, done = inflight.popleft()
+            f.result()
+            yield memoryview(done)
+    finally:
+        _settle(inflight)

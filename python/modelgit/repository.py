@@ -37,6 +37,7 @@ from .errors import (
     UnsupportedInput,
 )
 from .lineage import LineageMixin
+from .memory import MemoryBudget
 from .names import parse_ref, validate_name
 from .packs import fsync_dir
 from .progress import Counter, ProgressFn
@@ -60,7 +61,9 @@ def _format_text() -> str:
     return f"{FORMAT_NAME}\nformat {FORMAT_VERSION}\n"
 
 
-def init(path: str | os.PathLike[str]) -> Repository:
+def init(
+    path: str | os.PathLike[str], *, memory_budget: int | str | None = None
+) -> Repository:
     """Create a new, empty repository at ``path`` (a new or empty folder)."""
     root = Path(path)
     if (root / FORMAT_FILE).exists():
@@ -80,12 +83,17 @@ def init(path: str | os.PathLike[str]) -> Repository:
         os.fsync(f.fileno())
     os.replace(tmp, root / FORMAT_FILE)  # the repository exists once this file does
     fsync_dir(root)
-    return Repository(root)
+    return Repository(root, memory_budget=memory_budget)
 
 
 def _materialize(t: TensorSource) -> torch.Tensor:
     """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
     return tensor_from_buffer(bytearray(t.view()), t.dtype, t.shape)
+
+
+def _widest(tensors: Sequence[TensorSource]) -> int:
+    """The largest element size among ``tensors`` (1 when there are none)."""
+    return max((t.dtype.size for t in tensors), default=1)
 
 
 def _gpu_decode_available() -> bool:
@@ -94,16 +102,29 @@ def _gpu_decode_available() -> bool:
     return cuda.is_available()
 
 
-def open(path: str | os.PathLike[str]) -> Repository:  # noqa: A001 - public API name
-    """Open the existing repository at ``path``."""
-    return Repository(Path(path))
+def open(  # noqa: A001 - public API name
+    path: str | os.PathLike[str], *, memory_budget: int | str | None = None
+) -> Repository:
+    """Open the existing repository at ``path``.
+
+    ``memory_budget`` (bytes, or a string such as ``"256MiB"``) bounds the working
+    memory of add, commit, export and load_into (see :mod:`modelgit.memory`); the
+    default comes from ``MODELGIT_MEMORY_BUDGET`` or is 512 MiB."""
+    return Repository(Path(path), memory_budget=memory_budget)
 
 
 class Repository(LineageMixin, WorkflowMixin):
     """A modelgit repository. Create one with :func:`init`, open one with :func:`open`."""
 
-    def __init__(self, root: Path, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        workers: int | None = None,
+        memory_budget: int | str | None = None,
+    ) -> None:
         self.root = Path(root)
+        self.budget = MemoryBudget.resolve(memory_budget)
         fmt = self.root / FORMAT_FILE
         if not fmt.is_file():
             raise NotARepository(
@@ -137,7 +158,7 @@ class Repository(LineageMixin, WorkflowMixin):
                 f"{self.root / CATALOG_FILE} has catalog schema {schema and schema[0]}; "
                 f"this modelgit reads schema {SCHEMA_VERSION}"
             )
-        self.store = ChunkStore(self.root, self.catalog)
+        self.store = ChunkStore(self.root, self.catalog, cache_bytes=self.budget.cache)
         self.chunk_elems = DEFAULT_CHUNK_ELEMS
         self.max_depth = DEFAULT_MAX_DEPTH
         self._pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
@@ -376,6 +397,10 @@ class Repository(LineageMixin, WorkflowMixin):
                         progress=Counter(
                             progress, sum(t.nbytes for t in source.tensors if t.tie is None)
                         ),
+                        window=self.budget.window_chunks(
+                            self.chunk_elems * _widest(source.tensors),
+                            self._pool._max_workers,
+                        ),
                     )
                     self.store.sync()
                     version = self._publish(
@@ -532,10 +557,23 @@ class Repository(LineageMixin, WorkflowMixin):
         return self.load(ref, version, keys=[key])[key]
 
     def load_into(
-        self, module: torch.nn.Module, ref: str, version: int | None = None, strict: bool = True
+        self,
+        module: torch.nn.Module,
+        ref: str,
+        version: int | None = None,
+        strict: bool = True,
+        progress: ProgressFn | None = None,
     ) -> Any:
-        """Load a stored version into ``module`` like ``module.load_state_dict``."""
-        return module.load_state_dict(self.load(ref, version), strict=strict)
+        """Load a stored version into ``module`` like ``module.load_state_dict``.
+
+        Chunks are decoded straight into the module's parameters and buffers (converted
+        through one tensor at a time where dtype or layout differ), so no second copy
+        of the model is ever held. Names and shapes are checked before anything is
+        written; returns ``(missing_keys, unexpected_keys)``."""
+        from .load_into import load_into_module
+
+        vid, _ = self._resolve(ref, version)
+        return load_into_module(self, vid, module, strict=strict, progress=progress)
 
     def files(self, ref: str, version: int | None = None) -> dict[str, bytes]:
         """The side files (configs, tokenizers) stored with a version."""
@@ -548,12 +586,17 @@ class Repository(LineageMixin, WorkflowMixin):
         path: str | os.PathLike[str],
         version: int | None = None,
         progress: ProgressFn | None = None,
+        max_shard_size: int | str | None = None,
     ) -> Path:
-        """Write a version as a ``.safetensors`` file, or as a folder (with side files)."""
+        """Write a version as a ``.safetensors`` file, or as a folder with side files and
+        the weights in shards of at most ``max_shard_size`` (default 5GB, as
+        ``save_pretrained``; one ``model.safetensors`` when it fits) plus an index."""
         from .export import export_version
 
         vid, v = self._resolve(ref, version)
-        return export_version(self, vid, v, Path(path), progress=progress)
+        return export_version(
+            self, vid, v, Path(path), progress=progress, max_shard_size=max_shard_size
+        )
 
     # -- maintenance --------------------------------------------------------------
     def remove(self, name: str) -> None:

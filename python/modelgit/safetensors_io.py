@@ -107,6 +107,21 @@ class SafetensorsFile:
             return memoryview(b"")
         return memoryview(self._map)[entry.begin : entry.end]
 
+    def release(self, entry: SafetensorsEntry, start: int, end: int) -> None:
+        """Drop the mapped pages of ``entry``'s bytes [start, end) from this process
+        (they stay in the page cache; a later access maps them again). Called once a
+        chunk is stored, so reading a file larger than memory keeps RSS bounded."""
+        if self._map is None or end <= start:
+            return
+        page = mmap.PAGESIZE
+        lo = (entry.begin + start) // page * page
+        hi = min(len(self._map), entry.begin + end)
+        if hi > lo:
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux
+                pass
+
     def close(self) -> None:
         # Views handed out keep the map alive; closing it under them would fail.
         self._map = None

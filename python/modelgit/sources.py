@@ -33,9 +33,16 @@ class TensorSource:
     nbytes: int
     _view: object = field(repr=False)  # a callable returning a memoryview
     tie: str | None = None  # name of an earlier tensor this one shares storage with
+    _release: object = field(default=None, repr=False)  # callable(start, end) or None
 
     def view(self) -> memoryview:
         return self._view()  # type: ignore[operator]
+
+    def release(self, start: int, end: int) -> None:
+        """Tell the source that bytes [start, end) are no longer needed (a mapped file
+        drops those pages from the process; in-memory tensors ignore it)."""
+        if self._release is not None:
+            self._release(start, end)  # type: ignore[operator]
 
 
 @dataclass
@@ -135,7 +142,12 @@ def _from_safetensors(paths: list[Path]) -> ModelSource:
             def view(f: SafetensorsFile = f, e: object = e) -> memoryview:
                 return f.view(e)  # type: ignore[arg-type]
 
-            src.tensors.append(TensorSource(e.name, e.dtype, e.shape, e.nbytes, view))
+            def release(s: int, end: int, f: SafetensorsFile = f, e: object = e) -> None:
+                f.release(e, s, end)  # type: ignore[arg-type]
+
+            src.tensors.append(
+                TensorSource(e.name, e.dtype, e.shape, e.nbytes, view, None, release)
+            )
     return src
 
 

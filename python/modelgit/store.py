@@ -111,14 +111,14 @@ class _DecodedCache:
 
 
 class ChunkStore:
-    def __init__(self, root: Path, catalog: Catalog) -> None:
+    def __init__(self, root: Path, catalog: Catalog, cache_bytes: int = _CACHE_BYTES) -> None:
         self.packs_dir = root / "packs"
         self.catalog = catalog
         self.reader = PackReader(self.packs_dir)
         self._writer: PackWriter | None = None
         self._write_lock = threading.Lock()
         self._pending: dict[bytes, ChunkRow] = {}
-        self.cache = _DecodedCache(_CACHE_BYTES)
+        self.cache = _DecodedCache(cache_bytes)
 
     # -- lookup -------------------------------------------------------------------
     def row(self, cid: bytes) -> ChunkRow | None:

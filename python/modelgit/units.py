@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["human_bytes"]
+__all__ = ["human_bytes", "parse_bytes"]
 
 
 def human_bytes(n: float | None, missing: str = "-") -> str:
@@ -14,3 +14,45 @@ def human_bytes(n: float | None, missing: str = "-") -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1 << 40,
+}
+
+
+def parse_bytes(value: int | str) -> int:
+    """A size given as an int or a string such as ``"512MiB"``, ``"5GB"``, ``"1.5 GiB"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative: {value}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 5GB)")
+    text = value.strip().lower().replace(" ", "").replace("_", "")
+    num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(num) :]
+    if unit not in _UNITS or not num:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 5GB)")
+    try:
+        n = float(num)
+    except ValueError:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 5GB)") from None
+    if not n >= 0 or n == float("inf"):
+        raise ValueError(f"not a size: {value!r}")
+    return int(n * _UNITS[unit])

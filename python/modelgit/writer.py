@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 import xxhash
 
-from .dtypes import DType
 from .policy import ChunkJob, plan_bases, store_chunk
 from .sources import ModelSource, TensorSource
 from .store import ChunkStore
@@ -88,10 +87,18 @@ def _chunk_spans(nbytes: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
         yield start, min(nbytes, start + chunk_bytes)
 
 
-def _max_abs(view: memoryview, dtype: DType) -> float:
-    t = torch.frombuffer(bytearray(view), dtype=torch.uint8).view(dtype.torch).to(torch.float64)
-    t = t[torch.isfinite(t)]
-    return float(t.abs().max()) if t.numel() else 0.0
+def _max_abs(t: TensorSource, step: int) -> float:
+    """The largest finite magnitude in a float tensor, read one chunk at a time."""
+    view = t.view()
+    best = 0.0
+    for s, e in _chunk_spans(t.nbytes, step):
+        x = torch.frombuffer(bytearray(view[s:e]), dtype=torch.uint8).view(t.dtype.torch)
+        x = x.to(torch.float64).abs()
+        x = x[torch.isfinite(x)]
+        if x.numel():
+            best = max(best, float(x.max()))
+        t.release(s, e)
+    return best
 
 
 def write_tensors(
@@ -103,19 +110,25 @@ def write_tensors(
     max_depth: int = 8,
     tolerance: ErrorBound | LowBit | None = None,
     progress: Callable[[int], None] | None = None,
+    window: int | None = None,
 ) -> tuple[list[TensorRow], WriteStats]:
     """Store every tensor of ``source``.
 
     ``parents`` maps tensor names to rows, one dict per base version (the provenance
     parents in order, or the previous version): chunks are coded against them.
+    At most ``window`` chunks are in flight; once a chunk is stored its source bytes
+    are released (a mapped file drops those pages), so memory stays bounded.
     """
     stats = WriteStats()
-    window = max(4, 4 * (pool._max_workers or 1))  # chunks in flight
-    inflight: deque[Future] = deque()
+    if window is None:
+        window = max(4, 4 * (pool._max_workers or 1))
+    inflight: deque[tuple[Future, TensorSource, int, int]] = deque()
 
     def drain(limit: int) -> None:
         while len(inflight) > limit:
-            _, how, n = inflight.popleft().result()
+            fut, src, s, e = inflight.popleft()
+            _, how, n = fut.result()
+            src.release(s, e)
             stats.chunks += 1
             setattr(stats, how, getattr(stats, how) + 1)
             if progress is not None:
@@ -139,22 +152,22 @@ def write_tensors(
             plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents)
             eps = None
             if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
-                eps = tolerance.eps_for(_max_abs(view, t.dtype) if tolerance.rel else 0.0)
+                eps = tolerance.eps_for(_max_abs(t, step) if tolerance.rel else 0.0)
             futures = []
             for i, (s, e) in enumerate(_chunk_spans(t.nbytes, step)):
                 j = ChunkJob(view[s:e], t.dtype, i, plans, tolerance, eps)
                 fut = pool.submit(job, j)
                 futures.append(fut)
-                inflight.append(fut)
+                inflight.append((fut, t, s, e))
                 drain(window)
             planned.append((t, position, step, futures))
         drain(0)
     except BaseException:
         # let no chunk job outlive the failed write: cancel what has not started and
         # wait for the rest, so nothing touches the store after the caller abandons it
-        for f in inflight:
+        for f, *_ in inflight:
             f.cancel()
-        for f in inflight:
+        for f, *_ in inflight:
             if not f.cancelled():
                 try:
                     f.result()

@@ -70,16 +70,20 @@ class Progress:
 
     def _line(self) -> str:
         elapsed = time.monotonic() - self._start
+        rate = f" {self._fmt(self.done / elapsed)}/s" if self.done and elapsed > 0.5 else ""
         if self.total:
             frac = min(1.0, self.done / self.total)
             bar = "#" * int(frac * 24)
+            eta = ""
+            if rate and 0 < frac < 1:
+                eta = f" eta {elapsed * (1 - frac) / frac:.0f}s"
             return (
                 f"{self.desc} [{bar:<24}] {frac * 100:3.0f}% "
-                f"{self._fmt(self.done)}/{self._fmt(self.total)} {elapsed:.1f}s"
+                f"{self._fmt(self.done)}/{self._fmt(self.total)}{rate} {elapsed:.1f}s{eta}"
             )
         spin = _SPIN[int(elapsed / self.interval) % len(_SPIN)]
         done = f" {self._fmt(self.done)}" if self.done else ""
-        return f"{self.desc} {spin}{done} {elapsed:.1f}s"
+        return f"{self.desc} {spin}{done}{rate} {elapsed:.1f}s"
 
     def _draw(self, final: bool = False) -> None:
         line = self._line()

@@ -131,17 +131,28 @@ def register(sub: Any, common: Any) -> None:
         help="write a version as safetensors",
         description=(
             "Write a version to PATH: a .safetensors file when PATH ends so, else a folder "
-            "with model.safetensors and the side files (configs, tokenizer) stored with it."
+            "with the side files (configs, tokenizer) stored with it and the weights: "
+            "model.safetensors, or shards model-0000i-of-0000N.safetensors of at most "
+            "--max-shard-size each plus model.safetensors.index.json. Tensors are decoded "
+            "and written chunk by chunk: memory stays within the repository's budget "
+            "($MODELGIT_MEMORY_BUDGET) whatever the model's size."
         ),
         epilog=(
             "examples:\n"
             "  modelgit export chat@2 chat-v2.safetensors\n"
-            "  modelgit export prod ./prod-model/"
+            "  modelgit export prod ./prod-model/\n"
+            "  modelgit export llama-70b ./llama/ --max-shard-size 10GB"
         ),
         formatter_class=RAW,
     )
     p.add_argument("ref", metavar="REF", help="name, name@N, name@latest or a tag")
     p.add_argument("path", metavar="PATH")
+    p.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        default=None,
+        help="largest shard of a folder export, e.g. 2GB or 500MiB (default 5GB)",
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -313,6 +324,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         v = repo.version(args.ref)
         with Progress(f"exporting {v.ref}") as bar:
-            out = call_with_progress(repo.export, v.ref, args.path, progress=bar)
+            out = call_with_progress(
+                repo.export, v.ref, args.path, progress=bar, max_shard_size=args.max_shard_size
+            )
     print(f"exported {v.ref} to {out}")
     return 0
