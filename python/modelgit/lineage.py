@@ -17,6 +17,7 @@ from .workflows.schema import rename_model
 if TYPE_CHECKING:
     from .catalog import Catalog
     from .diff import Diff
+    from .memory import MemoryBudget
     from .version import Version
 
 __all__ = ["LineageMixin"]
@@ -40,6 +41,7 @@ class LineageMixin:
 
     if TYPE_CHECKING:  # provided by Repository
         catalog: Catalog
+        budget: MemoryBudget
 
         def _resolve(self, ref: str, version: int | None = None) -> tuple[int, Version]: ...
         def _require_model(self, name: str) -> None: ...
@@ -195,8 +197,11 @@ class LineageMixin:
 
         ``values=False`` compares only names, shapes, dtypes and content ids (no
         tensor is decoded). ``progress(done_bytes, total_bytes)`` is called as tensors
-        are compared.
+        are compared. Tensors are decoded in batches of at most a quarter of the memory
+        budget per side (a larger tensor alone).
         """
         from .diff import diff_versions
 
-        return diff_versions(self, a, b, values=values, progress=progress)
+        return diff_versions(
+            self, a, b, values=values, progress=progress, batch_bytes=self.budget.window
+        )
