@@ -322,3 +322,14 @@ def test_team_open_init_errors(pg: LocalPostgres, s3: LocalS3, tmp_path: Path) -
         mg.init(tmp_path / "local", objects="s3://x")
     with mg.open(url) as repo, pytest.raises(mg.UnknownModel, match=r"postgresql://"):
         repo.load("missing")
+
+
+def test_cli_acts_on_a_team_repository_by_url(
+    team: mg.Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelgit.cli import main
+
+    team.add("m", state(7))  # S3: the endpoint and credentials come from the environment
+    assert main(["--repo", team.team.catalog.url, "log", "m"]) == 0
+    assert "m@1" in capsys.readouterr().out
+    assert main(["--repo", team.team.catalog.url, "fsck"]) == 0
