@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -172,16 +173,58 @@ class LocalObjects:
         fsync_dir(self.folder)
 
 
+BLOCK_BYTES = 8 << 20  # ranged GETs read aligned blocks of a pack...
+CACHE_BYTES = 256 << 20  # ...kept in a small LRU (packs are immutable: never stale)
+
+
 class _RemoteReader:
-    """Records by ranged GETs; a missing object is a CorruptObject (like a missing file),
-    so the store's "gc moved it" retry works the same on every backend."""
+    """Records by ranged GETs of aligned 8 MiB blocks, cached (a load reads a pack's
+    records in order, so one GET serves many chunks: few round trips on a real object
+    store). A missing object is a CorruptObject (like a missing file), so the store's
+    "gc moved it" retry works the same on every backend."""
 
     def __init__(self, objects: FsspecObjects) -> None:
         self.objects = objects
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
+
+    def _block(self, pack: str, index: int) -> bytes:
+        key = (pack, index)
+        with self._lock:
+            hit = self._blocks.get(key)
+            if hit is not None:
+                self._blocks.move_to_end(key)
+                return hit
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one GET per block, however many threads want it
+            with self._lock:
+                hit = self._blocks.get(key)
+            if hit is not None:
+                return hit
+            data = self.objects.get_range(pack, index * BLOCK_BYTES, BLOCK_BYTES)
+            with self._lock:
+                self._blocks[key] = data
+                self._size += len(data)
+                self._loading.pop(key, None)
+                while self._size > CACHE_BYTES and self._blocks:
+                    _, old = self._blocks.popitem(last=False)
+                    self._size -= len(old)
+            return data
+
+    def _get(self, pack: str, offset: int, length: int) -> bytes:
+        if length >= BLOCK_BYTES:
+            return self.objects.get_range(pack, offset, length)
+        first, last = offset // BLOCK_BYTES, (offset + length - 1) // BLOCK_BYTES
+        parts = [self._block(pack, i) for i in range(first, last + 1)]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        start = offset - first * BLOCK_BYTES
+        return data[start : start + length]
 
     def read(self, pack: str, offset: int, length: int) -> Record:
         where = f"chunk record at {pack}:{offset}"
-        data = self.objects.get_range(pack, offset, length)
+        data = self._get(pack, offset, length)
         if len(data) != length:
             raise CorruptObject(f"{where}: pack is truncated")
         return decode_record(data, where)
@@ -190,7 +233,9 @@ class _RemoteReader:
         return self.read(pack, offset, length)
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            self._blocks.clear()
+            self._size = 0
 
 
 def _fsspec() -> Any:
