@@ -8,8 +8,8 @@ PostgreSQL programs or moto these tests skip, saying why (CI installs both).
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import multiprocessing
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +18,14 @@ import pytest
 import torch
 
 import modelgit as mg
+import team_worker
 from conftest import assert_same_state
 from modelgit.catalog_pg import REPO_LOCK_KEY, CatalogUnavailable, translate, translate_ddl
 from modelgit.localservers import LocalPostgres, LocalS3, ServerUnavailable, free_port
-from modelgit.objects import StorageUnavailable
+from modelgit.objects import FsspecObjects, ObjectStore, StorageUnavailable, open_objects
+from modelgit.packs import PACK_HEADER, PACK_MAGIC, PACK_VERSION, Record
 from team_worker import state as worker_state
 from wf_funcs import tiny
-
-HERE = Path(__file__).parent
 
 
 # -- servers ------------------------------------------------------------------------------
@@ -148,6 +148,61 @@ def test_translate_ddl_types() -> None:
     assert translate_ddl(ddl) == ddl  # idempotent
 
 
+# -- object stores (no server: a folder, and fsspec's in-memory filesystem) ---------------
+@pytest.fixture(params=["folder", "memory"])
+def objects(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "folder":
+        (tmp_path / "packs").mkdir()
+        yield open_objects(str(tmp_path / "packs"), tmp_path / "staging")
+        return
+    pytest.importorskip("fsspec")
+    url = f"memory://mg-{uuid.uuid4().hex[:8]}/packs"
+    store = open_objects(url, tmp_path / "staging")
+    assert isinstance(store, FsspecObjects)
+    yield store
+    store.fs.rm(store.prefix, recursive=True)
+
+
+def test_objects_write_once_ranges_list_delete(objects: ObjectStore) -> None:
+    data = PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0) + bytes(range(256)) * 100
+    objects.put("pack-a.mgp", data)
+    with pytest.raises(mg.ModelgitError):
+        objects.put("pack-a.mgp", b"other")  # immutable: written once
+    assert objects.exists("pack-a.mgp") and not objects.exists("pack-b.mgp")
+    assert objects.get_range("pack-a.mgp", 16 + 3, 5) == bytes([3, 4, 5, 6, 7])
+    assert objects.list() == {"pack-a.mgp": len(data)}
+    objects.check_header("pack-a.mgp")
+    objects.put("pack-bad.mgp", b"NOTAPACK" * 4)
+    with pytest.raises(mg.CorruptObject, match="not a modelgit pack"):
+        objects.check_header("pack-bad.mgp")
+    objects.delete("pack-bad.mgp")
+    objects.delete("pack-bad.mgp")  # deleting what is gone is fine
+    assert set(objects.list()) == {"pack-a.mgp"}
+    with pytest.raises(mg.CorruptObject, match="missing"):
+        objects.get_range("pack-b.mgp", 0, 4)
+
+
+def test_objects_writer_publish_and_reader(objects: ObjectStore) -> None:
+    writer = objects.writer()
+    recs = [Record(0, bytes([i]) * 16, 3 << 20, b"", bytes([i]) * (3 << 20)) for i in range(5)]
+    where = [writer.append(r) for r in recs]  # 15 MiB: records straddle the 8 MiB blocks
+    writer.close()
+    objects.publish({w[0] for w in where})
+    assert set(objects.list()) == {where[0][0]}
+    reader = objects.reader()
+    for rec, (pack, offset, length) in zip(reversed(recs), reversed(where), strict=True):
+        got = reader.read(pack, offset, length)
+        assert got.chunk_id == rec.chunk_id and bytes(got.payload) == rec.payload
+    reader.close()
+    if isinstance(objects, FsspecObjects):
+        assert not any(objects.staging.iterdir())  # staged pack deleted once uploaded
+        writer = objects.writer()
+        pack, _, _ = writer.append(recs[0])
+        writer.close()
+        objects.discard([pack])  # a failed write: never uploaded
+        assert pack not in objects.list() and not any(objects.staging.iterdir())
+
+
 # -- the repository API on a team repository ---------------------------------------------
 def test_team_add_load_versions_lineage_fsck_gc(team: mg.Repository) -> None:
     base = state(1)
@@ -261,27 +316,33 @@ def test_four_processes_add_to_one_team_repository(
     with mg.init(url, objects=objects, storage_options=s3.storage_options) as repo:
         repo.add("base", worker_state(5))
         repo.add("shared", worker_state(6))
-    env = {**dict(__import__("os").environ), "PYTHONPATH": str(HERE)}
+    # four real processes, forked by a fork server that imported torch once for all
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["team_worker", "s3fs", "psycopg"])
+    results = ctx.Queue()
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "team_worker.py"), url, objects, s3.endpoint, str(i)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+        ctx.Process(target=team_worker.child, args=(url, objects, s3.endpoint, i, results))
         for i in range(4)
     ]
+    for p in procs:
+        p.start()
     outs, errors = [], []
     try:
-        for p in procs:
-            out, err = p.communicate(timeout=240)
-            outs.append(out.split())
-            if p.returncode != 0:
-                errors.append(err[-2000:])
+        for _ in procs:
+            _, refs, err = results.get(timeout=240)
+            if err is not None:
+                errors.append(err)
+            else:
+                outs.append(refs)
     finally:
         for p in procs:
-            if p.poll() is None:
+            p.join(10)
+            if p.is_alive():
                 p.kill()
-                p.communicate()
+                p.join()
+        results.close()
     assert not errors, errors[0]
+    assert len({p.pid for p in procs} | {os.getpid()}) == 5
     with mg.open(url, storage_options=s3.storage_options) as repo:
         assert sorted(repo.models()) == sorted(
             ["base", "shared"] + [f"w{i}-{j}" for i in range(4) for j in range(2)]

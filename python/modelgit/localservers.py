@@ -222,7 +222,7 @@ class LocalS3:
         if self._proc is not None:
             self._proc.terminate()
             try:
-                self._proc.wait(3)
+                self._proc.wait(1)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()

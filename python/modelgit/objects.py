@@ -156,6 +156,10 @@ class LocalObjects:
             os.fsync(f.fileno())
         try:
             os.link(tmp, self.folder / name)  # fails if the name exists: write once
+        except FileExistsError:
+            raise ModelgitError(
+                f"{self.folder}: object {name} exists already (objects are immutable)"
+            ) from None
         finally:
             os.unlink(tmp)
         fsync_dir(self.folder)
@@ -318,6 +322,7 @@ class FsspecObjects:
             (self.staging / name).unlink(missing_ok=True)
 
     def list(self) -> dict[str, int]:
+        self.fs.invalidate_cache(self.prefix)  # other hosts write too: never a stale listing
         try:
             entries = self._call("list the objects", self.fs.ls, self.prefix, True)
         except FileNotFoundError:
@@ -330,6 +335,7 @@ class FsspecObjects:
         return out
 
     def exists(self, name: str) -> bool:
+        self.fs.invalidate_cache(self._path(name))
         return bool(self._call("look up an object", self.fs.exists, self._path(name)))
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
