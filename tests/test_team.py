@@ -273,6 +273,26 @@ def test_team_lock_excludes_gc_while_writing(team: mg.Repository) -> None:
         other.close()
 
 
+def test_team_write_fails_if_its_lock_session_ends(team: mg.Repository) -> None:
+    catalog = team.team.catalog
+    admin = catalog.connect_raw()
+    try:
+        with catalog.repo_lock(exclusive=False):
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND objid = %s AND pid <> pg_backend_pid()",
+                (REPO_LOCK_KEY,),
+            )
+            with pytest.raises(CatalogUnavailable, match="nothing was published"):
+                with catalog.transaction() as db:
+                    db.execute("INSERT INTO meta(key, value) VALUES ('probe', '1')")
+    finally:
+        admin.close()
+    assert catalog.meta("probe") is None
+    team.add("after", state(8))  # a new lock session: writes go on
+    assert team.fsck().ok
+
+
 # -- push / pull --------------------------------------------------------------------------
 def test_push_pull_move_only_missing_chunks(
     pg: LocalPostgres, s3: LocalS3, tmp_path: Path

@@ -293,7 +293,26 @@ class PostgresCatalog:
                 db.raw.execute("ROLLBACK")
             raise
         else:
+            try:
+                self._check_repo_locks()
+            except BaseException:
+                with suppress(Exception):
+                    db.raw.execute("ROLLBACK")
+                raise
             db._run(db.raw.execute, "COMMIT")
+
+    def _check_repo_locks(self) -> None:
+        """Before a commit: the repository locks this thread holds are still held (a
+        writer whose lock session died may not publish: gc may have run meanwhile)."""
+        psycopg = _psycopg()
+        for raw in getattr(self._local, "locks", ()):
+            try:
+                raw.execute("SELECT 1")
+            except psycopg.Error:
+                raise CatalogUnavailable(
+                    f"{self.safe_url}: the session holding the repository lock ended during "
+                    "the write; nothing was published, run it again"
+                ) from None
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:
         return self.connection().execute(sql, args).fetchall()
@@ -313,11 +332,14 @@ class PostgresCatalog:
         """The repository lock on a session of its own (released if the process dies)."""
         raw = self.connect_raw()
         suffix = "" if exclusive else "_shared"
+        held = self._local.__dict__.setdefault("locks", [])
         try:
             raw.execute(f"SELECT pg_advisory_lock{suffix}(%s)", (REPO_LOCK_KEY,))
+            held.append(raw)
             try:
                 yield
             finally:  # now, not when the server notices the closed session
+                held.remove(raw)
                 with suppress(Exception):
                     raw.execute(f"SELECT pg_advisory_unlock{suffix}(%s)", (REPO_LOCK_KEY,))
         finally:
