@@ -33,8 +33,8 @@ from functools import lru_cache
 from typing import Any
 
 from .catalog import SCHEMA, SCHEMA_VERSION
-from .errors import ModelgitError, RepositoryExists
-from .objects import TEAM_EXTRA_HINT, StorageUnavailable
+from .errors import CatalogUnavailable, ModelgitError, RepositoryExists, StorageUnavailable
+from .objects import TEAM_EXTRA_HINT
 
 __all__ = [
     "PostgresCatalog",
@@ -74,10 +74,6 @@ ALTER TABLE edges ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
 CREATE INDEX tensors_version ON tensors(version);
 CREATE INDEX version_parents_parent ON version_parents(parent)
 """
-
-
-class CatalogUnavailable(StorageUnavailable):
-    """The PostgreSQL server cannot be reached, or refused us."""
 
 
 def is_postgres_url(url: object) -> bool:

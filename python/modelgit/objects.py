@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import CorruptObject, ModelgitError
+from .errors import CorruptObject, ModelgitError, StorageUnavailable
 from .packs import (
     PACK_HEADER,
     PACK_MAGIC,
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 TEAM_EXTRA_HINT = 'install the team backends with: pip install "modelgit[team]"'
-
-
-class StorageUnavailable(ModelgitError):
-    """A team backend cannot be reached or is not installed."""
 
 
 class ReaderLike(Protocol):
