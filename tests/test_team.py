@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -414,3 +415,17 @@ def test_cli_acts_on_a_team_repository_by_url(
     assert main(["--repo", team.team.catalog.url, "log", "m"]) == 0
     assert "m@1" in capsys.readouterr().out
     assert main(["--repo", team.team.catalog.url, "fsck"]) == 0
+
+
+def test_missing_team_extra_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the team extra, local repositories work and team URLs say what to install."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with mg.init(tmp_path / "local") as repo:
+        repo.add("m", state(9))
+    with pytest.raises(StorageUnavailable, match=r'pip install "modelgit\[team\]"'):
+        mg.open("postgresql://someone@127.0.0.1/db")
+    with pytest.raises(StorageUnavailable, match=r'pip install "modelgit\[team\]"'):
+        open_objects("s3://bucket/prefix", tmp_path / "staging")
