@@ -1,8 +1,13 @@
-"""The SQLite catalog: models, versions, lineage, tensors and the chunk index.
+"""The catalog: models, versions, lineage, tensors and the chunk index.
 
-Opened in WAL mode so that readers never block the writer and never see half a
-version: a version becomes visible in one transaction, after its chunks are durable
-in the packs. Schema: docs/FORMAT.md, "Catalog".
+:class:`Catalog` is the small interface every catalog implements; :class:`SqliteCatalog`
+is the embedded default, the PostgreSQL one of team repositories is in ``catalog_pg``.
+Callers write SQL in SQLite's dialect; the PostgreSQL catalog translates the few
+constructs that differ (docs/FORMAT.md, "PostgreSQL catalog").
+
+SQLite is opened in WAL mode so that readers never block the writer and never see
+half a version: a version becomes visible in one transaction, after its chunks are
+durable in the packs. Schema: docs/FORMAT.md, "Catalog".
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["Catalog", "SCHEMA_VERSION"]
+__all__ = ["Catalog", "SqliteCatalog", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
@@ -93,8 +99,32 @@ CREATE TABLE IF NOT EXISTS tags (
 """
 
 
-class Catalog:
+class Catalog(Protocol):
+    """What the repository needs of a catalog. Connections are per thread; their
+    ``execute``/``executemany`` take SQLite-dialect SQL with ``?`` placeholders."""
+
+    dialect: str  # "sqlite" or "postgresql"
+
+    def connection(self) -> Any: ...
+
+    def transaction(self) -> Any:
+        """A context manager: a write transaction that excludes every other writer
+        (of any process or host) until it ends, yielding the connection."""
+        ...
+
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]: ...
+
+    def one(self, sql: str, args: tuple[object, ...] = ()) -> tuple | None: ...
+
+    def integrity_problems(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteCatalog:
     """One SQLite connection per thread, WAL mode, foreign keys on."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path, create: bool = False) -> None:
         self.path = path
@@ -142,6 +172,17 @@ class Catalog:
 
     def one(self, sql: str, args: tuple[object, ...] = ()) -> tuple | None:
         return self.connection().execute(sql, args).fetchone()
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own checks find wrong (empty when all is well)."""
+        problems = []
+        integrity = self.one("PRAGMA integrity_check")
+        if not integrity or integrity[0] != "ok":
+            problems.append(f"catalog: SQLite integrity check failed: {integrity}")
+        fk = self.query("PRAGMA foreign_key_check")
+        if fk:
+            problems.append(f"catalog: {len(fk)} rows break foreign keys")
+        return problems
 
     def close(self) -> None:
         """Close every thread's connection (call when no thread uses the catalog)."""

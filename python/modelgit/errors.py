@@ -65,3 +65,12 @@ class LineageError(ModelgitError, ValueError):
 
 class FormatVersionError(ModelgitError):
     """The repository was written by a newer modelgit whose format this one cannot read."""
+
+
+class StorageUnavailable(ModelgitError):
+    """A team repository's backend cannot be reached, refused us, or is not installed
+    (``pip install "modelgit[team]"``)."""
+
+
+class CatalogUnavailable(StorageUnavailable):
+    """The PostgreSQL catalog of a team repository cannot be reached or refused us."""

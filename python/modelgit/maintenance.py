@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import CorruptObject, ModelgitError
-from .packs import PACK_HEADER, PackWriter, Record, check_pack_header, fsync_dir
+from .packs import PACK_HEADER, Record
 from .progress import Counter, ProgressFn
 from .reader import verify_row
 from .units import human_bytes
@@ -112,7 +111,7 @@ def stats(repo: Repository) -> RepoStats:
                     m.delta_bytes += raw
     # delta bases that no version lists directly are still stored
     stored = sum(length for length, _, _ in chunk_info.values())
-    pack_bytes = sum(p.stat().st_size for p in (repo.root / "packs").glob("*.mgp"))
+    pack_bytes = sum(repo.store.objects.list().values())
     return RepoStats(
         models=[per[n] for n in model_order],
         logical_bytes=sum(m.logical_bytes for m in per.values()),
@@ -143,21 +142,17 @@ class FsckReport:
 def fsck(repo: Repository, full: bool = True, progress: ProgressFn | None = None) -> FsckReport:
     problems: list[str] = []
     db = repo.catalog
-    integrity = db.one("PRAGMA integrity_check")
-    if not integrity or integrity[0] != "ok":
-        problems.append(f"catalog: SQLite integrity check failed: {integrity}")
-    fk = db.query("PRAGMA foreign_key_check")
-    if fk:
-        problems.append(f"catalog: {len(fk)} rows break foreign keys")
+    problems.extend(db.integrity_problems())
     chunk_rows = {r[0]: r for r in db.query("SELECT id, pack, offset, length, base FROM chunks")}
-    packs_dir = repo.root / "packs"
-    pack_names = {p.name for p in packs_dir.glob("*.mgp")}
+    objects = repo.store.objects
+    pack_sizes = objects.list()
+    pack_names = set(pack_sizes)
     for pack in sorted({r[1] for r in chunk_rows.values()}):
         if pack not in pack_names:
             problems.append(f"pack {pack} is referenced by the catalog but missing")
             continue
         try:
-            check_pack_header(packs_dir / pack)
+            objects.check_header(pack)
         except CorruptObject as exc:
             problems.append(str(exc))
     for cid, (_, _, _, _, base) in chunk_rows.items():
@@ -199,7 +194,7 @@ def fsck(repo: Repository, full: bool = True, progress: ProgressFn | None = None
         live_by_pack[pack] = live_by_pack.get(pack, 0) + length
     garbage = 0
     for name in pack_names:
-        size = (packs_dir / name).stat().st_size
+        size = pack_sizes[name]
         garbage += max(0, size - PACK_HEADER.size - live_by_pack.get(name, 0))
     garbage += sum(chunk_rows[c][3] for c in set(chunk_rows) - _closure(referenced, chunk_rows))
     return FsckReport(not problems, problems, checked, len(versions), garbage)
@@ -252,20 +247,21 @@ def gc(repo: Repository, progress: ProgressFn | None = None) -> GcReport:
     dead = [cid for cid in chunk_rows if cid not in live]
     with db.transaction() as tx:
         tx.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in dead])
-    packs_dir = repo.root / "packs"
-    before = sum(p.stat().st_size for p in packs_dir.glob("*.mgp"))
+    objects = repo.store.objects
+    sizes = objects.list()
+    before = sum(sizes.values())
     live_by_pack: dict[str, list[tuple]] = {}
     for cid in live:
         live_by_pack.setdefault(chunk_rows[cid][1], []).append(chunk_rows[cid])
     rewritten = deleted = 0
     count = Counter(progress, sum(r[3] for rows in live_by_pack.values() for r in rows))
-    writer = PackWriter(packs_dir)
+    writer = objects.writer()
     moves: list[tuple[str, int, bytes]] = []
     old_packs: list[str] = []
-    for path in sorted(packs_dir.glob("*.mgp")):
-        rows = live_by_pack.get(path.name, [])
+    for old in sorted(sizes):
+        rows = live_by_pack.get(old, [])
         live_bytes = sum(r[3] for r in rows)
-        if rows and path.stat().st_size - PACK_HEADER.size == live_bytes:
+        if rows and sizes[old] - PACK_HEADER.size == live_bytes:
             continue  # nothing to reclaim
         for cid, pack, offset, length, _ in sorted(rows, key=lambda r: r[2]):
             rec = repo.store.reader.read(pack, offset, length)
@@ -274,18 +270,19 @@ def gc(repo: Repository, progress: ProgressFn | None = None) -> GcReport:
             )
             moves.append((name, new_off, cid))
             count(length)
-        old_packs.append(path.name)
+        old_packs.append(old)
         if rows:
             rewritten += 1
         else:
             deleted += 1
     writer.close()
+    objects.publish({m[0] for m in moves})  # durable before the catalog names them
     if moves:
         with db.transaction() as tx:
             tx.executemany("UPDATE chunks SET pack = ?, offset = ? WHERE id = ?", moves)
     repo.store.reader.close()
-    for name in old_packs:
-        os.unlink(packs_dir / name)
-    fsync_dir(packs_dir)
-    after = sum(p.stat().st_size for p in packs_dir.glob("*.mgp"))
+    for old in old_packs:
+        objects.delete(old)
+    objects.sync_folder()
+    after = sum(objects.list().values())
     return GcReport(len(dead), rewritten, deleted, max(0, before - after))

@@ -1,7 +1,8 @@
 """The :class:`Repository`: models, their versions and their weights in one folder.
 
 Layout (docs/FORMAT.md): ``MODELGIT`` (format file), ``catalog.db`` (SQLite, WAL),
-``packs/`` (append-only chunk packs), ``locks/``.
+``packs/`` (append-only chunk packs), ``locks/``. A team repository (``team.py``) has
+the same API over a PostgreSQL catalog and packs in an object store.
 Write ordering: chunk records are appended and fsynced, then one catalog transaction
 publishes the version, so a crash at any point leaves every earlier version intact.
 """
@@ -17,14 +18,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import xxhash
 
 from . import codec, maintenance
 from .auto import choose_tolerance
-from .catalog import SCHEMA_VERSION, Catalog
+from .catalog import SCHEMA_VERSION, Catalog, SqliteCatalog
 from .errors import (
     CorruptObject,
     FormatVersionError,
@@ -49,6 +50,9 @@ from .version import VERSION_COLUMNS, ParentLink, Version
 from .workflows import WorkflowMixin
 from .writer import DEFAULT_CHUNK_ELEMS, TENSOR_COLUMNS, TensorRow, WriteStats, write_tensors
 
+if TYPE_CHECKING:
+    from .team import TeamBackend
+
 __all__ = ["Repository", "init", "open", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_FILE = "MODELGIT"
@@ -62,9 +66,23 @@ def _format_text() -> str:
 
 
 def init(
-    path: str | os.PathLike[str], *, memory_budget: int | str | None = None
+    path: str | os.PathLike[str],
+    *,
+    objects: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    memory_budget: int | str | None = None,
 ) -> Repository:
-    """Create a new, empty repository at ``path`` (a new or empty folder)."""
+    """Create a new, empty repository at ``path`` (a new or empty folder).
+
+    With a ``postgresql://`` URL as ``path``, create a team repository: the catalog in
+    that database, the packs in ``objects`` (``s3://bucket/prefix`` or a shared folder);
+    see :mod:`modelgit.team`. ``storage_options`` go to fsspec (e.g. ``endpoint_url``)."""
+    if _is_team_url(path):
+        from .team import init_team
+
+        return init_team(str(path), objects, storage_options, memory_budget=memory_budget)
+    if objects is not None:
+        raise UnsupportedInput("objects= is for team repositories (a postgresql:// URL)")
     root = Path(path)
     if (root / FORMAT_FILE).exists():
         raise RepositoryExists(f"{root} is already a modelgit repository; use modelgit.open()")
@@ -75,7 +93,7 @@ def init(
         raise RepositoryExists(f"{root} is not empty; choose a new or empty folder")
     (root / "packs").mkdir()
     (root / "locks").mkdir()
-    Catalog(root / CATALOG_FILE, create=True).close()
+    SqliteCatalog(root / CATALOG_FILE, create=True).close()
     tmp = root / (FORMAT_FILE + ".tmp")
     with tmp.open("w") as f:
         f.write(_format_text())
@@ -102,14 +120,29 @@ def _gpu_decode_available() -> bool:
     return cuda.is_available()
 
 
+def _is_team_url(path: object) -> bool:
+    return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+
+
 def open(  # noqa: A001 - public API name
-    path: str | os.PathLike[str], *, memory_budget: int | str | None = None
+    path: str | os.PathLike[str],
+    *,
+    objects: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    memory_budget: int | str | None = None,
 ) -> Repository:
-    """Open the existing repository at ``path``.
+    """Open the existing repository at ``path`` (a folder, or a ``postgresql://`` URL of
+    a team repository; ``objects`` then overrides the object store it names).
 
     ``memory_budget`` (bytes, or a string such as ``"256MiB"``) bounds the working
     memory of add, commit, export and load_into (see :mod:`modelgit.memory`); the
     default comes from ``MODELGIT_MEMORY_BUDGET`` or is 512 MiB."""
+    if _is_team_url(path):
+        from .team import open_team
+
+        return open_team(str(path), objects, storage_options, memory_budget=memory_budget)
+    if objects is not None:
+        raise UnsupportedInput("objects= is for team repositories (a postgresql:// URL)")
     return Repository(Path(path), memory_budget=memory_budget)
 
 
@@ -121,10 +154,31 @@ class Repository(LineageMixin, WorkflowMixin):
         root: Path,
         *,
         workers: int | None = None,
+        team: TeamBackend | None = None,
         memory_budget: int | str | None = None,
     ) -> None:
         self.root = Path(root)
         self.budget = MemoryBudget.resolve(memory_budget)
+        self.team = team
+        self.catalog: Catalog
+        if team is None:
+            self._open_local()
+        else:
+            self.catalog = team.catalog
+            self.store = ChunkStore(
+                self.root, self.catalog, team.objects, cache_bytes=self.budget.cache
+            )
+        self.chunk_elems = DEFAULT_CHUNK_ELEMS
+        self.max_depth = DEFAULT_MAX_DEPTH
+        self._pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
+        self.last_write: WriteStats | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the repository is: its folder, or its catalog URL (password masked)."""
+        return self.team.url if self.team is not None else str(self.root)
+
+    def _open_local(self) -> None:
         fmt = self.root / FORMAT_FILE
         if not fmt.is_file():
             raise NotARepository(
@@ -143,7 +197,7 @@ class Repository(LineageMixin, WorkflowMixin):
                 f"{self.root} uses format {version}; this modelgit reads format "
                 f"{FORMAT_VERSION} and older: upgrade modelgit"
             )
-        self.catalog = Catalog(self.root / CATALOG_FILE)
+        self.catalog = SqliteCatalog(self.root / CATALOG_FILE)
         try:
             schema = self.catalog.one("SELECT value FROM meta WHERE key = 'schema'")
         except sqlite3.DatabaseError as exc:
@@ -159,10 +213,6 @@ class Repository(LineageMixin, WorkflowMixin):
                 f"this modelgit reads schema {SCHEMA_VERSION}"
             )
         self.store = ChunkStore(self.root, self.catalog, cache_bytes=self.budget.cache)
-        self.chunk_elems = DEFAULT_CHUNK_ELEMS
-        self.max_depth = DEFAULT_MAX_DEPTH
-        self._pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
-        self.last_write: WriteStats | None = None
 
     # -- life cycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -178,11 +228,15 @@ class Repository(LineageMixin, WorkflowMixin):
         self.close()
 
     def __repr__(self) -> str:
-        return f"<modelgit.Repository {str(self.root)!r}>"
+        return f"<modelgit.Repository {self.location!r}>"
 
     @contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
         """Writers hold the repository lock shared; gc holds it exclusively."""
+        if self.team is not None:  # across hosts: a PostgreSQL advisory lock
+            with self.team.catalog.repo_lock(exclusive):
+                yield
+            return
         fd = os.open(self.root / "locks" / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -207,7 +261,7 @@ class Repository(LineageMixin, WorkflowMixin):
         if name not in self:
             known = self.models()
             hint = f"; known models: {', '.join(known[:10])}" if known else " (it is empty)"
-            raise UnknownModel(f"no model named {name!r} in {self.root}{hint}")
+            raise UnknownModel(f"no model named {name!r} in {self.location}{hint}")
 
     def _parents_of(self, vid: int) -> tuple[ParentLink, ...]:
         rows = self.catalog.query(

@@ -18,7 +18,8 @@ import xxhash
 from . import codec
 from .catalog import Catalog
 from .errors import CorruptObject
-from .packs import PackReader, PackWriter, Record
+from .objects import LocalObjects, ObjectStore
+from .packs import PackWriter, Record
 
 __all__ = ["ChunkRow", "ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
 
@@ -111,10 +112,17 @@ class _DecodedCache:
 
 
 class ChunkStore:
-    def __init__(self, root: Path, catalog: Catalog, cache_bytes: int = _CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        catalog: Catalog,
+        objects: ObjectStore | None = None,
+        cache_bytes: int = _CACHE_BYTES,
+    ) -> None:
         self.packs_dir = root / "packs"
+        self.objects: ObjectStore = LocalObjects(self.packs_dir) if objects is None else objects
         self.catalog = catalog
-        self.reader = PackReader(self.packs_dir)
+        self.reader = self.objects.reader()
         self._writer: PackWriter | None = None
         self._write_lock = threading.Lock()
         self._pending: dict[bytes, ChunkRow] = {}
@@ -157,7 +165,7 @@ class ChunkStore:
             if known is not None:
                 return known
             if self._writer is None:
-                self._writer = PackWriter(self.packs_dir)
+                self._writer = self.objects.writer()
             pack, offset, length = self._writer.append(rec)
             base = b"".join(enc.bases) or None
             row = ChunkRow(cid, pack, offset, length, len(data), enc.codec, base, depth, lossy)
@@ -168,10 +176,14 @@ class ChunkStore:
         return list(self._pending.values())
 
     def sync(self) -> None:
-        """Make every appended record durable (before the catalog transaction)."""
+        """Make every appended record durable (before the catalog transaction): fsync
+        in place, and for a remote object store also close and upload the packs whole."""
         with self._write_lock:
             if self._writer is not None:
                 self._writer.sync()
+                if not isinstance(self.objects, LocalObjects):
+                    self._writer.close()
+                    self.objects.publish({r.pack for r in self._pending.values()})
 
     def published(self) -> None:
         """The caller's transaction committed: pending rows are now in the catalog.
@@ -185,10 +197,12 @@ class ChunkStore:
 
     def abandon(self) -> None:
         """The caller's transaction failed: forget pending rows (their bytes are garbage)."""
+        packs = {r.pack for r in self._pending.values()}
         self._pending.clear()
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
+            self.objects.discard(packs)
 
     def close(self) -> None:
         with self._write_lock:

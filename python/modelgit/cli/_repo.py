@@ -1,5 +1,6 @@
-"""Finding the repository a command acts on: ``--repo PATH``, ``$MODELGIT_REPO``, or
-the current folder and its parents, like git."""
+"""Finding the repository a command acts on: ``--repo PATH`` (or a ``postgresql://``
+URL of a team repository), ``$MODELGIT_REPO``, or the current folder and its parents,
+like git."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def find_root(start: Path) -> Path | None:
 
 def open_repo(args: Any) -> Repository:
     path = getattr(args, "repo", None) or os.environ.get("MODELGIT_REPO") or None
+    if path is not None and path.startswith(("postgresql://", "postgres://")):
+        from ..repository import open as open_url
+
+        return open_url(path)  # a team repository (its objects URL is in its catalog)
     if path is not None:
         p = Path(path)
         if not p.exists():

@@ -27,12 +27,12 @@ __all__ = ["CollabMixin", "TransferReport"]
 
 @contextmanager
 def _other(other: Repository | str | os.PathLike[str]) -> Iterator[Repository]:
-    from ..repository import Repository
+    from .. import repository
 
-    if isinstance(other, Repository):
+    if isinstance(other, repository.Repository):
         yield other
         return
-    repo = Repository(Path(other))
+    repo = repository.open(other if isinstance(other, str) else Path(other))
     try:
         yield repo
     finally:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LineageError, ModelgitError
 from ..graph import LineageGraph, check_no_cycle
-from ..packs import PackWriter, Record
+from ..packs import Record
 from ..store import ChunkRow
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def _snapshot(src: Repository) -> _Source:
     finally:
         db.execute("COMMIT")
     return _Source(
-        path=str(src.root),
+        path=src.location,
         versions={r[0]: r for r in rows},
         by_uid={r[1]: r[0] for r in rows},
         parents=parents,
@@ -270,9 +270,9 @@ def _staged_number(db: sqlite3.Connection, model: str, used: dict[str, int]) -> 
 # -- the transfer ----------------------------------------------------------------------
 def transfer(src: Repository, dst: Repository) -> TransferReport:
     """Copy into ``dst`` what it lacks of ``src``; see the module docstring."""
-    if src.root.resolve() == dst.root.resolve():
+    if _where(src) == _where(dst):
         raise ModelgitError("cannot push or pull a repository into itself")
-    report = TransferReport(str(src.root), str(dst.root))
+    report = TransferReport(src.location, dst.location)
     with src._lock(exclusive=False), dst._lock(exclusive=False):
         s = _snapshot(src)
         plan = _plan(s, dst.catalog.connection())
@@ -295,7 +295,7 @@ def transfer(src: Repository, dst: Repository) -> TransferReport:
             have_rows = {r.id for r in copied} | set(dst.store.rows(list(need_now)))
             if not need_now <= have_rows:
                 raise ModelgitError(
-                    f"{dst.root} changed during the transfer (chunks went away); run it again"
+                    f"{dst.location} changed during the transfer (chunks went away); run it again"
                 )
             db.executemany(
                 "INSERT OR IGNORE INTO chunks(id, pack, offset, length, raw_length, codec, base,"
@@ -355,16 +355,17 @@ def _copy_records(
     lost = [c for c in missing if c not in rows]
     if lost:
         raise ModelgitError(
-            f"{src.root} lacks chunk {lost[0].hex()} that its catalog names; run fsck there"
+            f"{src.location} lacks chunk {lost[0].hex()} that its catalog names; run fsck there"
         )
-    writer = PackWriter(dst.root / "packs")
+    objects = dst.store.objects
+    writer = objects.writer()
     out = []
     try:
         for cid in sorted(missing, key=lambda c: (rows[c].pack, rows[c].offset)):
             row = rows[cid]
             rec = src.store.reader.read(row.pack, row.offset, row.length)
             if rec.chunk_id != cid:
-                raise ModelgitError(f"{src.root}: record of chunk {cid.hex()} names another")
+                raise ModelgitError(f"{src.location}: record of chunk {cid.hex()} names another")
             pack, offset, length = writer.append(
                 Record(rec.codec, rec.chunk_id, rec.raw_length, rec.params, rec.payload)
             )
@@ -377,7 +378,12 @@ def _copy_records(
         writer.sync()
     finally:
         writer.close()
+    objects.publish({r.pack for r in out})  # durable in the store before the catalog names them
     return out
+
+
+def _where(repo: Repository) -> str:
+    return repo.location if repo.team is not None else str(repo.root.resolve())
 
 
 def _publish(
