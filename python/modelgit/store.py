@@ -232,8 +232,8 @@ class ChunkStore:
     def get_into(self, row: ChunkRow, out: memoryview) -> None:
         """Decode one chunk into ``out`` and verify it against its id.
 
-        The outermost decode on a thread stages its record and planes in per-thread
-        scratch buffers; decodes nested in it (delta bases) allocate their own."""
+        The outermost decode on a thread reads its record into a per-thread scratch
+        buffer; decodes nested in it (delta bases) allocate their own."""
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
@@ -251,7 +251,6 @@ class ChunkStore:
                 out,
                 lambda b: memoryview(self.get(b)),
                 where,
-                scratch=outer,
             )
         finally:
             _thread_scratch.depth = depth
