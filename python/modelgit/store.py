@@ -18,7 +18,7 @@ import xxhash
 from . import codec
 from .catalog import Catalog
 from .errors import CorruptObject
-from .packs import PackReader, PackWriter, Record
+from .packs import PackReader, PackWriter, Record, encode_record
 
 __all__ = ["ChunkRow", "ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
 
@@ -152,13 +152,14 @@ class ChunkStore:
                 raise CorruptObject("delta base chunk is missing from the store")
             depth = max(depth, base_row.depth + 1)
         rec = Record(enc.codec, cid, len(data), enc.params, enc.payload)
+        pieces = encode_record(rec)  # the checksum, outside the lock
         with self._write_lock:
             known = self._pending.get(cid)
             if known is not None:
                 return known
             if self._writer is None:
                 self._writer = PackWriter(self.packs_dir)
-            pack, offset, length = self._writer.append(rec)
+            pack, offset, length = self._writer.append(rec, pieces)
             base = b"".join(enc.bases) or None
             row = ChunkRow(cid, pack, offset, length, len(data), enc.codec, base, depth, lossy)
             self._pending[cid] = row
