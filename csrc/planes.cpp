@@ -79,32 +79,33 @@ inline void scatter(const T* MG_RESTRICT w, uint8_t* MG_RESTRICT dst, size_t m, 
   }
 }
 
+// Gather n words from the planes (plane p at src[p], from word offset i).
 template <typename T>
-inline void gather(const uint8_t* MG_RESTRICT src, T* MG_RESTRICT w, size_t m, size_t n) {
+inline void gather(const uint8_t* const* src, size_t i, T* MG_RESTRICT w, size_t n) {
   constexpr int E = sizeof(T);
   if constexpr (E == 1) {
-    std::memcpy(w, src, n);
+    std::memcpy(w, src[0] + i, n);
   } else if constexpr (E == 2) {
-    const uint8_t* MG_RESTRICT s0 = src;
-    const uint8_t* MG_RESTRICT s1 = src + m;
+    const uint8_t* MG_RESTRICT s0 = src[0] + i;
+    const uint8_t* MG_RESTRICT s1 = src[1] + i;
     for (size_t j = 0; j < n; ++j) w[j] = T((T(s0[j]) << 8) | T(s1[j]));
   } else if constexpr (E == 4) {
-    const uint8_t* MG_RESTRICT s0 = src;
-    const uint8_t* MG_RESTRICT s1 = src + m;
-    const uint8_t* MG_RESTRICT s2 = src + 2 * m;
-    const uint8_t* MG_RESTRICT s3 = src + 3 * m;
+    const uint8_t* MG_RESTRICT s0 = src[0] + i;
+    const uint8_t* MG_RESTRICT s1 = src[1] + i;
+    const uint8_t* MG_RESTRICT s2 = src[2] + i;
+    const uint8_t* MG_RESTRICT s3 = src[3] + i;
     for (size_t j = 0; j < n; ++j)
       w[j] = (T(s0[j]) << 24) | (T(s1[j]) << 16) | (T(s2[j]) << 8) | T(s3[j]);
   } else {
     // two 32-bit halves: narrower lanes vectorize better than 64-bit ones
-    const uint8_t* MG_RESTRICT s0 = src;
-    const uint8_t* MG_RESTRICT s1 = src + m;
-    const uint8_t* MG_RESTRICT s2 = src + 2 * m;
-    const uint8_t* MG_RESTRICT s3 = src + 3 * m;
-    const uint8_t* MG_RESTRICT s4 = src + 4 * m;
-    const uint8_t* MG_RESTRICT s5 = src + 5 * m;
-    const uint8_t* MG_RESTRICT s6 = src + 6 * m;
-    const uint8_t* MG_RESTRICT s7 = src + 7 * m;
+    const uint8_t* MG_RESTRICT s0 = src[0] + i;
+    const uint8_t* MG_RESTRICT s1 = src[1] + i;
+    const uint8_t* MG_RESTRICT s2 = src[2] + i;
+    const uint8_t* MG_RESTRICT s3 = src[3] + i;
+    const uint8_t* MG_RESTRICT s4 = src[4] + i;
+    const uint8_t* MG_RESTRICT s5 = src[5] + i;
+    const uint8_t* MG_RESTRICT s6 = src[6] + i;
+    const uint8_t* MG_RESTRICT s7 = src[7] + i;
     alignas(64) uint32_t hi[kBlock], lo[kBlock];
     for (size_t j = 0; j < n; ++j)
       hi[j] = (uint32_t(s0[j]) << 24) | (uint32_t(s1[j]) << 16) | (uint32_t(s2[j]) << 8) |
@@ -151,13 +152,13 @@ void encode_range(const uint8_t* MG_RESTRICT x, const uint8_t* MG_RESTRICT b,
 }
 
 template <typename T, int DELTA, bool ROT>
-void decode_range(const uint8_t* MG_RESTRICT pl, const uint8_t* MG_RESTRICT b,
-                  uint8_t* MG_RESTRICT out, size_t m, size_t i0, size_t i1) {
+void decode_range(const uint8_t* const* pl, const uint8_t* MG_RESTRICT b,
+                  uint8_t* MG_RESTRICT out, size_t i0, size_t i1) {
   constexpr size_t E = sizeof(T);
   alignas(64) T w[kBlock];
   for (size_t i = i0; i < i1; i += kBlock) {
     const size_t n = std::min(kBlock, i1 - i);
-    gather<T>(pl + i, w, m, n);
+    gather<T>(pl, i, w, n);
     uint8_t* os = out + i * E;
     if constexpr (DELTA == DELTA_NONE) {
       if constexpr (ROT) {
@@ -181,12 +182,19 @@ void decode_range(const uint8_t* MG_RESTRICT pl, const uint8_t* MG_RESTRICT b,
   }
 }
 
-using RangeFn = void (*)(const uint8_t*, const uint8_t*, uint8_t*, size_t, size_t, size_t);
+using EncodeFn = void (*)(const uint8_t*, const uint8_t*, uint8_t*, size_t, size_t, size_t);
+using DecodeFn = void (*)(const uint8_t* const*, const uint8_t*, uint8_t*, size_t, size_t);
+
+template <bool ENC>
+using RangeFn = std::conditional_t<ENC, EncodeFn, DecodeFn>;
 
 template <bool ENC, typename T>
-RangeFn pick_t(int delta, bool rot) {
-#define MG_PICK(D, R) \
-  return ENC ? &encode_range<T, D, R> : &decode_range<T, D, R>
+RangeFn<ENC> pick_t(int delta, bool rot) {
+#define MG_PICK(D, R)                                \
+  {                                                  \
+    if constexpr (ENC) return &encode_range<T, D, R>; \
+    else return &decode_range<T, D, R>;              \
+  }
   if (delta == DELTA_NONE) {
     if (rot) MG_PICK(DELTA_NONE, true);
     MG_PICK(DELTA_NONE, false);
@@ -205,7 +213,7 @@ RangeFn pick_t(int delta, bool rot) {
 }
 
 template <bool ENC>
-RangeFn pick(int elem_size, int delta, bool rot) {
+RangeFn<ENC> pick(int elem_size, int delta, bool rot) {
   switch (elem_size) {
     case 1: return pick_t<ENC, uint8_t>(delta, rot);
     case 2: return pick_t<ENC, uint16_t>(delta, rot);
@@ -219,19 +227,26 @@ RangeFn pick(int elem_size, int delta, bool rot) {
 void planes_encode(const uint8_t* data, const uint8_t* base, uint8_t* out, size_t m,
                    int elem_size, int delta, bool rotate, int nthreads) {
   if (m == 0) return;
-  RangeFn fn = pick<true>(elem_size, delta, rotate);
+  EncodeFn fn = pick<true>(elem_size, delta, rotate);
   parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
     if (b < e) fn(data, base, out, m, b, e);
   });
 }
 
+void planes_decode_split(const uint8_t* const* planes, const uint8_t* base, uint8_t* out,
+                         size_t m, int elem_size, int delta, bool rotate, int nthreads) {
+  if (m == 0) return;
+  DecodeFn fn = pick<false>(elem_size, delta, rotate);
+  parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
+    if (b < e) fn(planes, base, out, b, e);
+  });
+}
+
 void planes_decode(const uint8_t* planes, const uint8_t* base, uint8_t* out, size_t m,
                    int elem_size, int delta, bool rotate, int nthreads) {
-  if (m == 0) return;
-  RangeFn fn = pick<false>(elem_size, delta, rotate);
-  parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
-    if (b < e) fn(planes, base, out, m, b, e);
-  });
+  const uint8_t* split[8];
+  for (int p = 0; p < elem_size; ++p) split[p] = planes + size_t(p) * m;
+  planes_decode_split(split, base, out, m, elem_size, delta, rotate, nthreads);
 }
 
 }  // namespace modelgit

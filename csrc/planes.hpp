@@ -14,5 +14,8 @@ void planes_encode(const uint8_t* data, const uint8_t* base, uint8_t* out, size_
                    int elem_size, int delta, bool rotate, int nthreads);
 void planes_decode(const uint8_t* planes, const uint8_t* base, uint8_t* out, size_t m,
                    int elem_size, int delta, bool rotate, int nthreads);
+// The same, with plane p (m bytes) at planes[p] (elem_size pointers), anywhere in memory.
+void planes_decode_split(const uint8_t* const* planes, const uint8_t* base, uint8_t* out,
+                         size_t m, int elem_size, int delta, bool rotate, int nthreads);
 
 }  // namespace modelgit

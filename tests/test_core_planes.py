@@ -172,3 +172,69 @@ def test_unaligned_buffers(es):
     out = bytearray(len(raw) + 1)
     _core.planes_decode(ref, es, out=memoryview(out)[1:])
     assert bytes(out[1:]) == raw.tobytes()
+
+
+@pytest.mark.parametrize("es", [1, 2, 4, 8])
+@pytest.mark.parametrize("delta,rotate", MODES)
+@pytest.mark.parametrize("n", [0, 1, 7, 1001, 4099])
+def test_decode_parts_matches_reference(es, delta, rotate, n):
+    """planes_decode_parts: the planes in separate (unaligned, any-kind) buffers."""
+    rng = np.random.default_rng(1000 * es + n + delta)
+    data = rng.integers(0, 256, n * es, dtype=np.uint8)
+    base = rng.integers(0, 256, n * es, dtype=np.uint8) if delta != DELTA_NONE else None
+    ref = planes_encode_ref(data, es, base, delta, rotate)
+    store = bytearray(len(ref) + es)  # plane p at an odd offset in one buffer, or alone
+    parts = []
+    for p in range(es):
+        plane = ref[p * n : (p + 1) * n].tobytes()
+        if p % 2:
+            store[p + p * n : p + (p + 1) * n] = plane
+            parts.append(memoryview(store)[p + p * n : p + (p + 1) * n])
+        else:
+            parts.append(plane)
+    got = _core.planes_decode_parts(parts, es, base, delta, rotate)
+    want = planes_decode_ref(ref, es, base, delta, rotate)
+    assert np.array_equal(np.frombuffer(got, np.uint8), want)
+    assert bytes(got) == data.tobytes()
+    out = bytearray(n * es)
+    assert _core.planes_decode_parts(parts, es, base, delta, rotate, out=out, threads=2) is out
+    assert bytes(out) == data.tobytes()
+
+
+def test_decode_parts_large_threaded():
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 256, 4 * (3 << 20), dtype=np.uint8)
+    m = len(data) // 4
+    enc = _core.planes_encode(data, 4, rotate=True)
+    parts = [bytes(enc[p * m : (p + 1) * m]) for p in range(4)]
+    for threads in (1, 2, 5):
+        assert bytes(_core.planes_decode_parts(parts, 4, rotate=True, threads=threads)) == bytes(
+            data
+        )
+
+
+def test_decode_parts_errors():
+    good = [bytes(8), bytes(8)]
+    with pytest.raises(ValueError, match="elem_size"):
+        _core.planes_decode_parts(good, 3)
+    with pytest.raises(ValueError, match="expected elem_size"):
+        _core.planes_decode_parts(good, 4)
+    with pytest.raises(ValueError, match="same length"):
+        _core.planes_decode_parts([bytes(8), bytes(7)], 2)
+    with pytest.raises(ValueError, match="requires base"):
+        _core.planes_decode_parts(good, 2, delta=DELTA_XOR)
+    with pytest.raises(ValueError, match="DELTA_NONE"):
+        _core.planes_decode_parts(good, 2, base=bytes(16))
+    with pytest.raises(ValueError, match="must be equal"):
+        _core.planes_decode_parts(good, 2, base=bytes(15), delta=DELTA_XOR)
+    with pytest.raises(ValueError, match="delta"):
+        _core.planes_decode_parts(good, 2, base=bytes(16), delta=9)
+    with pytest.raises(ValueError, match="exactly"):
+        _core.planes_decode_parts(good, 2, out=bytearray(15))
+    with pytest.raises(ValueError, match="writable"):
+        _core.planes_decode_parts(good, 2, out=bytes(16))
+    with pytest.raises(TypeError):
+        _core.planes_decode_parts([bytes(8), 5], 2)
+    shared = memoryview(bytearray(32))
+    with pytest.raises(ValueError, match="overlap"):
+        _core.planes_decode_parts([shared[:8], bytes(8)], 2, out=shared[4:20])

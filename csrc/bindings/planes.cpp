@@ -58,6 +58,50 @@ py::object run(py::object data_o, py::object elem_size, py::object base_o, py::o
   return out.result();
 }
 
+// planes_decode with the E planes in E separate buffers (no staging copy).
+py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object base_o,
+                        py::object delta_o, bool rotate, py::object out_o, py::object threads) {
+  long long e = int_arg(elem_size, "elem_size");
+  check_elem_size(e);
+  if (py::len(parts_o) != size_t(e))
+    throw py::value_error("parts: expected elem_size (" + std::to_string(e) + ") buffers, got " +
+                          std::to_string(py::len(parts_o)));
+  Buf parts[8];
+  const uint8_t* ptrs[8] = {};
+  for (long long p = 0; p < e; ++p) {
+    parts[p].acquire(parts_o[size_t(p)], "parts", false);
+    if (parts[p].size() != parts[0].size())
+      throw py::value_error("parts: every plane must have the same length");
+  }
+  const size_t m = parts[0].size();
+  Buf base;
+  if (!base_o.is_none()) base.acquire(base_o, "base", false);
+  long long d = int_arg(delta_o, "delta");
+  if (d != DELTA_NONE && d != DELTA_XOR && d != DELTA_SUB && d != DELTA_OSUB)
+    throw py::value_error("delta must be 0, 1, 2 or 3, got " + std::to_string(d));
+  if (d == DELTA_NONE && base.held())
+    throw py::value_error("base given but delta is DELTA_NONE; pass delta=DELTA_XOR or DELTA_SUB");
+  if (d != DELTA_NONE && !base.held()) throw py::value_error("delta != DELTA_NONE requires base");
+  const size_t n = m * size_t(e);
+  if (base.held() && base.size() != n)
+    throw py::value_error("base has " + std::to_string(base.size()) + " bytes but the planes hold " +
+                          std::to_string(n) + "; they must be equal");
+  const int t = threads_arg(threads);
+  OutBuf out(out_o, n);
+  for (long long p = 0; p < e; ++p) {
+    out.check_no_overlap(parts[p]);
+    ptrs[p] = parts[p].data();
+  }
+  out.check_no_overlap(base);
+  const int nt = resolve_threads(t, n);
+  {
+    py::gil_scoped_release nogil;
+    planes_decode_split(ptrs, base.held() ? base.data() : nullptr, out.data(), m, int(e), int(d),
+                        rotate, nt);
+  }
+  return out.result();
+}
+
 }  // namespace
 
 void register_planes(py::module_& m) {
@@ -73,6 +117,10 @@ void register_planes(py::module_& m) {
         py::arg("base") = py::none(), py::arg("delta") = 0, py::arg("rotate") = false,
         py::arg("out") = py::none(), py::arg("threads") = 0,
         "Exact inverse of planes_encode with the same parameters.");
+  m.def("planes_decode_parts", &decode_parts, py::arg("parts"), py::arg("elem_size"),
+        py::arg("base") = py::none(), py::arg("delta") = 0, py::arg("rotate") = false,
+        py::arg("out") = py::none(), py::arg("threads") = 0,
+        "planes_decode with plane p in parts[p] (elem_size separate buffers of m bytes).");
 }
 
 }  // namespace modelgit::bindings

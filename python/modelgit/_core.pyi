@@ -28,6 +28,8 @@ Float arithmetic is IEEE-754, round-to-nearest-even, no FMA contraction
 that numpy references and the CUDA module reproduce results bit for bit.
 """
 
+from collections.abc import Sequence
+
 from typing_extensions import Buffer
 
 __version__: str
@@ -81,6 +83,22 @@ def planes_decode(
     threads: int = 0,
 ) -> bytearray:
     """Exact inverse of planes_encode with the same parameters."""
+
+def planes_decode_parts(
+    parts: Sequence[Buffer],
+    elem_size: int,
+    base: Buffer | None = None,
+    delta: int = 0,
+    rotate: bool = False,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """planes_decode with plane p in its own buffer ``parts[p]``: exactly ``elem_size``
+    buffers of the same length m (the output has m * elem_size bytes). Equal to
+    ``planes_decode(b"".join(parts), ...)``; lets a decoder transform planes from where
+    they lie (a record's raw sections, decoded zstd frames) without a staging copy.
+    ``out`` must overlap none of the parts nor ``base``.
+    """
 
 # --- error-bounded quantized delta (lossy, every element within eps) -------------
 def qdelta_encode(

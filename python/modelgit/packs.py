@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ RECORD_VERSION = 1
 RECORD_HEADER = struct.Struct("<4sBBH16sQIQI")  # 48 bytes
 CHECKSUM = struct.Struct("<Q")
 MAX_PACK_BYTES = 1 << 30
+FLUSH_EVERY = 16 << 20  # appended bytes after which their writeback starts in the background
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,33 @@ class PackWriter:
         self._name: str | None = None
         self._size = 0
         self._dirty = False
+        self._unflushed = 0
+        self._flusher: threading.Thread | None = None
+        self._flush_error: BaseException | None = None
+
+    def _background_flush(self) -> None:
+        """Start writing what was appended so far to disk on a helper thread, so that the
+        disk works while the caller encodes the next chunks and :meth:`sync` waits only
+        for the tail. Its error, if any, is raised by the next :meth:`sync`."""
+        self._join_flusher()
+        assert self._file is not None
+        self._file.flush()
+        fd = self._file.fileno()
+
+        def run() -> None:
+            try:
+                os.fdatasync(fd)
+            except BaseException as exc:  # noqa: BLE001 - handed to sync()
+                self._flush_error = exc
+
+        self._flusher = threading.Thread(target=run, name="modelgit-pack-flush", daemon=True)
+        self._flusher.start()
+        self._unflushed = 0
+
+    def _join_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
 
     def _open_new(self) -> None:
         self.close()
@@ -133,9 +162,13 @@ class PackWriter:
         self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
         return True
 
-    def append(self, rec: Record) -> tuple[str, int, int]:
-        """Write one record; return (pack name, offset, length). Not durable until sync."""
-        pieces = encode_record(rec)
+    def append(
+        self, rec: Record, pieces: list[bytes | memoryview] | None = None
+    ) -> tuple[str, int, int]:
+        """Write one record (``pieces``: its ``encode_record``, if the caller has it);
+        return (pack name, offset, length). Not durable until sync."""
+        if pieces is None:
+            pieces = encode_record(rec)
         length = sum(len(p) for p in pieces)
         if self._file is None and not self._reopen():
             self._open_new()
@@ -150,20 +183,31 @@ class PackWriter:
             self._file.write(p)
         self._size += length
         self._dirty = True
+        self._unflushed += length
+        if self._unflushed >= FLUSH_EVERY:
+            self._background_flush()
         return self._name, offset, length
 
     def sync(self) -> None:
+        self._join_flusher()
+        error, self._flush_error = self._flush_error, None
+        if error is not None:
+            raise error
         if self._file is not None and self._dirty:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._dirty = False
+            self._unflushed = 0
 
     def close(self) -> None:
         """Sync and close the file; a later append reopens the same pack."""
         if self._file is not None:
-            self.sync()
-            self._file.close()
-            self._file = None
+            try:
+                self.sync()
+            finally:
+                self._join_flusher()
+                self._file.close()
+                self._file = None
 
 
 class PackReader:

@@ -15,7 +15,7 @@ import torch
 
 from .dtypes import by_name
 from .errors import CorruptObject
-from .store import ChunkStore
+from .store import ChunkRow, ChunkStore
 from .writer import TensorRow, tensor_content_id
 
 __all__ = ["read_tensors", "verify_row", "decode_row_into", "iter_row_chunks"]
@@ -31,6 +31,15 @@ def verify_row(row: TensorRow) -> None:
         raise CorruptObject(f"tensor {row.name!r}: content id does not match its chunks")
 
 
+_BATCH_BYTES = 4 << 20  # decoded bytes per pool task (fewer futures, fewer GIL handoffs)
+
+
+def _decode_batch(store: ChunkStore, work: list[tuple[ChunkRow, memoryview]]) -> int:
+    for crow, mv in work:
+        store.get_into(crow, mv)
+    return sum(len(mv) for _, mv in work)
+
+
 def read_tensors(
     store: ChunkStore,
     rows: Iterable[TensorRow],
@@ -39,14 +48,14 @@ def read_tensors(
 ) -> dict[str, torch.Tensor]:
     """Decode the given tensor rows; tied rows come back sharing storage.
 
-    ``progress(n)`` is called with the decoded bytes of each chunk."""
+    ``progress(n)`` is called with the decoded bytes of each batch of chunks."""
     rows = sorted(rows, key=lambda r: r.position)
     for r in rows:
         verify_row(r)
     chunk_rows = store.rows([c for r in rows if r.tie is None for c in r.chunk_ids])
     out: dict[str, torch.Tensor] = {}
-    futures: list[tuple[Future, int]] = []
     buffers: dict[str, torch.Tensor] = {}
+    work: list[tuple[ChunkRow, memoryview]] = []
     for r in rows:
         if r.tie is not None:
             continue
@@ -60,12 +69,37 @@ def read_tensors(
             if crow is None:
                 raise CorruptObject(f"tensor {r.name!r}: chunk {cid.hex()} is missing")
             s = i * r.chunk_bytes
-            e = min(r.nbytes, s + r.chunk_bytes)
-            futures.append((pool.submit(store.get_into, crow, mv[s:e]), e - s))
-    for f, n in futures:
-        f.result()
-        if progress is not None:
-            progress(n)
+            work.append((crow, mv[s : min(r.nbytes, s + r.chunk_bytes)]))
+    # batches of about _BATCH_BYTES, but at least two per worker so that both cores
+    # stay busy to the end on a small model
+    workers = max(1, pool._max_workers or 1)
+    target = min(_BATCH_BYTES, max(1, sum(len(m) for _, m in work) // (4 * workers)))
+    futures: list[Future] = []
+    batch: list[tuple[ChunkRow, memoryview]] = []
+    size = 0
+    for item in work:
+        batch.append(item)
+        size += len(item[1])
+        if size >= target:
+            futures.append(pool.submit(_decode_batch, store, batch))
+            batch, size = [], 0
+    if batch:
+        futures.append(pool.submit(_decode_batch, store, batch))
+    try:
+        for f in futures:
+            n = f.result()
+            if progress is not None:
+                progress(n)
+    except BaseException:
+        for f in futures:  # no job may write into buffers the caller will never see
+            f.cancel()
+        for f in futures:
+            if not f.cancelled():
+                try:
+                    f.result()
+                except BaseException:  # noqa: S110 - the first error is the one raised
+                    pass
+        raise
     for r in rows:
         if r.tie is not None:
             if r.tie not in out:

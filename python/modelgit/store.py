@@ -19,7 +19,7 @@ from . import codec
 from .catalog import Catalog
 from .errors import CorruptObject
 from .objects import LocalObjects, ObjectStore
-from .packs import PackWriter, Record
+from .packs import PackWriter, Record, encode_record
 
 __all__ = ["ChunkRow", "ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
 
@@ -160,13 +160,14 @@ class ChunkStore:
                 raise CorruptObject("delta base chunk is missing from the store")
             depth = max(depth, base_row.depth + 1)
         rec = Record(enc.codec, cid, len(data), enc.params, enc.payload)
+        pieces = encode_record(rec)  # the checksum, outside the lock
         with self._write_lock:
             known = self._pending.get(cid)
             if known is not None:
                 return known
             if self._writer is None:
                 self._writer = self.objects.writer()
-            pack, offset, length = self._writer.append(rec)
+            pack, offset, length = self._writer.append(rec, pieces)
             base = b"".join(enc.bases) or None
             row = ChunkRow(cid, pack, offset, length, len(data), enc.codec, base, depth, lossy)
             self._pending[cid] = row
@@ -246,8 +247,8 @@ class ChunkStore:
     def get_into(self, row: ChunkRow, out: memoryview) -> None:
         """Decode one chunk into ``out`` and verify it against its id.
 
-        The outermost decode on a thread stages its record and planes in per-thread
-        scratch buffers; decodes nested in it (delta bases) allocate their own."""
+        The outermost decode on a thread reads its record into a per-thread scratch
+        buffer; decodes nested in it (delta bases) allocate their own."""
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
@@ -265,7 +266,6 @@ class ChunkStore:
                 out,
                 lambda b: memoryview(self.get(b)),
                 where,
-                scratch=outer,
             )
         finally:
             _thread_scratch.depth = depth

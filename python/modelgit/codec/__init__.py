@@ -13,7 +13,6 @@ Lossy: ``QDELTA`` (128: error-bounded), ``LOWBIT`` (129: low-bit with group scal
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,10 +83,15 @@ class Encoded:
     bases: tuple[bytes, ...] = ()  # chunk ids this record needs to decode
 
 
-def _plane_sections(planes: memoryview, elem_size: int, m: int) -> list[bytes | memoryview]:
+def _plane_sections(
+    planes: memoryview, elem_size: int, m: int, matches: bool = False
+) -> list[bytes | memoryview]:
+    """The E plane sections; ``matches``: also try a match-finding zstd level on the
+    planes after the first that compress (standalone chunks only: cheap there, since
+    few low planes of a standalone chunk compress at all)."""
     parts: list[bytes | memoryview] = []
     for p in range(elem_size):
-        parts += section(planes[p * m : (p + 1) * m])
+        parts += section(planes[p * m : (p + 1) * m], matches and p > 0)
     return parts
 
 
@@ -114,7 +118,7 @@ def encode_planes(
 ) -> Encoded:
     """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
     planes = memoryview(_core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate))
-    payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size))
+    payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size, not delta))
     params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
     return Encoded(PLANES, params, payload, (base_id,) if delta and base_id else ())
 
@@ -200,37 +204,24 @@ def planes_parts(
     return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
 
 
-_scratch = threading.local()
-
-
-def _planes_scratch(n: int) -> memoryview:
-    """This thread's reusable buffer for entropy-decoded planes (no fresh page faults)."""
-    buf = getattr(_scratch, "planes", None)
-    if buf is None or len(buf) < n:
-        buf = _scratch.planes = bytearray(max(n, 1 << 20))
-    return memoryview(buf)[:n]
-
-
 def _decode_planes(
-    params: bytes,
-    payload: memoryview,
-    out: memoryview,
-    get_base: GetBase,
-    where: str,
-    scratch: bool = False,
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
 ) -> None:
-    if scratch:  # the base is fetched first: fetching it may reuse nothing of ours
-        base_id = params[4:20] if len(params) == PLANES_PARAMS.size and params[1] else None
-        base = get_base(base_id) if base_id is not None else None
-        p = planes_parts(params, payload, len(out), where, _planes_scratch(len(out)))
-        if p.base_id is None:
-            base = None
-    else:
-        p = planes_parts(params, payload, len(out), where)
-        base = get_base(p.base_id) if p.base_id is not None else None
-    if base is not None and len(base) != len(out):
-        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {len(out)}")
-    _core.planes_decode(p.planes, p.elem_size, base=base, delta=p.delta, rotate=p.rotate, out=out)
+    if len(params) != PLANES_PARAMS.size:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
+    n = len(out)
+    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    base = get_base(base_id) if delta else None  # first: it may decode other chunks
+    if base is not None and len(base) != n:
+        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {n}")
+    r = Sections(payload, where)
+    parts = r.parts(elem_size, n // elem_size)
+    r.end()
+    _core.planes_decode_parts(
+        parts, elem_size, base=base, delta=delta, rotate=bool(rotate), out=out, threads=1
+    )
 
 
 def _decode_predicted(
@@ -254,8 +245,7 @@ def _decode_predicted(
     if flags & FLAG_MASK:
         bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
         mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
-    planes = bytearray(n * dtype.size)
-    r.sections_into(memoryview(planes), dtype.size)
+    parts = r.parts(dtype.size, n)
     r.end()
     try:
         pred = predict(predictor, [get_base(b) for b in ids], base_dtype, dtype, n)
@@ -265,7 +255,9 @@ def _decode_predicted(
         arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
         arr[mask] = 0
         pred = memoryview(arr.view(np.uint8))
-    _core.planes_decode(planes, dtype.size, base=pred, delta=delta, rotate=bool(rotate), out=out)
+    _core.planes_decode_parts(
+        parts, dtype.size, base=pred, delta=delta, rotate=bool(rotate), out=out, threads=1
+    )
 
 
 def decode_into(
@@ -275,12 +267,11 @@ def decode_into(
     out: memoryview,
     get_base: GetBase,
     where: str = "chunk",
-    scratch: bool = False,
 ) -> None:
     """Decode a payload into ``out`` (exactly the chunk's decoded length).
 
-    ``scratch``: stage intermediate planes in a per-thread buffer (only for callers that
-    do not decode another chunk on this thread while ``payload`` is still needed)."""
+    Byte planes are transformed from where they lie (raw sections in ``payload``, zstd
+    sections in their decoded frames) straight into ``out``: no staging copy."""
     n = len(out)
     if codec == RAW:
         if len(payload) != n:
@@ -289,7 +280,7 @@ def decode_into(
     elif codec == ZSTD:
         out[:] = zstd_decompress(payload, n, where)
     elif codec == PLANES:
-        _decode_planes(params, payload, out, get_base, where, scratch)
+        _decode_planes(params, payload, out, get_base, where)
     elif codec == PREDICTED:
         _decode_predicted(params, payload, out, get_base, where)
     elif codec == QDELTA:

@@ -22,6 +22,10 @@ PLANE_PARAMS = zstandard.ZstdCompressionParameters(
     search_log=1,
     window_log=20,
 )
+# Low byte planes of a standalone chunk that do compress (structured values: embeddings,
+# low-precision weights) hold real matches, which a match-finding level codes smaller;
+# tried only on those planes, and kept only when smaller.
+MATCH_LEVEL = 5
 _SAMPLE = 64 * 1024
 MAX_FRAME_RATIO = 0.97  # data that zstd shrinks by less than 3% is stored raw
 
@@ -44,8 +48,18 @@ def _dctx() -> zstandard.ZstdDecompressor:
     return d
 
 
-def zstd_or_none(data: memoryview | bytes) -> bytes | None:
-    """A zstd frame of ``data`` if it saves at least 3%, else None (store raw)."""
+def _cmatch() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "cmatch", None)
+    if c is None:
+        c = _local.cmatch = zstandard.ZstdCompressor(level=MATCH_LEVEL)
+    return c
+
+
+def zstd_or_none(data: memoryview | bytes, matches: bool = False) -> bytes | None:
+    """A zstd frame of ``data`` if it saves at least 3%, else None (store raw).
+
+    ``matches``: when the fast frame saves that much, also try ``MATCH_LEVEL`` and keep
+    the smaller frame."""
     data = memoryview(data)
     n = len(data)
     if n == 0:
@@ -57,7 +71,13 @@ def zstd_or_none(data: memoryview | bytes) -> bytes | None:
         if len(cctx.compress(sample)) > MAX_FRAME_RATIO * len(sample):
             return None
     frame = cctx.compress(data)
-    return frame if len(frame) <= MAX_FRAME_RATIO * n else None
+    if len(frame) > MAX_FRAME_RATIO * n:
+        return None
+    if matches:
+        alt = _cmatch().compress(data)
+        if len(alt) < len(frame):
+            frame = alt
+    return frame
 
 
 def zstd_decompress(frame: memoryview | bytes, size: int, where: str) -> bytes:
@@ -81,9 +101,9 @@ def zstd_decompress(frame: memoryview | bytes, size: int, where: str) -> bytes:
     return out
 
 
-def section(data: memoryview | bytes) -> list[bytes | memoryview]:
+def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | memoryview]:
     """One section: u8 method (0 raw, 1 zstd), u32 stored length, the bytes."""
-    frame = zstd_or_none(data)
+    frame = zstd_or_none(data, matches)
     if frame is None:
         return [_SECTION.pack(RAW, len(data)), data]
     return [_SECTION.pack(ZSTD, len(frame)), frame]
@@ -118,6 +138,11 @@ class Sections:
         if method == ZSTD:
             return zstd_decompress(body, size, self.where)
         raise CorruptObject(f"{self.where}: unknown section method {method}")
+
+    def parts(self, count: int, size: int) -> list[bytes | memoryview]:
+        """The next ``count`` sections of ``size`` bytes each, as they are: raw ones as
+        views of the payload, zstd ones decoded (no staging copy)."""
+        return [self.section(size) for _ in range(count)]
 
     def sections_into(self, out: memoryview, count: int) -> None:
         """The next ``count`` sections, each len(out) // count bytes, decoded into ``out``."""
