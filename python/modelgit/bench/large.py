@@ -221,6 +221,18 @@ elif op == "add_memory":
 elif op == "export":
     repo.export(args["name"], args["dest"], max_shard_size=args.get("shard"))
     n = repo.version(args["name"]).logical_bytes
+elif op == "export_memory":
+    import os
+    from pathlib import Path
+    from safetensors.torch import save_file
+    sd = repo.load(args["name"])
+    Path(args["dest"]).mkdir(parents=True, exist_ok=True)
+    out = os.path.join(args["dest"], "model.safetensors")
+    save_file(sd, out)
+    fd = os.open(out, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    n = repo.version(args["name"]).logical_bytes
 elif op == "load":
     sd = repo.load(args["name"])
     n = sum(t.numel() * t.element_size() for t in sd.values())
@@ -236,7 +248,8 @@ print(json.dumps({"seconds": seconds, "nbytes": n, "peak": peak, "start": start}
 
 
 def run_phase(phase: str, budget: str | int, **args: object) -> PhaseResult:
-    """Run one operation (``op`` in args: add, add_memory, export, load) in a new
+    """Run one operation (``op`` in args: add, add_memory, export, export_memory (load
+    into memory, then safetensors ``save_file`` + fsync), load) in a new
     process against ``args['repo']`` and return its measurements."""
     payload = json.dumps({**args, "budget": budget})
     env = dict(os.environ, MODELGIT_PROGRESS="0")
