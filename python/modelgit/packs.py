@@ -216,15 +216,19 @@ class PackReader:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._fds: dict[str, int] = {}
+        self._fds_lock = threading.Lock()
 
     def _fd(self, pack: str, where: str) -> int:
         fd = self._fds.get(pack)
         if fd is None:
-            try:
-                fd = os.open(self.folder / pack, os.O_RDONLY)
-            except FileNotFoundError:
-                raise CorruptObject(f"{where}: pack file is missing") from None
-            self._fds[pack] = fd
+            with self._fds_lock:  # two threads opening one pack must not leak an fd
+                fd = self._fds.get(pack)
+                if fd is None:
+                    try:
+                        fd = os.open(self.folder / pack, os.O_RDONLY)
+                    except FileNotFoundError:
+                        raise CorruptObject(f"{where}: pack file is missing") from None
+                    self._fds[pack] = fd
         return fd
 
     def read(self, pack: str, offset: int, length: int) -> Record:
@@ -249,9 +253,10 @@ class PackReader:
         return decode_record(view, where)
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        with self._fds_lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
 
 def check_pack_header(path: Path) -> None:
