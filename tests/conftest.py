@@ -55,3 +55,13 @@ def assert_same_state(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.
     assert list(got) == list(want)
     for k in want:
         assert_same_tensor(got[k], want[k], k)
+
+
+def damage_a_pack(repo: mg.Repository, mask: int = 0xFF) -> None:
+    """Flip bits of the middle byte of the repository's first pack and drop decoded
+    chunks from the cache, so the next read meets the damage."""
+    pack = next((repo.root / "packs").glob("*.mgp"))
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= mask
+    pack.write_bytes(bytes(data))
+    repo.store.cache.clear()

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import modelgit as mg
-from conftest import assert_same_state
+from conftest import assert_same_state, damage_a_pack
 from modelgit.errors import UnsupportedInput
 from modelgit.export import plan_shards
 
@@ -100,11 +100,7 @@ def test_bad_shard_requests(repo: mg.Repository, tmp_path: Path) -> None:
 
 def test_export_of_a_corrupt_chunk_leaves_no_file(repo: mg.Repository, tmp_path: Path) -> None:
     repo.add("m", {"w": torch.randn(512, 512)})
-    pack = next((repo.root / "packs").glob("*.mgp"))
-    data = bytearray(pack.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    pack.write_bytes(bytes(data))
-    repo.store.cache.clear()
+    damage_a_pack(repo, 0xFF)
     with pytest.raises(mg.errors.CorruptObject):
         repo.export("m", tmp_path / "m.safetensors")
     assert not list(tmp_path.glob("m.safetensors*"))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import modelgit as mg
-from conftest import assert_same_state
+from conftest import assert_same_state, damage_a_pack
 
 
 def _net(seed: int) -> nn.Module:
@@ -90,10 +90,6 @@ def test_tied_weights_and_custom_loaders(repo: mg.Repository) -> None:
 
 def test_corrupt_chunk_raises(repo: mg.Repository) -> None:
     repo.add("net", _net(1))
-    pack = next((repo.root / "packs").glob("*.mgp"))
-    data = bytearray(pack.read_bytes())
-    data[len(data) // 2] ^= 0x55
-    pack.write_bytes(bytes(data))
-    repo.store.cache.clear()
+    damage_a_pack(repo, 0x55)
     with pytest.raises(mg.errors.CorruptObject):
         repo.load_into(_net(2), "net")

@@ -16,7 +16,7 @@ import torch
 from .dtypes import by_name
 from .errors import CorruptObject
 from .store import ChunkRow, ChunkStore
-from .writer import TensorRow, tensor_content_id
+from .writer import TensorRow, settle_jobs, tensor_content_id
 
 __all__ = ["read_tensors", "verify_row", "decode_row_into", "iter_row_chunks"]
 
@@ -121,19 +121,6 @@ def _spans(row: TensorRow) -> Iterator[tuple[int, bytes, int, int]]:
         yield i, cid, s, min(row.nbytes, s + row.chunk_bytes)
 
 
-def _settle(inflight: deque) -> None:
-    """After a failure: cancel queued jobs and wait for running ones, so no job writes
-    into a buffer its caller has given up."""
-    for f, *_ in inflight:
-        f.cancel()
-    for f, *_ in inflight:
-        if not f.cancelled():
-            try:
-                f.result()
-            except BaseException:  # noqa: S110 - the first error is the one raised
-                pass
-
-
 def decode_row_into(
     store: ChunkStore,
     row: TensorRow,
@@ -166,7 +153,7 @@ def decode_row_into(
             if progress is not None:
                 progress(n)
     except BaseException:
-        _settle(inflight)
+        settle_jobs(inflight)
         raise
 
 
@@ -198,4 +185,4 @@ def iter_row_chunks(
             f.result()
             yield memoryview(done)
     finally:
-        _settle(inflight)
+        settle_jobs(inflight)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -163,16 +163,9 @@ def write_tensors(
             planned.append((t, position, step, futures))
         drain(0)
     except BaseException:
-        # let no chunk job outlive the failed write: cancel what has not started and
-        # wait for the rest, so nothing touches the store after the caller abandons it
-        for f, *_ in inflight:
-            f.cancel()
-        for f, *_ in inflight:
-            if not f.cancelled():
-                try:
-                    f.result()
-                except BaseException:  # noqa: S110 - the first error is the one raised
-                    pass
+        # let no chunk job outlive the failed write: nothing may touch the store after
+        # the caller abandons it
+        settle_jobs(inflight)
         raise
     rows: list[TensorRow] = []
     for t, position, step, futures in planned:
@@ -186,6 +179,20 @@ def write_tensors(
         )
     stats.new_bytes = sum(r.length for r in store.pending_rows())
     return rows, stats
+
+
+def settle_jobs(inflight: Iterable[tuple]) -> None:
+    """After a failure: cancel queued jobs and wait for running ones, so no job touches
+    a buffer or store its caller has given up. ``inflight`` holds (future, ...) tuples."""
+    jobs = [f for f, *_ in inflight]
+    for f in jobs:
+        f.cancel()
+    for f in jobs:
+        if not f.cancelled():
+            try:
+                f.result()
+            except BaseException:  # noqa: S110 - the first error is the one raised
+                pass
 
 
 def _tie_row(t: TensorSource, position: int, rows: list[TensorRow]) -> TensorRow:
