@@ -228,3 +228,71 @@ def test_hostile_payloads_raise_corrupt_object() -> None:
 def test_unknown_codec_is_corrupt() -> None:
     with pytest.raises(CorruptObject, match="unknown codec"):
         codec.decode_into(77, b"", memoryview(b""), memoryview(bytearray(4)), lambda b: b"")
+
+
+def section_method(data: bytes, matches: bool = False) -> int:
+    return codec.entropy.section(data, matches)[0][0]
+
+
+def test_section_keeps_the_smallest_coder() -> None:
+    """rANS for order-0 material (exponent planes), zstd where it finds matches (repeated
+    rows), raw for incompressible bytes; every choice decodes exactly."""
+    from modelgit.codec.entropy import RANS, RAW, ZSTD, Sections
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal(1 << 18) * 0.05).astype("<f4").view("<u4")
+    exponents = ((x << 1 | x >> 31) >> 24).astype(np.uint8).tobytes()
+    repeats = np.tile(rng.integers(0, 256, 4096, dtype=np.uint8), 64).tobytes()
+    noise = rng.integers(0, 256, 1 << 18, dtype=np.uint8).tobytes()
+    cases = {RANS: exponents, ZSTD: repeats, RAW: noise}
+    for method, data in cases.items():
+        sec = codec.entropy.section(data)
+        assert sec[0][0] == method
+        payload = memoryview(b"".join(sec))
+        r = Sections(payload, "test")
+        assert bytes(r.section(len(data))) == data
+        r.end()
+    assert section_method(exponents[:200]) != RANS  # the table would outweigh the gain
+
+
+def test_rans_sections_decode_inside_nested_decodes() -> None:
+    """A cast predicted from a base whose planes are rANS-coded, with the base decoded
+    on demand in the same thread: each decode keeps its own planes."""
+    import torch
+
+    from modelgit.codec.entropy import RANS
+
+    f32, bf16 = by_name("float32"), by_name("bfloat16")
+    base = words(np.random.default_rng(13), 1 << 18, "float32")
+    benc = codec.encode_standalone(memoryview(base), 4, True)
+    assert benc.codec == codec.PLANES and benc.payload[0] == RANS
+    child = torch.from_numpy(base.copy()).view(torch.float32).to(torch.bfloat16)
+    child[::3] += 0.5  # a residual that is not all zero
+    child_raw = child.contiguous().view(torch.uint8).numpy().copy()
+    bid = b"\x05" * 16
+    enc = codec.encode_predicted(memoryview(child_raw), bf16, codec.CAST, [memoryview(base)],
+                                 [bid], f32, _core.DELTA_OSUB)  # fmt: skip
+
+    def get_base(b: bytes) -> memoryview:
+        out = bytearray(base.nbytes)
+        codec.decode_into(benc.codec, benc.params, memoryview(benc.payload), memoryview(out),
+                          lambda _: memoryview(b""))  # fmt: skip
+        return memoryview(out)
+
+    out = bytearray(child_raw.nbytes)
+    codec.decode_into(enc.codec, enc.params, memoryview(enc.payload), memoryview(out), get_base)
+    assert bytes(out) == child_raw.tobytes()
+
+
+def test_damaged_rans_section_is_corrupt_object() -> None:
+    from modelgit.codec.entropy import RANS, Sections
+
+    data = words(np.random.default_rng(14), 1 << 17, "float32")
+    enc = codec.encode_standalone(memoryview(data), 4, True)
+    assert enc.payload[0] == RANS
+    for cut in (1, 7, 100):
+        bad = bytearray(enc.payload)
+        length = int.from_bytes(bad[1:5], "little")
+        bad[1:5] = (length - cut).to_bytes(4, "little")  # the stream loses its tail
+        with pytest.raises(CorruptObject, match="rans stream"):
+            Sections(memoryview(bytes(bad)), "chunk").section(len(data) // 4)

@@ -182,6 +182,24 @@ def test_open_newer_format(tmp_path: Path) -> None:
         mg.open(tmp_path / "r")
 
 
+def test_format1_repository_reads_and_is_upgraded_by_the_first_write(tmp_path: Path) -> None:
+    """Format 2 added rANS sections: a format-1 repository opens and loads as it is, and
+    is marked format 2 by its first write (so an older modelgit refuses it cleanly)."""
+    sd = {"w": torch.randn(300, 300)}
+    mg.init(tmp_path / "r").close()
+    fmt = tmp_path / "r" / "MODELGIT"
+    fmt.write_text("modelgit repository\nformat 1\n")
+    with mg.open(tmp_path / "r") as repo:
+        assert repo.format == 1
+        assert repo.models() == []
+        assert fmt.read_text().endswith("format 1\n")  # reading changes nothing
+        repo.add("m", sd)
+        assert repo.format == mg.repository.FORMAT_VERSION == 2
+    assert fmt.read_text() == "modelgit repository\nformat 2\n"
+    with mg.open(tmp_path / "r") as repo:
+        assert torch.equal(repo.load("m")["w"], sd["w"])
+
+
 def test_init_where_something_exists(tmp_path: Path) -> None:
     mg.init(tmp_path / "r").close()
     with pytest.raises(mg.RepositoryExists):

@@ -262,6 +262,23 @@ def test_team_version_numbers_and_workflow_tables(team: mg.Repository) -> None:
     assert [r.value for r in team.test_results("mean").rows] == [2.0]
 
 
+def test_team_format1_catalog_is_upgraded_by_the_first_write(
+    pg: LocalPostgres, tmp_path: Path
+) -> None:
+    url = pg.new_database()
+    mg.init(url, objects=str(tmp_path / "packs")).close()
+    with mg.open(url) as repo:
+        with repo.catalog.transaction() as db:
+            db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    with mg.open(url) as repo:
+        assert repo.format == 1 and repo.catalog.meta("format") == "1"
+        repo.add("m", state(5))
+        assert repo.catalog.meta("format") == "2"
+    with mg.open(url) as repo:
+        assert repo.format == 2
+        assert torch.equal(repo.load("m")["embed.weight"], state(5)["embed.weight"])
+
+
 def test_team_lock_excludes_gc_while_writing(team: mg.Repository) -> None:
     other = team.team.catalog.connect_raw()  # another session, as gc on another host
     try:

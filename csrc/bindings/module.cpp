@@ -9,6 +9,7 @@ void register_planes(py::module_& m);
 void register_qdelta(py::module_& m);
 void register_lowbit(py::module_& m);
 void register_sketch(py::module_& m);
+void register_rans(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   modelgit::bindings::register_qdelta(m);
   modelgit::bindings::register_lowbit(m);
   modelgit::bindings::register_sketch(m);
+  modelgit::bindings::register_rans(m);
 }

@@ -217,3 +217,30 @@ def sketch(x: Buffer, dtype: str, k: int = 64, seed: int = 0, threads: int = 0) 
     negation) in element order; the result starts at +0.0 and adds each block's partial
     vector in block order (s = s + p_b), so np.bincount per block reproduces it bit for bit.
     """
+
+# --- order-0 rANS entropy coder (FORMAT.md section 3, section method 2) -------------
+RANS_SCALE_BITS: int  # 12: frequencies are normalized to sum 2**12
+
+def rans_encode(data: Buffer, max_size: int = -1) -> bytes | None:
+    """An order-0 rANS stream of ``data`` (at least one byte): u8 scale bits (12), the
+    frequency table, 16 little-endian u32 final states, then 16-bit little-endian words.
+
+    Returns None when the stream would be longer than ``max_size`` bytes (checked on an
+    estimate first, so that a stream that will not be kept is never coded; max_size < 0:
+    no limit). The exact layout is in docs/FORMAT.md.
+    """
+
+def rans_estimate(data: Buffer) -> int:
+    """The length rans_encode(data) would have, to within a few bytes (0 for no data):
+    one histogram pass, no coding."""
+
+def rans_decode(
+    stream: Buffer, size: int, out: Buffer | None = None, simd: bool = True
+) -> bytearray:
+    """Decode a rans_encode stream into exactly ``size`` bytes: a new bytearray, or the
+    caller's writable ``out`` of exactly ``size`` bytes (returned). Raises ValueError
+    naming the defect for a stream that is truncated, has trailing bytes, a malformed
+    frequency table or final states that are not the encoder's initial ones.
+
+    x86 CPUs with SSE4.1 decode 4 states per instruction; ``simd=False`` forces the
+    portable loop, which gives identical results (tests check both)."""

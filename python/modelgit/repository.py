@@ -57,7 +57,7 @@ __all__ = ["Repository", "init", "open", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_FILE = "MODELGIT"
 FORMAT_NAME = "modelgit repository"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rANS sections (docs/FORMAT.md section 7)
 CATALOG_FILE = "catalog.db"
 
 
@@ -94,14 +94,19 @@ def init(
     (root / "packs").mkdir()
     (root / "locks").mkdir()
     SqliteCatalog(root / CATALOG_FILE, create=True).close()
+    _write_format_file(root)  # the repository exists once this file does
+    return Repository(root, memory_budget=memory_budget)
+
+
+def _write_format_file(root: Path) -> None:
+    """Write ``MODELGIT`` atomically: a temp file, fsync, rename, fsync of the folder."""
     tmp = root / (FORMAT_FILE + ".tmp")
     with tmp.open("w") as f:
         f.write(_format_text())
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, root / FORMAT_FILE)  # the repository exists once this file does
+    os.replace(tmp, root / FORMAT_FILE)
     fsync_dir(root)
-    return Repository(root, memory_budget=memory_budget)
 
 
 def _materialize(t: TensorSource) -> torch.Tensor:
@@ -161,10 +166,12 @@ class Repository(LineageMixin, WorkflowMixin):
         self.budget = MemoryBudget.resolve(memory_budget)
         self.team = team
         self.catalog: Catalog
+        self.format: int  # the format number the repository is marked with
         if team is None:
             self._open_local()
         else:
             self.catalog = team.catalog
+            self.format = int(team.catalog.meta("format") or 1)
             self.store = ChunkStore(
                 self.root, self.catalog, team.objects, cache_bytes=self.budget.cache
             )
@@ -197,6 +204,7 @@ class Repository(LineageMixin, WorkflowMixin):
                 f"{self.root} uses format {version}; this modelgit reads format "
                 f"{FORMAT_VERSION} and older: upgrade modelgit"
             )
+        self.format = version
         self.catalog = SqliteCatalog(self.root / CATALOG_FILE)
         try:
             schema = self.catalog.one("SELECT value FROM meta WHERE key = 'schema'")
@@ -231,19 +239,42 @@ class Repository(LineageMixin, WorkflowMixin):
         return f"<modelgit.Repository {self.location!r}>"
 
     @contextmanager
-    def _lock(self, exclusive: bool) -> Iterator[None]:
-        """Writers hold the repository lock shared; gc holds it exclusively."""
+    def _lock(self, exclusive: bool, writes: bool = True) -> Iterator[None]:
+        """Writers hold the repository lock shared; gc holds it exclusively. ``writes``:
+        the holder may write records, so the repository is brought to the current
+        format first (a reader that only guards against gc passes False)."""
         if self.team is not None:  # across hosts: a PostgreSQL advisory lock
             with self.team.catalog.repo_lock(exclusive):
+                if writes:
+                    self._upgrade_format()
                 yield
             return
         fd = os.open(self.root / "locks" / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if writes:
+                self._upgrade_format()
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _upgrade_format(self) -> None:
+        """Mark a repository of an older format as FORMAT_VERSION before a write that may
+        use what that format added (rANS sections): an older modelgit then refuses the
+        repository with FormatVersionError instead of failing on records it cannot
+        decode. Nothing else changes: every older record stays valid."""
+        if self.format >= FORMAT_VERSION:
+            return
+        if self.team is not None:
+            with self.catalog.transaction() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('format', ?)",
+                    (str(FORMAT_VERSION),),
+                )
+        else:
+            _write_format_file(self.root)
+        self.format = FORMAT_VERSION
 
     # -- queries ------------------------------------------------------------------
     def models(self) -> list[str]:

@@ -30,11 +30,13 @@ _CACHE_BYTES = 256 * 1024 * 1024
 _thread_scratch = threading.local()
 
 
-def _scratch(name: str) -> bytearray:
-    """A per-thread reusable buffer (reused memory costs no page faults)."""
+def _scratch(name: str, size: int) -> bytearray:
+    """A per-thread reusable buffer of at least ``size`` bytes (reused memory costs no
+    page faults). A buffer too small is replaced, never resized: views of it may still
+    be alive (in an exception's traceback), and a bytearray with views cannot resize."""
     buf = getattr(_thread_scratch, name, None)
-    if buf is None:
-        buf = bytearray()
+    if buf is None or len(buf) < size:
+        buf = bytearray(size)
         setattr(_thread_scratch, name, buf)
     return buf
 
@@ -256,7 +258,7 @@ class ChunkStore:
         _thread_scratch.depth = depth + 1
         try:
             outer = depth == 0
-            row, rec = self._read(row, _scratch("record") if outer else None)
+            row, rec = self._read(row, _scratch("record", row.length) if outer else None)
             if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
                 raise CorruptObject(f"{where}: record header does not match the catalog")
             codec.decode_into(

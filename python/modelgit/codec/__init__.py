@@ -13,6 +13,7 @@ Lossy: ``QDELTA`` (128: error-bounded), ``LOWBIT`` (129: low-bit with group scal
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,6 +84,19 @@ class Encoded:
     bases: tuple[bytes, ...] = ()  # chunk ids this record needs to decode
 
 
+_scratch = threading.local()
+
+
+def _planes_scratch(n: int) -> memoryview:
+    """This thread's reusable buffer for the planes of one chunk (n bytes): its pages
+    stay mapped, where a new buffer per chunk costs a page fault per 4 KiB. Valid until
+    the thread's next call; every caller joins its sections (a copy) before that."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _scratch.buf = bytearray(n)
+    return memoryview(buf)[:n]
+
+
 def _plane_sections(
     planes: memoryview, elem_size: int, m: int, matches: bool = False
 ) -> list[bytes | memoryview]:
@@ -117,7 +131,8 @@ def encode_planes(
     delta: int = 0,
 ) -> Encoded:
     """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
-    planes = memoryview(_core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate))
+    planes = _planes_scratch(len(data))
+    _core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate, out=planes)
     payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size, not delta))
     params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
     return Encoded(PLANES, params, payload, (base_id,) if delta and base_id else ())
@@ -149,9 +164,8 @@ def encode_predicted(
         parts += section(np.packbits(mask, bitorder="little").tobytes())
         flags |= FLAG_MASK
     rotate = dtype.is_float and delta != _core.DELTA_OSUB
-    planes = memoryview(
-        _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=rotate)
-    )
+    planes = _planes_scratch(len(data))
+    _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=rotate, out=planes)
     parts += _plane_sections(planes, dtype.size, n)
     params = PRED_PARAMS.pack(
         predictor, dtype.code, base_dtype.code, delta, int(rotate), len(base_ids), flags, 0
@@ -240,6 +254,7 @@ def _decode_predicted(
         raise CorruptObject(f"{where}: length is not a whole number of elements")
     n = len(out) // dtype.size
     ids = [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
+    bases = [get_base(b) for b in ids]  # first: they may decode other chunks (scratch)
     r = Sections(payload, where)
     mask = None
     if flags & FLAG_MASK:
@@ -248,7 +263,7 @@ def _decode_predicted(
     parts = r.parts(dtype.size, n)
     r.end()
     try:
-        pred = predict(predictor, [get_base(b) for b in ids], base_dtype, dtype, n)
+        pred = predict(predictor, bases, base_dtype, dtype, n)
     except ValueError as exc:
         raise CorruptObject(f"{where}: {exc}") from None
     if mask is not None:

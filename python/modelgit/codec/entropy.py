@@ -1,4 +1,5 @@
-"""The entropy stage (zstandard) and bounds-checked payload sections."""
+"""The entropy stage (zstandard, and the core's order-0 rANS) and bounds-checked payload
+sections."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 
 import zstandard
 
+from .._native import _core
 from ..errors import CorruptObject
 
 __all__ = ["ZSTD_LEVEL", "zstd_or_none", "zstd_decompress", "Sections", "section"]
@@ -28,10 +30,15 @@ PLANE_PARAMS = zstandard.ZstdCompressionParameters(
 MATCH_LEVEL = 5
 _SAMPLE = 64 * 1024
 MAX_FRAME_RATIO = 0.97  # data that zstd shrinks by less than 3% is stored raw
+# rANS codes order-0 material (exponent planes) within a hair of its entropy, where
+# zstd's Huffman literals lose 1-3%; it decodes about half as fast, so it is kept only
+# when it is at least 1% smaller than the zstd frame (3% smaller than raw data).
+RANS_OVER_ZSTD = 0.99
+_RANS_MIN = 256  # below this the frequency table outweighs any gain
 
 _local = threading.local()
 _SECTION = struct.Struct("<BI")
-RAW, ZSTD = 0, 1
+RAW, ZSTD, RANS = 0, 1, 2
 
 
 def _cctx() -> zstandard.ZstdCompressor:
@@ -55,20 +62,29 @@ def _cmatch() -> zstandard.ZstdCompressor:
     return c
 
 
-def zstd_or_none(data: memoryview | bytes, matches: bool = False) -> bytes | None:
+def _sample(data: memoryview) -> bytes:
+    """_SAMPLE bytes from four places of ``data`` (longer than _SAMPLE)."""
+    step = len(data) // 4
+    return b"".join(bytes(data[i * step : i * step + _SAMPLE // 4]) for i in range(4))
+
+
+def zstd_or_none(
+    data: memoryview | bytes, matches: bool = False, sample_frame: int | None = None
+) -> bytes | None:
     """A zstd frame of ``data`` if it saves at least 3%, else None (store raw).
 
     ``matches``: when the fast frame saves that much, also try ``MATCH_LEVEL`` and keep
-    the smaller frame."""
+    the smaller frame. ``sample_frame``: the fast frame size of ``_sample(data)`` when
+    the caller has it already."""
     data = memoryview(data)
     n = len(data)
     if n == 0:
         return None
     cctx = _cctx()
-    if n > 4 * _SAMPLE:  # try a sample first: incompressible planes are common
-        step = n // 4
-        sample = b"".join(bytes(data[i * step : i * step + _SAMPLE // 4]) for i in range(4))
-        if len(cctx.compress(sample)) > MAX_FRAME_RATIO * len(sample):
+    if n > 2 * _SAMPLE:  # try a sample first: incompressible planes are common
+        if sample_frame is None:
+            sample_frame = len(cctx.compress(_sample(data)))
+        if sample_frame > MAX_FRAME_RATIO * _SAMPLE:
             return None
     frame = cctx.compress(data)
     if len(frame) > MAX_FRAME_RATIO * n:
@@ -101,12 +117,61 @@ def zstd_decompress(frame: memoryview | bytes, size: int, where: str) -> bytes:
     return out
 
 
+def rans_or_none(data: memoryview | bytes, limit: int) -> bytes | None:
+    """An order-0 rANS stream of ``data`` if one fits in ``limit`` bytes, else None."""
+    if len(data) < _RANS_MIN or _core.rans_estimate(data) > limit:
+        return None
+    return _core.rans_encode(data, max_size=limit)
+
+
 def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | memoryview]:
-    """One section: u8 method (0 raw, 1 zstd), u32 stored length, the bytes."""
-    frame = zstd_or_none(data, matches)
+    """One section: u8 method (0 raw, 1 zstd, 2 rANS), u32 stored length, the bytes.
+
+    The smallest of the three, where rANS must beat zstd by 1% and either must beat raw
+    by 3% (decode speed). rANS's size is known from a histogram before coding; zstd's
+    whole-plane frame is only computed when a sample says that it may win (it finds
+    matches: runs of zeros in deltas, repeated rows) or rANS does not apply."""
+    data = memoryview(data)
+    n = len(data)
+    raw_limit = int(MAX_FRAME_RATIO * n)
+    sample_frame = None
+    if n > 2 * _SAMPLE:
+        sample_frame = len(_cctx().compress(_sample(data)))
+        # zstd cannot shrink the sample: nor will rANS, by 3% (Huffman gets near order-0)
+        if sample_frame > RANS_OVER_ZSTD * _SAMPLE:
+            return [_SECTION.pack(RAW, n), data]
+    est = _core.rans_estimate(data) if n >= _RANS_MIN else n
+    if sample_frame is not None and est <= raw_limit:
+        if sample_frame >= RANS_OVER_ZSTD * _SAMPLE * est / n:
+            stream = _core.rans_encode(data, max_size=raw_limit)
+            if stream is not None:
+                return [_SECTION.pack(RANS, len(stream)), stream]
+    frame = zstd_or_none(data, matches, sample_frame)
+    limit = raw_limit if frame is None else int(RANS_OVER_ZSTD * len(frame))
+    stream = rans_or_none(data, limit) if est <= limit else None
+    if stream is not None:
+        return [_SECTION.pack(RANS, len(stream)), stream]
     if frame is None:
-        return [_SECTION.pack(RAW, len(data)), data]
+        return [_SECTION.pack(RAW, n), data]
     return [_SECTION.pack(ZSTD, len(frame)), frame]
+
+
+def _scratch(n: int) -> memoryview:
+    """This thread's reusable decode buffer of at least n bytes (pages stay mapped)."""
+    buf = getattr(_local, "scratch", None)
+    if buf is None or len(buf) < n:
+        buf = _local.scratch = bytearray(n)
+    return memoryview(buf)
+
+
+def rans_decode(
+    stream: memoryview | bytes, size: int, where: str, out: memoryview | None = None
+) -> bytearray | memoryview:
+    """Decode one rANS stream that must yield exactly ``size`` bytes (into ``out``)."""
+    try:
+        return _core.rans_decode(stream, size, out=out)
+    except ValueError as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
 
 
 class Sections:
@@ -127,8 +192,11 @@ class Sections:
     def unpack(self, fmt: struct.Struct) -> tuple:
         return fmt.unpack(self._take(fmt.size))
 
-    def section(self, size: int) -> bytes | memoryview:
-        """The next section, which must decode to exactly ``size`` bytes."""
+    def section(
+        self, size: int, scratch: memoryview | None = None
+    ) -> bytes | bytearray | memoryview:
+        """The next section, which must decode to exactly ``size`` bytes (a rANS one into
+        ``scratch`` when given: ``size`` writable bytes)."""
         method, length = self.unpack(_SECTION)
         body = self._take(length)
         if method == RAW:
@@ -137,12 +205,16 @@ class Sections:
             return body
         if method == ZSTD:
             return zstd_decompress(body, size, self.where)
+        if method == RANS:
+            return rans_decode(body, size, self.where, scratch)
         raise CorruptObject(f"{self.where}: unknown section method {method}")
 
-    def parts(self, count: int, size: int) -> list[bytes | memoryview]:
+    def parts(self, count: int, size: int) -> list[bytes | bytearray | memoryview]:
         """The next ``count`` sections of ``size`` bytes each, as they are: raw ones as
-        views of the payload, zstd ones decoded (no staging copy)."""
-        return [self.section(size) for _ in range(count)]
+        views of the payload, zstd ones decoded (no staging copy), rANS ones decoded into
+        this thread's scratch buffer (valid until the thread's next ``parts`` call)."""
+        scratch = _scratch(count * size)
+        return [self.section(size, scratch[i * size : (i + 1) * size]) for i in range(count)]
 
     def sections_into(self, out: memoryview, count: int) -> None:
         """The next ``count`` sections, each len(out) // count bytes, decoded into ``out``."""

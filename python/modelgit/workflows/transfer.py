@@ -273,7 +273,7 @@ def transfer(src: Repository, dst: Repository) -> TransferReport:
     if _where(src) == _where(dst):
         raise ModelgitError("cannot push or pull a repository into itself")
     report = TransferReport(src.location, dst.location)
-    with src._lock(exclusive=False), dst._lock(exclusive=False):
+    with src._lock(exclusive=False, writes=False), dst._lock(exclusive=False):
         s = _snapshot(src)
         plan = _plan(s, dst.catalog.connection())
         tensors = _tensor_rows(src, plan.source_ids)

@@ -1,0 +1,354 @@
+// Order-0 rANS (range asymmetric numeral systems): 32-bit states, 16-bit renormalization.
+//
+// With k = kRansScaleBits (12), M = 2^k, a value s of frequency f_s and start c_s (the
+// sum of the frequencies of the values below s), and states x in [L, 2^16 L), L = 2^16:
+//   encode:  x' = (x / f_s) * M + (x mod f_s) + c_s      (after emitting x's low 16 bits
+//            and x >>= 16 when x >= 2^(32 - k) * f_s)
+//   decode:  slot = x mod M, s = the value whose range [c_s, c_s + f_s) holds slot,
+//            x = f_s * (x / M) + slot - c_s, then x = x * 2^16 + next word when x < L.
+// kRansStates (16) states take the values round robin (value i uses state i mod 16), so
+// a decoder has 16 independent dependency chains, one per lane of four 4 x u32 vectors.
+// They share one stream of 16-bit words, written by the encoder back to front (values
+// in reverse order) and read by the decoder in order: after the 16 values of a round,
+// the states that fell below L take the next words in state order.
+#include "rans.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define MODELGIT_RANS_SSE41 1
+#include <immintrin.h>
+#endif
+
+namespace modelgit {
+namespace {
+
+constexpr uint32_t kL = 1u << 16;
+constexpr uint32_t kTotal = 1u << kRansScaleBits;
+constexpr uint32_t kMask = kTotal - 1;
+
+inline void put_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+inline uint32_t get_u32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+inline void put_u16(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v);
+  p[1] = uint8_t(v >> 8);
+}
+inline uint32_t get_u16(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8; }
+
+// Frequency table: for each byte value in order, a run of r >= 1 absent values is
+// "0x00, r - 1"; a present value's frequency is LEB128 (its first byte is never 0).
+void put_table(const uint32_t* freq, std::vector<uint8_t>& out) {
+  for (int s = 0; s < 256;) {
+    if (freq[s] == 0) {
+      int r = 0;
+      while (s + r < 256 && freq[s + r] == 0) ++r;
+      out.push_back(0);
+      out.push_back(uint8_t(r - 1));
+      s += r;
+    } else {
+      uint32_t f = freq[s++];
+      while (f >= 0x80) {
+        out.push_back(uint8_t(f | 0x80));
+        f >>= 7;
+      }
+      out.push_back(uint8_t(f));
+    }
+  }
+}
+
+size_t table_size(const uint32_t* freq) {
+  std::vector<uint8_t> t;
+  t.reserve(768);
+  put_table(freq, t);
+  return t.size();
+}
+
+// Reads the table at src[*pos..len); false if it is malformed.
+bool get_table(const uint8_t* src, size_t len, size_t* pos, uint32_t* freq) {
+  size_t p = *pos;
+  uint64_t sum = 0;
+  for (int s = 0; s < 256;) {
+    if (p >= len) return false;
+    if (src[p] == 0) {
+      if (p + 1 >= len) return false;
+      int r = int(src[p + 1]) + 1;
+      if (s + r > 256) return false;
+      for (int i = 0; i < r; ++i) freq[s++] = 0;
+      p += 2;
+    } else {
+      uint32_t f = 0;
+      for (int shift = 0;; shift += 7) {
+        if (p >= len || shift > 7) return false;
+        uint8_t b = src[p++];
+        f |= uint32_t(b & 0x7f) << shift;
+        if (!(b & 0x80)) break;
+      }
+      if (f == 0 || f > kTotal) return false;
+      freq[s++] = f;
+      sum += f;
+    }
+  }
+  *pos = p;
+  return sum == kTotal;
+}
+
+// Encoder transition without a division: q = floor(x / f) is the high word of
+// 2x * ceil(2^63 / f), exactly, since x * f < 2^63 (x < 2^32, f <= 2^12).
+struct EncSym {
+  uint64_t rcp;
+  uint32_t freq, start;
+};
+
+inline uint64_t mulhi(uint64_t a, uint64_t b) {
+  return uint64_t((unsigned __int128)a * b >> 64);
+}
+
+// Renormalization emits at most one 16-bit word: when x >= 2^(32 - k) * f, i.e.
+// x >> 20 >= f. Done without a branch (it is unpredictable), always writing below p,
+// which is free.
+inline uint32_t enc_put(uint32_t x, const EncSym& e, uint8_t*& p) {
+  const uint32_t emit = uint32_t((x >> (32 - kRansScaleBits)) >= e.freq);
+  put_u16(p - 2, x);
+  p -= 2 * emit;
+  x >>= 16 * emit;
+  const uint32_t q = uint32_t(mulhi(uint64_t(x) << 1, e.rcp));
+  return (q << kRansScaleBits) + (x - q * e.freq) + e.start;
+}
+
+// The decoder's table: per slot one word, value << 24 | (frequency - 1) << 12 | slot - start
+// (frequencies are 1..2^12, offsets into a value's range 0..2^12 - 1).
+struct DecTable {
+  uint32_t e[kTotal];
+};
+
+inline void dec_step(uint32_t& x, const DecTable& t, uint8_t* o) {
+  const uint32_t e = t.e[x & kMask];
+  *o = uint8_t(e >> 24);
+  x = ((e >> 12 & kMask) + 1) * (x >> kRansScaleBits) + (e & kMask);
+}
+
+#ifdef MODELGIT_RANS_SSE41
+// 16 values per round with the states in four vectors; words are spread to the lanes
+// that need them with a byte shuffle chosen by the lanes' mask. Returns the number of
+// values decoded (a multiple of 16; the caller finishes with the scalar loop).
+struct ShuffleLut {
+  alignas(16) uint8_t ctl[16][16];
+  ShuffleLut() {
+    for (int m = 0; m < 16; ++m) {
+      int k = 0;
+      for (int lane = 0; lane < 4; ++lane) {
+        uint8_t* c = ctl[m] + 4 * lane;
+        if (m >> lane & 1) {
+          c[0] = uint8_t(2 * k);
+          c[1] = uint8_t(2 * k + 1);
+          ++k;
+        } else {
+          c[0] = c[1] = 0x80;
+        }
+        c[2] = c[3] = 0x80;
+      }
+    }
+  }
+};
+const ShuffleLut kShuffle;
+
+__attribute__((target("sse4.1,popcnt"))) inline __m128i renorm4(__m128i x, const uint8_t*& p) {
+  const __m128i need = _mm_cmpeq_epi32(_mm_srli_epi32(x, 16), _mm_setzero_si128());
+  const int m = _mm_movemask_ps(_mm_castsi128_ps(need));
+  const __m128i words = _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
+                                         _mm_load_si128(reinterpret_cast<const __m128i*>(kShuffle.ctl[m])));
+  p += 2 * __builtin_popcount(unsigned(m));
+  return _mm_blendv_epi8(x, _mm_or_si128(_mm_slli_epi32(x, 16), words), need);
+}
+
+__attribute__((target("sse4.1,popcnt"))) inline __m128i step4(__m128i x, const DecTable& t,
+                                                                __m128i& e) {
+  const __m128i mask = _mm_set1_epi32(int(kMask)), one = _mm_set1_epi32(1);
+  alignas(16) uint32_t slot[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(slot), _mm_and_si128(x, mask));
+  e = _mm_setr_epi32(int(t.e[slot[0]]), int(t.e[slot[1]]), int(t.e[slot[2]]), int(t.e[slot[3]]));
+  const __m128i f = _mm_add_epi32(_mm_and_si128(_mm_srli_epi32(e, 12), mask), one);
+  return _mm_add_epi32(_mm_mullo_epi32(f, _mm_srli_epi32(x, kRansScaleBits)), _mm_and_si128(e, mask));
+}
+
+__attribute__((target("sse4.1,popcnt"))) size_t decode_sse41(uint32_t* x, const DecTable& t,
+                                                              const uint8_t*& p,
+                                                              const uint8_t* end, uint8_t* out,
+                                                              size_t n) {
+  constexpr int V = kRansStates / 4;  // state vectors: independent chains to overlap
+  __m128i xs[V];
+  for (int v = 0; v < V; ++v) xs[v] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 4 * v));
+  // The top byte of each lane's entry (its value) to bytes 0-3, the rest zero.
+  const __m128i top = _mm_setr_epi8(3, 7, 11, 15, -128, -128, -128, -128, -128, -128, -128,
+                                    -128, -128, -128, -128, -128);
+  size_t i = 0;
+  // A round reads at most 8 bytes per vector, so no bound check inside.
+  while (i + kRansStates <= n && size_t(end - p) >= 8 * V) {
+    __m128i e[V];
+    for (int v = 0; v < V; ++v) xs[v] = step4(xs[v], t, e[v]);
+    for (int v = 0; v < V; ++v) {
+      const __m128i vals = _mm_shuffle_epi8(e[v], top);
+      const int four = _mm_cvtsi128_si32(vals);
+      std::memcpy(out + i + 4 * v, &four, 4);
+    }
+    for (int v = 0; v < V; ++v) xs[v] = renorm4(xs[v], p);
+    i += kRansStates;
+  }
+  for (int v = 0; v < V; ++v) _mm_storeu_si128(reinterpret_cast<__m128i*>(x + 4 * v), xs[v]);
+  return i;
+}
+
+bool have_sse41() {
+  static const bool yes = __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt");
+  return yes;
+}
+#endif
+
+}  // namespace
+
+RansModel rans_model(const uint8_t* data, size_t n) {
+  RansModel m{};
+  // Four histograms break the store-to-load dependency on repeated bytes.
+  uint32_t h[4][256] = {};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][data[i]];
+    ++h[1][data[i + 1]];
+    ++h[2][data[i + 2]];
+    ++h[3][data[i + 3]];
+  }
+  for (; i < n; ++i) ++h[0][data[i]];
+  uint64_t count[256];
+  int order[256], present = 0;
+  for (int s = 0; s < 256; ++s) {
+    count[s] = uint64_t(h[0][s]) + h[1][s] + h[2][s] + h[3][s];
+    if (count[s]) order[present++] = s;
+  }
+  // Round to the nearest share (at least 1), then settle the rounding error on the most
+  // frequent values, one step each in turn, never taking a value below 1.
+  int64_t sum = 0;
+  for (int j = 0; j < present; ++j) {
+    int s = order[j];
+    uint64_t f = (count[s] * kTotal + n / 2) / n;
+    m.freq[s] = uint32_t(std::max<uint64_t>(f, 1));
+    sum += m.freq[s];
+  }
+  std::stable_sort(order, order + present, [&](int a, int b) { return count[a] > count[b]; });
+  int64_t diff = int64_t(kTotal) - sum;
+  while (diff != 0) {
+    bool moved = false;
+    for (int j = 0; j < present && diff != 0; ++j) {
+      uint32_t& f = m.freq[order[j]];
+      if (diff > 0) {
+        ++f;
+        --diff;
+        moved = true;
+      } else if (f > 1) {
+        --f;
+        ++diff;
+        moved = true;
+      }
+    }
+    if (!moved) break;  // cannot happen: at most 256 values share 2^12
+  }
+  // The size of the coded stream to within a few bytes: the cost of each value under
+  // the normalized frequencies, plus the scale byte, the table and the final states.
+  double bits = 0;
+  for (int j = 0; j < present; ++j) {
+    int s = order[j];
+    bits += double(count[s]) * (kRansScaleBits - std::log2(double(m.freq[s])));
+  }
+  m.encoded_size = 1 + table_size(m.freq) + 4 * kRansStates + 2 * size_t(std::ceil(bits / 16));
+  return m;
+}
+
+std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel& model) {
+  EncSym sym[256];
+  uint32_t start = 0;
+  for (int s = 0; s < 256; ++s) {
+    const uint32_t f = model.freq[s];
+    sym[s].freq = f;
+    sym[s].start = start;
+    sym[s].rcp = f ? ((uint64_t(1) << 63) + f - 1) / f : 0;  // ceil(2^63 / f)
+    start += f;
+  }
+  // At most one word per value, plus one word of slack below the stream.
+  const size_t cap = 2 * n + 2;
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);  // uninitialized
+  uint8_t* const end = buf.get() + cap;
+  uint8_t* p = end;
+  uint32_t x[kRansStates];
+  for (int k = 0; k < kRansStates; ++k) x[k] = kL;
+  size_t i = n;
+  while (i % kRansStates) {
+    --i;
+    x[i % kRansStates] = enc_put(x[i % kRansStates], sym[data[i]], p);
+  }
+  while (i) {
+    i -= kRansStates;
+#pragma GCC unroll 16
+    for (int k = kRansStates - 1; k >= 0; --k) x[k] = enc_put(x[k], sym[data[i + k]], p);
+  }
+  std::vector<uint8_t> out;
+  out.reserve(1 + 512 + 4 * kRansStates + size_t(end - p));
+  out.push_back(uint8_t(kRansScaleBits));
+  put_table(model.freq, out);
+  const size_t at = out.size();
+  out.resize(at + 4 * kRansStates);
+  for (int k = 0; k < kRansStates; ++k) put_u32(out.data() + at + 4 * k, x[k]);
+  out.insert(out.end(), p, end);
+  return out;
+}
+
+std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n, bool simd) {
+  if (n == 0) return len == 0 ? "" : "data where none was expected";
+  if (len < 1) return "empty stream";
+  if (src[0] != kRansScaleBits) return "unsupported scale " + std::to_string(src[0]);
+  size_t pos = 1;
+  uint32_t freq[256];
+  if (!get_table(src, len, &pos, freq)) return "bad frequency table";
+  if (len - pos < 4 * kRansStates) return "truncated states";
+  std::unique_ptr<DecTable> t(new DecTable);  // 16 KiB: not on the stack
+  for (uint32_t s = 0, c = 0; s < 256; ++s) {
+    for (uint32_t j = 0; j < freq[s]; ++j) t->e[c + j] = s << 24 | (freq[s] - 1) << 12 | j;
+    c += freq[s];
+  }
+  uint32_t x[kRansStates];
+  for (int k = 0; k < kRansStates; ++k) {
+    x[k] = get_u32(src + pos + 4 * k);
+    if (x[k] < kL) return "bad initial state";
+  }
+  const uint8_t* p = src + pos + 4 * kRansStates;
+  const uint8_t* const end = src + len;
+  if ((end - p) % 2) return "stream is not whole 16-bit words";
+  // After a transition x >= f * 2^(16 - k) >= 16, so one word restores x >= L, even for
+  // a corrupt stream: every read stays in bounds.
+  size_t i = 0;
+#ifdef MODELGIT_RANS_SSE41
+  if (simd && have_sse41()) i = decode_sse41(x, *t, p, end, out, n);
+#else
+  (void)simd;
+#endif
+  for (; i < n; ++i) {
+    uint32_t& st = x[i % kRansStates];
+    dec_step(st, *t, out + i);
+    if (st < kL) {
+      if (p == end) return "truncated stream";
+      st = (st << 16) | get_u16(p);
+      p += 2;
+    }
+  }
+  if (p != end) return "trailing bytes after the stream";
+  for (int k = 0; k < kRansStates; ++k)
+    if (x[k] != kL) return "final state mismatch (corrupt stream)";
+  return "";
+}
+
+}  // namespace modelgit
