@@ -156,26 +156,36 @@ def bench_case(
     torch.save(sd, pt_path)
     repo_dir = work / f"{label}.mgrepo"
 
+    # Every save writes a new file or repository; the previous one is deleted before
+    # the clock starts (deleting 100 MB costs tens of ms that belong to no save).
+    st_out, pt_out = work / f"{label}.out.safetensors", work / f"{label}.out.pt"
+
+    def clear(name: str = "save: modelgit") -> None:
+        """Delete what the save ``name`` is about to write."""
+        if name.startswith("save: modelgit"):
+            shutil.rmtree(repo_dir, ignore_errors=True)
+        st_out.unlink(missing_ok=True)
+        pt_out.unlink(missing_ok=True)
+
     def mg_add() -> None:
-        shutil.rmtree(repo_dir, ignore_errors=True)
         with mg.init(repo_dir) as r:
             r.add("m", sd)
 
     def mg_add_file() -> None:
-        shutil.rmtree(repo_dir, ignore_errors=True)
         with mg.init(repo_dir) as r:
             r.add("m", st_path)
 
     def st_save() -> None:
-        save_file(sd, str(st_path))
+        save_file(sd, str(st_out))
 
     def st_save_sync() -> None:
-        save_file(sd, str(st_path))
-        fsync_file(st_path)
+        save_file(sd, str(st_out))
+        fsync_file(st_out)
 
     def pt_save() -> None:
-        torch.save(sd, pt_path)
+        torch.save(sd, pt_out)
 
+    clear()
     mg_add()
     handle: dict[str, mg.Repository] = {"repo": mg.open(repo_dir)}
 
@@ -216,12 +226,16 @@ def bench_case(
     times: dict[str, list[float]] = {k: [] for k in ops}
     for _ in range(runs):
         for name, fn in ops.items():
+            if name.startswith("save"):
+                clear(name)
             times[name].append(timed(fn))
             if name.startswith("save: modelgit"):
                 reopen()
         touch(handle["repo"].load("m"))  # the repository rewritten by the saves: warm again
     if profile:
         for name, fn in (("add", mg_add), ("load", mg_load)):
+            if name == "add":
+                clear()
             prof = cProfile.Profile()
             prof.runcall(fn)
             reopen()
