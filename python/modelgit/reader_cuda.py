@@ -1,7 +1,7 @@
 """The GPU read path: chunk transforms run on the GPU, straight into CUDA tensors.
 
 For every chunk (and every delta base it needs, transitively), the CPU threads read the
-record, verify its checksum and undo the entropy stage (zstd) into pinned memory; the
+record, verify its checksum and undo the entropy stage (zstd, rANS) into pinned memory; the
 byte planes cross the bus asynchronously and the GPU undoes the delta + byte-plane
 transform into the destination tensor, bases first (they stay resident on the GPU while
 the load runs). Codecs without a GPU kernel (predicted, lossy, raw, zstd) decode fully on
@@ -32,7 +32,8 @@ _GPU_DELTAS = (cuda.DELTA_NONE, cuda.DELTA_XOR, cuda.DELTA_SUB, cuda.DELTA_OSUB)
 
 
 def _host_stage(store: ChunkStore, row: ChunkRow) -> tuple[object, torch.Tensor]:
-    """CPU part (thread-safe): read + verify the record, undo zstd into pinned memory.
+    """CPU part (thread-safe): read + verify the record, undo the entropy stage into pinned
+    memory.
 
     Returns (PlanesParts or None, pinned bytes): planes to transform on the GPU, or the
     fully decoded chunk when the codec has no GPU kernel."""
