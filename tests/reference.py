@@ -28,6 +28,8 @@ __all__ = [
     "f32_to_bf16_bits_ref",
     "to_float32_ref",
     "from_float32_ref",
+    "rans_encode_ref",
+    "rans_decode_ref",
     "ITEMSIZE",
     "SPECIAL_WORDS",
 ]
@@ -382,3 +384,106 @@ def sketch_ref(x, dtype: str, k: int = 64, seed: int = 0, block: int = 65536) ->
         # bincount adds the weights sequentially in element order
         out = out + np.bincount(bucket[fin], weights=w[fin], minlength=k)
     return out
+
+
+# --- order-0 rANS (docs/FORMAT.md section 3.0), plain Python ------------------------
+_RANS_K, _RANS_M, _RANS_L, _RANS_STATES = 12, 1 << 12, 1 << 16, 16
+
+
+def _rans_freqs(data: bytes) -> list[int]:
+    """The writer's normalization: nearest share of 2^12 (at least 1 for a present
+    value), the rounding error settled one step at a time on the most frequent values."""
+    n = len(data)
+    count = np.bincount(np.frombuffer(data, np.uint8), minlength=256).tolist()
+    present = [s for s in range(256) if count[s]]
+    freq = [0] * 256
+    for s in present:
+        freq[s] = max((count[s] * _RANS_M + n // 2) // n, 1)
+    order = sorted(present, key=lambda s: -count[s])  # stable: ties by value
+    diff = _RANS_M - sum(freq)
+    while diff:
+        for s in order:
+            if diff > 0:
+                freq[s] += 1
+                diff -= 1
+            elif diff < 0 and freq[s] > 1:
+                freq[s] -= 1
+                diff += 1
+            if not diff:
+                break
+    return freq
+
+
+def _rans_table(freq: list[int]) -> bytes:
+    out, s = bytearray(), 0
+    while s < 256:
+        if freq[s] == 0:
+            r = 0
+            while s + r < 256 and freq[s + r] == 0:
+                r += 1
+            out += bytes([0, r - 1])
+            s += r
+        else:
+            f = freq[s]
+            while f >= 0x80:
+                out.append(f & 0x7F | 0x80)
+                f >>= 7
+            out.append(f)
+            s += 1
+    return bytes(out)
+
+
+def rans_encode_ref(data: bytes) -> bytes:
+    """The stream ``_core.rans_encode`` writes, by the definition of FORMAT.md 3.0."""
+    freq = _rans_freqs(data)
+    start = np.concatenate([[0], np.cumsum(freq)[:-1]]).tolist()
+    x = [_RANS_L] * _RANS_STATES
+    words: list[int] = []  # in the order they are emitted (back to front)
+    for i in reversed(range(len(data))):
+        j, s = i % _RANS_STATES, data[i]
+        if x[j] >> (32 - _RANS_K) >= freq[s]:
+            words.append(x[j] & 0xFFFF)
+            x[j] >>= 16
+        x[j] = (x[j] // freq[s]) * _RANS_M + x[j] % freq[s] + start[s]
+    states = np.array(x, dtype="<u4").tobytes()
+    return bytes([_RANS_K]) + _rans_table(freq) + states + np.array(words[::-1], "<u2").tobytes()
+
+
+def rans_decode_ref(stream: bytes, n: int) -> bytes:
+    """Decode a stream by the definition of FORMAT.md 3.0 (ValueError if invalid)."""
+    if stream[0] != _RANS_K:
+        raise ValueError("scale")
+    pos, freq = 1, []
+    while len(freq) < 256:
+        if stream[pos] == 0:
+            freq += [0] * (stream[pos + 1] + 1)
+            pos += 2
+        else:
+            f = shift = 0
+            while True:
+                b = stream[pos]
+                pos += 1
+                f |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+            freq.append(f)
+    if len(freq) != 256 or sum(freq) != _RANS_M:
+        raise ValueError("table")
+    start = np.concatenate([[0], np.cumsum(freq)[:-1]]).tolist()
+    slot_value = [s for s in range(256) for _ in range(freq[s])]
+    x = np.frombuffer(stream[pos : pos + 4 * _RANS_STATES], "<u4").astype(np.int64).tolist()
+    words = np.frombuffer(stream[pos + 4 * _RANS_STATES :], "<u2").tolist()
+    w, out = 0, bytearray()
+    for i in range(n):
+        j = i % _RANS_STATES
+        slot = x[j] % _RANS_M
+        s = slot_value[slot]
+        out.append(s)
+        x[j] = freq[s] * (x[j] // _RANS_M) + slot - start[s]
+        if x[j] < _RANS_L:
+            x[j] = x[j] * 65536 + words[w]
+            w += 1
+    if w != len(words) or any(v != _RANS_L for v in x):
+        raise ValueError("stream")
+    return bytes(out)
