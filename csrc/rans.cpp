@@ -205,6 +205,82 @@ __attribute__((target("sse4.1,popcnt"))) size_t decode_sse41(uint32_t* x, const 
   return i;
 }
 
+// The encoder's rounds, 16 values each, with the states in four vectors (vector 3
+// first, as the portable loop codes state 15 first). Per vector: the lanes that emit
+// a word put their low 16 bits, in lane order, right-aligned in 8 bytes stored at
+// p - 8 (below p is free), and p moves down by 2 per word; then q = floor(x / f) in
+// double precision (exact to within one: x < 2^32, f <= 2^12), corrected upward once.
+struct EncTables {
+  int32_t freq[256], start[256];
+  double rcp[256];
+};
+
+struct EmitLut {
+  alignas(16) uint8_t ctl[16][16];
+  EmitLut() {
+    for (int m = 0; m < 16; ++m) {
+      std::memset(ctl[m], 0x80, 16);
+      const int k = __builtin_popcount(unsigned(m));
+      int w = 0;
+      for (int lane = 0; lane < 4; ++lane) {
+        if (m >> lane & 1) {
+          ctl[m][8 - 2 * k + 2 * w] = uint8_t(4 * lane);
+          ctl[m][8 - 2 * k + 2 * w + 1] = uint8_t(4 * lane + 1);
+          ++w;
+        }
+      }
+    }
+  }
+};
+const EmitLut kEmit;
+
+__attribute__((target("sse4.1,popcnt"))) inline __m128i enc4(__m128i x, const uint8_t* v,
+                                                              const EncTables& t,
+                                                              uint8_t*& p) {
+  const __m128i f = _mm_setr_epi32(t.freq[v[0]], t.freq[v[1]], t.freq[v[2]], t.freq[v[3]]);
+  const __m128i c = _mm_setr_epi32(t.start[v[0]], t.start[v[1]], t.start[v[2]], t.start[v[3]]);
+  const __m128i one = _mm_set1_epi32(1), f1 = _mm_sub_epi32(f, one);
+  const __m128i emit = _mm_cmpgt_epi32(_mm_srli_epi32(x, 32 - kRansScaleBits), f1);
+  const int m = _mm_movemask_ps(_mm_castsi128_ps(emit));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p - 8),
+                   _mm_shuffle_epi8(x, _mm_load_si128(reinterpret_cast<const __m128i*>(kEmit.ctl[m]))));
+  p -= 2 * __builtin_popcount(unsigned(m));
+  x = _mm_blendv_epi8(x, _mm_srli_epi32(x, 16), emit);
+  // x as doubles (unsigned: bias by 2^31 through the signed conversion)
+  const __m128i xs = _mm_xor_si128(x, _mm_set1_epi32(int(0x80000000u)));
+  const __m128d bias = _mm_set1_pd(2147483648.0);
+  const __m128d xlo = _mm_add_pd(_mm_cvtepi32_pd(xs), bias);
+  const __m128d xhi = _mm_add_pd(_mm_cvtepi32_pd(_mm_shuffle_epi32(xs, 0xEE)), bias);
+  const __m128d qlo = _mm_floor_pd(_mm_mul_pd(xlo, _mm_setr_pd(t.rcp[v[0]], t.rcp[v[1]])));
+  const __m128d qhi = _mm_floor_pd(_mm_mul_pd(xhi, _mm_setr_pd(t.rcp[v[2]], t.rcp[v[3]])));
+  __m128i q = _mm_unpacklo_epi64(_mm_cvttpd_epi32(qlo), _mm_cvttpd_epi32(qhi));
+  __m128i r = _mm_sub_epi32(x, _mm_mullo_epi32(q, f));
+  const __m128i fix = _mm_cmpgt_epi32(r, f1);  // r >= f: q was one short
+  q = _mm_sub_epi32(q, fix);
+  r = _mm_sub_epi32(r, _mm_and_si128(fix, f));
+  return _mm_add_epi32(_mm_add_epi32(_mm_slli_epi32(q, kRansScaleBits), r), c);
+}
+
+// Codes values [0, i) (i a multiple of 16) into the states x, writing below p.
+__attribute__((target("sse4.1,popcnt"))) void encode_sse41(uint32_t* x, const uint8_t* data,
+                                                            size_t i, const EncSym* sym,
+                                                            uint8_t*& p) {
+  EncTables t;
+  for (int s = 0; s < 256; ++s) {
+    t.freq[s] = int32_t(sym[s].freq);
+    t.start[s] = int32_t(sym[s].start);
+    t.rcp[s] = sym[s].freq ? 1.0 / double(sym[s].freq) : 0.0;
+  }
+  constexpr int V = kRansStates / 4;
+  __m128i xs[V];
+  for (int v = 0; v < V; ++v) xs[v] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 4 * v));
+  while (i) {
+    i -= kRansStates;
+    for (int v = V - 1; v >= 0; --v) xs[v] = enc4(xs[v], data + i + 4 * v, t, p);
+  }
+  for (int v = 0; v < V; ++v) _mm_storeu_si128(reinterpret_cast<__m128i*>(x + 4 * v), xs[v]);
+}
+
 bool have_sse41() {
   static const bool yes = __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt");
   return yes;
@@ -269,7 +345,8 @@ RansModel rans_model(const uint8_t* data, size_t n) {
   return m;
 }
 
-std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel& model) {
+std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel& model,
+                                 bool simd) {
   EncSym sym[256];
   uint32_t start = 0;
   for (int s = 0; s < 256; ++s) {
@@ -279,8 +356,9 @@ std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel&
     sym[s].rcp = f ? ((uint64_t(1) << 63) + f - 1) / f : 0;  // ceil(2^63 / f)
     start += f;
   }
-  // At most one word per value, plus one word of slack below the stream.
-  const size_t cap = 2 * n + 2;
+  // At most one word per value, plus slack below the stream (the vector loop stores 8
+  // bytes below p).
+  const size_t cap = 2 * n + 16;
   std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);  // uninitialized
   uint8_t* const end = buf.get() + cap;
   uint8_t* p = end;
@@ -291,9 +369,16 @@ std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel&
     --i;
     x[i % kRansStates] = enc_put(x[i % kRansStates], sym[data[i]], p);
   }
+#ifdef MODELGIT_RANS_SSE41
+  if (simd && have_sse41()) {
+    encode_sse41(x, data, i, sym, p);
+    i = 0;
+  }
+#else
+  (void)simd;
+#endif
   while (i) {
     i -= kRansStates;
-#pragma GCC unroll 16
     for (int k = kRansStates - 1; k >= 0; --k) x[k] = enc_put(x[k], sym[data[i + k]], p);
   }
   std::vector<uint8_t> out;

@@ -26,7 +26,9 @@ RansModel rans_model(const uint8_t* data, size_t n);  // n >= 1
 
 // Encode n >= 1 bytes with `model` (from rans_model of the same data). Returns the
 // stream: [u8 scale bits][frequency table][16 x u32 states][16-bit words].
-std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel& model);
+// simd = false forces the portable loop (the SSE4.1 one writes identical streams).
+std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel& model,
+                                 bool simd = true);
 
 // Decode a stream into exactly n bytes at out. Returns an empty string on success, else
 // why the stream is invalid (truncated, bad table, trailing bytes, wrong final state).

@@ -6,7 +6,7 @@
 namespace modelgit::bindings {
 namespace {
 
-py::object encode(py::object data_o, py::object max_size_o) {
+py::object encode(py::object data_o, py::object max_size_o, bool simd) {
   Buf data(data_o, "data");
   const long long max_size = int_arg(max_size_o, "max_size");
   const size_t n = data.size();
@@ -18,7 +18,7 @@ py::object encode(py::object data_o, py::object max_size_o) {
     // The estimate is within 2 bytes per state (what the final states hold) and a few
     // bytes of rounding of the coded size: code only what may fit.
     if (max_size < 0 || model.encoded_size <= size_t(max_size) + 2 * kRansStates + 16)
-      out = rans_encode(data.data(), n, model);
+      out = rans_encode(data.data(), n, model, simd);
   }
   if (out.empty() || (max_size >= 0 && out.size() > size_t(max_size))) return py::none();
   return py::bytes(reinterpret_cast<const char*>(out.data()), out.size());
@@ -51,8 +51,10 @@ py::object decode(py::object stream_o, py::object size_o, py::object out_o, bool
 void register_rans(py::module_& m) {
   m.attr("RANS_SCALE_BITS") = kRansScaleBits;
   m.def("rans_encode", &encode, py::arg("data"), py::arg("max_size") = -1,
+        py::arg("simd") = true,
         "Order-0 rANS stream of data (non-empty), or None when it would be longer than "
-        "max_size bytes (max_size < 0: no limit).");
+        "max_size bytes (max_size < 0: no limit). simd=False forces the portable loop "
+        "(for tests: the streams are identical).");
   m.def("rans_estimate", &estimate, py::arg("data"),
         "The size rans_encode(data) would have, to within a few bytes (0 for no data).");
   m.def("rans_decode", &decode, py::arg("stream"), py::arg("size"), py::arg("out") = py::none(),

@@ -221,13 +221,15 @@ def sketch(x: Buffer, dtype: str, k: int = 64, seed: int = 0, threads: int = 0) 
 # --- order-0 rANS entropy coder (FORMAT.md section 3, section method 2) -------------
 RANS_SCALE_BITS: int  # 12: frequencies are normalized to sum 2**12
 
-def rans_encode(data: Buffer, max_size: int = -1) -> bytes | None:
+def rans_encode(data: Buffer, max_size: int = -1, simd: bool = True) -> bytes | None:
     """An order-0 rANS stream of ``data`` (at least one byte): u8 scale bits (12), the
     frequency table, 16 little-endian u32 final states, then 16-bit little-endian words.
 
     Returns None when the stream would be longer than ``max_size`` bytes (checked on an
     estimate first, so that a stream that will not be kept is never coded; max_size < 0:
-    no limit). The exact layout is in docs/FORMAT.md.
+    no limit). The exact layout is in docs/FORMAT.md. x86 CPUs with SSE4.1 code 4
+    states per instruction; ``simd=False`` forces the portable loop, which writes the
+    identical stream (tests check both).
     """
 
 def rans_estimate(data: Buffer) -> int:
