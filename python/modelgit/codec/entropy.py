@@ -31,9 +31,10 @@ MATCH_LEVEL = 5
 _SAMPLE = 64 * 1024
 MAX_FRAME_RATIO = 0.97  # data that zstd shrinks by less than 3% is stored raw
 # rANS codes order-0 material (exponent planes) within a hair of its entropy, where
-# zstd's Huffman literals lose 1-3%. It decodes about as fast as zstd but encodes at
-# half zstd's speed, so it is kept only when at least 1% smaller than the zstd frame
-# (and, like zstd, 3% smaller than the raw data, which costs nothing to decode).
+# zstd's Huffman literals lose 1-3%; with SSE4.1 it codes and decodes at about zstd's
+# speeds (bench/bench_entropy.py). Where the two are within 1%, zstd is kept (it
+# decodes a little faster); either must be 3% smaller than the raw data, which costs
+# nothing to decode.
 RANS_OVER_ZSTD = 0.99
 _RANS_MIN = 256  # below this the frequency table outweighs any gain
 _SAMPLE_RANS_RATIO = 0.98
