@@ -162,8 +162,9 @@ const ShuffleLut kShuffle;
 __attribute__((target("sse4.1,popcnt"))) inline __m128i renorm4(__m128i x, const uint8_t*& p) {
   const __m128i need = _mm_cmpeq_epi32(_mm_srli_epi32(x, 16), _mm_setzero_si128());
   const int m = _mm_movemask_ps(_mm_castsi128_ps(need));
-  const __m128i words = _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
-                                         _mm_load_si128(reinterpret_cast<const __m128i*>(kShuffle.ctl[m])));
+  const __m128i ctl = _mm_load_si128(reinterpret_cast<const __m128i*>(kShuffle.ctl[m]));
+  const __m128i words =
+      _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), ctl);
   p += 2 * __builtin_popcount(unsigned(m));
   return _mm_blendv_epi8(x, _mm_or_si128(_mm_slli_epi32(x, 16), words), need);
 }
@@ -173,9 +174,11 @@ __attribute__((target("sse4.1,popcnt"))) inline __m128i step4(__m128i x, const D
   const __m128i mask = _mm_set1_epi32(int(kMask)), one = _mm_set1_epi32(1);
   alignas(16) uint32_t slot[4];
   _mm_store_si128(reinterpret_cast<__m128i*>(slot), _mm_and_si128(x, mask));
-  e = _mm_setr_epi32(int(t.e[slot[0]]), int(t.e[slot[1]]), int(t.e[slot[2]]), int(t.e[slot[3]]));
+  e = _mm_setr_epi32(int(t.e[slot[0]]), int(t.e[slot[1]]), int(t.e[slot[2]]),
+                     int(t.e[slot[3]]));
   const __m128i f = _mm_add_epi32(_mm_and_si128(_mm_srli_epi32(e, 12), mask), one);
-  return _mm_add_epi32(_mm_mullo_epi32(f, _mm_srli_epi32(x, kRansScaleBits)), _mm_and_si128(e, mask));
+  return _mm_add_epi32(_mm_mullo_epi32(f, _mm_srli_epi32(x, kRansScaleBits)),
+                       _mm_and_si128(e, mask));
 }
 
 __attribute__((target("sse4.1,popcnt"))) size_t decode_sse41(uint32_t* x, const DecTable& t,
@@ -242,8 +245,8 @@ __attribute__((target("sse4.1,popcnt"))) inline __m128i enc4(__m128i x, const ui
   const __m128i one = _mm_set1_epi32(1), f1 = _mm_sub_epi32(f, one);
   const __m128i emit = _mm_cmpgt_epi32(_mm_srli_epi32(x, 32 - kRansScaleBits), f1);
   const int m = _mm_movemask_ps(_mm_castsi128_ps(emit));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(p - 8),
-                   _mm_shuffle_epi8(x, _mm_load_si128(reinterpret_cast<const __m128i*>(kEmit.ctl[m]))));
+  const __m128i ctl = _mm_load_si128(reinterpret_cast<const __m128i*>(kEmit.ctl[m]));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p - 8), _mm_shuffle_epi8(x, ctl));
   p -= 2 * __builtin_popcount(unsigned(m));
   x = _mm_blendv_epi8(x, _mm_srli_epi32(x, 16), emit);
   // x as doubles (unsigned: bias by 2^31 through the signed conversion)
@@ -282,7 +285,10 @@ __attribute__((target("sse4.1,popcnt"))) void encode_sse41(uint32_t* x, const ui
 }
 
 bool have_sse41() {
-  static const bool yes = __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt");
+  static const bool yes = [] {
+    __builtin_cpu_init();  // a shared library may run before libgcc's own initializer
+    return __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt");
+  }();
   return yes;
 }
 #endif
