@@ -107,7 +107,13 @@ struct EncSym {
 };
 
 inline uint64_t mulhi(uint64_t a, uint64_t b) {
+#ifdef __SIZEOF_INT128__
   return uint64_t((unsigned __int128)a * b >> 64);
+#else  // the high word from 32-bit halves
+  const uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
+  const uint64_t mid = (al * bl >> 32) + (ah * bl & 0xffffffffu) + (al * bh & 0xffffffffu);
+  return ah * bh + (ah * bl >> 32) + (al * bh >> 32) + (mid >> 32);
+#endif
 }
 
 // Renormalization emits at most one 16-bit word: when x >= 2^(32 - k) * f, i.e.
