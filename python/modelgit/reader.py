@@ -90,15 +90,8 @@ def read_tensors(
             n = f.result()
             if progress is not None:
                 progress(n)
-    except BaseException:
-        for f in futures:  # no job may write into buffers the caller will never see
-            f.cancel()
-        for f in futures:
-            if not f.cancelled():
-                try:
-                    f.result()
-                except BaseException:  # noqa: S110 - the first error is the one raised
-                    pass
+    except BaseException:  # no job may write into buffers the caller will never see
+        settle_jobs((f,) for f in futures)
         raise
     for r in rows:
         if r.tie is not None:

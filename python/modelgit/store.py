@@ -20,6 +20,7 @@ from .catalog import Catalog
 from .errors import CorruptObject
 from .objects import LocalObjects, ObjectStore
 from .packs import PackWriter, Record, encode_record
+from .scratch import scratch
 
 __all__ = ["ChunkRow", "ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
 
@@ -27,18 +28,7 @@ DEFAULT_MAX_DEPTH = 8
 _CACHE_BYTES = 256 * 1024 * 1024
 
 
-_thread_scratch = threading.local()
-
-
-def _scratch(name: str, size: int) -> bytearray:
-    """A per-thread reusable buffer of at least ``size`` bytes (reused memory costs no
-    page faults). A buffer too small is replaced, never resized: views of it may still
-    be alive (in an exception's traceback), and a bytearray with views cannot resize."""
-    buf = getattr(_thread_scratch, name, None)
-    if buf is None or len(buf) < size:
-        buf = bytearray(size)
-        setattr(_thread_scratch, name, buf)
-    return buf
+_thread_scratch = threading.local()  # decode depth per thread (see get_into)
 
 
 def chunk_id(data: bytes | memoryview) -> bytes:
@@ -258,7 +248,7 @@ class ChunkStore:
         _thread_scratch.depth = depth + 1
         try:
             outer = depth == 0
-            row, rec = self._read(row, _scratch("record", row.length) if outer else None)
+            row, rec = self._read(row, scratch("record", row.length) if outer else None)
             if rec.chunk_id != row.id or rec.raw_length != row.raw_length or rec.codec != row.codec:
                 raise CorruptObject(f"{where}: record header does not match the catalog")
             codec.decode_into(

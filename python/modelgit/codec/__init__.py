@@ -13,7 +13,6 @@ Lossy: ``QDELTA`` (128: error-bounded), ``LOWBIT`` (129: low-bit with group scal
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import numpy as np
 from .._native import _core
 from ..dtypes import DType, by_code
 from ..errors import CorruptObject
+from ..scratch import scratch
 from . import lossy
 from .entropy import Sections, section, zstd_decompress, zstd_or_none
 from .lossy import LOWBIT, QDELTA, lossy_bases
@@ -84,19 +84,6 @@ class Encoded:
     bases: tuple[bytes, ...] = ()  # chunk ids this record needs to decode
 
 
-_scratch = threading.local()
-
-
-def _planes_scratch(n: int) -> memoryview:
-    """This thread's reusable buffer for the planes of one chunk (n bytes): its pages
-    stay mapped, where a new buffer per chunk costs a page fault per 4 KiB. Valid until
-    the thread's next call; every caller joins its sections (a copy) before that."""
-    buf = getattr(_scratch, "buf", None)
-    if buf is None or len(buf) < n:
-        buf = _scratch.buf = bytearray(n)
-    return memoryview(buf)[:n]
-
-
 def _plane_sections(
     planes: memoryview, elem_size: int, m: int, matches: bool = False
 ) -> list[bytes | memoryview]:
@@ -131,7 +118,8 @@ def encode_planes(
     delta: int = 0,
 ) -> Encoded:
     """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
-    planes = _planes_scratch(len(data))
+    # a per-thread buffer: the sections are joined (copied) before the thread's next use
+    planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]
     _core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate, out=planes)
     payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size, not delta))
     params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
@@ -164,7 +152,7 @@ def encode_predicted(
         parts += section(np.packbits(mask, bitorder="little").tobytes())
         flags |= FLAG_MASK
     rotate = dtype.is_float and delta != _core.DELTA_OSUB
-    planes = _planes_scratch(len(data))
+    planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]  # as above
     _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=rotate, out=planes)
     parts += _plane_sections(planes, dtype.size, n)
     params = PRED_PARAMS.pack(

@@ -10,6 +10,7 @@ import zstandard
 
 from .._native import _core
 from ..errors import CorruptObject
+from ..scratch import scratch
 
 __all__ = ["ZSTD_LEVEL", "zstd_or_none", "zstd_decompress", "Sections", "section"]
 
@@ -120,13 +121,6 @@ def zstd_decompress(frame: memoryview | bytes, size: int, where: str) -> bytes:
     return out
 
 
-def rans_or_none(data: memoryview | bytes, limit: int) -> bytes | None:
-    """An order-0 rANS stream of ``data`` if one fits in ``limit`` bytes, else None."""
-    if len(data) < _RANS_MIN or _core.rans_estimate(data) > limit:
-        return None
-    return _core.rans_encode(data, max_size=limit)
-
-
 def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | memoryview]:
     """One section: u8 method (0 raw, 1 zstd, 2 rANS), u32 stored length, the bytes.
 
@@ -158,20 +152,12 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
                 return [_SECTION.pack(RANS, len(stream)), stream]
     frame = zstd_or_none(data, matches, sample_frame)
     limit = raw_limit if frame is None else int(RANS_OVER_ZSTD * len(frame))
-    stream = rans_or_none(data, limit) if est <= limit else None
+    stream = _core.rans_encode(data, max_size=limit) if n >= _RANS_MIN and est <= limit else None
     if stream is not None:
         return [_SECTION.pack(RANS, len(stream)), stream]
     if frame is None:
         return [_SECTION.pack(RAW, n), data]
     return [_SECTION.pack(ZSTD, len(frame)), frame]
-
-
-def _scratch(n: int) -> memoryview:
-    """This thread's reusable decode buffer of at least n bytes (pages stay mapped)."""
-    buf = getattr(_local, "scratch", None)
-    if buf is None or len(buf) < n:
-        buf = _local.scratch = bytearray(n)
-    return memoryview(buf)
 
 
 def rans_decode(
@@ -223,8 +209,8 @@ class Sections:
         """The next ``count`` sections of ``size`` bytes each, as they are: raw ones as
         views of the payload, zstd ones decoded (no staging copy), rANS ones decoded into
         this thread's scratch buffer (valid until the thread's next ``parts`` call)."""
-        scratch = _scratch(count * size)
-        return [self.section(size, scratch[i * size : (i + 1) * size]) for i in range(count)]
+        buf = memoryview(scratch("planes-decode", count * size))
+        return [self.section(size, buf[i * size : (i + 1) * size]) for i in range(count)]
 
     def sections_into(self, out: memoryview, count: int) -> None:
         """The next ``count`` sections, each len(out) // count bytes, decoded into ``out``."""
