@@ -32,7 +32,7 @@ import zstandard
 import modelgit as mg
 from modelgit._native import _core
 from modelgit.codec import entropy
-from modelgit.writer import DEFAULT_CHUNK_ELEMS
+from modelgit.storage.writer import DEFAULT_CHUNK_ELEMS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_repository import minilm, touch  # noqa: E402 - the same model, the same read

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from modelgit.inference import infer_lineage, lineage_from_sketches, sketch_model
+from modelgit.lineage.inference import infer_lineage, lineage_from_sketches, sketch_model
 from modelgit.zoo import load_manifest, parents_of
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import torch
 import modelgit as mg
 import wf_funcs
 from modelgit.cli import main
-from modelgit.workflows.schema import WorkflowError
+from modelgit.errors import WorkflowError
 from wf_funcs import tiny
 
 TESTS = Path(__file__).resolve().parent
@@ -266,7 +266,7 @@ def test_cli_cascade_and_creator(family: mg.Repository, capsys: pytest.CaptureFi
 
 def test_rename_hook_carries_creators_and_selectors(family: mg.Repository) -> None:
     """schema.rename_model, which Repository.rename calls inside its transaction."""
-    from modelgit.workflows.schema import rename_model
+    from modelgit.catalog.schema import rename_model_rows as rename_model
 
     family.register_test("t", "wf_funcs:mean_w", models=["a", "descendants:a", "base"])
     family.register_factory("wf_funcs:linear", models="a")

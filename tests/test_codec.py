@@ -237,14 +237,14 @@ def section_method(data: bytes, matches: bool = False) -> int:
 def test_section_keeps_the_smallest_coder() -> None:
     """rANS for order-0 material (exponent planes), zstd where it finds matches (repeated
     rows), raw for incompressible bytes; every choice decodes exactly."""
-    from modelgit.codec.entropy import RANS, RAW, ZSTD, Sections
+    from modelgit.codec.entropy import METHOD_RANS, METHOD_RAW, METHOD_ZSTD, Sections
 
     rng = np.random.default_rng(12)
     x = (rng.standard_normal(1 << 18) * 0.05).astype("<f4").view("<u4")
     exponents = ((x << 1 | x >> 31) >> 24).astype(np.uint8).tobytes()
     repeats = np.tile(rng.integers(0, 256, 4096, dtype=np.uint8), 64).tobytes()
     noise = rng.integers(0, 256, 1 << 18, dtype=np.uint8).tobytes()
-    cases = {RANS: exponents, ZSTD: repeats, RAW: noise}
+    cases = {METHOD_RANS: exponents, METHOD_ZSTD: repeats, METHOD_RAW: noise}
     for method, data in cases.items():
         sec = codec.entropy.section(data)
         assert sec[0][0] == method
@@ -252,7 +252,7 @@ def test_section_keeps_the_smallest_coder() -> None:
         r = Sections(payload, "test")
         assert bytes(r.section(len(data))) == data
         r.end()
-    assert section_method(exponents[:200]) != RANS  # the table would outweigh the gain
+    assert section_method(exponents[:200]) != METHOD_RANS  # the table would outweigh the gain
 
 
 def test_rans_sections_decode_inside_nested_decodes() -> None:
@@ -260,12 +260,12 @@ def test_rans_sections_decode_inside_nested_decodes() -> None:
     on demand in the same thread: each decode keeps its own planes."""
     import torch
 
-    from modelgit.codec.entropy import RANS
+    from modelgit.codec.entropy import METHOD_RANS
 
     f32, bf16 = by_name("float32"), by_name("bfloat16")
     base = words(np.random.default_rng(13), 1 << 18, "float32")
     benc = codec.encode_standalone(memoryview(base), 4, True)
-    assert benc.codec == codec.PLANES and benc.payload[0] == RANS
+    assert benc.codec == codec.PLANES and benc.payload[0] == METHOD_RANS
     child = torch.from_numpy(base.copy()).view(torch.float32).to(torch.bfloat16)
     child[::3] += 0.5  # a residual that is not all zero
     child_raw = child.contiguous().view(torch.uint8).numpy().copy()
@@ -285,11 +285,11 @@ def test_rans_sections_decode_inside_nested_decodes() -> None:
 
 
 def test_damaged_rans_section_is_corrupt_object() -> None:
-    from modelgit.codec.entropy import RANS, Sections
+    from modelgit.codec.entropy import METHOD_RANS, Sections
 
     data = words(np.random.default_rng(14), 1 << 17, "float32")
     enc = codec.encode_standalone(memoryview(data), 4, True)
-    assert enc.payload[0] == RANS
+    assert enc.payload[0] == METHOD_RANS
     for cut in (1, 7, 100):
         bad = bytearray(enc.payload)
         length = int.from_bytes(bad[1:5], "little")

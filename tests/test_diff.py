@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import modelgit as mg
-from modelgit.diff import Diff, TensorInfo, architecture, compare_tensors, diff_versions
+from modelgit.versions.diff import Diff, TensorInfo, architecture, compare_tensors, diff_versions
 
 
 def base_sd() -> dict[str, torch.Tensor]:
@@ -77,7 +77,7 @@ def test_compare_zero_reference_and_all_nan() -> None:
 
 
 def test_compare_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    import modelgit.diff as d
+    import modelgit.versions.diff as d
 
     a = torch.randn(1000, generator=torch.Generator().manual_seed(2))
     b = a.clone()

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from modelgit.errors import LineageError, UnknownModel
-from modelgit.graph import Edge, LineageGraph, Node, VersionInfo, check_no_cycle
-from modelgit.render import layout, to_dot, to_html, to_svg, to_text
+from modelgit.lineage.graph import Edge, LineageGraph, Node, VersionInfo, check_no_cycle
+from modelgit.lineage.render import layout, to_dot, to_html, to_svg, to_text
 
 
 def _node(name: str, versions: int = 1, lossy: bool = False, t: float = 0.0) -> Node:
@@ -205,7 +205,7 @@ def test_svg_is_self_contained_and_valid(family: LineageGraph) -> None:
 
 
 def test_svg_layout_keeps_layers_and_no_overlap(family: LineageGraph) -> None:
-    from modelgit.render import _boxes
+    from modelgit.lineage.render import _boxes
 
     boxes, links = _boxes(family, versions=False)
     layers, width, height = layout(boxes, links)
@@ -228,7 +228,7 @@ def test_svg_long_edges_get_routed() -> None:
     # a -> b -> c -> d and a -> d: the long edge passes through dummy points
     chain = [("a", "b", "x"), ("b", "c", "x"), ("c", "d", "x"), ("a", "d", "y")]
     g = make(["a", "b", "c", "d"], chain)
-    from modelgit.render import _boxes
+    from modelgit.lineage.render import _boxes
 
     boxes, links = _boxes(g, versions=False)
     layout(boxes, links)
@@ -283,7 +283,7 @@ def test_text_tree(family: LineageGraph) -> None:
 
 
 def test_place_keeps_order_gaps_and_centres() -> None:
-    from modelgit.render import _place
+    from modelgit.lineage.render import _place
 
     # three boxes all wanting x=100 with gaps of 10: centred around 100
     assert _place([100.0, 100.0, 100.0], [10.0, 10.0]) == pytest.approx([90.0, 100.0, 110.0])

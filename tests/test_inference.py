@@ -1,4 +1,4 @@
-"""Lineage inference from tensor sketches (modelgit.inference)."""
+"""Lineage inference from tensor sketches (modelgit.lineage.inference)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modelgit.errors import UnsupportedInput
-from modelgit.inference import _edmonds, infer_lineage
+from modelgit.lineage.inference import _edmonds, infer_lineage
 from modelgit.zoo import load_manifest, parents_of
 
 

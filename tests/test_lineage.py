@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import modelgit as mg
-from modelgit.graph import Edge, LineageGraph
+from modelgit.lineage.graph import Edge, LineageGraph
 
 
 def sd(seed: int, n: int = 16) -> dict[str, torch.Tensor]:

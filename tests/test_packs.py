@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from modelgit import packs
-from modelgit.packs import PackReader, PackWriter, Record
+from modelgit.storage import packs
+from modelgit.storage.packs import PackReader, PackWriter, Record
 
 
 def _record(i: int, n: int) -> Record:

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 import modelgit as mg
 from conftest import assert_same_state
 from modelgit import errors
-from modelgit.packs import RECORD_HEADER, Record, decode_record, encode_record
+from modelgit.storage.packs import RECORD_HEADER, Record, decode_record, encode_record
 
 
 def weights(seed: int = 0, n: int = 4096) -> dict[str, torch.Tensor]:
@@ -344,7 +344,7 @@ def test_failed_add_leaves_no_open_files_and_no_model(
     repo: mg.Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An error in the middle of a write (chunks already in flight) publishes nothing."""
-    import modelgit.writer as writer
+    import modelgit.storage.writer as writer
 
     hook = "store_chunk" if hasattr(writer, "store_chunk") else "encode_chunk"
     real = getattr(writer, hook)

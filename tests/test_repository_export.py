@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import modelgit as mg
 from conftest import assert_same_state, damage_a_pack
 from modelgit.errors import UnsupportedInput
-from modelgit.export import plan_shards
+from modelgit.versions.export import plan_shards
 
 
 def _model() -> dict[str, torch.Tensor]:

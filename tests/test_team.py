@@ -21,10 +21,10 @@ import torch
 import modelgit as mg
 import team_worker
 from conftest import assert_same_state
-from modelgit.catalog_pg import REPO_LOCK_KEY, CatalogUnavailable, translate, translate_ddl
+from modelgit.catalog.postgres import REPO_LOCK_KEY, CatalogUnavailable, translate, translate_ddl
 from modelgit.localservers import LocalPostgres, LocalS3, ServerUnavailable, free_port
-from modelgit.objects import FsspecObjects, ObjectStore, StorageUnavailable, open_objects
-from modelgit.packs import PACK_HEADER, PACK_MAGIC, PACK_VERSION, Record
+from modelgit.storage.objects import FsspecObjects, ObjectStore, StorageUnavailable, open_objects
+from modelgit.storage.packs import PACK_HEADER, PACK_MAGIC, PACK_VERSION, Record
 from team_worker import state as worker_state
 from wf_funcs import tiny
 
@@ -282,7 +282,7 @@ def test_team_format1_catalog_is_upgraded_by_the_first_write(
 def test_team_lock_excludes_gc_while_writing(team: mg.Repository) -> None:
     other = team.team.catalog.connect_raw()  # another session, as gc on another host
     try:
-        with team._lock(exclusive=False):
+        with team.lock(exclusive=False):
             got = other.execute("SELECT pg_try_advisory_lock(%s)", (REPO_LOCK_KEY,)).fetchone()
             assert got == (False,)
         got = other.execute("SELECT pg_try_advisory_lock(%s)", (REPO_LOCK_KEY,)).fetchone()

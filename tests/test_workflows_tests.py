@@ -12,7 +12,7 @@ import pytest
 import modelgit as mg
 import wf_funcs
 from modelgit.cli import main
-from modelgit.workflows.schema import WorkflowError
+from modelgit.errors import WorkflowError
 from wf_funcs import tiny
 
 _reset = wf_funcs.reset_state  # autouse: every test starts with a clean registry

@@ -3,52 +3,91 @@
 >>> import modelgit as mg
 >>> repo = mg.init(path)            # doctest: +SKIP
 >>> repo.add("base", state_dict)    # doctest: +SKIP
+
+Everything a user handles is importable from here: the front (:func:`init`,
+:func:`open`, :class:`Repository`), the tolerances, the records and reports that
+methods return, and every exception. docs/architecture.md shows the layers below.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version as _dist_version
+
 from . import errors
 from ._native import backends
-from .diff import Diff
 from .errors import (
+    CatalogUnavailable,
     CorruptObject,
+    FormatVersionError,
     InvalidName,
     LineageError,
     ModelExists,
     ModelgitError,
     NotARepository,
     RepositoryExists,
+    StorageUnavailable,
     UnknownModel,
     UnknownVersion,
     UnsupportedInput,
+    WorkflowError,
 )
-from .graph import Edge, LineageGraph
-from .inference import infer_lineage
-from .maintenance import FsckReport, GcReport, RepoStats
+from .lineage import Edge, LineageGraph, infer_lineage
 from .repository import Repository, init, open
+from .storage.maintenance import FsckReport, GcReport, ModelStats, RepoStats
+from .storage.writer import WriteStats
 from .tolerance import Auto, ErrorBound, LowBit
-from .version import ParentLink, Version
+from .versions import ParentLink, Version
+from .versions.diff import Diff, TensorChange, TensorInfo
+from .workflows import (
+    BisectResult,
+    CascadeReport,
+    CascadeStep,
+    Creator,
+    DivergedModel,
+    TestResult,
+    TestSpec,
+    TestTable,
+    TransferReport,
+)
 
-__version__ = "0.1.0"
+__version__: str = _dist_version("modelgit")  # one source: pyproject.toml
 __all__ = [
     "__version__",
     "backends",
     "errors",
+    # the front
     "init",
     "open",
     "Repository",
+    # lineage
     "LineageGraph",
     "Edge",
-    "Diff",
     "infer_lineage",
+    # tolerances
     "ErrorBound",
     "LowBit",
     "Auto",
+    # records and reports
     "Version",
     "ParentLink",
+    "WriteStats",
+    "Diff",
+    "TensorChange",
+    "TensorInfo",
     "RepoStats",
+    "ModelStats",
     "FsckReport",
     "GcReport",
+    "TransferReport",
+    "DivergedModel",
+    "TestSpec",
+    "TestResult",
+    "TestTable",
+    "CascadeReport",
+    "CascadeStep",
+    "Creator",
+    "BisectResult",
+    # errors
     "ModelgitError",
     "NotARepository",
     "RepositoryExists",
@@ -59,4 +98,8 @@ __all__ = [
     "InvalidName",
     "UnsupportedInput",
     "LineageError",
+    "FormatVersionError",
+    "StorageUnavailable",
+    "CatalogUnavailable",
+    "WorkflowError",
 ]

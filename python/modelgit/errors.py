@@ -17,7 +17,12 @@ __all__ = [
     "UnsupportedInput",
     "LineageError",
     "FormatVersionError",
+    "StorageUnavailable",
+    "CatalogUnavailable",
+    "WorkflowError",
 ]
+
+TEAM_EXTRA_HINT = 'install the team backends with: pip install "modelgit[team]"'
 
 
 class ModelgitError(Exception):
@@ -74,3 +79,7 @@ class StorageUnavailable(ModelgitError):
 
 class CatalogUnavailable(StorageUnavailable):
     """The PostgreSQL catalog of a team repository cannot be reached or refused us."""
+
+
+class WorkflowError(ModelgitError):
+    """A workflow cannot run: unknown test, no creation function, cascade already running."""

@@ -32,8 +32,10 @@ class MemoryBudget:
     total: int
 
     @classmethod
-    def resolve(cls, value: int | str | None) -> MemoryBudget:
+    def resolve(cls, value: MemoryBudget | int | str | None) -> MemoryBudget:
         """The budget from an explicit value, else the environment, else the default."""
+        if isinstance(value, MemoryBudget):
+            return value
         if value is None:
             value = os.environ.get(ENV) or DEFAULT_MEMORY_BUDGET
         try:

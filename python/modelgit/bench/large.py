@@ -152,7 +152,7 @@ def write_checkpoint(
 def folder_hashes(folder: Path, piece: int = 1 << 26) -> dict[str, str]:
     """XXH3-128 of each tensor's bytes in a safetensors folder (sharded or not), read a
     piece at a time with the mapped pages released as it goes."""
-    from ..safetensors_io import SafetensorsFile, iter_shards
+    from ..formats.safetensors_io import SafetensorsFile, iter_shards
 
     out: dict[str, str] = {}
     for p in iter_shards(folder):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ..text import one_line, table
 from ..units import human_bytes
 
 __all__ = [
@@ -61,11 +61,6 @@ def emit(as_json: bool, data: Any, text: str | None = None) -> None:
         print(str(data) if text is None else text)
 
 
-def one_line(msg: object) -> str:
-    """Collapse a message to one line."""
-    return " ".join(str(msg).split()) or type(msg).__name__
-
-
 def print_error(msg: object, prog: str = "modelgit") -> None:
     print(f"{prog}: error: {one_line(msg)}", file=sys.stderr)
 
@@ -81,19 +76,3 @@ def share(part: float, whole: float) -> str:
 def when(dt: datetime) -> str:
     """A local, second-precision timestamp."""
     return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def table(rows: Sequence[Sequence[object]], right: Sequence[int] = ()) -> str:
-    """Align rows in columns; the first row is the header; ``right``: right-aligned columns."""
-    cells = [[str(c) for c in r] for r in rows]
-    if not cells:
-        return ""
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    out = []
-    for r in cells:
-        parts = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        out.append("  ".join(parts).rstrip())
-    return "\n".join(out)

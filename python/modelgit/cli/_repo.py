@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..catalog import is_team_url
 from ..errors import NotARepository
 from ..repository import FORMAT_FILE, Repository
+from ..repository import open as open_repository
 
 __all__ = ["find_root", "open_repo"]
 
@@ -25,21 +27,19 @@ def find_root(start: Path) -> Path | None:
 
 def open_repo(args: Any) -> Repository:
     path = getattr(args, "repo", None) or os.environ.get("MODELGIT_REPO") or None
-    if path is not None and path.startswith(("postgresql://", "postgres://")):
-        from ..repository import open as open_url
-
-        return open_url(path)  # a team repository (its objects URL is in its catalog)
+    if path is not None and is_team_url(path):
+        return open_repository(path)  # a team repository (its objects URL is in its catalog)
     if path is not None:
         p = Path(path)
         if not p.exists():
             raise NotARepository(
                 f"{p} does not exist; create a repository with `modelgit init {p}`"
             )
-        return Repository(p)
+        return open_repository(p)
     root = find_root(Path.cwd())
     if root is None:
         raise NotARepository(
             f"not a modelgit repository (nor any parent folder): {Path.cwd()}; "
             "run `modelgit init` or pass --repo PATH"
         )
-    return Repository(root)
+    return open_repository(root)

@@ -99,7 +99,7 @@ def _model_name(path: Path) -> str:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from ..inference import infer_lineage
+    from ..lineage.inference import infer_lineage
 
     models: dict[str, Path] = {}
     for raw in args.paths:

@@ -84,7 +84,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             emit(True, graph.to_json())
             return 0
         if fmt == "text":
-            from ..render import to_text
+            from ..lineage.render import to_text
 
             out = to_text(graph)
             if args.output is None and not _can_encode(out):

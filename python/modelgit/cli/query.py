@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..diff import TensorInfo, architecture
+from ..versions.diff import TensorInfo, architecture
 from ._output import emit, human, table, when
 from ._progress import Progress
 from ._repo import open_repo
@@ -158,8 +158,8 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
-        vid, v = repo._resolve(args.ref)
-        rows = repo._tensor_rows(vid)
+        vid, v = repo.resolve(args.ref)
+        rows = repo.tensor_rows(vid)
         files = repo.files(v.ref)
         tags = [t for t, tv in repo.tags(v.ref).items()]
     infos = [TensorInfo(r.name, r.dtype, tuple(r.shape), r.nbytes) for r in rows]

@@ -264,7 +264,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     tolerance = parse_tolerance(args.tolerance)
     meta = parse_meta(args.meta)
     with open_repo(args) as repo:
-        repo._require_model(args.name)
+        repo.require_model(args.name)
         model = load_model_arg(args.path)
         kw: dict[str, Any] = {"message": args.message, "metadata": meta or None}
         if tolerance is not None:
@@ -278,7 +278,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         for name in args.names:  # check all before removing any
-            repo._require_model(name)
+            repo.require_model(name)
         for name in dict.fromkeys(args.names):
             repo.remove(name)
             print(f"removed {name}")

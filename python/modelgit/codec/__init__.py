@@ -1,31 +1,42 @@
-"""Chunk codecs: how the bytes of one chunk become a record payload and back.
+"""The codec layer: how the bytes of one chunk become a record payload and back.
 
-Every codec has an id (in the record header) and binary parameters (in the record);
-docs/FORMAT.md section 3 specifies them. Python chooses, the native core transforms,
-zstandard is the entropy stage.
+Every codec has an id (``ids``; the record header's codec byte) and binary parameters
+(in the record); docs/FORMAT.md section 3 specifies them. :data:`CODECS` is the one
+table from an id to what the rest of modelgit needs to know of a codec: its name,
+whether it is lossy, how it decodes, which base chunks it needs, whether the GPU read
+path has a kernel for its transform. Python chooses (``storage.policy``), the native
+core transforms, zstandard and the core's rANS are the entropy stage (``entropy``).
 
-Lossless: ``RAW`` (0), ``ZSTD`` (1), ``PLANES`` (2: optional delta against one base
-chunk of the same dtype, byte planes, per-plane zstd), ``PREDICTED`` (3: a residual
-against a prediction from base chunks: a cast, a mean, with an optional zero mask).
-Lossy: ``QDELTA`` (128: error-bounded), ``LOWBIT`` (129: low-bit with group scales).
+Modules: ``lossless`` (raw, zstd, planes, predicted), ``lossy`` (qdelta, lowbit),
+``predict`` (the predictions of delta codecs), ``entropy`` (sections). This layer
+imports nothing from the storage layer or any layer above it.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from .._native import _core
-from ..dtypes import DType, by_code
 from ..errors import CorruptObject
-from ..scratch import scratch
 from . import lossy
-from .entropy import Sections, section, zstd_decompress, zstd_or_none
-from .lossy import LOWBIT, QDELTA, lossy_bases
-from .predict import CAST, IDENT, MEAN, PREDICTOR_NAMES, ZERO, predict
+from .ids import FIRST_LOSSY, LOWBIT, PLANES, PREDICTED, QDELTA, RAW, ZSTD
+from .lossless import (
+    ZERO_ID,
+    Encoded,
+    GetBase,
+    PlanesParts,
+    decode_planes,
+    decode_predicted,
+    decode_raw,
+    decode_zstd,
+    encode_planes,
+    encode_predicted,
+    encode_standalone,
+    planes_bases,
+    planes_parts,
+    predicted_bases,
+)
+from .predict import CAST, IDENT, MEAN, PREDICTOR_NAMES, ZERO
 
 __all__ = [
     "RAW",
@@ -39,7 +50,11 @@ __all__ = [
     "MEAN",
     "ZERO",
     "ZERO_ID",
+    "PREDICTOR_NAMES",
+    "Codec",
+    "CODECS",
     "Encoded",
+    "GetBase",
     "encode_standalone",
     "encode_planes",
     "encode_predicted",
@@ -49,218 +64,63 @@ __all__ = [
     "codec_name",
     "bases_of",
     "is_lossy",
-    "PREDICTOR_NAMES",
+    "has_gpu_transform",
 ]
 
-RAW, ZSTD, PLANES, PREDICTED = 0, 1, 2, 3
-_NAMES = {
-    RAW: "raw",
-    ZSTD: "zstd",
-    PLANES: "planes",
-    PREDICTED: "predicted",
-    QDELTA: "qdelta",
-    LOWBIT: "lowbit",
-}
-ZERO_ID = bytes(16)
-PLANES_PARAMS = struct.Struct("<BBBB16s")  # elem size, delta mode, rotate, 0, base id
-PRED_PARAMS = struct.Struct("<BBBBBBBB")  # predictor, dtype, base dtype, delta, rotate,
-#                                           nbases, flags (bit 0: zero mask), 0
-FLAG_MASK = 1
+Decode = Callable[[bytes, memoryview, memoryview, GetBase, str], None]
 
 
-def codec_name(codec: int) -> str:
-    return _NAMES.get(codec, f"codec-{codec}")
-
-
-def is_lossy(codec: int) -> bool:
-    return codec >= 128
-
-
-@dataclass(frozen=True)
-class Encoded:
-    codec: int
-    params: bytes
-    payload: bytes | memoryview
-    bases: tuple[bytes, ...] = ()  # chunk ids this record needs to decode
-
-
-def _plane_sections(
-    planes: memoryview, elem_size: int, m: int, matches: bool = False
-) -> list[bytes | memoryview]:
-    """The E plane sections; ``matches``: also try a match-finding zstd level on the
-    planes after the first that compress (standalone chunks only: cheap there, since
-    few low planes of a standalone chunk compress at all)."""
-    parts: list[bytes | memoryview] = []
-    for p in range(elem_size):
-        parts += section(planes[p * m : (p + 1) * m], matches and p > 0)
-    return parts
-
-
-def encode_standalone(data: memoryview, elem_size: int, is_float: bool) -> Encoded:
-    """Best of raw / zstd / byte planes for a chunk with no base."""
-    if elem_size > 1:
-        enc = encode_planes(data, elem_size, rotate=is_float)
-        if len(enc.payload) < len(data):
-            return enc
-        return Encoded(RAW, b"", data)
-    frame = zstd_or_none(data)
-    if frame is not None:
-        return Encoded(ZSTD, b"", frame)
-    return Encoded(RAW, b"", data)
-
-
-def encode_planes(
-    data: memoryview,
-    elem_size: int,
-    rotate: bool,
-    base: memoryview | None = None,
-    base_id: bytes | None = None,
-    delta: int = 0,
-) -> Encoded:
-    """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
-    # a per-thread buffer: the sections are joined (copied) before the thread's next use
-    planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]
-    _core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate, out=planes)
-    payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size, not delta))
-    params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
-    return Encoded(PLANES, params, payload, (base_id,) if delta and base_id else ())
-
-
-def encode_predicted(
-    data: memoryview,
-    dtype: DType,
-    predictor: int,
-    bases: list[memoryview],
-    base_ids: list[bytes],
-    base_dtype: DType,
-    delta: int,
-    use_mask: bool = False,
-) -> Encoded:
-    """A residual against a prediction (cast, mean), with an optional zero mask.
-
-    Floats are coded with rotation unless ``delta`` is OSUB (which orders them itself)."""
-    n = len(data) // dtype.size
-    pred = predict(predictor, bases, base_dtype, dtype, n)
-    parts: list[bytes | memoryview] = []
-    flags = 0
-    if use_mask:
-        words = np.frombuffer(data, dtype=f"<u{dtype.size}")
-        mask = words == 0
-        pred_arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
-        pred_arr[mask] = 0
-        pred = memoryview(pred_arr.view(np.uint8))
-        parts += section(np.packbits(mask, bitorder="little").tobytes())
-        flags |= FLAG_MASK
-    rotate = dtype.is_float and delta != _core.DELTA_OSUB
-    planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]  # as above
-    _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=rotate, out=planes)
-    parts += _plane_sections(planes, dtype.size, n)
-    params = PRED_PARAMS.pack(
-        predictor, dtype.code, base_dtype.code, delta, int(rotate), len(base_ids), flags, 0
-    ) + b"".join(base_ids)
-    return Encoded(PREDICTED, params, b"".join(parts), tuple(base_ids))
-
-
-def bases_of(codec: int, params: bytes) -> list[bytes]:
-    """The chunk ids a record depends on (its delta bases)."""
-    if codec == PLANES and len(params) == PLANES_PARAMS.size:
-        _, delta, _, _, base_id = PLANES_PARAMS.unpack(params)
-        return [base_id] if delta else []
-    if codec == PREDICTED and len(params) >= PRED_PARAMS.size:
-        k = params[5]
-        if len(params) == PRED_PARAMS.size + 16 * k:
-            return [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
-    if is_lossy(codec):
-        return lossy_bases(codec, params)
+def _no_bases(params: bytes) -> list[bytes]:
     return []
 
 
-GetBase = Callable[[bytes], memoryview]
-
-
 @dataclass(frozen=True)
-class PlanesParts:
-    """A planes record after its entropy stage: what the transform still has to undo."""
+class Codec:
+    """One row of the codec table."""
 
-    elem_size: int
-    delta: int
-    rotate: bool
-    base_id: bytes | None
-    planes: bytearray | memoryview
+    id: int
+    name: str
+    decode: Decode  # (params, payload, out, get_base, where): fills out or raises
+    bases: Callable[[bytes], list[bytes]]  # params -> the chunk ids it decodes against
+    gpu: bool = False  # the GPU read path has a kernel for its transform
 
-
-def planes_parts(
-    params: bytes, payload: memoryview, n: int, where: str, out: memoryview | None = None
-) -> PlanesParts:
-    """Parse and entropy-decode a planes (id 2) payload for a chunk of n bytes (into
-    ``out``, n writable bytes, when given: e.g. pinned memory for a GPU upload)."""
-    if len(params) != PLANES_PARAMS.size:
-        raise CorruptObject(f"{where}: bad planes parameters")
-    elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
-    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
-        raise CorruptObject(f"{where}: bad planes parameters")
-    r = Sections(payload, where)
-    planes = bytearray(n) if out is None else out
-    r.sections_into(memoryview(planes), elem_size)
-    r.end()
-    return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
+    @property
+    def lossy(self) -> bool:
+        return self.id >= FIRST_LOSSY
 
 
-def _decode_planes(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
-) -> None:
-    if len(params) != PLANES_PARAMS.size:
-        raise CorruptObject(f"{where}: bad planes parameters")
-    elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
-    n = len(out)
-    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
-        raise CorruptObject(f"{where}: bad planes parameters")
-    base = get_base(base_id) if delta else None  # first: it may decode other chunks
-    if base is not None and len(base) != n:
-        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {n}")
-    r = Sections(payload, where)
-    parts = r.parts(elem_size, n // elem_size)
-    r.end()
-    _core.planes_decode_parts(
-        parts, elem_size, base=base, delta=delta, rotate=bool(rotate), out=out, threads=1
+CODECS: dict[int, Codec] = {
+    c.id: c
+    for c in (
+        Codec(RAW, "raw", decode_raw, _no_bases),
+        Codec(ZSTD, "zstd", decode_zstd, _no_bases),
+        Codec(PLANES, "planes", decode_planes, planes_bases, gpu=True),
+        Codec(PREDICTED, "predicted", decode_predicted, predicted_bases),
+        Codec(QDELTA, "qdelta", lossy.decode_qdelta, lossy.qdelta_bases),
+        Codec(LOWBIT, "lowbit", lossy.decode_lowbit, lossy.lowbit_bases),
     )
+}
 
 
-def _decode_predicted(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
-) -> None:
-    if len(params) < PRED_PARAMS.size:
-        raise CorruptObject(f"{where}: bad predicted-codec parameters")
-    predictor, dcode, bcode, delta, rotate, k, flags, _ = PRED_PARAMS.unpack_from(params)
-    if len(params) != PRED_PARAMS.size + 16 * k or delta > 3 or rotate > 1 or flags > 1:
-        raise CorruptObject(f"{where}: bad predicted-codec parameters")
-    try:
-        dtype, base_dtype = by_code(dcode), by_code(bcode)
-    except ValueError as exc:
-        raise CorruptObject(f"{where}: {exc}") from None
-    if len(out) % dtype.size:
-        raise CorruptObject(f"{where}: length is not a whole number of elements")
-    n = len(out) // dtype.size
-    ids = [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
-    bases = [get_base(b) for b in ids]  # first: they may decode other chunks (scratch)
-    r = Sections(payload, where)
-    mask = None
-    if flags & FLAG_MASK:
-        bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
-        mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
-    parts = r.parts(dtype.size, n)
-    r.end()
-    try:
-        pred = predict(predictor, bases, base_dtype, dtype, n)
-    except ValueError as exc:
-        raise CorruptObject(f"{where}: {exc}") from None
-    if mask is not None:
-        arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
-        arr[mask] = 0
-        pred = memoryview(arr.view(np.uint8))
-    _core.planes_decode_parts(
-        parts, dtype.size, base=pred, delta=delta, rotate=bool(rotate), out=out, threads=1
-    )
+def codec_name(codec: int) -> str:
+    c = CODECS.get(codec)
+    return c.name if c is not None else f"codec-{codec}"
+
+
+def is_lossy(codec: int) -> bool:
+    return codec >= FIRST_LOSSY
+
+
+def has_gpu_transform(codec: int) -> bool:
+    c = CODECS.get(codec)
+    return c is not None and c.gpu
+
+
+def bases_of(codec: int, params: bytes) -> list[bytes]:
+    """The chunk ids a record depends on (its delta bases); none for an unknown codec or
+    unreadable parameters."""
+    c = CODECS.get(codec)
+    return c.bases(params) if c is not None else []
 
 
 def decode_into(
@@ -275,20 +135,7 @@ def decode_into(
 
     Byte planes are transformed from where they lie (raw sections in ``payload``, zstd
     sections in their decoded frames) straight into ``out``: no staging copy."""
-    n = len(out)
-    if codec == RAW:
-        if len(payload) != n:
-            raise CorruptObject(f"{where}: raw payload has {len(payload)} bytes, expected {n}")
-        out[:] = payload
-    elif codec == ZSTD:
-        out[:] = zstd_decompress(payload, n, where)
-    elif codec == PLANES:
-        _decode_planes(params, payload, out, get_base, where)
-    elif codec == PREDICTED:
-        _decode_predicted(params, payload, out, get_base, where)
-    elif codec == QDELTA:
-        lossy.decode_qdelta(params, payload, out, get_base, where)
-    elif codec == LOWBIT:
-        lossy.decode_lowbit(params, payload, out, get_base, where)
-    else:
+    c = CODECS.get(codec)
+    if c is None:
         raise CorruptObject(f"{where}: unknown codec id {codec}")
+    c.decode(params, payload, out, get_base, where)

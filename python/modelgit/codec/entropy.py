@@ -12,7 +12,16 @@ from .._native import _core
 from ..errors import CorruptObject
 from ..scratch import scratch
 
-__all__ = ["ZSTD_LEVEL", "zstd_or_none", "zstd_decompress", "Sections", "section"]
+__all__ = [
+    "ZSTD_LEVEL",
+    "METHOD_RAW",
+    "METHOD_ZSTD",
+    "METHOD_RANS",
+    "zstd_or_none",
+    "zstd_decompress",
+    "Sections",
+    "section",
+]
 
 ZSTD_LEVEL = 3
 # Byte planes are mostly order-0 material (exponents, residual bytes): a fast strategy
@@ -42,7 +51,8 @@ _SAMPLE_RANS_RATIO = 0.98
 
 _local = threading.local()
 _SECTION = struct.Struct("<BI")
-RAW, ZSTD, RANS = 0, 1, 2
+# section methods (docs/FORMAT.md section 3): not the codec ids of codec/__init__.py
+METHOD_RAW, METHOD_ZSTD, METHOD_RANS = 0, 1, 2
 
 
 def _cctx() -> zstandard.ZstdCompressor:
@@ -138,7 +148,7 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
         sample_frame = len(_cctx().compress(sample))
         # zstd cannot shrink the sample: nor will rANS, by 3% (Huffman gets near order-0)
         if sample_frame > RANS_OVER_ZSTD * _SAMPLE:
-            return [_SECTION.pack(RAW, n), data]
+            return [_SECTION.pack(METHOD_RAW, n), data]
         # the whole plane's histogram only where the sample's says rANS may reach 3%
         # (the sample's stream carries ~0.5% of table and states that the plane's won't)
         if _core.rans_estimate(sample) <= _SAMPLE_RANS_RATIO * _SAMPLE:
@@ -149,15 +159,15 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
         if sample_frame >= RANS_OVER_ZSTD * _SAMPLE * est / n:
             stream = _core.rans_encode(data, max_size=raw_limit)
             if stream is not None:
-                return [_SECTION.pack(RANS, len(stream)), stream]
+                return [_SECTION.pack(METHOD_RANS, len(stream)), stream]
     frame = zstd_or_none(data, matches, sample_frame)
     limit = raw_limit if frame is None else int(RANS_OVER_ZSTD * len(frame))
     stream = _core.rans_encode(data, max_size=limit) if n >= _RANS_MIN and est <= limit else None
     if stream is not None:
-        return [_SECTION.pack(RANS, len(stream)), stream]
+        return [_SECTION.pack(METHOD_RANS, len(stream)), stream]
     if frame is None:
-        return [_SECTION.pack(RAW, n), data]
-    return [_SECTION.pack(ZSTD, len(frame)), frame]
+        return [_SECTION.pack(METHOD_RAW, n), data]
+    return [_SECTION.pack(METHOD_ZSTD, len(frame)), frame]
 
 
 def rans_decode(
@@ -195,13 +205,13 @@ class Sections:
         ``scratch`` when given: ``size`` writable bytes)."""
         method, length = self.unpack(_SECTION)
         body = self._take(length)
-        if method == RAW:
+        if method == METHOD_RAW:
             if length != size:
                 raise CorruptObject(f"{self.where}: raw section has the wrong length")
             return body
-        if method == ZSTD:
+        if method == METHOD_ZSTD:
             return zstd_decompress(body, size, self.where)
-        if method == RANS:
+        if method == METHOD_RANS:
             return rans_decode(body, size, self.where, scratch)
         raise CorruptObject(f"{self.where}: unknown section method {method}")
 

@@ -20,17 +20,17 @@ from .entropy import Sections, section
 from .predict import predict
 
 __all__ = [
-    "QDELTA",
-    "LOWBIT",
     "QDELTA_PARAMS",
     "LOWBIT_PARAMS",
     "encode_qdelta",
     "encode_lowbit",
     "decode_qdelta",
     "decode_lowbit",
+    "qdelta_bases",
+    "lowbit_bases",
+    "KERNEL_DTYPES",
 ]
 
-QDELTA, LOWBIT = 128, 129
 QDELTA_PARAMS = struct.Struct("<BBBBBBHd")  # predictor, dtype, base dtype, nbases, 0, 0, 0, eps
 LOWBIT_PARAMS = struct.Struct(
     "<BBBBBBHI"
@@ -102,10 +102,16 @@ def _parse(params: bytes, fmt: struct.Struct, where: str) -> tuple[tuple, list[b
     return head, ids
 
 
-def lossy_bases(codec: int, params: bytes) -> list[bytes]:
-    fmt = QDELTA_PARAMS if codec == QDELTA else LOWBIT_PARAMS
+def qdelta_bases(params: bytes) -> list[bytes]:
     try:
-        return _parse(params, fmt, "chunk")[1]
+        return _parse(params, QDELTA_PARAMS, "chunk")[1]
+    except CorruptObject:
+        return []
+
+
+def lowbit_bases(params: bytes) -> list[bytes]:
+    try:
+        return _parse(params, LOWBIT_PARAMS, "chunk")[1]
     except CorruptObject:
         return []
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..callables import resolve_callable
-from ..errors import LineageError
-from .schema import WorkflowError
+from ..errors import LineageError, WorkflowError
+from ..lineage.api import graph_of
 from .tests_registry import TestResult, TestSpec, factory_for, run_one, store_result
+
+if TYPE_CHECKING:
+    from ..versions import VersionStore
 
 __all__ = ["BisectResult", "version_path", "run_bisect"]
 
@@ -81,13 +84,13 @@ def _bfs(adj: dict[str, list[str]], a: str, b: str) -> list[str] | None:
     return None
 
 
-def version_path(repo: Any, good: str, bad: str) -> list[str]:
+def version_path(repo: VersionStore, good: str, bad: str) -> list[str]:
     """Refs from ``good`` to ``bad`` along the version-level lineage graph."""
-    _, gv = repo._resolve(good)
-    _, bv = repo._resolve(bad)
+    _, gv = repo.resolve(good)
+    _, bv = repo.resolve(bad)
     if gv.ref == bv.ref:
         raise WorkflowError(f"good and bad are the same version ({gv.ref})")
-    edges = repo.graph.edges(kind=None)
+    edges = graph_of(repo).edges(kind=None)
     forward: dict[str, list[str]] = {}
     both: dict[str, list[str]] = {}
     for e in edges:
@@ -101,7 +104,7 @@ def version_path(repo: Any, good: str, bad: str) -> list[str]:
 
 
 def run_bisect(
-    repo: Any,
+    repo: VersionStore,
     spec: TestSpec,
     good: str,
     bad: str,
@@ -115,7 +118,7 @@ def run_bisect(
 
     def passes(ref: str) -> bool:
         if ref not in results:
-            vid, v = repo._resolve(ref)
+            vid, v = repo.resolve(ref)
             sd = repo.load(ref)
             r = run_one(spec, v.model, v.number, sd, factory_for(db, spec, v.model))
             del sd

@@ -22,12 +22,24 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..callables import resolve_callable
+from ..errors import WorkflowError
+from ..lineage.api import graph_of
+from ..lineage.graph import LineageGraph
 from ..tolerance import tolerance_from_json
-from .schema import WorkflowError
-from .tests_registry import TestTable
+from .tests_registry import (
+    TestTable,
+    load_tests,
+    rejudge,
+    run_tests,
+    select_models,
+    stored_results,
+)
+
+if TYPE_CHECKING:
+    from ..versions import VersionStore
 
 __all__ = ["CascadeStep", "CascadeReport", "Creator", "run_cascade"]
 
@@ -180,7 +192,9 @@ def load_creators(db: Any) -> dict[str, Creator]:
     }
 
 
-def linked_parent_versions(repo: Any, model: str, parents: list[str]) -> dict[str, int | None]:
+def linked_parent_versions(
+    repo: VersionStore, model: str, parents: list[str]
+) -> dict[str, int | None]:
     """For each parent model, the version the newest linking version of ``model`` names."""
     out: dict[str, int | None] = {p: None for p in parents}
     for v in reversed(repo.versions(model)):
@@ -192,17 +206,17 @@ def linked_parent_versions(repo: Any, model: str, parents: list[str]) -> dict[st
     return out
 
 
-def _is_stale(repo: Any, graph: Any, model: str) -> bool:
+def _is_stale(repo: VersionStore, graph: LineageGraph, model: str) -> bool:
     parents = graph.parents(model)
     linked = linked_parent_versions(repo, model, parents)
     return any(linked[p] != graph.node(p).latest for p in parents)
 
 
 def run_cascade(
-    repo: Any, name: str, dry_run: bool = False, run_tests: bool = False
+    repo: VersionStore, name: str, dry_run: bool = False, run_tests: bool = False
 ) -> CascadeReport:
-    repo._require_model(name)
-    graph = repo.graph
+    repo.require_model(name)
+    graph = graph_of(repo)
     source = f"{name}@{graph.node(name).latest}"
     report = CascadeReport(source, dry_run)
     below = set(graph.descendants(name))
@@ -231,7 +245,7 @@ def run_cascade(
     with _cascade_lock(repo.root):
         stopped: dict[str, str] = {}  # model -> why its subtree stops
         for m in order:
-            graph = repo.graph  # parents may have new versions now
+            graph = graph_of(repo)  # parents may have new versions now
             parents = graph.parents(m)
             bad = [p for p in parents if p in stopped]
             if bad:
@@ -263,9 +277,14 @@ def run_cascade(
 
 
 def _rederive(
-    repo: Any, graph: Any, model: str, parents: list[str], creator: Creator, source: str
+    repo: VersionStore,
+    graph: LineageGraph,
+    model: str,
+    parents: list[str],
+    creator: Creator,
+    source: str,
 ) -> CascadeStep:
-    resolved = [repo._resolve(p) for p in parents]
+    resolved = [repo.resolve(p) for p in parents]
     refs = [pv.ref for _, pv in resolved]
     step = CascadeStep(model, UPDATED, refs, creator=creator.fn)
     try:
@@ -275,14 +294,14 @@ def _rederive(
         del inputs
         if new is None:
             raise WorkflowError(f"{creator.fn} returned None; it must return a state_dict")
-        prev_id, prev = repo._resolve(model)
+        prev_id, prev = repo.resolve(model)
         links = [
             (pid, pv, "provenance", graph.edge(pv.model, model).relation) for pid, pv in resolved
         ]
         links.append((prev_id, prev, "version", "version"))
         tolerance = tolerance_from_json(prev.tolerance) if prev.tolerance else None
         metadata = {"cascade": {"from": source, "creator": creator.fn, "args": creator.args}}
-        v = repo._write(
+        v = repo.write(
             model, new, links, f"cascade from {source}", metadata, tolerance, new_model=False
         )
     except Exception as exc:
@@ -294,13 +313,11 @@ def _rederive(
     return step
 
 
-def _test(repo: Any, model: str, fresh: bool) -> TestTable:
+def _test(repo: VersionStore, model: str, fresh: bool) -> TestTable:
     """Run the tests that select ``model`` on its latest version (for an up-to-date model,
     only those not yet run on it; the stored verdicts of the others count)."""
-    from .tests_registry import load_tests, rejudge, run_tests, select_models, stored_results
-
-    vid, v = repo._resolve(model)
-    graph = repo.graph
+    vid, v = repo.resolve(model)
+    graph = graph_of(repo)
     every = load_tests(repo.catalog.connection())
     specs = [s for s in every if model in select_models(graph, s.selector)]
     if fresh:

@@ -13,52 +13,55 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..versions import VersionStore
 from .merge import fetched, merge_versions
 from .transfer import TransferReport, transfer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from ..repository import Repository
-    from ..version import Version
+    from ..versions import Version
+
+    _Base = VersionStore
+else:
+    _Base = object
 
 __all__ = ["CollabMixin", "TransferReport"]
 
 
 @contextmanager
-def _other(other: Repository | str | os.PathLike[str]) -> Iterator[Repository]:
-    from .. import repository
-
-    if isinstance(other, repository.Repository):
+def _other(other: VersionStore | str | os.PathLike[str]) -> Iterator[VersionStore]:
+    """The other repository of a push or pull: given open, or opened here (and closed)."""
+    if isinstance(other, VersionStore):
         yield other
         return
-    repo = repository.open(other if isinstance(other, str) else Path(other))
+    repo = VersionStore.open_path(other if isinstance(other, str) else Path(other))
     try:
         yield repo
     finally:
         repo.close()
 
 
-class CollabMixin:
+class CollabMixin(_Base):
     """push, pull, merge."""
 
-    def push(self, other: Repository | str | os.PathLike[str]) -> TransferReport:
+    def push(self, other: VersionStore | str | os.PathLike[str]) -> TransferReport:
         """Copy into the repository ``other`` (a path) the versions, chunks, edges and
         tags it lacks. Models both sides changed are reported as diverged: ``other``
         keeps its history and receives ours aside, to be merged there."""
         with _other(other) as dst:
-            return transfer(self, dst)  # type: ignore[arg-type]
+            return transfer(self, dst)
 
-    def pull(self, other: Repository | str | os.PathLike[str]) -> TransferReport:
+    def pull(self, other: VersionStore | str | os.PathLike[str]) -> TransferReport:
         """Copy from the repository ``other`` what this one lacks (see :meth:`push`).
         Diverged models keep our history; theirs is fetched aside for :meth:`merge`."""
         with _other(other) as src:
-            return transfer(src, self)  # type: ignore[arg-type]
+            return transfer(src, self)
 
     def fetched(self, name: str | None = None) -> list[Version]:
         """Versions fetched by a pull (or received by a push) that diverge from our
         history and are not merged yet. Their numbers are <= 0 until merged."""
-        return [v for _, v, _ in fetched(self, name)]  # type: ignore[arg-type]
+        return [v for _, v, _ in fetched(self, name)]
 
     def merge(
         self,
@@ -77,4 +80,4 @@ class CollabMixin:
         The new version's parents are our latest (kind ``version``) and the other
         version (relation ``merge``).
         """
-        return merge_versions(self, name, other_version, strategy, message, tolerance)  # type: ignore[arg-type]
+        return merge_versions(self, name, other_version, strategy, message, tolerance)

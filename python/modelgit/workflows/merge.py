@@ -22,13 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import LineageError, UnknownVersion, UnsupportedInput
-from ..reader import read_tensors
-from ..version import VERSION_COLUMNS, Version
-from .transfer import ensure_remote_table
+from ..callables import resolve_callable
+from ..catalog.records import VERSION_COLUMNS
+from ..catalog.schema import ensure_remote_table
+from ..errors import LineageError, UnsupportedInput
+from ..storage.reader import read_tensors
+from ..versions.refs import version_from_row
+from ..versions.version import Version
 
 if TYPE_CHECKING:
-    from ..repository import Repository
+    from ..versions import VersionStore
 
 __all__ = ["STRATEGIES", "merge_state_dicts", "merge_versions", "common_ancestor"]
 
@@ -110,8 +113,6 @@ def merge_state_dicts(
             f"unknown merge strategy {strategy!r}: use one of {', '.join(STRATEGIES)}, "
             "a callable fn(ours, theirs, base) or its 'package.module:function' path"
         )
-    from ..callables import resolve_callable
-
     fn = resolve_callable(strategy)
     result = fn(dict(ours), dict(theirs), None if base is None else dict(base))
     if not isinstance(result, Mapping) or not all(
@@ -122,7 +123,7 @@ def merge_state_dicts(
 
 
 # -- the version graph -----------------------------------------------------------------
-def _ancestry(repo: Repository, vid: int) -> dict[int, int]:
+def _ancestry(repo: VersionStore, vid: int) -> dict[int, int]:
     """Every ancestor of a version (itself included) -> its distance, via all parent links."""
     dist = {vid: 0}
     queue = deque([vid])
@@ -137,30 +138,23 @@ def _ancestry(repo: Repository, vid: int) -> dict[int, int]:
     return dist
 
 
-def common_ancestor(repo: Repository, a: int, b: int) -> int | None:
+def common_ancestor(repo: VersionStore, a: int, b: int) -> int | None:
     """The nearest common ancestor of two versions (internal ids), or None."""
     da, db = _ancestry(repo, a), _ancestry(repo, b)
     common = [(da[v] + db[v], -v, v) for v in da.keys() & db.keys()]
     return min(common)[2] if common else None
 
 
-def _version(repo: Repository, vid: int) -> Version:
-    row = repo.catalog.one(f"SELECT v.id, {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (vid,))
-    if row is None:
-        raise UnknownVersion(f"version #{vid} is gone")
-    return repo._version_from(row)
+def _load(repo: VersionStore, vid: int) -> StateDict:
+    return read_tensors(repo.store, repo.tensor_rows(vid), repo.pool)
 
 
-def _load(repo: Repository, vid: int) -> StateDict:
-    return read_tensors(repo.store, repo._tensor_rows(vid), repo._pool)
-
-
-def fetched(repo: Repository, name: str | None = None) -> list[tuple[int, Version, str]]:
+def fetched(repo: VersionStore, name: str | None = None) -> list[tuple[int, Version, str]]:
     """Versions fetched aside by pull/push (diverged, not merged): (id, Version, remote)."""
     with repo.catalog.transaction() as db:
         ensure_remote_table(db)
     sql = (
-        f"SELECT v.id, {VERSION_COLUMNS}, r.remote FROM remote_versions r "
+        f"SELECT {VERSION_COLUMNS}, r.remote FROM remote_versions r "
         "JOIN versions v ON v.id = r.version"
     )
     args: tuple = ()
@@ -168,10 +162,10 @@ def fetched(repo: Repository, name: str | None = None) -> list[tuple[int, Versio
         sql += " WHERE v.model = ?"
         args = (name,)
     rows = repo.catalog.query(sql + " ORDER BY v.model, r.remote_number", args)
-    return [(r[0], repo._version_from(r[:-1]), r[-1]) for r in rows]
+    return [(r[0], version_from_row(repo.catalog, r[:-1]), r[-1]) for r in rows]
 
 
-def _resolve_other(repo: Repository, name: str, other: object) -> tuple[int, Version]:
+def _resolve_other(repo: VersionStore, name: str, other: object) -> tuple[int, Version]:
     if other is None:
         pending = fetched(repo, name)
         ids = {vid for vid, _, _ in pending}
@@ -192,12 +186,12 @@ def _resolve_other(repo: Repository, name: str, other: object) -> tuple[int, Ver
         raise UnsupportedInput("other_version must be a uid, a reference or a Version")
     row = repo.catalog.one("SELECT id FROM versions WHERE uid = ?", (other,))
     if row is not None:
-        return row[0], _version(repo, row[0])
-    return repo._resolve(other)
+        return row[0], repo.version_by_id(row[0])
+    return repo.resolve(other)
 
 
 def merge_versions(
-    repo: Repository,
+    repo: VersionStore,
     name: str,
     other: object = None,
     strategy: str | Callable[..., Any] = "average",
@@ -205,8 +199,8 @@ def merge_versions(
     tolerance: object = None,
 ) -> Version:
     """Merge ``other`` into the latest version of ``name``; see CollabMixin.merge."""
-    repo._require_model(name)
-    ours_id, ours = repo._resolve(name)
+    repo.require_model(name)
+    ours_id, ours = repo.resolve(name)
     other_id, theirs = _resolve_other(repo, name, other)
     if other_id in _ancestry(repo, ours_id):
         raise LineageError(f"{theirs.id} is already part of {ours.ref}: nothing to merge")
@@ -220,7 +214,7 @@ def merge_versions(
         base_sd = _load(repo, base_id)
     merged = merge_state_dicts(ours_sd, theirs_sd, base_sd, strategy)
     label = strategy if isinstance(strategy, str) else getattr(strategy, "__qualname__", "callable")
-    base = _version(repo, base_id) if base_id is not None else None
+    base = repo.version_by_id(base_id) if base_id is not None else None
     meta = {
         "merge": {
             "strategy": label,
@@ -233,11 +227,11 @@ def merge_versions(
     links = [(ours_id, ours, "version", "version"), (other_id, theirs, kind, "merge")]
     if not message:
         message = f"merge {theirs.model} {theirs.id} ({label})"
-    version = repo._write(name, merged, links, message, meta, tolerance, new_model=False)
+    version = repo.write(name, merged, links, message, meta, tolerance, new_model=False)
     return _settle(repo, name, version, ours_id)
 
 
-def _settle(repo: Repository, name: str, version: Version, ours_id: int) -> Version:
+def _settle(repo: VersionStore, name: str, version: Version, ours_id: int) -> Version:
     """After the merge commit: number the fetched versions it merged into the history
     (between our previous latest and the merge) and give it our side files."""
     with repo.catalog.transaction() as db:
@@ -265,4 +259,4 @@ def _settle(repo: Repository, name: str, version: Version, ours_id: int) -> Vers
             "SELECT ?, path, data FROM files WHERE version = ?",
             (vid, ours_id),
         )
-    return _version(repo, vid)
+    return repo.version_by_id(vid)

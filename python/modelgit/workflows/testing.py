@@ -15,45 +15,37 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LineageError, UnsupportedInput
+from ..catalog.schema import ensure_workflow_tables
+from ..errors import LineageError, UnsupportedInput, WorkflowError
+from ..lineage.api import graph_of
 from ..names import validate_name
 from . import bisect as _bisect
 from . import cascade as _cascade
 from . import tests_registry as _tests
+from .bisect import BisectResult
 from .cascade import CascadeReport, Creator
-from .schema import WorkflowError, ensure_schema
 from .tests_registry import TestSpec, TestTable
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from ..versions import VersionStore
 
-    from ..catalog import Catalog
-    from ..graph import LineageGraph
-    from ..version import Version
-    from .bisect import BisectResult
+    _Base = VersionStore
+else:
+    _Base = object
 
 __all__ = ["TestingMixin"]
 
 
-class TestingMixin:
+class TestingMixin(_Base):
     """register_test, run_tests, test_results, set_creator, cascade, bisect."""
 
     __test__ = False  # not a pytest class
-
-    if TYPE_CHECKING:  # provided by Repository
-        catalog: Catalog
-        root: Path
-        graph: LineageGraph
-
-        def _resolve(self, ref: str, version: int | None = None) -> tuple[int, Version]: ...
-        def _require_model(self, name: str) -> None: ...
-        def models(self) -> list[str]: ...
 
     def _workflow_db(self) -> Any:
         """The catalog connection, with the workflow tables created on first use."""
         db = self.catalog.connection()
         if not getattr(self, "_workflow_schema_ready", False):
-            ensure_schema(db)
+            ensure_workflow_tables(db)
             self._workflow_schema_ready = True
         return db
 
@@ -141,7 +133,7 @@ class TestingMixin:
         path = None if fn is None else _tests.check_path(fn, "model factory")
         names = [models] if isinstance(models, str) else list(models or [])
         for m in names:
-            self._require_model(m)
+            self.require_model(m)
         self._workflow_db()
         with self.catalog.transaction() as db:
             if models is None:
@@ -172,21 +164,21 @@ class TestingMixin:
         db = self._workflow_db()
         names = [tests] if isinstance(tests, str) else (None if tests is None else list(tests))
         specs = _tests.load_tests(db, names)
-        graph = self.graph
+        graph = graph_of(self)
         if models is None:
             wanted: set[str] = set()
             for s in specs:
                 wanted.update(_tests.select_models(graph, s.selector))
-            targets = [self._resolve(m) for m in graph.topological_order() if m in wanted]
+            targets = [self.resolve(m) for m in graph.topological_order() if m in wanted]
         else:
             items = [models] if isinstance(models, str) else list(models)
             targets = []
             for item in items:
                 if ":" in item or item.startswith("descendants of ") or item == "*":
                     terms = _tests.parse_selector([item])
-                    targets += [self._resolve(m) for m in _tests.select_models(graph, terms)]
+                    targets += [self.resolve(m) for m in _tests.select_models(graph, terms)]
                 else:
-                    targets.append(self._resolve(item))
+                    targets.append(self.resolve(item))
             rank = {m: i for i, m in enumerate(graph.topological_order())}
             unique = {vid: (vid, v) for vid, v in targets}
             targets = sorted(unique.values(), key=lambda t: (rank[t[1].model], t[1].number))
@@ -215,13 +207,13 @@ class TestingMixin:
         state_dict; it returns the child's state_dict. ``args`` must be JSON.
         ``fn=None`` removes it.
         """
-        self._require_model(child)
+        self.require_model(child)
         self._workflow_db()
         if fn is None:
             with self.catalog.transaction() as db:
                 db.execute("DELETE FROM creators WHERE model = ?", (child,))
             return None
-        if not self.graph.parents(child):
+        if not graph_of(self).parents(child):
             raise LineageError(
                 f"model {child!r} has no provenance parents for a creation function to "
                 "derive it from; add it with parents= (or add_edge) first"
@@ -253,7 +245,7 @@ class TestingMixin:
 
     def creator(self, child: str) -> Creator | None:
         """The creation function of a model, or None."""
-        self._require_model(child)
+        self.require_model(child)
         return _cascade.load_creators(self._workflow_db()).get(child)
 
     # -- cascade and bisect ---------------------------------------------------------------

@@ -23,19 +23,24 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..callables import callable_path, resolve_callable
-from ..errors import UnsupportedInput
-from ..graph import LineageGraph
+from ..errors import UnsupportedInput, WorkflowError
+from ..lineage.api import graph_of
+from ..lineage.graph import LineageGraph
 from ..names import parse_ref, validate_name
-from .schema import WorkflowError
+from ..text import one_line, table
+
+if TYPE_CHECKING:
+    from ..versions import VersionStore
 
 __all__ = [
     "TestSpec",
@@ -52,8 +57,6 @@ _CALLABLE_SYNTAX = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 
 def check_path(fn: str | Callable[..., Any], what: str) -> str:
     """The import path to store for ``fn``; a string is only checked, not imported."""
-    import re
-
     if isinstance(fn, str):
         if not re.match(_CALLABLE_SYNTAX, fn):
             raise UnsupportedInput(
@@ -312,8 +315,6 @@ class TestTable:
         return [r.to_json() for r in self.rows]
 
     def __str__(self) -> str:
-        from ..cli._output import one_line, table
-
         if not self.rows:
             return "no test results"
         lines: list[list[object]] = [["TEST", "MODEL", "VALUE", "GOAL", "RESULT"]]
@@ -450,7 +451,7 @@ def factory_for(db: Any, spec: TestSpec, model: str) -> str | None:
 
 
 def run_tests(
-    repo: Any,
+    repo: VersionStore,
     specs: Sequence[TestSpec],
     targets: Sequence[tuple[int, Any]],
     store: bool = True,
@@ -460,7 +461,7 @@ def run_tests(
     ``targets``: (version id, Version) pairs. Each version is loaded once. Results are
     stored one by one, so an interrupted run keeps those it finished.
     """
-    graph = repo.graph
+    graph = graph_of(repo)
     selected = {s.name: set(select_models(graph, s.selector)) for s in specs}
     rows: list[TestResult] = []
     db = repo.catalog.connection()
@@ -481,7 +482,7 @@ def run_tests(
 
 
 def stored_results(
-    repo: Any, test: str | None = None, ref: str | None = None, latest_only: bool = False
+    repo: VersionStore, test: str | None = None, ref: str | None = None, latest_only: bool = False
 ) -> TestTable:
     """Stored results, oldest first; ``ref``: a model (all its versions) or ``name@N``."""
     where, args = [], []
@@ -494,7 +495,7 @@ def stored_results(
             where.append("v.model = ?")
             args.append(r.name)
         else:
-            vid, _ = repo._resolve(ref)
+            vid, _ = repo.resolve(ref)
             where.append("v.id = ?")
             args.append(vid)
     sql = (

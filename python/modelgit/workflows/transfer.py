@@ -21,56 +21,45 @@ Per model present on both sides:
   merges the fetched head; the fetched versions are renumbered into the history
   (after the receiver's latest, before the merge version) once they are merged.
 
-Extra table (created on first use, kept by the catalog like the others)::
-
-    CREATE TABLE remote_versions (
-        version       INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
-        remote        TEXT NOT NULL,     -- path of the repository it was fetched from
-        remote_number INTEGER NOT NULL,  -- its number there
-        fetched       REAL NOT NULL      -- Unix time of the transfer
-    )
+The fetched versions are listed in the table ``remote_versions``
+(``catalog.schema.REMOTE_TABLE``, created on first use).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ..catalog.records import (
+    VERSION_COLUMNS,
+    ChunkRow,
+    TensorRow,
+    VersionRow,
+    insert_chunks,
+    insert_files,
+    insert_parent_link,
+    insert_tensors,
+    insert_version,
+    tensor_rows,
+)
+from ..catalog.schema import ensure_remote_table
 from ..errors import LineageError, ModelgitError
-from ..graph import LineageGraph, check_no_cycle
-from ..packs import Record
-from ..store import ChunkRow
+from ..lineage.graph import LineageGraph, check_no_cycle
+from ..storage.packs import Record
+from ..units import human_bytes
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from ..repository import Repository
+    from ..versions import VersionStore
 
-__all__ = ["TransferReport", "DivergedModel", "transfer", "ensure_remote_table", "REMOTE_TABLE"]
-
-REMOTE_TABLE = """
-CREATE TABLE IF NOT EXISTS remote_versions (
-    version       INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
-    remote        TEXT NOT NULL,
-    remote_number INTEGER NOT NULL,
-    fetched       REAL NOT NULL
-)"""
+__all__ = ["TransferReport", "DivergedModel", "transfer"]
 
 # Called after the copied records are durable and before the catalog transaction (tests
 # use it to kill the process at the worst moment).
 _before_commit: Callable[[], None] | None = None
-
-_VCOLS = (
-    "id, uid, model, number, content_id, message, created, lossy, tolerance, metadata,"
-    " logical_bytes"
-)
-_TCOLS = "position, name, dtype, shape, nbytes, content, chunk_bytes, chunks, tie"
-
-
-def ensure_remote_table(db: sqlite3.Connection) -> None:
-    db.execute(REMOTE_TABLE)
 
 
 @dataclass
@@ -113,8 +102,6 @@ class TransferReport:
         return d
 
     def __str__(self) -> str:
-        from ..units import human_bytes
-
         if self.up_to_date:
             return f"{self.destination} is up to date with {self.source}"
         lines = [
@@ -144,7 +131,7 @@ class TransferReport:
 @dataclass
 class _Source:
     path: str
-    versions: dict[int, tuple]  # id -> row (_VCOLS)
+    versions: dict[int, VersionRow]  # by id
     by_uid: dict[str, int]
     parents: dict[int, list[tuple[int, str, str, int]]]  # id -> (parent id, kind, rel, pos)
     models: dict[str, tuple[float, str]]  # name -> (created, metadata)
@@ -153,11 +140,14 @@ class _Source:
     tags: list[tuple[str, int]]
 
 
-def _snapshot(src: Repository) -> _Source:
+def _snapshot(src: VersionStore) -> _Source:
     db = src.catalog.connection()
     db.execute("BEGIN")
     try:
-        rows = db.execute(f"SELECT {_VCOLS} FROM versions ORDER BY model, number").fetchall()
+        rows = [
+            VersionRow.from_db(r)
+            for r in db.execute(f"SELECT {VERSION_COLUMNS} FROM versions v ORDER BY model, number")
+        ]
         parents: dict[int, list[tuple[int, str, str, int]]] = {}
         for v, p, kind, rel, pos in db.execute(
             "SELECT version, parent, kind, relation, position FROM version_parents "
@@ -172,8 +162,8 @@ def _snapshot(src: Repository) -> _Source:
         db.execute("COMMIT")
     return _Source(
         path=src.location,
-        versions={r[0]: r for r in rows},
-        by_uid={r[1]: r[0] for r in rows},
+        versions={r.id: r for r in rows},
+        by_uid={r.uid: r.id for r in rows},
         parents=parents,
         models={n: (c, m) for n, c, m in model_rows},
         model_order=[n for n, _, _ in model_rows],
@@ -204,53 +194,53 @@ def _plan(s: _Source, db: sqlite3.Connection) -> _Plan:
     }
     dst_models = {r[0] for r in db.execute("SELECT name FROM models")}
     plan = _Plan()
-    chains: dict[str, list[tuple]] = {}
+    chains: dict[str, list[VersionRow]] = {}
     for row in s.versions.values():
-        if row[3] >= 1:
-            chains.setdefault(row[2], []).append(row)
+        if row.number >= 1:
+            chains.setdefault(row.model, []).append(row)
     for model in s.model_order:
-        chain = sorted(chains.get(model, []), key=lambda r: r[3])
+        chain = sorted(chains.get(model, []), key=lambda r: r.number)
         if not chain:
             continue
         if model not in dst_models:
             plan.new_models.append(model)
-            plan.inserts.extend((r[0], r[3]) for r in chain)
+            plan.inserts.extend((r.id, r.number) for r in chain)
             continue
         ours = [(n, uid) for uid, (_, m, n) in have.items() if m == model and n >= 1]
         # theirs that we lack in this model's history (absent, or only fetched aside)
         fetched_here = {u for u, (_, m, n) in have.items() if m == model and n < 1}
-        missing = [r for r in chain if r[1] not in have or r[1] in fetched_here]
+        missing = [r for r in chain if r.uid not in have or r.uid in fetched_here]
         if not missing:
             continue
-        src_uids = {r[1] for r in chain}
+        src_uids = {r.uid for r in chain}
         ahead = [uid for _, uid in ours if uid not in src_uids]
         if not ahead:  # the receiver is behind: fast-forward
             top = max((n for n, _ in ours), default=0)
             for i, r in enumerate(missing):
-                if r[1] in have:
-                    plan.renumber.append((have[r[1]][0], top + 1 + i))
+                if r.uid in have:
+                    plan.renumber.append((have[r.uid][0], top + 1 + i))
                 else:
-                    plan.inserts.append((r[0], top + 1 + i))
+                    plan.inserts.append((r.id, top + 1 + i))
             plan.fast_forwarded.append(model)
         else:  # both sides moved: keep theirs aside
             fetched = []
             for r in missing:
-                fetched.append(r[1])
-                if r[1] not in have:
-                    plan.stages.append(r[0])
+                fetched.append(r.uid)
+                if r.uid not in have:
+                    plan.stages.append(r.id)
             ref = f"{model}@{max(ours)[0]}"
-            plan.diverged.append(DivergedModel(model, ref, chain[-1][1], fetched))
+            plan.diverged.append(DivergedModel(model, ref, chain[-1].uid, fetched))
     # parents the receiver lacks (e.g. versions the source itself only fetched)
-    planned = {s.versions[i][1] for i in plan.source_ids}
+    planned = {s.versions[i].uid for i in plan.source_ids}
     todo = list(plan.source_ids)
     while todo:
         vid = todo.pop()
         for pid, _, _, _ in s.parents.get(vid, []):
-            uid = s.versions[pid][1]
+            uid = s.versions[pid].uid
             if uid in have or uid in planned:
                 continue
             planned.add(uid)
-            model = s.versions[pid][2]
+            model = s.versions[pid].model
             if model not in dst_models and model not in plan.new_models:
                 plan.new_models.append(model)
             plan.stages.append(pid)
@@ -268,12 +258,12 @@ def _staged_number(db: sqlite3.Connection, model: str, used: dict[str, int]) -> 
 
 
 # -- the transfer ----------------------------------------------------------------------
-def transfer(src: Repository, dst: Repository) -> TransferReport:
+def transfer(src: VersionStore, dst: VersionStore) -> TransferReport:
     """Copy into ``dst`` what it lacks of ``src``; see the module docstring."""
     if _where(src) == _where(dst):
         raise ModelgitError("cannot push or pull a repository into itself")
     report = TransferReport(src.location, dst.location)
-    with src._lock(exclusive=False, writes=False), dst._lock(exclusive=False):
+    with src.lock(exclusive=False, writes=False), dst.lock(exclusive=False):
         s = _snapshot(src)
         plan = _plan(s, dst.catalog.connection())
         tensors = _tensor_rows(src, plan.source_ids)
@@ -297,11 +287,7 @@ def transfer(src: Repository, dst: Repository) -> TransferReport:
                 raise ModelgitError(
                     f"{dst.location} changed during the transfer (chunks went away); run it again"
                 )
-            db.executemany(
-                "INSERT OR IGNORE INTO chunks(id, pack, offset, length, raw_length, codec, base,"
-                " depth, lossy) VALUES (?,?,?,?,?,?,?,?,?)",
-                [r.as_tuple() for r in copied],
-            )
+            insert_chunks(db, copied)
             _publish(s, plan, tensors, files, db, report)
     report.fast_forwarded = plan.fast_forwarded
     report.diverged = plan.diverged
@@ -309,16 +295,11 @@ def transfer(src: Repository, dst: Repository) -> TransferReport:
     return report
 
 
-def _tensor_rows(src: Repository, ids: list[int]) -> dict[int, list[tuple]]:
-    return {
-        vid: src.catalog.query(
-            f"SELECT {_TCOLS} FROM tensors WHERE version = ? ORDER BY position", (vid,)
-        )
-        for vid in ids
-    }
+def _tensor_rows(src: VersionStore, ids: list[int]) -> dict[int, list[TensorRow]]:
+    return {vid: tensor_rows(src.catalog, vid) for vid in ids}
 
 
-def _files(src: Repository, ids: list[int]) -> dict[int, list[tuple[str, bytes]]]:
+def _files(src: VersionStore, ids: list[int]) -> dict[int, list[tuple[str, bytes]]]:
     return {
         vid: src.catalog.query(
             "SELECT path, data FROM files WHERE version = ? ORDER BY path", (vid,)
@@ -327,13 +308,12 @@ def _files(src: Repository, ids: list[int]) -> dict[int, list[tuple[str, bytes]]
     }
 
 
-def _chunk_closure(src: Repository, tensors: dict[int, list[tuple]]) -> set[bytes]:
+def _chunk_closure(src: VersionStore, tensors: dict[int, list[TensorRow]]) -> set[bytes]:
     ids: set[bytes] = set()
     for rows in tensors.values():
         for r in rows:
-            if r[8] is None:
-                chunks = r[7]
-                ids.update(chunks[i : i + 16] for i in range(0, len(chunks), 16))
+            if r.tie is None:
+                ids.update(r.chunk_ids)
     todo = list(ids)
     while todo:
         rows = src.store.rows(todo[:5000])
@@ -347,7 +327,7 @@ def _chunk_closure(src: Repository, tensors: dict[int, list[tuple]]) -> set[byte
 
 
 def _copy_records(
-    src: Repository, dst: Repository, missing: list[bytes], needed: set[bytes]
+    src: VersionStore, dst: VersionStore, missing: list[bytes], needed: set[bytes]
 ) -> list[ChunkRow]:
     if not missing:
         return []
@@ -362,10 +342,7 @@ def _copy_records(
     out = []
     try:
         for cid in sorted(missing, key=lambda c: (rows[c].pack, rows[c].offset)):
-            row = rows[cid]
-            rec = src.store.reader.read(row.pack, row.offset, row.length)
-            if rec.chunk_id != cid:
-                raise ModelgitError(f"{src.location}: record of chunk {cid.hex()} names another")
+            row, rec = src.store.read_record(rows[cid])  # checksum and header checked
             pack, offset, length = writer.append(
                 Record(rec.codec, rec.chunk_id, rec.raw_length, rec.params, rec.payload)
             )
@@ -382,14 +359,14 @@ def _copy_records(
     return out
 
 
-def _where(repo: Repository) -> str:
+def _where(repo: VersionStore) -> str:
     return repo.location if repo.team is not None else str(repo.root.resolve())
 
 
 def _publish(
     s: _Source,
     plan: _Plan,
-    tensors: dict[int, list[tuple]],
+    tensors: dict[int, list[TensorRow]],
     files: dict[int, list[tuple[str, bytes]]],
     db: sqlite3.Connection,
     report: TransferReport,
@@ -412,38 +389,23 @@ def _publish(
     for sid, number, stage in todo:
         row = s.versions[sid]
         if stage:
-            number = _staged_number(db, row[2], staged)
-        new_ids[sid] = db.execute(
-            "INSERT INTO versions(uid, model, number, content_id, message, created, lossy,"
-            " tolerance, metadata, logical_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (row[1], row[2], number, *row[4:]),
-        ).lastrowid
+            number = _staged_number(db, row.model, staged)
+        new_ids[sid] = insert_version(db, replace(row, number=number))
         if stage:
             db.execute(
                 "INSERT INTO remote_versions(version, remote, remote_number, fetched)"
                 " VALUES (?,?,?,?)",
-                (new_ids[sid], s.path, row[3], now),
+                (new_ids[sid], s.path, row.number, now),
             )
         else:
-            report.versions_added.append(f"{row[2]}@{number}")
+            report.versions_added.append(f"{row.model}@{number}")
     local = {uid: vid for vid, uid in db.execute("SELECT id, uid FROM versions")}
     for sid, new in new_ids.items():
         for pid, kind, rel, pos in s.parents.get(sid, []):
-            db.execute(
-                "INSERT INTO version_parents(version, parent, kind, relation, position)"
-                " VALUES (?,?,?,?,?)",
-                (new, local[s.versions[pid][1]], kind, rel, pos),
-            )
-        db.executemany(
-            "INSERT INTO tensors(version, position, name, dtype, shape, nbytes, content,"
-            " chunk_bytes, chunks, tie) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(new, *r) for r in tensors[sid]],
-        )
+            insert_parent_link(db, new, local[s.versions[pid].uid], kind, rel, pos)
+        insert_tensors(db, new, tensors[sid])
     for sid, new in new_ids.items():
-        db.executemany(
-            "INSERT INTO files(version, path, data) VALUES (?,?,?)",
-            [(new, p, d) for p, d in files.get(sid, [])],
-        )
+        insert_files(db, new, files.get(sid, []))
     # provenance edges between models both sides now have
     models = {r[0] for r in db.execute("SELECT name FROM models")}
     graph = LineageGraph.from_rows(db)
@@ -461,7 +423,7 @@ def _publish(
         graph = LineageGraph.from_rows(db)
     # tags naming versions the receiver has
     for tag, sid in s.tags:
-        uid = s.versions[sid][1]
+        uid = s.versions[sid].uid
         if uid not in local:
             continue
         old = db.execute("SELECT version FROM tags WHERE name = ?", (tag,)).fetchone()

@@ -1,0 +1,252 @@
+"""Lossless codecs: raw (0), zstd (1), planes (2) and predicted (3).
+
+``planes`` cuts a chunk into byte planes (optionally as a delta against one base chunk of
+the same dtype) and codes each plane as a section; ``predicted`` codes the residual
+against a prediction from base chunks (a cast, a mean; ``predict``), with an optional
+zero mask. docs/FORMAT.md sections 3.1-3.3 define them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._native import _core
+from ..dtypes import DType, by_code
+from ..errors import CorruptObject
+from ..scratch import scratch
+from .entropy import Sections, section, zstd_decompress, zstd_or_none
+from .ids import PLANES, PREDICTED, RAW, ZSTD
+from .predict import predict
+
+__all__ = [
+    "ZERO_ID",
+    "Encoded",
+    "GetBase",
+    "encode_standalone",
+    "encode_planes",
+    "encode_predicted",
+    "PlanesParts",
+    "planes_parts",
+    "decode_raw",
+    "decode_zstd",
+    "decode_planes",
+    "decode_predicted",
+    "planes_bases",
+    "predicted_bases",
+]
+
+ZERO_ID = bytes(16)
+PLANES_PARAMS = struct.Struct("<BBBB16s")  # elem size, delta mode, rotate, 0, base id
+PRED_PARAMS = struct.Struct("<BBBBBBBB")  # predictor, dtype, base dtype, delta, rotate,
+#                                           nbases, flags (bit 0: zero mask), 0
+FLAG_MASK = 1
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A chunk's record payload and what it needs: codec id, parameters, the chunk ids
+    of its bases."""
+
+    codec: int
+    params: bytes
+    payload: bytes | memoryview
+    bases: tuple[bytes, ...] = ()  # chunk ids this record needs to decode
+
+
+def _plane_sections(
+    planes: memoryview, elem_size: int, m: int, matches: bool = False
+) -> list[bytes | memoryview]:
+    """The E plane sections; ``matches``: also try a match-finding zstd level on the
+    planes after the first that compress (standalone chunks only: cheap there, since
+    few low planes of a standalone chunk compress at all)."""
+    parts: list[bytes | memoryview] = []
+    for p in range(elem_size):
+        parts += section(planes[p * m : (p + 1) * m], matches and p > 0)
+    return parts
+
+
+def encode_standalone(data: memoryview, elem_size: int, is_float: bool) -> Encoded:
+    """Best of raw / zstd / byte planes for a chunk with no base."""
+    if elem_size > 1:
+        enc = encode_planes(data, elem_size, rotate=is_float)
+        if len(enc.payload) < len(data):
+            return enc
+        return Encoded(RAW, b"", data)
+    frame = zstd_or_none(data)
+    if frame is not None:
+        return Encoded(ZSTD, b"", frame)
+    return Encoded(RAW, b"", data)
+
+
+def encode_planes(
+    data: memoryview,
+    elem_size: int,
+    rotate: bool,
+    base: memoryview | None = None,
+    base_id: bytes | None = None,
+    delta: int = 0,
+) -> Encoded:
+    """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
+    # a per-thread buffer: the sections are joined (copied) before the thread's next use
+    planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]
+    _core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate, out=planes)
+    payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size, not delta))
+    params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
+    return Encoded(PLANES, params, payload, (base_id,) if delta and base_id else ())
+
+
+def encode_predicted(
+    data: memoryview,
+    dtype: DType,
+    predictor: int,
+    bases: list[memoryview],
+    base_ids: list[bytes],
+    base_dtype: DType,
+    delta: int,
+    use_mask: bool = False,
+) -> Encoded:
+    """A residual against a prediction (cast, mean), with an optional zero mask.
+
+    Floats are coded with rotation unless ``delta`` is OSUB (which orders them itself)."""
+    n = len(data) // dtype.size
+    pred = predict(predictor, bases, base_dtype, dtype, n)
+    parts: list[bytes | memoryview] = []
+    flags = 0
+    if use_mask:
+        words = np.frombuffer(data, dtype=f"<u{dtype.size}")
+        mask = words == 0
+        pred_arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
+        pred_arr[mask] = 0
+        pred = memoryview(pred_arr.view(np.uint8))
+        parts += section(np.packbits(mask, bitorder="little").tobytes())
+        flags |= FLAG_MASK
+    rotate = dtype.is_float and delta != _core.DELTA_OSUB
+    planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]  # as above
+    _core.planes_encode(data, dtype.size, base=pred, delta=delta, rotate=rotate, out=planes)
+    parts += _plane_sections(planes, dtype.size, n)
+    params = PRED_PARAMS.pack(
+        predictor, dtype.code, base_dtype.code, delta, int(rotate), len(base_ids), flags, 0
+    ) + b"".join(base_ids)
+    return Encoded(PREDICTED, params, b"".join(parts), tuple(base_ids))
+
+
+GetBase = Callable[[bytes], memoryview]
+
+
+@dataclass(frozen=True)
+class PlanesParts:
+    """A planes record after its entropy stage: what the transform still has to undo."""
+
+    elem_size: int
+    delta: int
+    rotate: bool
+    base_id: bytes | None
+    planes: bytearray | memoryview
+
+
+def planes_parts(
+    params: bytes, payload: memoryview, n: int, where: str, out: memoryview | None = None
+) -> PlanesParts:
+    """Parse and entropy-decode a planes (id 2) payload for a chunk of n bytes (into
+    ``out``, n writable bytes, when given: e.g. pinned memory for a GPU upload)."""
+    if len(params) != PLANES_PARAMS.size:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
+    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    r = Sections(payload, where)
+    planes = bytearray(n) if out is None else out
+    r.sections_into(memoryview(planes), elem_size)
+    r.end()
+    return PlanesParts(elem_size, delta, bool(rotate), base_id if delta else None, planes)
+
+
+def decode_planes(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    if len(params) != PLANES_PARAMS.size:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    elem_size, delta, rotate, _, base_id = PLANES_PARAMS.unpack(params)
+    n = len(out)
+    if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    base = get_base(base_id) if delta else None  # first: it may decode other chunks
+    if base is not None and len(base) != n:
+        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {n}")
+    r = Sections(payload, where)
+    parts = r.parts(elem_size, n // elem_size)
+    r.end()
+    _core.planes_decode_parts(
+        parts, elem_size, base=base, delta=delta, rotate=bool(rotate), out=out, threads=1
+    )
+
+
+def decode_predicted(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    if len(params) < PRED_PARAMS.size:
+        raise CorruptObject(f"{where}: bad predicted-codec parameters")
+    predictor, dcode, bcode, delta, rotate, k, flags, _ = PRED_PARAMS.unpack_from(params)
+    if len(params) != PRED_PARAMS.size + 16 * k or delta > 3 or rotate > 1 or flags > 1:
+        raise CorruptObject(f"{where}: bad predicted-codec parameters")
+    try:
+        dtype, base_dtype = by_code(dcode), by_code(bcode)
+    except ValueError as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
+    if len(out) % dtype.size:
+        raise CorruptObject(f"{where}: length is not a whole number of elements")
+    n = len(out) // dtype.size
+    ids = [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
+    bases = [get_base(b) for b in ids]  # first: they may decode other chunks (scratch)
+    r = Sections(payload, where)
+    mask = None
+    if flags & FLAG_MASK:
+        bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
+        mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
+    parts = r.parts(dtype.size, n)
+    r.end()
+    try:
+        pred = predict(predictor, bases, base_dtype, dtype, n)
+    except ValueError as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
+    if mask is not None:
+        arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
+        arr[mask] = 0
+        pred = memoryview(arr.view(np.uint8))
+    _core.planes_decode_parts(
+        parts, dtype.size, base=pred, delta=delta, rotate=bool(rotate), out=out, threads=1
+    )
+
+
+def planes_bases(params: bytes) -> list[bytes]:
+    if len(params) != PLANES_PARAMS.size:
+        return []
+    _, delta, _, _, base_id = PLANES_PARAMS.unpack(params)
+    return [base_id] if delta else []
+
+
+def predicted_bases(params: bytes) -> list[bytes]:
+    if len(params) < PRED_PARAMS.size:
+        return []
+    k = params[5]
+    if len(params) != PRED_PARAMS.size + 16 * k:
+        return []
+    return [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
+
+
+def decode_raw(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    if len(payload) != len(out):
+        raise CorruptObject(f"{where}: raw payload has {len(payload)} bytes, expected {len(out)}")
+    out[:] = payload
+
+
+def decode_zstd(
+    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+) -> None:
+    out[:] = zstd_decompress(payload, len(out), where)

@@ -1,0 +1,200 @@
+"""Adapters from what users hand to ``add`` into a uniform stream of tensor records.
+
+Accepted models: a ``dict[str, torch.Tensor]`` (state_dict), an ``nn.Module``, a
+``.safetensors`` file, or a Hugging Face model folder (``*.safetensors``, sharded or not,
+plus small config/tokenizer files, which are kept and restored by ``export``).
+Nothing is ever unpickled. Tensor bytes are exposed as zero-copy views.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..dtypes import DType, by_torch
+from ..errors import UnsupportedInput
+from .safetensors_io import SafetensorsFile, iter_shards
+
+__all__ = ["TensorSource", "ModelSource", "open_model", "tensor_bytes", "tensor_from_buffer"]
+
+MAX_SIDE_FILE = 64 * 1024 * 1024  # config/tokenizer files kept with a version
+
+
+@dataclass
+class TensorSource:
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    nbytes: int
+    _view: object = field(repr=False)  # a callable returning a memoryview
+    tie: str | None = None  # name of an earlier tensor this one shares storage with
+    _release: object = field(default=None, repr=False)  # callable(start, end) or None
+
+    def view(self) -> memoryview:
+        return self._view()  # type: ignore[operator]
+
+    def release(self, start: int, end: int) -> None:
+        """Tell the source that bytes [start, end) are no longer needed (a mapped file
+        drops those pages from the process; in-memory tensors ignore it)."""
+        if self._release is not None:
+            self._release(start, end)  # type: ignore[operator]
+
+
+@dataclass
+class ModelSource:
+    tensors: list[TensorSource]
+    files: dict[str, bytes] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    _closers: list[object] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        for c in self._closers:
+            c.close()  # type: ignore[attr-defined]
+        self._closers.clear()
+
+    def __enter__(self) -> ModelSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a CPU tensor, contiguous, as a memoryview."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.contiguous()
+    if t.numel() == 0:
+        return memoryview(b"")
+    flat = t.reshape(-1)
+    if flat.stride(0) != 1:  # a one-element tensor may keep an odd stride
+        flat = flat.as_strided((1,), (1,))
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def tensor_from_buffer(buf: object, dtype: DType, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor over ``buf`` (a writable buffer of the exact size), without a copy."""
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count == 0:
+        return torch.empty(shape, dtype=dtype.torch)
+    arr = np.frombuffer(buf, dtype=np.uint8)  # type: ignore[call-overload]
+    if arr.nbytes != count * dtype.size:
+        raise ValueError(f"buffer of {arr.nbytes} bytes does not hold {shape} {dtype.name}")
+    return torch.from_numpy(arr).view(dtype.torch).reshape(shape)
+
+
+def _from_state_dict(sd: Mapping[str, object]) -> ModelSource:
+    tensors: list[TensorSource] = []
+    seen: dict[tuple[object, ...], str] = {}
+    for name, t in sd.items():
+        if not isinstance(name, str):
+            raise UnsupportedInput(f"state_dict keys must be strings, got {name!r}")
+        if not isinstance(t, torch.Tensor):
+            raise UnsupportedInput(
+                f"state_dict entry {name!r} is a {type(t).__name__}, not a torch.Tensor"
+            )
+        if t.is_sparse or t.layout != torch.strided:
+            raise UnsupportedInput(f"tensor {name!r} has layout {t.layout}; only dense tensors")
+        if t.is_complex() or t.is_quantized:
+            raise UnsupportedInput(f"tensor {name!r} of dtype {t.dtype} cannot be stored")
+        dtype = by_torch(t.dtype)
+        key = None
+        if t.numel() > 0:
+            key = (
+                t.device,
+                t.untyped_storage().data_ptr(),
+                t.storage_offset(),
+                tuple(t.shape),
+                tuple(t.stride()),
+                t.dtype,
+            )
+        tie = seen.get(key) if key is not None else None
+        if key is not None and tie is None:
+            seen[key] = name
+        nbytes = t.numel() * dtype.size
+
+        def view(t: torch.Tensor = t) -> memoryview:
+            return tensor_bytes(t)
+
+        tensors.append(TensorSource(name, dtype, tuple(t.shape), nbytes, view, tie))
+    return ModelSource(tensors)
+
+
+def _from_safetensors(paths: list[Path]) -> ModelSource:
+    src = ModelSource([])
+    names: set[str] = set()
+    for path in paths:
+        f = SafetensorsFile(path)
+        src._closers.append(f)
+        src.metadata.update(f.metadata)
+        for e in f.entries:
+            if e.name in names:
+                src.close()
+                raise UnsupportedInput(f"tensor {e.name!r} appears in more than one shard")
+            names.add(e.name)
+
+            def view(f: SafetensorsFile = f, e: object = e) -> memoryview:
+                return f.view(e)  # type: ignore[arg-type]
+
+            def release(s: int, end: int, f: SafetensorsFile = f, e: object = e) -> None:
+                f.release(e, s, end)  # type: ignore[arg-type]
+
+            src.tensors.append(
+                TensorSource(e.name, e.dtype, e.shape, e.nbytes, view, None, release)
+            )
+    return src
+
+
+def _side_files(folder: Path) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if not p.is_file() or p.suffix == ".safetensors" or rel.startswith("."):
+            continue
+        if rel == "model.safetensors.index.json":
+            continue  # rebuilt by export
+        if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf"}:
+            raise UnsupportedInput(
+                f"{p} holds weights in a format modelgit does not read; "
+                "convert the folder to safetensors first"
+            )
+        if p.stat().st_size > MAX_SIDE_FILE:
+            raise UnsupportedInput(f"{p} is larger than {MAX_SIDE_FILE} bytes; not a config file")
+        files[rel] = p.read_bytes()
+    return files
+
+
+def open_model(model: object) -> ModelSource:
+    """Turn any accepted model object into a :class:`ModelSource` (close it when done)."""
+    if isinstance(model, torch.nn.Module):
+        return _from_state_dict(model.state_dict(keep_vars=False))
+    if isinstance(model, Mapping):
+        return _from_state_dict(model)
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if path.is_dir():
+            src = _from_safetensors(list(iter_shards(path)))
+            try:
+                src.files = _side_files(path)
+            except BaseException:
+                src.close()
+                raise
+            return src
+        if path.suffix == ".safetensors" and path.is_file():
+            return _from_safetensors([path])
+        if not path.exists():
+            raise UnsupportedInput(f"{path} does not exist")
+        raise UnsupportedInput(
+            f"{path} is neither a .safetensors file nor a folder of them; for a .pt file use "
+            "torch.load(path, weights_only=True) and pass the state_dict"
+        )
+    raise UnsupportedInput(
+        f"cannot store a {type(model).__name__}: pass a state_dict, an nn.Module, "
+        "a .safetensors file or a Hugging Face model folder"
+    )

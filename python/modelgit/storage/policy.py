@@ -1,0 +1,190 @@
+"""Per-chunk storage decisions: dedup, which base and predictor, which codec.
+
+Python owns this policy; the codecs (``codec``) and the native core do the work.
+Lossless (no tolerance): the smallest of every applicable delta (identity against the
+aligned parent chunk, a cast of it, the mean of several parents, each optionally with a
+zero mask for pruning) and, when deltas do poorly, standalone coding. Lossy: an
+error-bounded or low-bit delta against the same prediction, unless the chunk is an
+exact duplicate, or lossy coding would not beat storing it raw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import codec
+from .._native import _core
+from ..codec import lossy
+from ..dtypes import DType, by_name
+from ..tolerance import ErrorBound, LowBit
+from .store import ChunkStore, chunk_id
+
+__all__ = ["BasePlan", "plan_bases", "ChunkJob", "store_chunk"]
+
+_STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
+_MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
+
+
+@dataclass(frozen=True)
+class BasePlan:
+    """Where chunk i of a tensor may take its prediction from."""
+
+    predictor: int
+    base_dtype: DType
+    chunk_bases: list[list[bytes]]  # per chunk: base chunk ids
+
+
+def plan_bases(
+    name: str, dtype: DType, shape: tuple[int, ...], chunk_elems: int, parents: list[dict]
+) -> list[BasePlan]:
+    """Candidate predictions for a tensor from the same-named tensors of its parents."""
+    rows = []
+    for p in parents:
+        r = p.get(name)
+        if r is not None and r.tie is None and tuple(r.shape) == tuple(shape):
+            rd = by_name(r.dtype)
+            if r.chunk_bytes == chunk_elems * rd.size:
+                rows.append((r, rd))
+    plans: list[BasePlan] = []
+    if not rows:
+        return plans
+    first, fd = rows[0]
+    if fd == dtype:
+        plans.append(BasePlan(codec.IDENT, fd, [[c] for c in first.chunk_ids]))
+    elif fd.is_float and dtype.is_float:
+        plans.append(BasePlan(codec.CAST, fd, [[c] for c in first.chunk_ids]))
+    same = [r for r, d in rows if d == fd]
+    if len(same) >= 2 and fd.is_float and dtype.is_float:
+        per_chunk = [list(ids) for ids in zip(*(r.chunk_ids for r in same), strict=True)]
+        plans.append(BasePlan(codec.MEAN, fd, per_chunk))
+    return plans
+
+
+@dataclass
+class ChunkJob:
+    data: memoryview
+    dtype: DType
+    index: int
+    plans: list[BasePlan]
+    tolerance: ErrorBound | LowBit | None = None
+    eps: float | None = None  # absolute bound for ErrorBound
+
+
+def _bases(
+    store: ChunkStore, ids: list[bytes], max_depth: int, size: int
+) -> list[memoryview] | None:
+    out = []
+    for b in ids:
+        row = store.row(b)
+        if row is None or row.depth >= max_depth or row.raw_length != size:
+            return None
+        out.append(memoryview(store.get(b)))
+    return out
+
+
+def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded:
+    data, dtype = job.data, job.dtype
+    n = len(data) // dtype.size
+    candidates: list[codec.Encoded] = []
+    zeros = np.count_nonzero(np.frombuffer(data, dtype=f"<u{dtype.size}") == 0)
+    try_mask = zeros >= _MASK_MIN_ZEROS * n
+    # floats: the integer difference of value-ordered patterns (small for small changes
+    # of either sign); other types: XOR of the bit patterns
+    delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
+    for plan in job.plans:
+        ids = plan.chunk_bases[job.index]
+        bases = _bases(store, ids, max_depth, n * plan.base_dtype.size)
+        if bases is None:
+            continue
+        if plan.predictor == codec.IDENT:
+            candidates.append(
+                codec.encode_planes(
+                    data,
+                    dtype.size,
+                    dtype.is_float and delta != _core.DELTA_OSUB,
+                    base=bases[0],
+                    base_id=ids[0],
+                    delta=delta,
+                )
+            )
+        else:
+            candidates.append(
+                codec.encode_predicted(
+                    data, dtype, plan.predictor, bases, ids, plan.base_dtype, delta
+                )
+            )
+        if try_mask:
+            candidates.append(
+                codec.encode_predicted(
+                    data,
+                    dtype,
+                    plan.predictor,
+                    bases,
+                    ids,
+                    plan.base_dtype,
+                    delta,
+                    use_mask=True,
+                )
+            )
+    best = min(candidates, key=lambda e: len(e.payload), default=None)
+    if best is None or len(best.payload) > _STANDALONE_RETRY * len(data):
+        alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
+        if best is None or len(alt.payload) < len(best.payload):
+            best = alt
+    return best
+
+
+def _lossy(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[codec.Encoded, bytes] | None:
+    data, dtype = job.data, job.dtype
+    n = len(data) // dtype.size
+    predictor, bases, ids, base_dtype = codec.ZERO, [], [], dtype
+    for plan in job.plans:
+        if plan.predictor in (codec.IDENT, codec.CAST):
+            b = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
+            if b is not None:
+                predictor, bases, ids = plan.predictor, b, plan.chunk_bases[job.index]
+                base_dtype = plan.base_dtype
+                break
+    tol = job.tolerance
+    if isinstance(tol, ErrorBound):
+        if job.eps is None:
+            return None
+        params, payload, decoded = lossy.encode_qdelta(
+            data, dtype, job.eps, predictor, bases, ids, base_dtype
+        )
+        enc = codec.Encoded(codec.QDELTA, params, payload, tuple(ids))
+    else:
+        assert isinstance(tol, LowBit)
+        params, payload, decoded = lossy.encode_lowbit(
+            data, dtype, tol.bits, tol.group, predictor, bases, ids, base_dtype
+        )
+        enc = codec.Encoded(codec.LOWBIT, params, payload, tuple(ids))
+    if len(payload) >= len(data):
+        return None  # storing it exactly is smaller
+    return enc, decoded
+
+
+def store_chunk(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[bytes, str]:
+    """Store one chunk; return (chunk id, how: dedup, delta, standalone or lossy)."""
+    cid = chunk_id(job.data)
+    if store.row(cid) is not None:
+        return cid, "dedup"
+    exact = None
+    if job.tolerance is not None and job.dtype.name in lossy.KERNEL_DTYPES:
+        got = _lossy(store, job, max_depth)
+        if got is not None:
+            enc, decoded = got
+            if any(p.predictor in (codec.CAST, codec.MEAN) for p in job.plans):
+                # an exact cast or merge usually costs next to nothing: keep it if smaller
+                exact = _lossless(store, job, max_depth)
+            if exact is None or len(exact.payload) > len(enc.payload):
+                lcid = chunk_id(decoded)
+                if store.row(lcid) is None:
+                    store.put(memoryview(decoded), enc, lcid, lossy=True)
+                    return lcid, "lossy"
+                return lcid, "dedup"
+    enc = exact if exact is not None else _lossless(store, job, max_depth)
+    store.put(job.data, enc, cid)
+    return cid, "delta" if enc.bases else "standalone"

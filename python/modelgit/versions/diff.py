@@ -1,0 +1,455 @@
+"""Differences between two stored versions, and architecture summaries.
+
+``repo.diff(a, b)`` compares any two versions (of one model or of two): tensors
+added, removed and changed. A change is of shape, of dtype, or of values; for values
+(and for dtype changes of the same shape) it counts changed elements and gives the
+largest absolute difference and the relative L2 difference ``||b - a|| / ||a||``.
+Tensors whose content ids match are identical and are never decoded; the others are
+decoded in batches bounded by a memory budget and compared in slices.
+
+An architecture summary is a module tree built from tensor names and shapes alone
+(``encoder.layer.3.attention.query.weight`` -> module ``encoder.layer.3.attention.query``);
+runs of numbered sibling modules of identical structure are folded (``layer.0..11 x12``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..units import human_bytes
+
+if TYPE_CHECKING:
+    from ..catalog.records import TensorRow
+    from .engine import VersionStore
+    from .version import Version
+
+__all__ = [
+    "TensorInfo",
+    "TensorChange",
+    "Module",
+    "Diff",
+    "architecture",
+    "compare_tensors",
+    "diff_versions",
+]
+
+BATCH_BYTES = 256 << 20  # decoded bytes per side held at once
+SLICE_ELEMENTS = 1 << 22  # elements compared at once (float64 temporaries)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "nbytes": self.nbytes,
+        }
+
+    def describe(self) -> str:
+        return f"{self.dtype}{list(self.shape)}"
+
+
+@dataclass
+class TensorChange:
+    """How one tensor present on both sides differs."""
+
+    name: str
+    old: TensorInfo
+    new: TensorInfo
+    kinds: tuple[str, ...]  # subset of ("shape", "dtype", "values")
+    changed: int | None = None  # elements that differ (None: not compared)
+    max_abs: float | None = None  # largest |b - a| over finite differences
+    rel_l2: float | None = None  # ||b - a|| / ||a|| (inf when a is all zeros)
+
+    @property
+    def numel(self) -> int:
+        return self.new.numel
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kinds": list(self.kinds),
+            "old": self.old.to_json(),
+            "new": self.new.to_json(),
+            "changed": self.changed,
+            "numel": self.new.numel if "shape" not in self.kinds else None,
+            "max_abs": _finite_or_none(self.max_abs),
+            "rel_l2": _finite_or_none(self.rel_l2),
+        }
+
+    def describe(self) -> str:
+        parts = []
+        if "shape" in self.kinds:
+            parts.append(f"shape {list(self.old.shape)} -> {list(self.new.shape)}")
+        if "dtype" in self.kinds:
+            parts.append(f"dtype {self.old.dtype} -> {self.new.dtype}")
+        if self.changed is not None:
+            n = self.new.numel
+            share = f" ({100 * self.changed / n:.1f}%)" if n else ""
+            parts.append(f"{self.changed}/{n} elements changed{share}")
+            if self.max_abs is not None:
+                parts.append(f"max |d| {self.max_abs:.3g}")
+            if self.rel_l2 is not None:
+                parts.append(f"rel L2 {self.rel_l2:.3g}")
+        return ", ".join(parts)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+# -- architecture ------------------------------------------------------------------------
+
+
+@dataclass
+class Module:
+    """A node of the module tree: its own tensors and its sub-modules."""
+
+    name: str  # full dotted path; "" for the root
+    params: dict[str, TensorInfo] = field(default_factory=dict)  # leaf name -> tensor
+    children: dict[str, Module] = field(default_factory=dict)
+
+    def walk_tensors(self) -> Iterable[TensorInfo]:
+        yield from self.params.values()
+        for c in self.children.values():
+            yield from c.walk_tensors()
+
+    @property
+    def numel(self) -> int:
+        return sum(t.numel for t in self.walk_tensors())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.walk_tensors())
+
+    @property
+    def tensors(self) -> int:
+        return sum(1 for _ in self.walk_tensors())
+
+    def signature(self) -> tuple:
+        """Structure (relative names, shapes, dtypes) independent of the module's name."""
+        cut = len(self.name) + 1 if self.name else 0
+        return tuple(sorted((t.name[cut:], t.shape, t.dtype) for t in self.walk_tensors()))
+
+    def to_json(self, max_depth: int = 8) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "params": self.numel,
+            "nbytes": self.nbytes,
+            "tensors": {k: t.to_json() for k, t in self.params.items()},
+        }
+        if max_depth > 0:
+            out["children"] = [c.to_json(max_depth - 1) for c in self.children.values()]
+        return out
+
+    def lines(self, max_depth: int = 3) -> list[str]:
+        """An indented text summary, folding runs of identical numbered modules."""
+        head = f"{_count(self.numel)} params in {self.tensors} tensors, {human_bytes(self.nbytes)}"
+        out = [f"model: {head}"]
+        self._lines(out, 1, max_depth)
+        return out
+
+    def _lines(self, out: list[str], depth: int, max_depth: int) -> None:
+        pad = "  " * depth
+        for key, group in _fold(list(self.children.items())):
+            first = group[0]
+            label = key if len(group) == 1 else f"{key} x{len(group)}"
+            each = " each" if len(group) > 1 else ""
+            leaf = not first.children
+            detail = _shapes(first) if leaf else f"{first.tensors} tensors"
+            out.append(f"{pad}{label}: {_count(first.numel)} params{each} ({detail})")
+            if not leaf and depth < max_depth:
+                first._lines(out, depth + 1, max_depth)
+        if self.params:
+            label = "(own tensors)" if self.children else "tensors"
+            out.append(f"{pad}{label}: {_shapes(self)}")
+
+
+def _shapes(m: Module, limit: int = 8) -> str:
+    items = [f"{k} {t.dtype}{list(t.shape)}" for k, t in m.params.items()]
+    more = f", ... {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _fold(items: list[tuple[str, Module]]) -> list[tuple[str, list[Module]]]:
+    """Group consecutive numbered siblings of identical structure: 0..11."""
+    out: list[tuple[str, list[Module]]] = []
+    i = 0
+    while i < len(items):
+        key, mod = items[i]
+        j = i + 1
+        if key.isdigit():
+            sig = mod.signature()
+            while (
+                j < len(items)
+                and items[j][0].isdigit()
+                and int(items[j][0]) == int(items[j - 1][0]) + 1
+                and items[j][1].signature() == sig
+            ):
+                j += 1
+        group = [m for _, m in items[i:j]]
+        label = key if j - i == 1 else f"{key}..{items[j - 1][0]}"
+        out.append((label, group))
+        i = j
+    return out
+
+
+def architecture(tensors: Iterable[TensorInfo]) -> Module:
+    """The module tree of a list of tensors (names split on dots)."""
+    root = Module("")
+    for t in tensors:
+        parts = t.name.split(".")
+        node = root
+        for i, p in enumerate(parts[:-1]):
+            child = node.children.get(p)
+            if child is None:
+                child = node.children[p] = Module(".".join(parts[: i + 1]))
+            node = child
+        node.params[parts[-1]] = t
+    return root
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+# -- the diff ----------------------------------------------------------------------------
+
+
+@dataclass
+class Diff:
+    """The result of ``repo.diff(a, b)``."""
+
+    a: str  # refs, "model@N"
+    b: str
+    added: list[TensorInfo]
+    removed: list[TensorInfo]
+    changed: list[TensorChange]
+    unchanged: int
+    arch_a: Module
+    arch_b: Module
+
+    @property
+    def identical(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    @property
+    def same_architecture(self) -> bool:
+        """Same tensor names and shapes on both sides (dtypes may differ)."""
+        sa = {t.name: t.shape for t in self.arch_a.walk_tensors()}
+        sb = {t.name: t.shape for t in self.arch_b.walk_tensors()}
+        return sa == sb
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "identical": self.identical,
+            "same_architecture": self.same_architecture,
+            "added": [t.to_json() for t in self.added],
+            "removed": [t.to_json() for t in self.removed],
+            "changed": [c.to_json() for c in self.changed],
+            "unchanged": self.unchanged,
+            "architecture": {
+                "a": {"params": self.arch_a.numel, "tensors": self.arch_a.tensors},
+                "b": {"params": self.arch_b.numel, "tensors": self.arch_b.tensors},
+            },
+        }
+
+    def __str__(self) -> str:
+        lines = [f"diff {self.a} {self.b}"]
+        if self.identical:
+            lines.append(f"identical ({self.unchanged} tensors)")
+        else:
+            lines.append(
+                f"{len(self.added)} added, {len(self.removed)} removed, "
+                f"{len(self.changed)} changed, {self.unchanged} unchanged"
+            )
+        for t in self.removed:
+            lines.append(f"- {t.name}  {t.describe()}")
+        for t in self.added:
+            lines.append(f"+ {t.name}  {t.describe()}")
+        for c in self.changed:
+            lines.append(f"~ {c.name}  {c.describe()}")
+        if self.same_architecture:
+            lines.append("architecture: same")
+            lines.extend(self.arch_b.lines())
+        else:
+            lines.append(f"architecture of {self.a}:")
+            lines.extend(self.arch_a.lines())
+            lines.append(f"architecture of {self.b}:")
+            lines.extend(self.arch_b.lines())
+        return "\n".join(lines)
+
+
+@dataclass
+class _Stats:
+    changed: int = 0
+    sq_diff: float = 0.0
+    sq_ref: float = 0.0
+    max_abs: float = 0.0
+    seen_finite: bool = False
+
+
+def _int_view(t: torch.Tensor) -> torch.Tensor:
+    size = t.element_size()
+    if t.dtype == torch.bool:
+        return t.view(torch.uint8)
+    return t.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size])
+
+
+def compare_tensors(a: torch.Tensor, b: torch.Tensor) -> tuple[int, float | None, float | None]:
+    """(changed elements, max |b - a|, ||b - a|| / ||a||) of two same-shape tensors.
+
+    Same dtype: an element changed if its bits differ (so -0.0 vs 0.0 and NaN payloads
+    count). Different dtypes: if its values differ as float64 (NaN equals NaN).
+    Statistics ignore non-finite differences; None when no difference is finite.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    st = _Stats()
+    same = a.dtype == b.dtype
+    for s in range(0, fa.numel(), SLICE_ELEMENTS):
+        xa, xb = fa[s : s + SLICE_ELEMENTS], fb[s : s + SLICE_ELEMENTS]
+        da, db = xa.to(torch.float64), xb.to(torch.float64)
+        if same:
+            st.changed += int((_int_view(xa) != _int_view(xb)).sum())
+        else:
+            st.changed += int(((da != db) & ~(da.isnan() & db.isnan())).sum())
+        d = (db - da).abs()
+        finite = d.isfinite()
+        if bool(finite.any()):
+            fd = d[finite]
+            st.seen_finite = True
+            st.max_abs = max(st.max_abs, float(fd.max()))
+            st.sq_diff += float((fd * fd).sum())
+            ra = da[finite]
+            st.sq_ref += float((ra * ra).sum())
+    if not st.seen_finite:
+        return st.changed, None, None
+    if st.sq_ref > 0:
+        rel = math.sqrt(st.sq_diff) / math.sqrt(st.sq_ref)
+    else:
+        rel = 0.0 if st.sq_diff == 0 else math.inf
+    return st.changed, st.max_abs, rel
+
+
+def _info(row: TensorRow) -> TensorInfo:
+    return TensorInfo(row.name, row.dtype, tuple(row.shape), row.nbytes)
+
+
+def _batches(names: Sequence[str], size: dict[str, int], budget: int) -> list[list[str]]:
+    out: list[list[str]] = []
+    cur: list[str] = []
+    used = 0
+    for n in names:
+        if cur and used + size[n] > budget:
+            out.append(cur)
+            cur, used = [], 0
+        cur.append(n)
+        used += size[n]
+    if cur:
+        out.append(cur)
+    return out
+
+
+def diff_versions(
+    engine: VersionStore,
+    a: str,
+    b: str,
+    *,
+    values: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    batch_bytes: int = BATCH_BYTES,
+) -> Diff:
+    """Implementation of :meth:`Repository.diff`."""
+    vid_a, va = engine.resolve(a)
+    vid_b, vb = engine.resolve(b)
+    rows_a = {r.name: r for r in engine.tensor_rows(vid_a)}
+    rows_b = {r.name: r for r in engine.tensor_rows(vid_b)}
+    added = [_info(r) for n, r in rows_b.items() if n not in rows_a]
+    removed = [_info(r) for n, r in rows_a.items() if n not in rows_b]
+    changed: list[TensorChange] = []
+    to_compare: list[str] = []
+    unchanged = 0
+    for name, ra in rows_a.items():
+        rb = rows_b.get(name)
+        if rb is None:
+            continue
+        if ra.dtype == rb.dtype and ra.shape == rb.shape and ra.content == rb.content:
+            unchanged += 1
+            continue
+        kinds = []
+        if ra.shape != rb.shape:
+            kinds.append("shape")
+        if ra.dtype != rb.dtype:
+            kinds.append("dtype")
+        if not kinds:
+            kinds.append("values")
+        changed.append(TensorChange(name, _info(ra), _info(rb), tuple(kinds)))
+        if "shape" not in kinds:
+            to_compare.append(name)
+    if values and to_compare:
+        _compare_values(engine, va, vb, changed, to_compare, rows_a, rows_b, progress, batch_bytes)
+        same = [c for c in changed if not c.kinds]  # equal values, other chunk layout
+        unchanged += len(same)
+        changed = [c for c in changed if c.kinds]
+    return Diff(
+        a=va.ref,
+        b=vb.ref,
+        added=added,
+        removed=removed,
+        changed=changed,
+        unchanged=unchanged,
+        arch_a=architecture(_info(r) for r in rows_a.values()),
+        arch_b=architecture(_info(r) for r in rows_b.values()),
+    )
+
+
+def _compare_values(
+    engine: VersionStore,
+    va: Version,
+    vb: Version,
+    changed: list[TensorChange],
+    names: list[str],
+    rows_a: dict[str, TensorRow],
+    rows_b: dict[str, TensorRow],
+    progress: Callable[[int, int], None] | None,
+    batch_bytes: int,
+) -> None:
+    by_name = {c.name: c for c in changed}
+    size = {n: max(rows_a[n].nbytes, rows_b[n].nbytes) for n in names}
+    total = sum(rows_a[n].nbytes + rows_b[n].nbytes for n in names)
+    done = 0
+    for batch in _batches(names, size, batch_bytes):
+        ta = engine.load(va.ref, keys=batch)
+        tb = engine.load(vb.ref, keys=batch)
+        for n in batch:
+            c = by_name[n]
+            c.changed, c.max_abs, c.rel_l2 = compare_tensors(ta[n], tb[n])
+            if "values" in c.kinds and c.changed == 0:  # same values, other chunking
+                c.kinds = ()
+            done += rows_a[n].nbytes + rows_b[n].nbytes
+            if progress is not None:
+                progress(done, total)
+        del ta, tb

@@ -1,0 +1,311 @@
+"""The engine under the repository front: versions of models over a storage backend.
+
+:class:`VersionStore` owns a :class:`~modelgit.storage.Backend` (catalog, chunk store,
+lock), the worker pool and the memory budget, and offers two faces:
+
+* the versions API of :class:`modelgit.Repository` (``add``, ``commit``, ``versions``,
+  ``load``, ``export``, ``remove``, ``stats``, ``fsck``, ``gc``, ...);
+* the internal API that the lineage and workflow services build on, documented here
+  and in docs/architecture.md: :meth:`resolve` (a reference to its internal id and
+  :class:`Version`), :meth:`version_by_id`, :meth:`require_model`,
+  :meth:`tensor_rows`, :meth:`write` (store a model as a new version with given parent
+  links), :meth:`lock`, :attr:`pool` and :attr:`workers`, :attr:`catalog`,
+  :attr:`store`. Services take a ``VersionStore``, never the front class.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+from ..catalog import Catalog
+from ..catalog.records import TensorRow
+from ..errors import ModelExists, UnknownVersion
+from ..memory import MemoryBudget
+from ..names import validate_name
+from ..pool import WorkerPool
+from ..progress import ProgressFn
+from ..storage import maintenance
+from ..storage.backend import Backend
+from ..storage.opening import open_backend
+from ..storage.store import DEFAULT_MAX_DEPTH, ChunkStore
+from ..storage.writer import DEFAULT_CHUNK_ELEMS, WriteStats
+from . import refs
+from .export import export_version
+from .load import load_state_dict
+from .load_into import load_into_module
+from .version import Version
+from .write import Link, provenance_links, write_version
+
+if TYPE_CHECKING:
+    from ..storage.team import TeamBackend
+
+__all__ = ["VersionStore"]
+
+_S = TypeVar("_S", bound="VersionStore")
+
+
+class VersionStore:
+    """Models and their versions in one repository (see the module docstring)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        workers: int | None = None,
+        memory_budget: MemoryBudget | int | str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.budget = MemoryBudget.resolve(memory_budget)
+        self.pool = WorkerPool(workers)
+        self.chunk_elems = DEFAULT_CHUNK_ELEMS
+        self.max_depth = DEFAULT_MAX_DEPTH
+        self.last_write: WriteStats | None = None
+
+    @classmethod
+    def open_path(
+        cls: type[_S],
+        path: str | os.PathLike[str],
+        *,
+        objects: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
+        workers: int | None = None,
+        memory_budget: MemoryBudget | int | str | None = None,
+    ) -> _S:
+        """Open the repository at ``path`` (a folder, or a team repository's URL)."""
+        budget = MemoryBudget.resolve(memory_budget)
+        backend = open_backend(
+            path, objects=objects, storage_options=storage_options, cache_bytes=budget.cache
+        )
+        return cls(backend, workers=workers, memory_budget=budget)
+
+    # -- the backend's parts ----------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """The repository folder (a team repository's local folder on this host)."""
+        return self.backend.root
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.backend.catalog
+
+    @property
+    def store(self) -> ChunkStore:
+        return self.backend.store
+
+    @property
+    def format(self) -> int:
+        """The format number the repository is marked with."""
+        return self.backend.format
+
+    @property
+    def team(self) -> TeamBackend | None:
+        """The team backend (PostgreSQL catalog, object store), or None for a folder."""
+        return self.backend.team
+
+    @property
+    def location(self) -> str:
+        """Where the repository is: its folder, or its catalog URL (password masked)."""
+        return self.backend.location
+
+    @property
+    def workers(self) -> int:
+        """Threads of :attr:`pool`."""
+        return self.pool.workers
+
+    def lock(self, exclusive: bool, writes: bool = True) -> AbstractContextManager[None]:
+        """The repository lock (writers shared, gc exclusive); see ``Backend.lock``."""
+        return self.backend.lock(exclusive, writes)
+
+    def close(self) -> None:
+        """Finish background work and release every file the repository holds."""
+        self.pool.shutdown(wait=True)
+        self.backend.close()
+
+    # -- queries --------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """Names of all models, in the order they were added."""
+        return refs.model_names(self.catalog)
+
+    def __contains__(self, name: object) -> bool:
+        return refs.has_model(self.catalog, name)
+
+    def require_model(self, name: str) -> None:
+        """Raise :class:`~modelgit.UnknownModel` unless ``name`` is a model here."""
+        refs.require_model(self.catalog, name, self.location)
+
+    def versions(self, name: str) -> list[Version]:
+        """All versions of a model, oldest first."""
+        self.require_model(name)
+        return refs.versions_of(self.catalog, name)
+
+    def resolve(self, ref: str, version: int | None = None) -> tuple[int, Version]:
+        """(internal id, Version) of a reference: name, name@N, name@latest or a tag."""
+        return refs.resolve(self.catalog, ref, version, self.location)
+
+    def version(self, ref: str, version: int | None = None) -> Version:
+        """The :class:`Version` a reference names (latest when no version is given)."""
+        return self.resolve(ref, version)[1]
+
+    def version_by_id(self, vid: int) -> Version:
+        """The version with internal id ``vid``; UnknownVersion if it is gone."""
+        v = refs.version_by_id(self.catalog, vid)
+        if v is None:
+            raise UnknownVersion(f"version #{vid} is gone")
+        return v
+
+    def tensor_rows(self, vid: int, keys: Sequence[str] | None = None) -> list[TensorRow]:
+        """The tensor rows of version ``vid`` (of the tensors ``keys`` and those they are
+        tied to, when given)."""
+        return refs.select_tensor_rows(self.catalog, vid, keys)
+
+    def files(self, ref: str, version: int | None = None) -> dict[str, bytes]:
+        """The side files (configs, tokenizers) stored with a version."""
+        vid, _ = self.resolve(ref, version)
+        return dict(self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,)))
+
+    # -- writing --------------------------------------------------------------------
+    def new_model_links(
+        self, name: str, parents: str | Sequence[str] | None, relation: str
+    ) -> list[Link]:
+        """Check that ``name`` is free and return its links to ``parents``."""
+        validate_name(name)
+        if name in self:
+            raise ModelExists(f"model {name!r} exists already; use commit() for a new version")
+        if self.catalog.one("SELECT 1 FROM tags WHERE name = ?", (name,)):
+            raise ModelExists(f"{name!r} is a tag; choose another model name")
+        return provenance_links(self, name, parents, relation)
+
+    def add(
+        self,
+        name: str,
+        model: Any,
+        parents: str | Sequence[str] | None = None,
+        relation: str = "finetune",
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        tolerance: object = None,
+        progress: ProgressFn | None = None,
+    ) -> Version:
+        """Add a new model and store ``model`` as its version 1 (see ``Repository.add``)."""
+        links = self.new_model_links(name, parents, relation)
+        return self.write(name, model, links, message, metadata, tolerance, True, progress)
+
+    def commit(
+        self,
+        name: str,
+        model: Any,
+        message: str = "",
+        tolerance: object = None,
+        metadata: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Version:
+        """Store ``model`` as the next version of the existing model ``name``."""
+        self.require_model(name)
+        prev_id, prev = self.resolve(name)
+        links: list[Link] = [(prev_id, prev, "version", "version")]
+        return self.write(name, model, links, message, metadata, tolerance, False, progress)
+
+    def write(
+        self,
+        name: str,
+        model: Any,
+        links: list[Link],
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        tolerance: object = None,
+        new_model: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> Version:
+        """Store ``model`` as a new version of ``name`` with the given parent links
+        (``(internal id, Version, kind, relation)``; chunks are coded against them) and
+        publish it in one transaction; :attr:`last_write` tells how it was stored."""
+        return write_version(
+            self, name, model, links, message, metadata, tolerance, new_model, progress
+        )
+
+    # -- reading --------------------------------------------------------------------
+    def load(
+        self,
+        ref: str,
+        version: int | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        keys: Sequence[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The tensors of a version (latest by default) as a new state_dict.
+
+        ``keys`` limits the work to those tensors. Every chunk is verified. With
+        ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
+        (see ``storage.reader_cuda``); otherwise tensors are decoded on the CPU and moved.
+        """
+        vid, _ = self.resolve(ref, version)
+        return load_state_dict(self, vid, device=device, keys=keys, progress=progress)
+
+    def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:
+        """One tensor of a version, decoding only its own chunks."""
+        return self.load(ref, version, keys=[key])[key]
+
+    def load_into(
+        self,
+        module: torch.nn.Module,
+        ref: str,
+        version: int | None = None,
+        strict: bool = True,
+        progress: ProgressFn | None = None,
+    ) -> Any:
+        """Load a stored version into ``module`` like ``module.load_state_dict``.
+
+        Chunks are decoded straight into the module's parameters and buffers (converted
+        through one tensor at a time where dtype or layout differ), so no second copy
+        of the model is ever held. Names and shapes are checked before anything is
+        written; returns ``(missing_keys, unexpected_keys)``."""
+        vid, _ = self.resolve(ref, version)
+        return load_into_module(self, vid, module, strict=strict, progress=progress)
+
+    def export(
+        self,
+        ref: str,
+        path: str | os.PathLike[str],
+        version: int | None = None,
+        progress: ProgressFn | None = None,
+        max_shard_size: int | str | None = None,
+    ) -> Path:
+        """Write a version as a ``.safetensors`` file, or as a folder with side files and
+        the weights in shards of at most ``max_shard_size`` (default 5GB, as
+        ``save_pretrained``; one ``model.safetensors`` when it fits) plus an index."""
+        vid, v = self.resolve(ref, version)
+        return export_version(
+            self, vid, v, Path(path), progress=progress, max_shard_size=max_shard_size
+        )
+
+    # -- maintenance ----------------------------------------------------------------
+    def remove(self, name: str) -> None:
+        """Delete a model and all its versions; its chunks are reclaimed by :meth:`gc`."""
+        self.require_model(name)
+        with self.catalog.transaction() as db:
+            vids = [r[0] for r in db.execute("SELECT id FROM versions WHERE model = ?", (name,))]
+            marks = ",".join("?" * len(vids))
+            if vids:
+                db.execute(f"DELETE FROM version_parents WHERE parent IN ({marks})", vids)
+                db.execute(f"DELETE FROM tags WHERE version IN ({marks})", vids)
+            db.execute("DELETE FROM models WHERE name = ?", (name,))
+
+    def stats(self) -> maintenance.RepoStats:
+        """Logical and stored bytes, for the repository and per model."""
+        return maintenance.stats(self.catalog, self.store)
+
+    def fsck(self, full: bool = True, progress: ProgressFn | None = None) -> maintenance.FsckReport:
+        """Check the repository; ``full`` decodes and verifies every chunk."""
+        return maintenance.fsck(self.catalog, self.store, full=full, progress=progress)
+
+    def gc(self, progress: ProgressFn | None = None) -> maintenance.GcReport:
+        """Reclaim the space of chunks no version needs and of torn pack tails."""
+        with self.lock(exclusive=True):
+            return maintenance.gc(self.catalog, self.store, progress=progress)

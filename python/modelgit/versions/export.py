@@ -1,0 +1,158 @@
+"""Export a stored version as a .safetensors file or a Hugging Face style folder.
+
+A folder export is sharded like ``save_pretrained``: tensors go, in order, into
+``model-00001-of-0000N.safetensors`` files of at most ``max_shard_size`` bytes each (a
+tensor larger than that gets a shard of its own) plus ``model.safetensors.index.json``;
+a model that fits in one shard is written as ``model.safetensors``. Tensors are decoded
+and written chunk by chunk, so exporting needs no more memory than the repository's
+budget, whatever the size of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..catalog.records import TensorRow
+from ..dtypes import by_name
+from ..errors import UnsupportedInput
+from ..formats.safetensors_io import SafetensorsWriter
+from ..progress import Counter, ProgressFn
+from ..storage.packs import fsync_dir
+from ..storage.reader import iter_row_chunks
+from ..units import parse_bytes
+from .version import Version
+
+if TYPE_CHECKING:
+    from .engine import VersionStore
+
+__all__ = ["export_version", "DEFAULT_MAX_SHARD_SIZE", "INDEX_FILE", "plan_shards"]
+
+DEFAULT_MAX_SHARD_SIZE = 5 * 1000**3  # as transformers' save_pretrained
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+_SHARD = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")
+
+
+def plan_shards(rows: list[TensorRow], max_shard_size: int) -> list[list[TensorRow]]:
+    """Tensors in order, cut into shards of at most ``max_shard_size`` bytes."""
+    shards: list[list[TensorRow]] = [[]]
+    used = 0
+    for r in rows:
+        if shards[-1] and used + r.nbytes > max_shard_size:
+            shards.append([])
+            used = 0
+        shards[-1].append(r)
+        used += r.nbytes
+    return shards
+
+
+def shard_names(count: int) -> list[str]:
+    if count == 1:
+        return [SINGLE_FILE]
+    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+def _write_file(
+    engine: VersionStore,
+    rows: list[TensorRow],
+    target: Path,
+    metadata: dict[str, str],
+    count: Counter,
+) -> None:
+    """One safetensors file, written to a temporary name, synced and renamed."""
+    tmp = target.with_name(target.name + ".tmp")
+    window = engine.budget.window_chunks(
+        max((r.chunk_bytes for r in rows), default=1), engine.workers, per_chunk=1
+    )
+    try:
+        with tmp.open("wb") as f:
+            w = SafetensorsWriter(
+                f,
+                [(r.name, by_name(r.dtype).safetensors, r.shape, r.nbytes) for r in rows],
+                metadata,
+            )
+            for r in rows:
+                for piece in iter_row_chunks(engine.store, _untied(r), engine.pool, window):
+                    w.write(piece)
+                    count(len(piece))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def export_version(
+    engine: VersionStore,
+    vid: int,
+    version: Version,
+    path: Path,
+    progress: ProgressFn | None = None,
+    max_shard_size: int | str | None = None,
+) -> Path:
+    """Write ``version`` to ``path``: a ``.safetensors`` file when the path ends so, else a
+    folder holding the weights (one file or shards with an index) and the side files
+    stored with the version.
+
+    Files are written to temporary names, synced and renamed, so a crash never leaves a
+    half-written file under a final name. Tied tensors are written once each (by name).
+    """
+    rows = engine.tensor_rows(vid)
+    metadata = {"format": "pt", "modelgit": version.ref}
+    count = Counter(progress, sum(r.nbytes for r in rows))
+    if path.suffix == ".safetensors":
+        if max_shard_size is not None:
+            raise UnsupportedInput(
+                f"{path} is one file: give a folder path to export shards of max_shard_size"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(engine, rows, path, metadata, count)
+        fsync_dir(path.parent)
+        return path
+    limit = parse_bytes(DEFAULT_MAX_SHARD_SIZE if max_shard_size is None else max_shard_size)
+    if limit <= 0:
+        raise UnsupportedInput("max_shard_size must be positive")
+    folder = path
+    if folder.exists() and not folder.is_dir():
+        raise UnsupportedInput(f"{folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = plan_shards(rows, limit)
+    names = shard_names(len(shards))
+    for shard, name in zip(shards, names, strict=True):
+        _write_file(engine, shard, folder / name, metadata, count)
+    index = folder / INDEX_FILE
+    if len(shards) > 1:
+        pairs = zip(shards, names, strict=True)
+        weight_map = {r.name: name for shard, name in pairs for r in shard}
+        body = {"metadata": {"total_size": sum(r.nbytes for r in rows)}, "weight_map": weight_map}
+        tmp = index.with_name(INDEX_FILE + ".tmp")
+        with tmp.open("w") as f:
+            f.write(json.dumps(body, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, index)
+    else:
+        index.unlink(missing_ok=True)  # a stale index would point at old shards
+    # weights of an earlier export into this folder would be read along with ours
+    for stale in [folder / SINGLE_FILE, *folder.glob("model-*-of-*.safetensors")]:
+        if stale.name not in names and _SHARD.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
+    for rel, data in engine.files(version.model, version.number).items():
+        dest = (folder / rel).resolve()
+        if folder.resolve() not in dest.parents:
+            raise UnsupportedInput(f"stored side file {rel!r} points outside the folder")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    fsync_dir(folder)
+    return path
+
+
+def _untied(row: TensorRow) -> TensorRow:
+    """A tied row carries the same chunks as its target: decode it on its own."""
+    return replace(row, tie=None)

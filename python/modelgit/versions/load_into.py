@@ -1,0 +1,119 @@
+"""Filling an ``nn.Module`` from a stored version, chunk by chunk.
+
+``Repository.load_into`` behaves like ``module.load_state_dict`` (same strictness, same
+errors, same return value) but never holds a second copy of the model: each chunk is
+decoded straight into the memory of the parameter or buffer it belongs to. A tensor
+whose dtype, device or layout differs from the stored one is decoded on its own and
+copied in (one tensor at a time). Modules that customise loading (their own
+``_load_from_state_dict`` or load hooks) get the stored state_dict through
+``load_state_dict`` itself, so their logic runs unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+
+from ..catalog.records import TensorRow
+from ..dtypes import by_name
+from ..progress import Counter, ProgressFn
+from ..storage.reader import decode_row_into, read_tensors
+
+if TYPE_CHECKING:
+    from .engine import VersionStore
+
+__all__ = ["load_into_module", "IncompatibleKeys"]
+
+
+class IncompatibleKeys(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _plain_loading(module: torch.nn.Module) -> bool:
+    """Whether every submodule loads with torch's default per-tensor copy."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    default = torch.nn.Module._load_from_state_dict
+    norm = _NormBase._load_from_state_dict  # fills num_batches_tracked, then the default
+    for m in module.modules():
+        if getattr(m, "_load_state_dict_pre_hooks", None) or getattr(
+            m, "_load_state_dict_post_hooks", None
+        ):
+            return False
+        if type(m)._load_from_state_dict not in (default, norm):
+            return False
+    return True
+
+
+def _check(
+    module: torch.nn.Module,
+    targets: dict[str, torch.Tensor],
+    rows: dict[str, TensorRow],
+    strict: bool,
+) -> IncompatibleKeys:
+    missing = [k for k in targets if k not in rows]
+    unexpected = [k for k in rows if k not in targets]
+    errors: list[str] = []
+    if strict:
+        if unexpected:
+            errors.append(
+                "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected)
+            )
+        if missing:
+            errors.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+    for k, t in targets.items():
+        r = rows.get(k)
+        if r is not None and tuple(t.shape) != tuple(r.shape):
+            errors.append(
+                f"size mismatch for {k}: copying a param with shape {torch.Size(r.shape)} from "
+                f"checkpoint, the shape in current model is {t.shape}."
+            )
+    if errors:
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for {type(module).__name__}:\n\t" + "\n\t".join(errors)
+        )
+    return IncompatibleKeys(missing, unexpected)
+
+
+def load_into_module(
+    engine: VersionStore,
+    vid: int,
+    module: torch.nn.Module,
+    strict: bool = True,
+    progress: ProgressFn | None = None,
+) -> Any:
+    rows = {r.name: r for r in engine.tensor_rows(vid)}
+    if not _plain_loading(module):
+        sd = read_tensors(engine.store, rows.values(), engine.pool)
+        return module.load_state_dict(sd, strict=strict)
+    targets = module.state_dict(keep_vars=True)
+    result = _check(module, targets, rows, strict)
+    todo = sorted((rows[k] for k in targets if k in rows), key=lambda r: r.position)
+    count = Counter(progress, sum(r.nbytes for r in todo))
+    window = engine.budget.window_chunks(
+        max((r.chunk_bytes for r in todo), default=1), engine.workers, per_chunk=1
+    )
+    done: set[tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype]] = set()
+    with torch.no_grad():
+        for r in todo:
+            data = targets[r.name].detach()
+            row = replace(r, tie=None)  # a tied row carries its target's chunks
+            key = (data.data_ptr(), tuple(data.shape), tuple(data.stride()), data.dtype)
+            if r.nbytes == 0 or key in done:  # tied in the module too: filled already
+                count(r.nbytes)
+                continue
+            done.add(key)
+            if (
+                data.device.type == "cpu"
+                and data.is_contiguous()
+                and data.dtype == by_name(r.dtype).torch
+            ):
+                out = memoryview(data.reshape(-1).view(torch.uint8).numpy())
+                decode_row_into(engine.store, row, out, engine.pool, window, progress=count)
+            else:
+                data.copy_(read_tensors(engine.store, [row], engine.pool)[r.name])
+                count(r.nbytes)
+    return result

@@ -1,0 +1,125 @@
+"""Reading versions from the catalog: references, Version records, tensor rows.
+
+A reference is a model name (its latest version), ``name@N``, ``name@latest`` or a tag;
+docs/guide.md lists the forms. Everything here is a read of the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..catalog import Catalog
+from ..catalog.records import VERSION_COLUMNS, TensorRow, VersionRow, tensor_rows
+from ..errors import UnknownModel, UnknownVersion
+from ..names import parse_ref, validate_name
+from .version import ParentLink, Version
+
+__all__ = [
+    "model_names",
+    "has_model",
+    "require_model",
+    "parents_of",
+    "version_from_row",
+    "version_by_id",
+    "versions_of",
+    "resolve",
+    "select_tensor_rows",
+]
+
+
+def model_names(catalog: Catalog) -> list[str]:
+    """Names of all models, in the order they were added."""
+    return [r[0] for r in catalog.query("SELECT name FROM models ORDER BY created, name")]
+
+
+def has_model(catalog: Catalog, name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and catalog.one("SELECT 1 FROM models WHERE name = ?", (name,)) is not None
+    )
+
+
+def require_model(catalog: Catalog, name: str, location: str) -> None:
+    """Raise :class:`UnknownModel` (with the known names) unless ``name`` is a model."""
+    validate_name(name)
+    if not has_model(catalog, name):
+        known = model_names(catalog)
+        hint = f"; known models: {', '.join(known[:10])}" if known else " (it is empty)"
+        raise UnknownModel(f"no model named {name!r} in {location}{hint}")
+
+
+def parents_of(catalog: Catalog, vid: int) -> tuple[ParentLink, ...]:
+    rows = catalog.query(
+        "SELECT v.model, v.number, p.kind, p.relation FROM version_parents p "
+        "JOIN versions v ON v.id = p.parent WHERE p.version = ? ORDER BY p.position",
+        (vid,),
+    )
+    return tuple(ParentLink(*r) for r in rows)
+
+
+def version_from_row(catalog: Catalog, row: Sequence[object]) -> Version:
+    """The :class:`Version` of a ``versions`` row selected with ``VERSION_COLUMNS``."""
+    vrow = VersionRow.from_db(row)
+    return Version.from_row(vrow, parents_of(catalog, vrow.id))
+
+
+def version_by_id(catalog: Catalog, vid: int) -> Version | None:
+    row = catalog.one(f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (vid,))
+    return None if row is None else version_from_row(catalog, row)
+
+
+def versions_of(catalog: Catalog, name: str) -> list[Version]:
+    rows = catalog.query(
+        f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ? ORDER BY v.number",
+        (name,),
+    )
+    return [version_from_row(catalog, r) for r in rows]
+
+
+def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> tuple[int, Version]:
+    """(internal id, Version) of a reference: name, name@N, name@latest or a tag."""
+    r = parse_ref(ref, version)
+    if not has_model(catalog, r.name):
+        tag = catalog.one("SELECT version FROM tags WHERE name = ?", (r.name,))
+        if tag is not None and r.version is None:
+            row = catalog.one(f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (tag[0],))
+            assert row is not None
+            return row[0], version_from_row(catalog, row)
+        require_model(catalog, r.name, location)
+    if r.version is None:
+        row = catalog.one(
+            f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ? "
+            "ORDER BY v.number DESC LIMIT 1",
+            (r.name,),
+        )
+    else:
+        row = catalog.one(
+            f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ? AND v.number = ?",
+            (r.name, r.version),
+        )
+    if row is None:
+        count = catalog.one("SELECT COUNT(*) FROM versions WHERE model = ?", (r.name,))
+        raise UnknownVersion(
+            f"model {r.name!r} has no version {r.version} (it has {count[0] if count else 0})"
+        )
+    return row[0], version_from_row(catalog, row)
+
+
+def select_tensor_rows(
+    catalog: Catalog, vid: int, keys: Sequence[str] | None = None
+) -> list[TensorRow]:
+    """The tensor rows of a version, or of the tensors named ``keys`` (plus the tensors
+    they are tied to). KeyError for a name the version does not have."""
+    rows = tensor_rows(catalog, vid)
+    if keys is None:
+        return rows
+    by_name = {r.name: r for r in rows}
+    missing = [k for k in keys if k not in by_name]
+    if missing:
+        raise KeyError(f"no tensor named {missing[0]!r} in this version")
+    wanted = {k: by_name[k] for k in keys}
+    for k in list(wanted):  # a tied tensor needs the tensor it points to
+        t = wanted[k].tie
+        if t is not None and t not in wanted:
+            wanted[t] = by_name[t]
+    return list(wanted.values())

@@ -1,0 +1,207 @@
+"""Writing a version: a model's tensors go to the chunk store, then one catalog
+transaction publishes the version (docs/FORMAT.md section 5).
+
+Write ordering: chunk records are appended and synced (``storage.writer``), then
+:func:`publish` inserts the chunk rows, the model, the version, its parent links and
+edges, its tensor rows and side files in one transaction. A crash at any point leaves
+every earlier version intact; the records of a write that never published are garbage
+for gc.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from ..catalog.records import (
+    VERSION_COLUMNS,
+    TensorRow,
+    VersionRow,
+    insert_chunks,
+    insert_files,
+    insert_parent_link,
+    insert_tensors,
+    insert_version,
+    version_content_id,
+)
+from ..errors import LineageError, ModelExists, UnsupportedInput
+from ..formats.sources import TensorSource, open_model, tensor_from_buffer
+from ..progress import Counter, ProgressFn
+from ..storage.writer import WriteStats, write_tensors
+from ..tolerance import Auto, ErrorBound, LowBit, parse_tolerance
+from .auto import choose_tolerance
+from .refs import version_from_row
+from .version import Version
+
+if TYPE_CHECKING:
+    from .engine import VersionStore
+
+__all__ = ["Link", "provenance_links", "write_version", "publish"]
+
+# A parent link being written: (parent's internal id, parent Version, kind, relation);
+# kind is "provenance" (derived from) or "version" (the previous version).
+Link = tuple[int, Version, str, str]
+
+
+def provenance_links(
+    engine: VersionStore, name: str, parents: str | Sequence[str] | None, relation: str
+) -> list[Link]:
+    """The links of a new model to its declared parents, checked."""
+    if parents is None:
+        refs: list[str] = []
+    elif isinstance(parents, str):
+        refs = [parents]
+    else:
+        refs = list(parents)
+    if not isinstance(relation, str) or not relation or len(relation) > 64:
+        raise LineageError("relation must be a short non-empty string, e.g. 'finetune'")
+    links: list[Link] = []
+    for p in refs:
+        pid, pv = engine.resolve(p)
+        if pv.model == name:
+            raise LineageError(f"model {name!r} cannot be its own parent")
+        links.append((pid, pv, "provenance", relation))
+    if len({pv.model for _, pv, _, _ in links}) != len(links):
+        raise LineageError("the same parent model is listed twice")
+    return links
+
+
+def _materialize(t: TensorSource) -> Any:
+    """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
+    return tensor_from_buffer(bytearray(t.view()), t.dtype, t.shape)
+
+
+def _widest(tensors: Sequence[TensorSource]) -> int:
+    """The largest element size among ``tensors`` (1 when there are none)."""
+    return max((t.dtype.size for t in tensors), default=1)
+
+
+def write_version(
+    engine: VersionStore,
+    name: str,
+    model: Any,
+    links: list[Link],
+    message: str,
+    metadata: Mapping[str, Any] | None,
+    tolerance: object,
+    new_model: bool,
+    progress: ProgressFn | None = None,
+) -> Version:
+    """Store ``model`` as a new version of ``name`` (a new model when ``new_model``),
+    coded against the versions ``links`` name, and publish it."""
+    tol = parse_tolerance(tolerance)
+    meta = dict(metadata or {})
+    try:
+        meta_json = json.dumps(meta, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedInput(f"metadata must be JSON-serialisable: {exc}") from None
+    parents = [{r.name: r for r in engine.tensor_rows(pid)} for pid, _, _, _ in links]
+    store = engine.store
+    with open_model(model) as source:
+        if isinstance(tol, Auto):
+            sd = {t.name: _materialize(t) for t in source.tensors}
+            parent_sd = engine.load(links[0][1].ref) if links else None
+            tol, trials = choose_tolerance(tol, sd, parent_sd, engine.chunk_elems)
+            meta["auto_trials"] = [
+                {"tolerance": None if t.tolerance is None else t.tolerance.to_json(),
+                 "metric": t.metric, "drop": t.drop, "accepted": t.accepted}
+                for t in trials
+            ]  # fmt: skip
+            meta_json = json.dumps(meta, sort_keys=True)
+        with engine.lock(exclusive=False):
+            try:
+                rows, stats = write_tensors(
+                    store,
+                    source,
+                    parents,
+                    engine.pool,
+                    chunk_elems=engine.chunk_elems,
+                    max_depth=engine.max_depth,
+                    tolerance=tol,
+                    progress=Counter(
+                        progress, sum(t.nbytes for t in source.tensors if t.tie is None)
+                    ),
+                    window=engine.budget.window_chunks(
+                        engine.chunk_elems * _widest(source.tensors), engine.workers
+                    ),
+                )
+                store.sync()
+                version = publish(
+                    engine,
+                    name,
+                    rows,
+                    links,
+                    message,
+                    meta_json,
+                    source.files,
+                    stats,
+                    new_model,
+                    tol if stats.lossy else None,
+                )
+            except BaseException:
+                store.abandon()
+                raise
+            store.published()
+    engine.last_write = stats
+    return version
+
+
+def publish(
+    engine: VersionStore,
+    name: str,
+    rows: list[TensorRow],
+    links: list[Link],
+    message: str,
+    meta_json: str,
+    files: dict[str, bytes],
+    stats: WriteStats,
+    new_model: bool,
+    tolerance: ErrorBound | LowBit | None = None,
+) -> Version:
+    """The one catalog transaction that makes a written version visible."""
+    content_id = version_content_id(rows)
+    now = time.time()
+    with engine.catalog.transaction() as db:
+        insert_chunks(db, engine.store.pending_rows())
+        if new_model:
+            if db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
+                raise ModelExists(f"model {name!r} was added by someone else meanwhile")
+            db.execute(
+                "INSERT INTO models(name, created, metadata) VALUES (?, ?, '{}')", (name, now)
+            )
+        number = db.execute(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE model = ?", (name,)
+        ).fetchone()[0]
+        seed = f"{name}\0{number}\0{content_id}\0{now!r}\0{[v.id for _, v, _, _ in links]}"
+        uid = xxhash.xxh3_128_hexdigest(seed.encode())[:16]
+        row = VersionRow(
+            id=0,
+            uid=uid,
+            model=name,
+            number=number,
+            content_id=content_id,
+            message=message,
+            created=now,
+            lossy=int(tolerance is not None),
+            tolerance=None if tolerance is None else json.dumps(tolerance.to_json()),
+            metadata=meta_json,
+            logical_bytes=stats.logical_bytes,
+        )
+        vid = insert_version(db, row)
+        for pos, (pid, pv, kind, relation) in enumerate(links):
+            insert_parent_link(db, vid, pid, kind, relation, pos)
+            if kind == "provenance":
+                db.execute(
+                    "INSERT OR IGNORE INTO edges(parent, child, relation) VALUES (?,?,?)",
+                    (pv.model, name, relation),
+                )
+        insert_tensors(db, vid, rows)
+        insert_files(db, vid, files.items())
+        new = db.execute(
+            f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (vid,)
+        ).fetchone()
+    return version_from_row(engine.catalog, new)
