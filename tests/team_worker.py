@@ -1,4 +1,4 @@
-"""One writer of the concurrency test in tests/test_team.py (run in its own process).
+"""One writer of the concurrency test in tests/test_repository_team.py (run in its own process).
 
 Adds two models of its own (derived from the shared ``base``) and commits two versions
 of the shared model ``shared``. The test runs :func:`child` in processes forked by a

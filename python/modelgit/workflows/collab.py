@@ -13,14 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..versions import VersionStore
+from ..versions import Version, VersionStore
 from .merge import fetched, merge_versions
 from .transfer import TransferReport, transfer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from ..versions import Version
 
     _Base = VersionStore
 else:
