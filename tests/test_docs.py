@@ -23,3 +23,37 @@ def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.Monkey
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for i, block in enumerate(blocks):
         exec(compile(block, f"{page}[block {i}]", "exec"), namespace)  # noqa: S102
+
+
+DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+_PATH = re.compile(
+    r"(?<![\w/.-])((?:python|csrc|tests|bench|docs)/[\w./-]*\w\.(?:pyi?|md|[ch]pp|cuh?))"
+)
+_LINK = re.compile(r"\]\(([\w./-]+\.md)(?:#[\w-]*)?\)")
+
+
+@pytest.mark.parametrize("page", DOCS)
+def test_paths_in_docs_exist(page: str) -> None:
+    """Every source path a page names, and every page it links to, is a real file."""
+    text = (ROOT / page).read_text()
+    missing = [p for p in _PATH.findall(text) if not (ROOT / p).exists()]
+    here = (ROOT / page).parent
+    missing += [p for p in _LINK.findall(text) if not (here / p).exists()]
+    assert missing == []
+
+
+def test_architecture_names_real_modules() -> None:
+    """docs/architecture.md names modules relative to python/modelgit/ (a bare name in
+    the layer table: inside its layer's folder)."""
+    text = (ROOT / "docs/architecture.md").read_text()
+    pkg = ROOT / "python" / "modelgit"
+    names = set(re.findall(r"(?<![\w/.-])((?:[a-z_]+/)*[a-z_]+\.py)\b", text))
+    assert len(names) > 20
+
+    def exists(name: str) -> bool:
+        if "/" not in name:
+            return bool(list(pkg.rglob(name)))
+        return (pkg / name).exists() or (ROOT / name).exists()
+
+    missing = [n for n in names if not exists(n)]
+    assert missing == []
