@@ -20,7 +20,7 @@ from .lineage import LineageMixin
 from .memory import MemoryBudget
 from .progress import ProgressFn
 from .storage.backend import FORMAT_FILE, FORMAT_NAME, FORMAT_VERSION
-from .storage.opening import init_backend
+from .storage.opening import open_backend
 from .versions import Version, VersionStore
 from .workflows import WorkflowMixin
 
@@ -41,8 +41,12 @@ def init(
     see :mod:`modelgit.storage.team`. ``storage_options`` go to fsspec (e.g.
     ``endpoint_url``)."""
     budget = MemoryBudget.resolve(memory_budget)
-    backend = init_backend(
-        path, objects=objects, storage_options=storage_options, cache_bytes=budget.cache
+    backend = open_backend(
+        path,
+        objects=objects,
+        storage_options=storage_options,
+        cache_bytes=budget.cache,
+        create=True,
     )
     return Repository(backend, memory_budget=budget)
 

@@ -11,30 +11,7 @@ from ..catalog import is_team_url
 from ..errors import UnsupportedInput
 from .backend import Backend, init_folder, open_folder
 
-__all__ = ["init_backend", "open_backend"]
-
-
-def _no_objects(objects: object) -> None:
-    if objects is not None:
-        raise UnsupportedInput("objects= is for team repositories (a postgresql:// URL)")
-
-
-def init_backend(
-    path: str | os.PathLike[str],
-    *,
-    objects: str | os.PathLike[str] | None = None,
-    storage_options: dict[str, Any] | None = None,
-    cache_bytes: int,
-) -> Backend:
-    """Create a repository at ``path`` and open it (see ``modelgit.init``)."""
-    if is_team_url(path):
-        from . import team  # the optional team backend, loaded only when named
-
-        return team.init_team(str(path), objects, storage_options, cache_bytes=cache_bytes)
-    _no_objects(objects)
-    root = Path(path)
-    init_folder(root)
-    return open_folder(root, cache_bytes)
+__all__ = ["open_backend"]
 
 
 def open_backend(
@@ -43,11 +20,17 @@ def open_backend(
     objects: str | os.PathLike[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     cache_bytes: int,
+    create: bool = False,
 ) -> Backend:
-    """Open the repository at ``path`` (see ``modelgit.open``)."""
+    """Open the repository at ``path`` (see ``modelgit.open``); with ``create``, create
+    it first (see ``modelgit.init``). ``cache_bytes`` bounds its decoded-base cache."""
     if is_team_url(path):
         from . import team  # the optional team backend, loaded only when named
 
-        return team.open_team(str(path), objects, storage_options, cache_bytes=cache_bytes)
-    _no_objects(objects)
+        how = team.init_team if create else team.open_team
+        return how(str(path), objects, storage_options, cache_bytes=cache_bytes)
+    if objects is not None:
+        raise UnsupportedInput("objects= is for team repositories (a postgresql:// URL)")
+    if create:
+        init_folder(Path(path))
     return open_folder(Path(path), cache_bytes)
