@@ -11,6 +11,8 @@ import shlex
 import sys
 from typing import Any
 
+from ..cli._command import command
+
 __all__ = ["add_bench_command", "cmd_bench", "build_parser", "main"]
 
 DESCRIPTION = """\
@@ -56,17 +58,19 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_bench_command(subparsers: Any, common: Any = None) -> argparse.ArgumentParser:
+def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench`` to an argparse sub-parser collection (the ``modelgit`` CLI's)."""
-    p = subparsers.add_parser(
+    p = command(
+        subparsers,
         "bench",
+        cmd_bench,
         help="measure the storage footprint of a model zoo under each strategy",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        repo=False,
+        json=False,
     )
     _configure(p)
-    p.set_defaults(func=cmd_bench)
     return p
 
 

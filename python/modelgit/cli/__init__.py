@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ModelgitError
+from ._command import repo_option
 from ._output import CliError, print_error
 
 __all__ = ["main", "build_parser"]
@@ -60,23 +61,6 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-class Common:
-    """Parent parsers for the options many commands share."""
-
-    def __init__(self) -> None:
-        self.repo = Parser(add_help=False)
-        self.repo.add_argument(
-            "--repo",
-            metavar="PATH",
-            default=argparse.SUPPRESS,
-            help="the repository to use (default: the one at or above the current folder)",
-        )
-        self.json = Parser(add_help=False)
-        self.json.add_argument(
-            "--json", action="store_true", default=False, help="machine-readable JSON output"
-        )
-
-
 def build_parser() -> Parser:
     from . import collab, demo, lineage, maintain, query, workflows, write
 
@@ -89,19 +73,13 @@ def build_parser() -> Parser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"modelgit {__version__}")
-    parser.add_argument(
-        "--repo",
-        metavar="PATH",
-        default=None,
-        help="the repository to use (default: the one at or above the current folder)",
-    )
+    repo_option(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    common = Common()
     for module in (maintain, write, query, lineage, workflows, collab, demo):
-        module.register(sub, common)
+        module.register(sub)
     from ..bench.cli import add_bench_command
 
-    add_bench_command(sub, common)
+    add_bench_command(sub)
     return parser
 
 

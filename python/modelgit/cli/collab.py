@@ -6,24 +6,25 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._command import command
 from ._output import CliError, emit
 from ._repo import open_repo
 
-RAW = argparse.RawDescriptionHelpFormatter
 STRATEGY_HELP = (
     "ours, theirs, average, task-arithmetic (against the common ancestor), or the "
     "import path of fn(ours, theirs, base) -> state_dict as 'package.module:function'"
 )
 
 
-def register(sub: Any, common: Any) -> None:
+def register(sub: Any) -> None:
     for name, verb, desc in (
         ("push", "to", "Copy into the repository OTHER what it lacks of this one"),
         ("pull", "from", "Copy from the repository OTHER what this one lacks"),
     ):
-        p = sub.add_parser(
+        p = command(
+            sub,
             name,
-            parents=[common.repo, common.json],
+            cmd_push if name == "push" else cmd_pull,
             help=f"{name} versions {verb} another repository",
             description=(
                 f"{desc}: versions (matched by uid), the chunks they need, edges and tags. "
@@ -31,14 +32,13 @@ def register(sub: Any, common: Any) -> None:
                 "history and gets the other side's versions aside, for `modelgit merge`."
             ),
             epilog=f"examples:\n  modelgit {name} ../team-models\n  modelgit {name} /mnt/x --json",
-            formatter_class=RAW,
         )
         p.add_argument("other", metavar="OTHER", help="path of the other repository")
-        p.set_defaults(func=cmd_push if name == "push" else cmd_pull)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "merge",
-        parents=[common.repo, common.json],
+        cmd_merge,
         help="merge a diverged version into a model",
         description=(
             "Merge OTHER_VERSION (a uid from the pull report, a reference, or by default "
@@ -51,28 +51,26 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit merge chat --strategy task-arithmetic\n"
             "  modelgit merge chat --strategy mypkg.merging:ties"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("name", metavar="NAME")
     p.add_argument("other_version", metavar="OTHER_VERSION", nargs="?", default=None)
     p.add_argument("-s", "--strategy", default="average", help=STRATEGY_HELP)
     p.add_argument("-m", "--message", default="", help="message of the merge version")
-    p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "infer",
-        parents=[common.json],
+        cmd_infer,
         help="infer the lineage of model files",
         description=(
             "Reconstruct provenance edges (parent -> child) among model files "
             "(.safetensors files or Hugging Face folders) from tensor sketches."
         ),
         epilog="examples:\n  modelgit infer zoo/*.safetensors\n  modelgit infer a b c --json",
-        formatter_class=RAW,
+        repo=False,
     )
     p.add_argument("paths", metavar="PATH", nargs="+")
     p.add_argument("-k", type=int, default=64, help="sketch width per tensor (default 64)")
-    p.set_defaults(func=cmd_infer)
 
 
 def cmd_push(args: argparse.Namespace) -> int:

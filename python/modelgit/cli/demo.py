@@ -8,15 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._command import command
 from ._output import emit, human
 
-RAW = argparse.RawDescriptionHelpFormatter
 
-
-def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser(
+def register(sub: Any) -> None:
+    p = command(
+        sub,
         "demo",
-        parents=[common.json],
+        cmd_demo,
         help="build a small lineage graph trained on the spot",
         description=(
             "Train tiny MLPs on scikit-learn's digits (synthetic data without scikit-learn) "
@@ -28,10 +28,9 @@ def register(sub: Any, common: Any) -> None:
         epilog=(
             "examples:\n  modelgit demo\n  modelgit demo demo-repo && cd demo-repo && modelgit log"
         ),
-        formatter_class=RAW,
+        repo=False,
     )
     p.add_argument("dir", nargs="?", metavar="DIR", help="where to build it (kept)")
-    p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -8,18 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._command import command
 from ._output import CliError, emit
 from ._repo import open_repo
 
-RAW = argparse.RawDescriptionHelpFormatter
 FORMATS = ("text", "dot", "svg", "html")
 SUFFIX_FORMATS = {".svg": "svg", ".html": "html", ".htm": "html", ".dot": "dot", ".gv": "dot"}
 
 
-def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser(
+def register(sub: Any) -> None:
+    p = command(
+        sub,
         "graph",
-        parents=[common.repo, common.json],
+        cmd_graph,
         help="draw the lineage graph",
         description=(
             "Draw the lineage graph: as a text tree (default), Graphviz DOT, or a "
@@ -35,16 +36,15 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit graph --versions --format dot | dot -Tpng > lineage.png\n"
             "  modelgit graph --json"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("--format", "-f", choices=FORMATS, help="output format (default: text)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--versions", action="store_true", help="one node per version")
-    p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "edge",
-        parents=[common.repo],
+        cmd_edge,
         help="record or forget lineage after the fact",
         description=(
             "`edge add PARENT CHILD` records that CHILD was derived from PARENT (refused "
@@ -56,13 +56,12 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit edge add base student --relation distill\n"
             "  modelgit edge rm base student"
         ),
-        formatter_class=RAW,
+        json=False,
     )
     p.add_argument("action", choices=("add", "rm"))
     p.add_argument("parent", metavar="PARENT", help="parent model (add: name@N allowed)")
     p.add_argument("child", metavar="CHILD", help="child model")
     p.add_argument("-r", "--relation", default="finetune", help="relation (default: finetune)")
-    p.set_defaults(func=cmd_edge)
 
 
 def _can_encode(text: str) -> bool:

@@ -7,27 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from ..repository import init
+from ._command import command
 from ._output import emit, human, share, table
 from ._progress import Progress, call_with_progress
 from ._repo import open_repo
 
-RAW = argparse.RawDescriptionHelpFormatter
 
-
-def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser(
+def register(sub: Any) -> None:
+    p = command(
+        sub,
         "init",
+        cmd_init,
         help="create a repository",
         description="Create a new, empty repository in PATH (a new or empty folder).",
         epilog="examples:\n  modelgit init               # here\n  modelgit init models",
-        formatter_class=RAW,
+        repo=False,
+        json=False,
     )
     p.add_argument("path", nargs="?", default=".", metavar="PATH", help="folder (default: .)")
-    p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser(
+    command(
+        sub,
         "du",
-        parents=[common.repo, common.json],
+        cmd_du,
         help="storage used, per model",
         description=(
             "Storage per model: logical size (all versions), stored size (the bytes of "
@@ -35,33 +37,29 @@ def register(sub: Any, common: Any) -> None:
             "deduplication and the share stored as deltas."
         ),
         epilog="examples:\n  modelgit du\n  modelgit du --json",
-        formatter_class=RAW,
     )
-    p.set_defaults(func=cmd_du)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "fsck",
-        parents=[common.repo, common.json],
+        cmd_fsck,
         help="check the repository",
         description=(
             "Check the catalog and the packs; by default decode and verify every chunk. "
             "Exits 1 when a problem is found."
         ),
         epilog="examples:\n  modelgit fsck\n  modelgit fsck --quick --json",
-        formatter_class=RAW,
     )
     p.add_argument("--quick", action="store_true", help="check the catalog only, decode nothing")
-    p.set_defaults(func=cmd_fsck)
 
-    p = sub.add_parser(
+    command(
+        sub,
         "gc",
-        parents=[common.repo, common.json],
+        cmd_gc,
         help="reclaim unused space",
         description="Delete chunks no version needs (after rm) and compact the packs.",
         epilog="examples:\n  modelgit rm old-model && modelgit gc",
-        formatter_class=RAW,
     )
-    p.set_defaults(func=cmd_gc)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

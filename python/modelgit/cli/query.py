@@ -6,42 +6,40 @@ import argparse
 from typing import Any
 
 from ..versions.diff import TensorInfo, architecture
+from ._command import command
 from ._output import emit, human, table, when
 from ._progress import Progress
 from ._repo import open_repo
 
-RAW = argparse.RawDescriptionHelpFormatter
 
-
-def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser(
+def register(sub: Any) -> None:
+    command(
+        sub,
         "ls",
-        parents=[common.repo, common.json],
+        cmd_ls,
         help="list models",
         description="List the models: versions, latest size, parents, tags.",
         epilog="examples:\n  modelgit ls\n  modelgit ls --json",
-        formatter_class=RAW,
     )
-    p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "log",
-        parents=[common.repo, common.json],
+        cmd_log,
         help="show versions, newest first",
         description=(
             "The versions of a model (or of every model), newest first, with their ids, "
             "dates, sizes, messages, parents and whether they are stored lossily."
         ),
         epilog="examples:\n  modelgit log chat\n  modelgit log -n 5\n  modelgit log chat --json",
-        formatter_class=RAW,
     )
     p.add_argument("model", nargs="?", metavar="NAME", help="one model (default: all)")
     p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N versions")
-    p.set_defaults(func=cmd_log)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "show",
-        parents=[common.repo, common.json],
+        cmd_show,
         help="show one version",
         description=(
             "Details of a version: id, parents, metadata, tensors, side files and an "
@@ -51,15 +49,14 @@ def register(sub: Any, common: Any) -> None:
             "examples:\n  modelgit show chat\n  modelgit show chat@2 --all\n"
             "  modelgit show prod --json"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("ref", metavar="REF", help="name, name@N, name@latest or a tag")
     p.add_argument("--all", action="store_true", help="list every tensor (default: first 20)")
-    p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "diff",
-        parents=[common.repo, common.json],
+        cmd_diff,
         help="compare two versions",
         description=(
             "Compare any two versions (of one model or of two): tensors added, removed and "
@@ -72,7 +69,6 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit diff base chat --json\n"
             "  modelgit diff base base-bf16 --no-values   # names, shapes and dtypes only"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
@@ -80,7 +76,6 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument(
         "--exit-code", action="store_true", help="exit 1 when the versions differ (like git)"
     )
-    p.set_defaults(func=cmd_diff)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

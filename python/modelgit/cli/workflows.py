@@ -14,16 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ._command import command
 from ._output import CliError, emit, table
 from ._repo import open_repo
 
-RAW = argparse.RawDescriptionHelpFormatter
 
-
-def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser(
+def register(sub: Any) -> None:
+    p = command(
+        sub,
         "test",
-        parents=[common.repo, common.json],
+        cmd_test_run,
         help="run the tests registered on the graph (or register, list, remove them)",
         description=(
             "Without an action: run the registered tests on the latest version of every "
@@ -44,26 +44,24 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit test log chat\n"
             "  modelgit test rm loss"
         ),
-        formatter_class=RAW,
     )
     _run_options(p)
-    p.set_defaults(func=cmd_test_run)
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
 
-    r = actions.add_parser(
+    r = command(
+        actions,
         "run",
-        parents=[common.repo, common.json],
+        cmd_test_run,
         help="run tests (the default action)",
         description="Run registered tests and store their results.",
         epilog="examples:\n  modelgit test run --models base chat@1",
-        formatter_class=RAW,
     )
     _run_options(r)
-    r.set_defaults(func=cmd_test_run)
 
-    r = actions.add_parser(
+    r = command(
+        actions,
         "register",
-        parents=[common.repo, common.json],
+        cmd_test_register,
         help="register a test",
         description=(
             "Register test NAME: the function FN (pkg.module:function) returns a float "
@@ -78,7 +76,6 @@ def register(sub: Any, common: Any) -> None:
             "--models relation:finetune\n"
             "  modelgit test register ok mytests:no_nans --models base chat"
         ),
-        formatter_class=RAW,
     )
     r.add_argument("name", metavar="NAME", help="the test's name")
     r.add_argument("fn", metavar="FN", help="import path: pkg.module:function")
@@ -107,45 +104,43 @@ def register(sub: Any, common: Any) -> None:
         "--factory", metavar="FN", help="pkg.module:function building the nn.Module to load into"
     )
     r.add_argument("--replace", action="store_true", help="replace a test of the same name")
-    r.set_defaults(func=cmd_test_register)
 
-    r = actions.add_parser(
+    command(
+        actions,
         "ls",
-        parents=[common.repo, common.json],
+        cmd_test_ls,
         help="list registered tests",
         description="List the registered tests.",
         epilog="examples:\n  modelgit test ls --json",
-        formatter_class=RAW,
     )
-    r.set_defaults(func=cmd_test_ls)
 
-    r = actions.add_parser(
+    r = command(
+        actions,
         "rm",
-        parents=[common.repo],
+        cmd_test_rm,
         help="unregister a test and delete its results",
         description="Unregister test NAME (its stored results are deleted too).",
         epilog="examples:\n  modelgit test rm acc",
-        formatter_class=RAW,
+        json=False,
     )
     r.add_argument("name", metavar="NAME")
-    r.set_defaults(func=cmd_test_rm)
 
-    r = actions.add_parser(
+    r = command(
+        actions,
         "log",
-        parents=[common.repo, common.json],
+        cmd_test_log,
         help="stored results, of every version",
         description="Stored test results, oldest first, of every version (earlier ones too).",
         epilog="examples:\n  modelgit test log\n  modelgit test log chat --test acc\n"
         "  modelgit test log chat@1 --json",
-        formatter_class=RAW,
     )
     r.add_argument("ref", nargs="?", metavar="REF", help="a model (all versions) or name@N")
     r.add_argument("--test", metavar="NAME", help="only this test")
-    r.set_defaults(func=cmd_test_log)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "creator",
-        parents=[common.repo, common.json],
+        cmd_creator,
         help="show or set how a model is derived from its parents (for cascade)",
         description=(
             "Show the creation function of model NAME, or set it to FN (pkg.module:function, "
@@ -158,17 +153,16 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit creator chat\n"
             "  modelgit creator chat --rm"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("name", metavar="NAME", help="the derived model")
     p.add_argument("fn", nargs="?", metavar="FN", help="import path: pkg.module:function")
     p.add_argument("--args", metavar="JSON", help="keyword arguments, a JSON object")
     p.add_argument("--rm", action="store_true", help="forget the creation function")
-    p.set_defaults(func=cmd_creator)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "cascade",
-        parents=[common.repo, common.json],
+        cmd_cascade,
         help="re-derive every model downstream of an updated one",
         description=(
             "After NAME got a new version, re-derive every downstream model that has a "
@@ -183,18 +177,17 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit cascade base --run-tests\n"
             "  modelgit cascade base --json"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("name", metavar="NAME", help="the updated model")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument(
         "--run-tests", action="store_true", help="test each model; a failure stops its subtree"
     )
-    p.set_defaults(func=cmd_cascade)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "bisect",
-        parents=[common.repo, common.json],
+        cmd_bisect,
         help="find the first version on a lineage path that fails a test",
         description=(
             "Binary search along the lineage path (provenance and version links) from GOOD "
@@ -206,7 +199,6 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit bisect acc base@1 chat@5\n"
             "  modelgit bisect mytests:loss chat@1 chat@9 --lower-is-better --threshold 0.5"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("test", metavar="TEST", help="a registered test, or pkg.module:function")
     p.add_argument("good", metavar="GOOD", help="a version that passes")
@@ -216,7 +208,6 @@ def register(sub: Any, common: Any) -> None:
         "--lower-is-better", action="store_true", help="smaller is better (import paths only)"
     )
     p.add_argument("--verify", action="store_true", help="test both ends first")
-    p.set_defaults(func=cmd_bisect)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:

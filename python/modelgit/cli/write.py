@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._command import command
 from ._output import CliError, emit, human
 from ._progress import Progress, call_with_progress
 from ._repo import open_repo
 
-RAW = argparse.RawDescriptionHelpFormatter
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 
 MODEL_HELP = (
@@ -20,10 +20,11 @@ MODEL_HELP = (
 )
 
 
-def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser(
+def register(sub: Any) -> None:
+    p = command(
+        sub,
         "add",
-        parents=[common.repo, common.json],
+        cmd_add,
         help="add a new model (its version 1)",
         description="Add a new model NAME to the repository, stored from PATH as its version 1.",
         epilog=(
@@ -35,7 +36,6 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit add q4 q4.safetensors --parent base --relation quantize "
             "--tolerance bits=4,group=64"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("name", metavar="NAME", help="the new model's name")
     p.add_argument("path", metavar="PATH", help=MODEL_HELP)
@@ -55,11 +55,11 @@ def register(sub: Any, common: Any) -> None:
         "adapter, merge or your own word",
     )
     _write_options(p)
-    p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "commit",
-        parents=[common.repo, common.json],
+        cmd_commit,
         help="store a new version of a model",
         description="Store the weights at PATH as the next version of the existing model NAME.",
         epilog=(
@@ -67,30 +67,29 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit commit chat chat-v2.safetensors -m 'one more epoch'\n"
             "  modelgit commit chat ./chat-model/ -m 'fixed tokenizer config'"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("name", metavar="NAME", help="an existing model")
     p.add_argument("path", metavar="PATH", help=MODEL_HELP)
     _write_options(p)
-    p.set_defaults(func=cmd_commit)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "rm",
-        parents=[common.repo],
+        cmd_rm,
         help="remove models",
         description=(
             "Remove models and all their versions. Models derived from them stay readable; "
             "their edges to the removed models go. Run `modelgit gc` to reclaim the space."
         ),
         epilog="examples:\n  modelgit rm old-exp\n  modelgit rm a b c && modelgit gc",
-        formatter_class=RAW,
+        json=False,
     )
     p.add_argument("names", nargs="+", metavar="NAME")
-    p.set_defaults(func=cmd_rm)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "tag",
-        parents=[common.repo, common.json],
+        cmd_tag,
         help="list, create or delete tags",
         description=(
             "A tag names one version: `modelgit tag prod chat@3`, then `modelgit show prod`. "
@@ -103,7 +102,6 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit tag -f prod chat@4   # move\n"
             "  modelgit tag -d prod          # delete"
         ),
-        formatter_class=RAW,
     )
     p.add_argument("tag", nargs="?", metavar="TAG")
     p.add_argument(
@@ -111,23 +109,23 @@ def register(sub: Any, common: Any) -> None:
     )
     p.add_argument("-d", "--delete", action="store_true", help="delete TAG")
     p.add_argument("-f", "--force", action="store_true", help="move TAG if it exists")
-    p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "rename",
-        parents=[common.repo],
+        cmd_rename,
         help="rename a model",
         description="Rename a model; its versions, edges and tags follow.",
         epilog="examples:\n  modelgit rename chat chat-old",
-        formatter_class=RAW,
+        json=False,
     )
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
-    p.set_defaults(func=cmd_rename)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "export",
-        parents=[common.repo],
+        cmd_export,
         help="write a version as safetensors",
         description=(
             "Write a version to PATH: a .safetensors file when PATH ends so, else a folder "
@@ -143,7 +141,7 @@ def register(sub: Any, common: Any) -> None:
             "  modelgit export prod ./prod-model/\n"
             "  modelgit export llama-70b ./llama/ --max-shard-size 10GB"
         ),
-        formatter_class=RAW,
+        json=False,
     )
     p.add_argument("ref", metavar="REF", help="name, name@N, name@latest or a tag")
     p.add_argument("path", metavar="PATH")
@@ -153,7 +151,6 @@ def register(sub: Any, common: Any) -> None:
         default=None,
         help="largest shard of a folder export, e.g. 2GB or 500MiB (default 5GB)",
     )
-    p.set_defaults(func=cmd_export)
 
 
 def _write_options(p: argparse.ArgumentParser) -> None:
