@@ -1,4 +1,5 @@
-"""The ``bench`` command. Register it with ``add_bench_command(subparsers)``.
+"""The ``bench`` command: ``python -m modelgit.bench`` (``main``), and the parts of
+``modelgit bench`` (registered by ``modelgit.cli.bench``).
 
 ``modelgit bench ZOO_DIR -o OUT`` measures how the zoo (or repository) at ZOO_DIR is
 stored by each strategy and writes OUT/results.csv, OUT/results.md and OUT/*.png.
@@ -9,11 +10,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any
 
-from ..cli._command import command
-
-__all__ = ["add_bench_command", "cmd_bench", "build_parser", "main"]
+__all__ = ["DESCRIPTION", "EPILOG", "configure", "cmd_bench", "build_parser", "main"]
 
 DESCRIPTION = """\
 Measure how much space a model zoo needs under each storage strategy, and at what
@@ -32,7 +30,8 @@ examples:
   modelgit bench my-repo -o out --repeats 1 --no-eval"""
 
 
-def _configure(p: argparse.ArgumentParser) -> None:
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``bench`` to ``p``."""
     from .strategies import strategy_help
 
     p.add_argument(
@@ -56,22 +55,6 @@ def _configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail on the first strategy error or lossless round-trip mismatch",
     )
-
-
-def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bench`` to an argparse sub-parser collection (the ``modelgit`` CLI's)."""
-    p = command(
-        subparsers,
-        "bench",
-        cmd_bench,
-        help="measure the storage footprint of a model zoo under each strategy",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        repo=False,
-        json=False,
-    )
-    _configure(p)
-    return p
 
 
 def _split(s: str | None) -> list[str] | None:
@@ -129,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _configure(p)
+    configure(p)
     return p
 
 
