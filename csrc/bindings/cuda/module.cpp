@@ -17,6 +17,11 @@
 
 #include "cuda/api.cuh"
 
+// pyproject.toml's version, passed by CMakeLists.txt.
+#ifndef MODELGIT_VERSION
+#error "MODELGIT_VERSION is not defined: build with CMakeLists.txt (pip install .)"
+#endif
+
 namespace py = pybind11;
 namespace mc = modelgit::cuda;
 namespace mg = modelgit;
@@ -130,7 +135,7 @@ PYBIND11_MODULE(_cuda, m) {
       "modelgit CUDA kernels: the byte transforms of modelgit._core on device memory, bit for bit "
       "(raw device pointers as ints, asynchronous on the given stream). Use modelgit.cuda for "
       "torch tensors.";
-  m.attr("__version__") = "0.1.0";
+  m.attr("__version__") = MODELGIT_VERSION;
   m.attr("DELTA_NONE") = int(mg::DELTA_NONE);
   m.attr("DELTA_XOR") = int(mg::DELTA_XOR);
   m.attr("DELTA_SUB") = int(mg::DELTA_SUB);
