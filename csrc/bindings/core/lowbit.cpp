@@ -1,4 +1,4 @@
-// Bindings of low-bit quantization and bit packing (lowbit.hpp).
+// Bindings of low-bit quantization and bit packing (core/lowbit.hpp).
 #include "core/lowbit.hpp"
 
 #include "bindings/core/pybuffer.hpp"

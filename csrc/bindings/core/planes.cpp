@@ -1,4 +1,4 @@
-// Bindings of the byte-plane transform (planes.hpp).
+// Bindings of the byte-plane transform (core/planes.hpp).
 #include "core/planes.hpp"
 
 #include "bindings/core/pybuffer.hpp"

@@ -1,4 +1,4 @@
-// Bindings of the error-bounded quantized delta (qdelta.hpp).
+// Bindings of the error-bounded quantized delta (core/qdelta.hpp).
 #include "core/qdelta.hpp"
 
 #include <pybind11/stl.h>

@@ -1,4 +1,4 @@
-// Bindings of the order-0 rANS entropy coder (rans.hpp).
+// Bindings of the order-0 rANS entropy coder (core/rans.hpp).
 #include "core/rans.hpp"
 
 #include "bindings/core/pybuffer.hpp"

@@ -1,4 +1,4 @@
-// Bindings of the tensor sketch (sketch.hpp).
+// Bindings of the tensor sketch (core/sketch.hpp).
 #include "core/sketch.hpp"
 
 #include "bindings/core/pybuffer.hpp"
