@@ -183,7 +183,7 @@ __device__ __forceinline__ double dmul_cpu(double a, double b) {
   return r;
 }
 
-// ---- float16 / bfloat16 conversions (the CPU core's, csrc/common.hpp, by hand) -------------
+// ---- float16 / bfloat16 conversions (the CPU core's, csrc/core/common.hpp, by hand) --------
 __device__ __forceinline__ float f16_to_f32(uint32_t h) {
   const uint32_t sign = (h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1Fu;

@@ -50,7 +50,7 @@ __device__ __forceinline__ T rotr1(T x) {
   return T(T(x >> 1) | T(x << (sizeof(T) * 8 - 1)));
 }
 
-// OSUB (delta 3): zigzag of the difference of value-ordered patterns, as in csrc/planes.cpp.
+// OSUB (delta 3): zigzag of the difference of value-ordered patterns, as in csrc/core/planes.cpp.
 template <typename T>
 __device__ __forceinline__ T ordered(T x) {
   const T sign = T(T(1) << (sizeof(T) * 8 - 1));

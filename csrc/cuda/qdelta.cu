@@ -10,50 +10,50 @@
 namespace modelgit::cuda {
 namespace {
 
-template <QType D>
+template <DType D>
 struct QTraits;
 template <>
-struct QTraits<QType::F64> {
+struct QTraits<DType::F64> {
   static constexpr int E = 8;
   using T = unsigned long long;
 };
 template <>
-struct QTraits<QType::F32> {
+struct QTraits<DType::F32> {
   static constexpr int E = 4;
   using T = uint32_t;
 };
 template <>
-struct QTraits<QType::F16> {
+struct QTraits<DType::F16> {
   static constexpr int E = 2;
   using T = uint16_t;
 };
 template <>
-struct QTraits<QType::BF16> {
+struct QTraits<DType::BF16> {
   static constexpr int E = 2;
   using T = uint16_t;
 };
 
-template <QType D>
+template <DType D>
 __device__ __forceinline__ typename QTraits<D>::T decode_one(typename QTraits<D>::T b, int32_t q, double step,
                                                              float stepf) {
-  if constexpr (D == QType::F64) {
+  if constexpr (D == DType::F64) {
     // sum operands in the order the CPU build evaluates them (prod, base): it only
     // matters when both are NaN (base NaN and 0 * inf), where x86 returns the first.
     const double r = dadd_cpu(dmul_cpu(__int2double_rn(q), step), __longlong_as_double((long long)b));
     return (unsigned long long)__double_as_longlong(r);
   } else {
     float bf;
-    if constexpr (D == QType::F32) bf = __uint_as_float(b);
-    else if constexpr (D == QType::F16) bf = f16_to_f32(b);
+    if constexpr (D == DType::F32) bf = __uint_as_float(b);
+    else if constexpr (D == DType::F16) bf = f16_to_f32(b);
     else bf = bf16_to_f32(b);
     const float r = fadd_cpu(fmul_cpu(__int2float_rn(q), stepf), bf);
-    if constexpr (D == QType::F32) return __float_as_uint(r);
-    else if constexpr (D == QType::F16) return uint16_t(f32_to_f16(r));
+    if constexpr (D == DType::F32) return __float_as_uint(r);
+    else if constexpr (D == DType::F16) return uint16_t(f32_to_f16(r));
     else return uint16_t(f32_to_bf16(r));
   }
 }
 
-template <QType D>
+template <DType D>
 __global__ void __launch_bounds__(kBlockThreads)
     qdelta_decode_kernel(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ base,
                          uint8_t* __restrict__ out, uint64_t n, double step, float stepf, int codes_align,
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int k = 0; k < elem_size; ++k) dst[k] = src[k];
 }
 
-template <QType D>
+template <DType D>
 void launch(const uint8_t* codes, const uint8_t* base, uint8_t* out, uint64_t n, double step, float stepf,
             cudaStream_t s) {
   qdelta_decode_kernel<D><<<grid_for((n + 3) / 4), kBlockThreads, 0, s>>>(
@@ -118,7 +118,7 @@ void launch(const uint8_t* codes, const uint8_t* base, uint8_t* out, uint64_t n,
 }  // namespace
 
 Status qdelta_decode(uintptr_t codes, uintptr_t base, uintptr_t exc_index, uintptr_t exc_values, uint64_t n_exc,
-                     uintptr_t out, uint64_t n, QType dtype, double step, float stepf, uintptr_t stream) {
+                     uintptr_t out, uint64_t n, DType dtype, double step, float stepf, uintptr_t stream) {
   if (n == 0) return {};
   const PtrArg args[5] = {{codes, "codes", true},
                           {base, "base", true},
@@ -133,10 +133,10 @@ Status qdelta_decode(uintptr_t codes, uintptr_t base, uintptr_t exc_index, uintp
   auto* o = reinterpret_cast<uint8_t*>(out);
   int es = 2;
   switch (dtype) {
-    case QType::F64: launch<QType::F64>(c, b, o, n, step, stepf, s); es = 8; break;
-    case QType::F32: launch<QType::F32>(c, b, o, n, step, stepf, s); es = 4; break;
-    case QType::F16: launch<QType::F16>(c, b, o, n, step, stepf, s); break;
-    default: launch<QType::BF16>(c, b, o, n, step, stepf, s); break;
+    case DType::F64: launch<DType::F64>(c, b, o, n, step, stepf, s); es = 8; break;
+    case DType::F32: launch<DType::F32>(c, b, o, n, step, stepf, s); es = 4; break;
+    case DType::F16: launch<DType::F16>(c, b, o, n, step, stepf, s); break;
+    default: launch<DType::BF16>(c, b, o, n, step, stepf, s); break;
   }
   st = launch_status("qdelta_decode");
   if (!st.ok() || n_exc == 0) return st;

@@ -1,28 +1,18 @@
-// Bindings of low-bit quantization and bit packing (lowbit.hpp).
-#include "lowbit.hpp"
+// Bindings of low-bit quantization and bit packing (core/lowbit.hpp).
+#include "core/lowbit.hpp"
 
-#include "pybuffer.hpp"
+#include "bindings/core/pybuffer.hpp"
 
 namespace modelgit::bindings {
 namespace {
 
-int bits_arg(py::object o) {
-  long long b = int_arg(o, "bits");
-  if (b != 1 && b != 2 && b != 4 && b != 8)
-    throw py::value_error("bits must be 1, 2, 4 or 8, got " + std::to_string(b));
-  return int(b);
-}
+int bits_arg(py::object o) { return check_bits(int_arg(o, "bits")); }
 
-size_t group_arg(py::object o) {
-  long long g = int_arg(o, "group");
-  if (g < 1) throw py::value_error("group must be >= 1, got " + std::to_string(g));
-  return size_t(g);
-}
+size_t group_arg(py::object o) { return size_t(check_group(int_arg(o, "group"))); }
 
 size_t n_arg(py::object o) {
-  long long n = int_arg(o, "n");
-  if (n < 0) throw py::value_error("n must be >= 0, got " + std::to_string(n));
-  if (n > (1LL << 60)) throw py::value_error("n is too large");
+  const uint64_t n = check_count(int_arg(o, "n"), "n");
+  if (n > (uint64_t(1) << 60)) throw py::value_error("n is too large");
   return size_t(n);
 }
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "common.hpp"
+#include "core/common.hpp"
 
 namespace modelgit {
 

@@ -1,7 +1,7 @@
-// Bindings of the order-0 rANS entropy coder (rans.hpp).
-#include "rans.hpp"
+// Bindings of the order-0 rANS entropy coder (core/rans.hpp).
+#include "core/rans.hpp"
 
-#include "pybuffer.hpp"
+#include "bindings/core/pybuffer.hpp"
 
 namespace modelgit::bindings {
 namespace {

@@ -1,6 +1,8 @@
 // Python-side helpers of the bindings: buffer acquisition (zero-copy, C-contiguous),
 // output allocation / `out=` validation, integer parameters. Every error is a
-// ValueError (TypeError only for objects that are not buffers or not integers).
+// ValueError (TypeError only for objects that are not buffers or not integers). The
+// checks of the parameters themselves (shared with modelgit._cuda) are in
+// core/params.hpp.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -8,7 +10,8 @@
 #include <cstdint>
 #include <string>
 
-#include "common.hpp"
+#include "core/common.hpp"
+#include "core/params.hpp"
 
 namespace modelgit::bindings {
 namespace py = pybind11;
@@ -133,19 +136,6 @@ inline int threads_arg(py::handle obj) {
   long long t = int_arg(obj, "threads");
   if (t < 0) throw py::value_error("threads must be >= 0 (0 = all hardware threads)");
   return int(std::min<long long>(t, kMaxThreads));
-}
-
-inline void check_elem_size(long long e) {
-  if (e != 1 && e != 2 && e != 4 && e != 8)
-    throw py::value_error("elem_size must be 1, 2, 4 or 8, got " + std::to_string(e));
-}
-
-inline DType dtype_arg(const std::string& s) {
-  DType dt;
-  if (!parse_dtype(s, dt))
-    throw py::value_error("dtype must be 'float64', 'float32', 'float16' or 'bfloat16', got '" +
-                          s + "'");
-  return dt;
 }
 
 }  // namespace modelgit::bindings

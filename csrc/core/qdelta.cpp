@@ -1,4 +1,4 @@
-#include "qdelta.hpp"
+#include "core/qdelta.hpp"
 
 namespace modelgit {
 namespace {

@@ -1,6 +1,6 @@
-#include "planes.hpp"
+#include "core/planes.hpp"
 
-#include "common.hpp"
+#include "core/common.hpp"
 
 #include <type_traits>
 

@@ -1,14 +1,14 @@
-// Bindings of the tensor sketch (sketch.hpp).
-#include "sketch.hpp"
+// Bindings of the tensor sketch (core/sketch.hpp).
+#include "core/sketch.hpp"
 
-#include "pybuffer.hpp"
+#include "bindings/core/pybuffer.hpp"
 
 namespace modelgit::bindings {
 namespace {
 
 py::bytearray run(py::object x_o, const std::string& dtype, py::object k_o, py::object seed_o,
                   py::object threads_o) {
-  const DType dt = dtype_arg(dtype);
+  const DType dt = check_dtype(dtype);
   const long long k = int_arg(k_o, "k");
   if (k < 1 || uint64_t(k) > kMaxSketchK)
     throw py::value_error("k must be in [1, 2**24], got " + std::to_string(k));

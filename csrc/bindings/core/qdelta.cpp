@@ -1,23 +1,16 @@
-// Bindings of the error-bounded quantized delta (qdelta.hpp).
-#include "qdelta.hpp"
+// Bindings of the error-bounded quantized delta (core/qdelta.hpp).
+#include "core/qdelta.hpp"
 
 #include <pybind11/stl.h>
 
-#include "pybuffer.hpp"
+#include "bindings/core/pybuffer.hpp"
 
 namespace modelgit::bindings {
 namespace {
 
-void check_eps(double eps, DType dt) {
-  if (!std::isfinite(eps) || !(eps > 0))
-    throw py::value_error("eps must be finite and > 0, got " + std::to_string(eps));
-  if (dt != DType::F64 && !(float(2.0 * eps) > 0.0f))
-    throw py::value_error("eps is too small: float32(2*eps) is 0 for a 32/16-bit dtype");
-}
-
 py::tuple encode(py::object x_o, py::object base_o, const std::string& dtype, double eps,
                  py::object threads_o) {
-  const DType dt = dtype_arg(dtype);
+  const DType dt = check_dtype(dtype);
   check_eps(eps, dt);
   const int threads = threads_arg(threads_o);
   Buf x(x_o, "x"), base(base_o, "base");
@@ -25,9 +18,7 @@ py::tuple encode(py::object x_o, py::object base_o, const std::string& dtype, do
   if (x.size() % E)
     throw py::value_error("x: length " + std::to_string(x.size()) +
                           " is not a multiple of the element size " + std::to_string(E));
-  if (base.size() != x.size())
-    throw py::value_error("base has " + std::to_string(base.size()) + " bytes but x has " +
-                          std::to_string(x.size()) + "; they must be equal");
+  check_base_size(base.size(), "x has", x.size());
   const size_t n = x.size() / E;
   uint8_t* codes_p = nullptr;
   py::bytearray codes = empty_bytearray(n * 4, &codes_p);
@@ -44,7 +35,7 @@ py::tuple encode(py::object x_o, py::object base_o, const std::string& dtype, do
 
 py::object decode(py::object codes_o, py::object base_o, py::object idx_o, py::object vals_o,
                   const std::string& dtype, double eps, py::object out_o, py::object threads_o) {
-  const DType dt = dtype_arg(dtype);
+  const DType dt = check_dtype(dtype);
   check_eps(eps, dt);
   const int threads = threads_arg(threads_o);
   Buf codes(codes_o, "codes"), base(base_o, "base"), idx(idx_o, "exc_index"),

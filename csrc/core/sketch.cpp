@@ -1,4 +1,4 @@
-#include "sketch.hpp"
+#include "core/sketch.hpp"
 
 namespace modelgit {
 namespace {

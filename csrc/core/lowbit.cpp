@@ -1,8 +1,8 @@
-#include "lowbit.hpp"
+#include "core/lowbit.hpp"
 
 #include <atomic>
 
-#include "common.hpp"
+#include "core/common.hpp"
 
 namespace modelgit {
 namespace {

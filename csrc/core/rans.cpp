@@ -11,7 +11,7 @@
 // They share one stream of 16-bit words, written by the encoder back to front (values
 // in reverse order) and read by the decoder in order: after the 16 values of a round,
 // the states that fell below L take the next words in state order.
-#include "rans.hpp"
+#include "core/rans.hpp"
 
 #include <algorithm>
 #include <cmath>

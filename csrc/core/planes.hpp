@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace modelgit {
+#include "core/params.hpp"  // Delta
 
-enum Delta : int { DELTA_NONE = 0, DELTA_XOR = 1, DELTA_SUB = 2, DELTA_OSUB = 3 };
+namespace modelgit {
 
 // data, base (nullptr iff delta == DELTA_NONE) and out all hold m words of elem_size
 // bytes; out must not overlap the inputs. Parameters must already be valid.

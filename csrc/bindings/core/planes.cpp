@@ -1,7 +1,7 @@
-// Bindings of the byte-plane transform (planes.hpp).
-#include "planes.hpp"
+// Bindings of the byte-plane transform (core/planes.hpp).
+#include "core/planes.hpp"
 
-#include "pybuffer.hpp"
+#include "bindings/core/pybuffer.hpp"
 
 namespace modelgit::bindings {
 namespace {
@@ -17,19 +17,10 @@ PlaneArgs check_args(const Buf& data, const Buf* base, py::handle elem_size, py:
   long long e = int_arg(elem_size, "elem_size");
   check_elem_size(e);
   long long d = int_arg(delta, "delta");
-  if (d != DELTA_NONE && d != DELTA_XOR && d != DELTA_SUB && d != DELTA_OSUB)
-    throw py::value_error(
-        "delta must be DELTA_NONE (0), DELTA_XOR (1), DELTA_SUB (2) or DELTA_OSUB (3), got " +
-                          std::to_string(d));
-  if (data.size() % size_t(e) != 0)
-    throw py::value_error(std::string(dname) + ": length " + std::to_string(data.size()) +
-                          " is not a multiple of elem_size " + std::to_string(e));
-  if (d == DELTA_NONE && base)
-    throw py::value_error("base given but delta is DELTA_NONE; pass delta=DELTA_XOR or DELTA_SUB");
-  if (d != DELTA_NONE && !base) throw py::value_error("delta != DELTA_NONE requires base");
-  if (base && base->size() != data.size())
-    throw py::value_error("base has " + std::to_string(base->size()) + " bytes but " + dname +
-                          " has " + std::to_string(data.size()) + "; they must be equal");
+  check_delta(d);
+  check_whole_elems(data.size(), e, dname);
+  check_delta_base(d, base != nullptr);
+  if (base) check_base_size(base->size(), std::string(dname) + " has", data.size());
   return {int(e), int(d), threads_arg(threads)};
 }
 
@@ -77,15 +68,10 @@ py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object b
   Buf base;
   if (!base_o.is_none()) base.acquire(base_o, "base", false);
   long long d = int_arg(delta_o, "delta");
-  if (d != DELTA_NONE && d != DELTA_XOR && d != DELTA_SUB && d != DELTA_OSUB)
-    throw py::value_error("delta must be 0, 1, 2 or 3, got " + std::to_string(d));
-  if (d == DELTA_NONE && base.held())
-    throw py::value_error("base given but delta is DELTA_NONE; pass delta=DELTA_XOR or DELTA_SUB");
-  if (d != DELTA_NONE && !base.held()) throw py::value_error("delta != DELTA_NONE requires base");
+  check_delta(d);
+  check_delta_base(d, base.held());
   const size_t n = m * size_t(e);
-  if (base.held() && base.size() != n)
-    throw py::value_error("base has " + std::to_string(base.size()) + " bytes but the planes hold " +
-                          std::to_string(n) + "; they must be equal");
+  if (base.held()) check_base_size(base.size(), "the planes hold", n);
   const int t = threads_arg(threads);
   OutBuf out(out_o, n);
   for (long long p = 0; p < e; ++p) {

@@ -1,5 +1,6 @@
 // Shared helpers of the native core: float conversions, threading, little-endian
-// word access. Pure C++ (no Python): the buffer helpers live in bindings/buffers.hpp.
+// word access. Pure C++ (no Python): the Python buffer helpers live in
+// bindings/core/pybuffer.hpp.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "core/params.hpp"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "modelgit's native core assumes a little-endian host"
@@ -126,25 +129,7 @@ inline uint16_t f32_to_bf16(float f) {
   return uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
-// ---- dtypes -----------------------------------------------------------------------
-enum class DType { F64, F32, F16, BF16 };
-
-inline bool parse_dtype(const std::string& s, DType& dt) {
-  if (s == "float64") dt = DType::F64;
-  else if (s == "float32") dt = DType::F32;
-  else if (s == "float16") dt = DType::F16;
-  else if (s == "bfloat16") dt = DType::BF16;
-  else return false;
-  return true;
-}
-inline size_t dtype_size(DType dt) {
-  switch (dt) {
-    case DType::F64: return 8;
-    case DType::F32: return 4;
-    default: return 2;
-  }
-}
-
+// ---- dtypes (DType, dtype_size: core/params.hpp) ----------------------------------
 // Exact widening of one element to double.
 template <DType D>
 inline double widen_f64(const uint8_t* p) {

@@ -4,21 +4,27 @@
 // data_ptr()), a byte or element count, and a CUDA stream handle as an int
 // (torch.cuda.current_stream().cuda_stream; 0 = the legacy default stream). Kernels are
 // launched asynchronously on that stream; nothing is synchronised. Parameters are
-// checked here (ValueError); pointers are checked to be CUDA device memory of one
-// device (ValueError); CUDA errors raise RuntimeError with CUDA's message. Importing
-// the module does not initialise CUDA. Buffer sizes cannot be checked from a raw
-// pointer: the caller (modelgit.cuda, on torch tensors) guarantees them.
+// checked here, with the checks modelgit._core makes (core/params.hpp; ValueError);
+// pointers are checked to be CUDA device memory of one device (ValueError); CUDA errors
+// raise RuntimeError with CUDA's message. Importing the module does not initialise CUDA.
+// Buffer sizes cannot be checked from a raw pointer: the caller (modelgit.cuda, on torch
+// tensors) guarantees them.
 #include <pybind11/pybind11.h>
 
-#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
 
 #include "cuda/api.cuh"
 
+// pyproject.toml's version, passed by CMakeLists.txt.
+#ifndef MODELGIT_VERSION
+#error "MODELGIT_VERSION is not defined: build with CMakeLists.txt (pip install .)"
+#endif
+
 namespace py = pybind11;
 namespace mc = modelgit::cuda;
+namespace mg = modelgit;
 
 namespace {
 
@@ -37,11 +43,6 @@ void run(F&& f) {
     st = f();
   }
   raise_if(st);
-}
-
-uint64_t count_arg(long long v, const char* name) {
-  if (v < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(v));
-  return uint64_t(v);
 }
 
 // [p, p + n) and [q, q + k) overlap (empty ranges never do).
@@ -70,22 +71,12 @@ void check_size(uint64_t elems, const char* what) {
 void planes_impl(bool encode, uint64_t src, uint64_t out, long long nbytes_arg, long long elem_size,
                  uint64_t base, long long delta, bool rotate, uint64_t stream) {
   const char* sname = encode ? "data" : "planes";
-  const uint64_t nbytes = count_arg(nbytes_arg, "nbytes");
-  if (elem_size != 1 && elem_size != 2 && elem_size != 4 && elem_size != 8)
-    throw py::value_error("elem_size must be 1, 2, 4 or 8, got " + std::to_string(elem_size));
-  if (delta != mc::DELTA_NONE && delta != mc::DELTA_XOR && delta != mc::DELTA_SUB &&
-      delta != mc::DELTA_OSUB)
-    throw py::value_error(
-        "delta must be DELTA_NONE (0), DELTA_XOR (1), DELTA_SUB (2) or DELTA_OSUB (3), got " +
-                          std::to_string(delta));
-  if (nbytes % uint64_t(elem_size) != 0)
-    throw py::value_error(std::string(sname) + ": length " + std::to_string(nbytes) +
-                          " is not a multiple of elem_size " + std::to_string(elem_size));
-  if (delta == mc::DELTA_NONE && base != 0)
-    throw py::value_error("base given but delta is DELTA_NONE; pass delta=DELTA_XOR or DELTA_SUB");
+  const uint64_t nbytes = mg::check_count(nbytes_arg, "nbytes");
+  mg::check_elem_size(elem_size);
+  mg::check_delta(delta);
+  mg::check_whole_elems(nbytes, elem_size, sname);
   // (an empty tensor's data_ptr() is 0: a null base is fine when there is nothing to read)
-  if (delta != mc::DELTA_NONE && base == 0 && nbytes > 0)
-    throw py::value_error("delta != DELTA_NONE requires base");
+  mg::check_delta_base(delta, base != 0, /*need_base=*/nbytes > 0);
   check_size(nbytes, sname);
   check_no_overlap(out, nbytes, src, nbytes, sname);
   check_no_overlap(out, nbytes, base, nbytes, "base");
@@ -95,39 +86,16 @@ void planes_impl(bool encode, uint64_t src, uint64_t out, long long nbytes_arg, 
   });
 }
 
-mc::QType qtype_arg(const std::string& s, int* elem_size) {
-  if (s == "float64") {
-    *elem_size = 8;
-    return mc::QType::F64;
-  }
-  if (s == "float32") {
-    *elem_size = 4;
-    return mc::QType::F32;
-  }
-  if (s == "float16") {
-    *elem_size = 2;
-    return mc::QType::F16;
-  }
-  if (s == "bfloat16") {
-    *elem_size = 2;
-    return mc::QType::BF16;
-  }
-  throw py::value_error("dtype must be 'float64', 'float32', 'float16' or 'bfloat16', got '" + s + "'");
-}
-
 void qdelta_decode_impl(uint64_t codes, uint64_t base, uint64_t exc_index, uint64_t exc_values,
                         long long n_exc_arg, uint64_t out, long long n_arg, const std::string& dtype,
                         double eps, uint64_t stream) {
-  int es = 0;
-  const mc::QType qt = qtype_arg(dtype, &es);
-  const uint64_t n = count_arg(n_arg, "n");
-  const uint64_t n_exc = count_arg(n_exc_arg, "n_exc");
-  if (!std::isfinite(eps) || !(eps > 0.0))
-    throw py::value_error("eps must be finite and > 0, got " + std::to_string(eps));
+  const mg::DType qt = mg::check_dtype(dtype);
+  const int es = int(mg::dtype_size(qt));
+  const uint64_t n = mg::check_count(n_arg, "n");
+  const uint64_t n_exc = mg::check_count(n_exc_arg, "n_exc");
+  mg::check_eps(eps, qt);
   const double step = 2.0 * eps;
   const float stepf = static_cast<float>(step);
-  if (qt != mc::QType::F64 && !(stepf > 0.0f))
-    throw py::value_error("eps too small: float32(2*eps) is 0 for dtype " + dtype);
   if (n_exc > n)
     throw py::value_error("n_exc (" + std::to_string(n_exc) + ") exceeds n (" + std::to_string(n) +
                           "): exception indices must be distinct and < n");
@@ -145,10 +113,9 @@ void qdelta_decode_impl(uint64_t codes, uint64_t base, uint64_t exc_index, uint6
 
 void lowbit_dequantize_impl(uint64_t packed, uint64_t scales, uint64_t offsets, uint64_t out, long long bits,
                             long long group, long long n_arg, uint64_t stream) {
-  if (bits != 1 && bits != 2 && bits != 4 && bits != 8)
-    throw py::value_error("bits must be 1, 2, 4 or 8, got " + std::to_string(bits));
-  if (group < 1) throw py::value_error("group must be >= 1, got " + std::to_string(group));
-  const uint64_t n = count_arg(n_arg, "n");
+  mg::check_bits(bits);
+  mg::check_group(group);
+  const uint64_t n = mg::check_count(n_arg, "n");
   check_size(n, "lowbit_dequantize");
   const uint64_t ngroups = (n + uint64_t(group) - 1) / uint64_t(group);
   const uint64_t nout = n * 4;
@@ -168,10 +135,10 @@ PYBIND11_MODULE(_cuda, m) {
       "modelgit CUDA kernels: the byte transforms of modelgit._core on device memory, bit for bit "
       "(raw device pointers as ints, asynchronous on the given stream). Use modelgit.cuda for "
       "torch tensors.";
-  m.attr("__version__") = "0.1.0";
-  m.attr("DELTA_NONE") = int(mc::DELTA_NONE);
-  m.attr("DELTA_XOR") = int(mc::DELTA_XOR);
-  m.attr("DELTA_SUB") = int(mc::DELTA_SUB);
+  m.attr("__version__") = MODELGIT_VERSION;
+  m.attr("DELTA_NONE") = int(mg::DELTA_NONE);
+  m.attr("DELTA_XOR") = int(mg::DELTA_XOR);
+  m.attr("DELTA_SUB") = int(mg::DELTA_SUB);
   m.attr("CUDA_RUNTIME_VERSION") = mc::runtime_version_built();
 
   m.def(

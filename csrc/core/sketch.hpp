@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "common.hpp"
+#include "core/common.hpp"
 
 namespace modelgit {
 
