@@ -17,6 +17,8 @@ __all__ = [
     "UINT",
     "planes_encode_ref",
     "planes_decode_ref",
+    "cast_ref",
+    "mean_cast_ref",
     "qdelta_encode_ref",
     "qdelta_decode_ref",
     "lowbit_quantize_ref",
@@ -487,3 +489,106 @@ def rans_decode_ref(stream: bytes, n: int) -> bytes:
     if w != len(words) or any(v != _RANS_L for v in x):
         raise ValueError("stream")
     return bytes(out)
+
+
+# -- float casts and the mean predictor (docs/FORMAT.md section 3.3) ------------------------
+_CAST_U = {"float64": np.uint64, "float32": np.uint32, "float16": np.uint16, "bfloat16": np.uint16}
+
+
+def _cast_f32_to_f64(u: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        out = u.view(np.float32).astype(np.float64).view(np.uint64).copy()
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    u64 = u.astype(np.uint64)
+    out[nan] = ((u64 & 0x80000000) << 32 | 0x7FF8000000000000 | (u64 & 0x7FFFFF) << 29)[nan]
+    return out
+
+
+def _cast_f64_to_f32(u: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        out = u.view(np.float64).astype(np.float32).view(np.uint32).copy()
+    nan = (u & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000
+    keep = ((u >> 32) & 0x80000000 | 0x7FC00000 | (u >> 29) & 0x7FFFFF).astype(np.uint32)
+    out[nan] = keep[nan]
+    return out
+
+
+def _cast_f32_to_f16(u: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        out = u.view(np.float32).astype(np.float16).view(np.uint16).copy()
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    out[nan] = ((u >> 16) & 0x8000 | 0x7E00 | (u >> 13) & 0x3FF).astype(np.uint16)[nan]
+    return out
+
+
+def _cast_f16_to_f32(u: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        out = u.view(np.float16).astype(np.float32).view(np.uint32).copy()
+    nan = (u & 0x7FFF) > 0x7C00
+    u32 = u.astype(np.uint32)
+    out[nan] = ((u32 & 0x8000) << 16 | 0x7FC00000 | (u32 & 0x3FF) << 13)[nan]
+    return out
+
+
+def _cast_f32_to_bf16(u: np.ndarray) -> np.ndarray:
+    w = u.astype(np.uint64)
+    out = ((w + 0x7FFF + ((w >> 16) & 1)) >> 16).astype(np.uint16)
+    out[(u & 0x7FFFFFFF) > 0x7F800000] = 0xFFFF
+    return out
+
+
+def _to_f32_bits(u: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "float64":
+        return _cast_f64_to_f32(u)
+    if dtype == "float16":
+        return _cast_f16_to_f32(u)
+    if dtype == "bfloat16":
+        return u.astype(np.uint32) << 16
+    return u.copy()
+
+
+def _from_f32_bits(u: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "float64":
+        return _cast_f32_to_f64(u)
+    if dtype == "float16":
+        return _cast_f32_to_f16(u)
+    if dtype == "bfloat16":
+        return _cast_f32_to_bf16(u)
+    return u
+
+
+def cast_ref(src, src_dtype: str, dst_dtype: str) -> np.ndarray:
+    """The words of ``src`` converted as FORMAT.md 3.3 says (torch.Tensor.to on x86-64):
+    through float32, except float16 -> bfloat16 whose NaNs become 0x7FC0."""
+    u = np.frombuffer(bytes(_u8(src)), dtype=_CAST_U[src_dtype])
+    if src_dtype == dst_dtype:
+        return u.copy()
+    out = _from_f32_bits(_to_f32_bits(u, src_dtype), dst_dtype)
+    if src_dtype == "float16" and dst_dtype == "bfloat16":
+        out[(u & 0x7FFF) > 0x7C00] = 0x7FC0
+    return out
+
+
+def _add_f32_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        r = (a.view(np.float32) + b.view(np.float32)).view(np.uint32).copy()
+    r[(r & 0x7FFFFFFF) > 0x7F800000] = 0xFFC00000  # inf - inf
+    a_nan = (a & 0x7FFFFFFF) > 0x7F800000
+    b_nan = (b & 0x7FFFFFFF) > 0x7F800000
+    r[a_nan] = (a | 0x400000)[a_nan]
+    r[b_nan] = (b | 0x400000)[b_nan]  # the second NaN wins
+    return r
+
+
+def mean_cast_ref(srcs, src_dtype: str, dst_dtype: str) -> np.ndarray:
+    """float32 sum of the converted elements in order, divided by their count (float32),
+    converted to ``dst_dtype``; NaN operands propagate quieted (the last one wins)."""
+    words = [np.frombuffer(bytes(_u8(x)), dtype=_CAST_U[src_dtype]) for x in srcs]
+    acc = _to_f32_bits(words[0], src_dtype)
+    for w in words[1:]:
+        acc = _add_f32_bits(acc, _to_f32_bits(w, src_dtype))
+    nan = (acc & 0x7FFFFFFF) > 0x7F800000
+    with np.errstate(all="ignore"):
+        q = (acc.view(np.float32) / np.float32(len(words))).view(np.uint32).copy()
+    q[nan] = (acc | 0x400000)[nan]
+    return _from_f32_bits(q, dst_dtype)

@@ -238,3 +238,38 @@ def test_decode_parts_errors():
     shared = memoryview(bytearray(32))
     with pytest.raises(ValueError, match="overlap"):
         _core.planes_decode_parts([shared[:8], bytes(8)], 2, out=shared[4:20])
+
+
+@pytest.mark.parametrize("es", [1, 2, 4, 8])
+@pytest.mark.parametrize("delta,rotate", [m for m in MODES if m[0] != DELTA_NONE])
+@pytest.mark.parametrize("n", [0, 1, 7, 1001, 4099])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_apply_parts_in_place_matches_reference(es, delta, rotate, n, threads):
+    """planes_apply_parts: out holds the base and receives what planes_decode_parts
+    would write given that base."""
+    rng = np.random.default_rng(5000 * es + n + delta)
+    data = rng.integers(0, 256, n * es, dtype=np.uint8)
+    base = rng.integers(0, 256, n * es, dtype=np.uint8)
+    ref = planes_encode_ref(data, es, base, delta, rotate)
+    parts = [ref[p * n : (p + 1) * n].tobytes() for p in range(es)]
+    out = bytearray(base.tobytes())
+    assert _core.planes_apply_parts(parts, es, delta, rotate, out=out, threads=threads) is out
+    assert np.array_equal(
+        np.frombuffer(out, np.uint8), planes_decode_ref(ref, es, base, delta, rotate)
+    )
+    assert bytes(out) == data.tobytes()
+
+
+def test_apply_parts_errors():
+    good = [bytes(8), bytes(8)]
+    with pytest.raises(ValueError, match="needs a delta"):
+        _core.planes_apply_parts(good, 2, DELTA_NONE, out=bytearray(16))
+    with pytest.raises(ValueError, match="required"):
+        _core.planes_apply_parts(good, 2, DELTA_XOR)
+    with pytest.raises(ValueError, match="exactly"):
+        _core.planes_apply_parts(good, 2, DELTA_XOR, out=bytearray(15))
+    with pytest.raises(ValueError, match="writable"):
+        _core.planes_apply_parts(good, 2, DELTA_XOR, out=bytes(16))
+    shared = memoryview(bytearray(32))
+    with pytest.raises(ValueError, match="overlap"):
+        _core.planes_apply_parts([shared[:8], bytes(8)], 2, DELTA_XOR, out=shared[4:20])

@@ -182,6 +182,28 @@ void decode_range(const uint8_t* const* pl, const uint8_t* MG_RESTRICT b,
   }
 }
 
+// In place: out holds the base and receives the result (no restrict: they alias).
+template <typename T, int DELTA, bool ROT>
+void apply_range(const uint8_t* const* pl, const uint8_t*, uint8_t* out, size_t i0, size_t i1) {
+  constexpr size_t E = sizeof(T);
+  alignas(64) T w[kBlock];
+  for (size_t i = i0; i < i1; i += kBlock) {
+    const size_t n = std::min(kBlock, i1 - i);
+    gather<T>(pl, i, w, n);
+    uint8_t* os = out + i * E;
+    for (size_t j = 0; j < n; ++j) {
+      T tb = load<T>(os + j * E);
+      if constexpr (ROT) tb = rotl1(tb);
+      T t;
+      if constexpr (DELTA == DELTA_XOR) t = T(w[j] ^ tb);
+      else if constexpr (DELTA == DELTA_OSUB) t = ordered(T(ordered(tb) + unzigzag(w[j])));
+      else t = T(w[j] + tb);
+      if constexpr (ROT) t = rotr1(t);
+      store<T>(os + j * E, t);
+    }
+  }
+}
+
 using EncodeFn = void (*)(const uint8_t*, const uint8_t*, uint8_t*, size_t, size_t, size_t);
 using DecodeFn = void (*)(const uint8_t* const*, const uint8_t*, uint8_t*, size_t, size_t);
 
@@ -212,6 +234,23 @@ RangeFn<ENC> pick_t(int delta, bool rot) {
 #undef MG_PICK
 }
 
+template <typename T>
+DecodeFn pick_apply_t(int delta, bool rot) {
+  if (delta == DELTA_XOR) return rot ? &apply_range<T, DELTA_XOR, true> : &apply_range<T, DELTA_XOR, false>;
+  if (delta == DELTA_OSUB)
+    return rot ? &apply_range<T, DELTA_OSUB, true> : &apply_range<T, DELTA_OSUB, false>;
+  return rot ? &apply_range<T, DELTA_SUB, true> : &apply_range<T, DELTA_SUB, false>;
+}
+
+DecodeFn pick_apply(int elem_size, int delta, bool rot) {
+  switch (elem_size) {
+    case 1: return pick_apply_t<uint8_t>(delta, rot);
+    case 2: return pick_apply_t<uint16_t>(delta, rot);
+    case 4: return pick_apply_t<uint32_t>(delta, rot);
+    default: return pick_apply_t<uint64_t>(delta, rot);
+  }
+}
+
 template <bool ENC>
 RangeFn<ENC> pick(int elem_size, int delta, bool rot) {
   switch (elem_size) {
@@ -239,6 +278,15 @@ void planes_decode_split(const uint8_t* const* planes, const uint8_t* base, uint
   DecodeFn fn = pick<false>(elem_size, delta, rotate);
   parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
     if (b < e) fn(planes, base, out, b, e);
+  });
+}
+
+void planes_apply_split(const uint8_t* const* planes, uint8_t* out, size_t m, int elem_size,
+                        int delta, bool rotate, int nthreads) {
+  if (m == 0) return;
+  DecodeFn fn = pick_apply(elem_size, delta, rotate);
+  parallel_for(m, nthreads, kBlock, [&](int, size_t b, size_t e) {
+    if (b < e) fn(planes, nullptr, out, b, e);
   });
 }
 

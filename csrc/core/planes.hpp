@@ -17,5 +17,9 @@ void planes_decode(const uint8_t* planes, const uint8_t* base, uint8_t* out, siz
 // The same, with plane p (m bytes) at planes[p] (elem_size pointers), anywhere in memory.
 void planes_decode_split(const uint8_t* const* planes, const uint8_t* base, uint8_t* out,
                          size_t m, int elem_size, int delta, bool rotate, int nthreads);
+// planes_decode_split in place: out holds the base (m words) and receives the result;
+// delta must not be DELTA_NONE.
+void planes_apply_split(const uint8_t* const* planes, uint8_t* out, size_t m, int elem_size,
+                        int delta, bool rotate, int nthreads);
 
 }  // namespace modelgit

@@ -100,6 +100,55 @@ def planes_decode_parts(
     ``out`` must overlap none of the parts nor ``base``.
     """
 
+def planes_apply_parts(
+    parts: Sequence[Buffer],
+    elem_size: int,
+    delta: int,
+    rotate: bool = False,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """planes_decode_parts in place: ``out`` (required, m * elem_size bytes) holds the
+    delta base and receives the decoded words, exactly what
+    ``planes_decode_parts(parts, elem_size, base=bytes(out), delta=delta, rotate=rotate)``
+    returns. ``delta`` must not be DELTA_NONE; ``out`` must overlap none of the parts.
+    Lets a decoder write a base straight into its output and apply the residual there
+    (no second buffer for the base)."""
+
+# --- float casts (the cast and mean predictors, docs/FORMAT.md 3.3) --------------
+def cast(
+    src: Buffer, src_dtype: str, dst_dtype: str, out: Buffer | None = None, threads: int = 0
+) -> bytearray:
+    """The elements of ``src`` converted from ``src_dtype`` to ``dst_dtype`` exactly as
+    ``torch.Tensor.to`` does on an x86-64 CPU, and on every host:
+
+    * every conversion goes through float32: float64 -> float32 rounds to nearest even;
+      float16 -> float32 and bfloat16 -> float32 are exact; float32 -> float16 and
+      float32 -> bfloat16 round to nearest even (overflow to infinity, subnormals kept);
+      float32 -> float64 is exact;
+    * NaN: to float32 from float64 keeps the sign, sets the quiet bit and keeps the top
+      22 payload bits; from float16 keeps the sign, quiets and shifts the payload left
+      by 13; from bfloat16 is a plain shift (a signalling NaN stays one); float32 ->
+      float64 quiets and shifts the payload left by 29; float32 -> float16 gives
+      sign | 0x7E00 | payload >> 13; float32 -> bfloat16 gives 0xFFFF; float16 ->
+      bfloat16 gives 0x7FC0.
+
+    ``src`` holds whole elements. The same dtype on both sides copies; then ``out`` may
+    be ``src`` itself."""
+
+def mean_cast(
+    srcs: Sequence[Buffer],
+    src_dtype: str,
+    dst_dtype: str,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """The element-wise mean of 1 to 255 buffers of the same length: each element
+    converted to float32 (as ``cast``), summed in order in float32, divided by the count
+    in float32, converted to ``dst_dtype`` (as ``cast``). NaN rules of the float32
+    steps: a NaN operand gives that NaN with the quiet bit set (the later operand's when
+    both are NaN), inf + -inf gives 0xFFC00000."""
+
 # --- error-bounded quantized delta (lossy, every element within eps) -------------
 def qdelta_encode(
     x: Buffer, base: Buffer, dtype: str, eps: float, threads: int = 0

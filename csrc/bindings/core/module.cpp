@@ -10,6 +10,7 @@ void register_qdelta(py::module_& m);
 void register_lowbit(py::module_& m);
 void register_sketch(py::module_& m);
 void register_rans(py::module_& m);
+void register_cast(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   modelgit::bindings::register_lowbit(m);
   modelgit::bindings::register_sketch(m);
   modelgit::bindings::register_rans(m);
+  modelgit::bindings::register_cast(m);
 }

@@ -88,6 +88,40 @@ py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object b
   return out.result();
 }
 
+// planes_decode_parts in place: out holds the delta base and receives the result.
+py::object apply_parts(py::sequence parts_o, py::object elem_size, py::object delta_o,
+                       bool rotate, py::object out_o, py::object threads) {
+  long long e = int_arg(elem_size, "elem_size");
+  check_elem_size(e);
+  if (py::len(parts_o) != size_t(e))
+    throw py::value_error("parts: expected elem_size (" + std::to_string(e) + ") buffers, got " +
+                          std::to_string(py::len(parts_o)));
+  long long d = int_arg(delta_o, "delta");
+  check_delta(d);
+  if (d == DELTA_NONE) throw py::value_error("planes_apply_parts needs a delta (not DELTA_NONE)");
+  if (out_o.is_none()) throw py::value_error("out: the buffer holding the base is required");
+  Buf parts[8];
+  const uint8_t* ptrs[8] = {};
+  for (long long p = 0; p < e; ++p) {
+    parts[p].acquire(parts_o[size_t(p)], "parts", false);
+    if (parts[p].size() != parts[0].size())
+      throw py::value_error("parts: every plane must have the same length");
+  }
+  const size_t m = parts[0].size();
+  const int t = threads_arg(threads);
+  OutBuf out(out_o, m * size_t(e));
+  for (long long p = 0; p < e; ++p) {
+    out.check_no_overlap(parts[p]);
+    ptrs[p] = parts[p].data();
+  }
+  const int nt = resolve_threads(t, m * size_t(e));
+  {
+    py::gil_scoped_release nogil;
+    planes_apply_split(ptrs, out.data(), m, int(e), int(d), rotate, nt);
+  }
+  return out.result();
+}
+
 }  // namespace
 
 void register_planes(py::module_& m) {
@@ -107,6 +141,10 @@ void register_planes(py::module_& m) {
         py::arg("base") = py::none(), py::arg("delta") = 0, py::arg("rotate") = false,
         py::arg("out") = py::none(), py::arg("threads") = 0,
         "planes_decode with plane p in parts[p] (elem_size separate buffers of m bytes).");
+  m.def("planes_apply_parts", &apply_parts, py::arg("parts"), py::arg("elem_size"),
+        py::arg("delta"), py::arg("rotate") = false, py::arg("out") = py::none(),
+        py::arg("threads") = 0,
+        "planes_decode_parts with out as the base: out holds it and receives the result.");
 }
 
 }  // namespace modelgit::bindings

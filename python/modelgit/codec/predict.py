@@ -8,12 +8,17 @@ A delta codec stores the chunk as a residual against a prediction. Predictors:
 * ``MEAN`` (2): the float32 mean of the bases (summed in order, divided by their
   count), cast to the chunk's dtype (a merge by averaging).
 * ``ZERO`` (3): no base; all zeros (a lossy root model quantizes its own values).
+
+Casts and means between float64, float32, float16 and bfloat16 run in the native core
+(``_core.cast``, ``_core.mean_cast``: the rules of docs/FORMAT.md 3.3, which are
+torch's); other float dtypes (float8) go through torch.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .._native import _core
 from ..dtypes import DType
 
 __all__ = ["IDENT", "CAST", "MEAN", "ZERO", "PREDICTOR_NAMES", "predict"]
@@ -26,33 +31,62 @@ def _as(buf: memoryview | bytes, dtype: DType) -> torch.Tensor:
     return torch.frombuffer(bytearray(buf), dtype=torch.uint8).view(dtype.torch)
 
 
-def _bytes(t: torch.Tensor) -> memoryview:
-    return memoryview(t.contiguous().view(torch.uint8).numpy())
+def _bytes(t: torch.Tensor, out: memoryview | None) -> memoryview:
+    got = memoryview(t.contiguous().view(torch.uint8).numpy())
+    if out is None:
+        return got
+    out[:] = got
+    return out
+
+
+NATIVE = ("float64", "float32", "float16", "bfloat16")
 
 
 def predict(
-    kind: int, bases: list[memoryview], base_dtype: DType, dtype: DType, n: int
+    kind: int,
+    bases: list[memoryview],
+    base_dtype: DType,
+    dtype: DType,
+    n: int,
+    out: memoryview | None = None,
 ) -> memoryview:
-    """The predicted bytes (n elements of ``dtype``). ValueError if inconsistent."""
+    """The predicted bytes (n elements of ``dtype``), written into ``out`` when given (a
+    writable buffer of exactly those bytes, overlapping no base). ValueError if
+    inconsistent."""
+    if out is not None and len(out) != n * dtype.size:
+        raise ValueError("out does not hold the chunk's bytes")
     if kind == ZERO:
         if bases:
             raise ValueError("the zero predictor takes no base")
-        return memoryview(bytes(n * dtype.size))
+        if out is None:
+            return memoryview(bytes(n * dtype.size))
+        out[:] = bytes(len(out))
+        return out
     if not bases or any(len(b) != n * base_dtype.size for b in bases):
         raise ValueError("base chunks do not match the chunk's element count")
     if kind == IDENT:
         if len(bases) != 1 or base_dtype != dtype:
             raise ValueError("the identity predictor takes one base of the same dtype")
-        return bases[0]
+        if out is None:
+            return bases[0]
+        out[:] = bases[0]
+        return out
     if n == 0:
-        return memoryview(b"")
+        return memoryview(b"") if out is None else out
+    native = base_dtype.name in NATIVE and dtype.name in NATIVE
     if kind == CAST:
         if len(bases) != 1:
             raise ValueError("the cast predictor takes one base")
-        return _bytes(_as(bases[0], base_dtype).to(dtype.torch))
+        if native:
+            return memoryview(_core.cast(bases[0], base_dtype.name, dtype.name, out=out, threads=1))
+        return _bytes(_as(bases[0], base_dtype).to(dtype.torch), out)
     if kind == MEAN:
+        if native:
+            return memoryview(
+                _core.mean_cast(bases, base_dtype.name, dtype.name, out=out, threads=1)
+            )
         acc = _as(bases[0], base_dtype).to(torch.float32)
         for b in bases[1:]:
             acc = acc + _as(b, base_dtype).to(torch.float32)
-        return _bytes((acc / len(bases)).to(dtype.torch))
+        return _bytes((acc / len(bases)).to(dtype.torch), out)
     raise ValueError(f"unknown predictor {kind}")

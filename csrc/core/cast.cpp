@@ -1,0 +1,150 @@
+// Float casts bit-exact with torch's CPU kernels (x86-64): see core/cast.hpp and
+// docs/FORMAT.md section 3.3. Every conversion goes through float32, as torch's does:
+//   to float32:  float64 round-to-nearest-even (NaN: sign kept, quiet bit set, payload's
+//                top 22 bits kept); float16 exact (NaN quieted, payload << 13); bfloat16
+//                exact (bits << 16; signalling NaNs stay signalling);
+//   from float32: float64 exact (NaN quieted, payload << 29); float16 round-to-nearest-
+//                even (NaN: sign kept, 0x7E00 | payload >> 13); bfloat16 round-to-nearest-
+//                even (NaN: 0xFFFF).
+// One exception: float16 -> bfloat16 turns NaN into 0x7FC0.
+#include "core/cast.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/common.hpp"
+
+namespace modelgit {
+namespace {
+
+constexpr size_t kCastBlock = 4096;
+
+inline bool is_nan32(uint32_t u) { return (u & 0x7FFFFFFFu) > 0x7F800000u; }
+
+inline uint32_t f64_to_f32_bits(uint64_t u) {
+  if ((u & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull)
+    return uint32_t((u >> 32) & 0x80000000u) | 0x7FC00000u | uint32_t((u >> 29) & 0x7FFFFFu);
+  return f32_bits(float(bits_f64(u)));  // the host's IEEE conversion: round to nearest even
+}
+
+inline uint64_t f32_to_f64_bits(uint32_t u) {
+  if (is_nan32(u))
+    return (uint64_t(u & 0x80000000u) << 32) | 0x7FF8000000000000ull |
+           (uint64_t(u & 0x7FFFFFu) << 29);
+  return f64_bits(double(bits_f32(u)));  // exact
+}
+
+inline uint32_t f16_to_f32_bits(uint16_t h) {
+  if ((h & 0x7FFFu) > 0x7C00u)
+    return (uint32_t(h & 0x8000u) << 16) | 0x7FC00000u | (uint32_t(h & 0x3FFu) << 13);
+  return f32_bits(f16_to_f32(h));  // exact
+}
+
+inline uint16_t f32_to_f16_bits(uint32_t u) {
+  if (is_nan32(u)) return uint16_t(((u >> 16) & 0x8000u) | 0x7E00u | ((u >> 13) & 0x3FFu));
+  return f32_to_f16(bits_f32(u));  // round to nearest even, overflow to inf, subnormals
+}
+
+inline uint16_t f32_to_bf16_bits(uint32_t u) {
+  if (is_nan32(u)) return 0xFFFFu;
+  return uint16_t((uint64_t(u) + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// float32 a + b and a / k as torch computes them on x86-64, spelled out so that every
+// host gives the same bits: a NaN operand gives that NaN quieted (the second one when
+// both are NaN), and a NaN made from numbers (inf - inf) is 0xFFC00000.
+inline uint32_t add_f32(uint32_t a, uint32_t b) {
+  if (is_nan32(b)) return b | 0x400000u;
+  if (is_nan32(a)) return a | 0x400000u;
+  uint32_t r = f32_bits(bits_f32(a) + bits_f32(b));
+  return is_nan32(r) ? 0xFFC00000u : r;
+}
+
+inline uint32_t div_f32(uint32_t a, float k) {  // k: a whole number >= 1
+  if (is_nan32(a)) return a | 0x400000u;
+  return f32_bits(bits_f32(a) / k);
+}
+
+inline uint32_t to_f32(const uint8_t* p, DType s) {
+  switch (s) {
+    case DType::F64: return f64_to_f32_bits(load<uint64_t>(p));
+    case DType::F32: return load<uint32_t>(p);
+    case DType::F16: return f16_to_f32_bits(load<uint16_t>(p));
+    default: return uint32_t(load<uint16_t>(p)) << 16;
+  }
+}
+
+inline void from_f32(uint32_t u, uint8_t* p, DType d) {
+  switch (d) {
+    case DType::F64: store<uint64_t>(p, f32_to_f64_bits(u)); break;
+    case DType::F32: store<uint32_t>(p, u); break;
+    case DType::F16: store<uint16_t>(p, f32_to_f16_bits(u)); break;
+    default: store<uint16_t>(p, f32_to_bf16_bits(u)); break;
+  }
+}
+
+template <DType S, DType D>
+void cast_range(const uint8_t* src, uint8_t* dst, size_t i0, size_t i1) {
+  const size_t es = dtype_size(S), ed = dtype_size(D);
+  if constexpr (S == DType::F16 && D == DType::BF16) {
+    for (size_t i = i0; i < i1; ++i) {
+      uint16_t h = load<uint16_t>(src + i * es);
+      uint16_t r = (h & 0x7FFFu) > 0x7C00u ? uint16_t(0x7FC0u)
+                                           : f32_to_bf16_bits(f16_to_f32_bits(h));
+      store<uint16_t>(dst + i * ed, r);
+    }
+  } else {
+    for (size_t i = i0; i < i1; ++i) from_f32(to_f32(src + i * es, S), dst + i * ed, D);
+  }
+}
+
+using CastFn = void (*)(const uint8_t*, uint8_t*, size_t, size_t);
+
+template <DType S>
+CastFn pick_dst(DType d) {
+  switch (d) {
+    case DType::F64: return &cast_range<S, DType::F64>;
+    case DType::F32: return &cast_range<S, DType::F32>;
+    case DType::F16: return &cast_range<S, DType::F16>;
+    default: return &cast_range<S, DType::BF16>;
+  }
+}
+
+CastFn pick(DType s, DType d) {
+  switch (s) {
+    case DType::F64: return pick_dst<DType::F64>(d);
+    case DType::F32: return pick_dst<DType::F32>(d);
+    case DType::F16: return pick_dst<DType::F16>(d);
+    default: return pick_dst<DType::BF16>(d);
+  }
+}
+
+}  // namespace
+
+void cast(const uint8_t* src, DType s, uint8_t* dst, DType d, size_t n, int nthreads) {
+  if (n == 0) return;
+  if (s == d) {
+    if (src != dst) std::memmove(dst, src, n * dtype_size(s));
+    return;
+  }
+  CastFn fn = pick(s, d);
+  parallel_for(n, nthreads, kCastBlock, [&](int, size_t b, size_t e) {
+    if (b < e) fn(src, dst, b, e);
+  });
+}
+
+void mean_cast(const uint8_t* const* srcs, int k, DType s, uint8_t* dst, DType d, size_t n,
+               int nthreads) {
+  if (n == 0) return;
+  const size_t es = dtype_size(s), ed = dtype_size(d);
+  const float div = float(k);
+  parallel_for(n, nthreads, kCastBlock, [&](int, size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      uint32_t acc = to_f32(srcs[0] + i * es, s);
+      for (int j = 1; j < k; ++j) acc = add_f32(acc, to_f32(srcs[j] + i * es, s));
+      from_f32(div_f32(acc, div), dst + i * ed, d);
+    }
+  });
+}
+
+}  // namespace modelgit
