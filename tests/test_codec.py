@@ -142,7 +142,7 @@ def test_qdelta_bound_and_specials(dtype: str, with_base: bool) -> None:
     params, payload, decoded = lossy.encode_qdelta(memoryview(x), dt, eps, pred, bases, ids, dt)
     out = bytearray(x.nbytes)
     lossy.decode_qdelta(params, memoryview(payload), memoryview(out),
-                        lambda b: memoryview(base), "chunk")  # fmt: skip
+                        codec.FromCallable(lambda b: memoryview(base)), "chunk")  # fmt: skip
     assert bytes(out) == decoded
     got = torch.frombuffer(bytearray(decoded), dtype=torch.uint8).view(dt.torch).double()
     want = torch.from_numpy(x.copy()).view(dt.torch).double()
@@ -164,7 +164,7 @@ def test_lowbit_decode_matches_encoder(bits: int) -> None:
                                                    [memoryview(base)], [b"\6" * 16], f)  # fmt: skip
     out = bytearray(x.nbytes)
     lossy.decode_lowbit(params, memoryview(payload), memoryview(out),
-                        lambda b: memoryview(base), "chunk")  # fmt: skip
+                        codec.FromCallable(lambda b: memoryview(base)), "chunk")  # fmt: skip
     assert bytes(out) == decoded
     assert len(payload) < x.nbytes * (bits + 2) / 32
 

@@ -22,7 +22,9 @@ from . import lossy
 from .ids import FIRST_LOSSY, LOWBIT, PLANES, PREDICTED, QDELTA, RAW, ZSTD
 from .lossless import (
     ZERO_ID,
+    Bases,
     Encoded,
+    FromCallable,
     GetBase,
     PlanesParts,
     decode_planes,
@@ -54,6 +56,8 @@ __all__ = [
     "Codec",
     "CODECS",
     "Encoded",
+    "Bases",
+    "FromCallable",
     "GetBase",
     "encode_standalone",
     "encode_planes",
@@ -67,7 +71,7 @@ __all__ = [
     "has_gpu_transform",
 ]
 
-Decode = Callable[[bytes, memoryview, memoryview, GetBase, str], None]
+Decode = Callable[[bytes, memoryview, memoryview, Bases, str], None]
 
 
 def _no_bases(params: bytes) -> list[bytes]:
@@ -80,7 +84,7 @@ class Codec:
 
     id: int
     name: str
-    decode: Decode  # (params, payload, out, get_base, where): fills out or raises
+    decode: Decode  # (params, payload, out, bases, where): fills out or raises
     bases: Callable[[bytes], list[bytes]]  # params -> the chunk ids it decodes against
     gpu: bool = False  # the GPU read path has a kernel for its transform
 
@@ -128,14 +132,18 @@ def decode_into(
     params: bytes,
     payload: memoryview,
     out: memoryview,
-    get_base: GetBase,
+    bases: Bases | GetBase,
     where: str = "chunk",
 ) -> None:
-    """Decode a payload into ``out`` (exactly the chunk's decoded length).
+    """Decode a payload into ``out`` (exactly the chunk's decoded length); ``bases``
+    gives the decoded base chunks (a :class:`Bases`, or a ``get_base(cid)`` function).
 
     Byte planes are transformed from where they lie (raw sections in ``payload``, zstd
-    sections in their decoded frames) straight into ``out``: no staging copy."""
+    sections in their decoded frames) straight into ``out``: no staging copy. A delta
+    is applied in place: the base (or the prediction) is written into ``out`` first."""
     c = CODECS.get(codec)
     if c is None:
         raise CorruptObject(f"{where}: unknown codec id {codec}")
-    c.decode(params, payload, out, get_base, where)
+    if not hasattr(bases, "into"):
+        bases = FromCallable(bases)  # type: ignore[arg-type]
+    c.decode(params, payload, out, bases, where)  # type: ignore[arg-type]

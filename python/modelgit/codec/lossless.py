@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -20,12 +21,14 @@ from ..errors import CorruptObject
 from ..scratch import scratch
 from .entropy import Sections, section, zstd_decompress, zstd_or_none
 from .ids import PLANES, PREDICTED, RAW, ZSTD
-from .predict import predict
+from .predict import IDENT, predict
 
 __all__ = [
     "ZERO_ID",
     "Encoded",
     "GetBase",
+    "Bases",
+    "FromCallable",
     "encode_standalone",
     "encode_planes",
     "encode_predicted",
@@ -137,6 +140,36 @@ def encode_predicted(
 GetBase = Callable[[bytes], memoryview]
 
 
+class Bases(Protocol):
+    """Where a decoder finds the decoded base chunks it needs."""
+
+    def get(self, cid: bytes, slot: int = 0) -> memoryview:
+        """The decoded bytes of base ``cid`` (read only; valid until this decode ends;
+        ``slot`` tells apart the bases one record needs at once)."""
+        ...
+
+    def into(self, cid: bytes, out: memoryview) -> None:
+        """Write the decoded bytes of base ``cid`` into ``out`` (CorruptObject if the
+        base is not ``len(out)`` bytes long)."""
+        ...
+
+
+class FromCallable:
+    """:class:`Bases` over a plain ``get_base(cid) -> bytes`` function."""
+
+    def __init__(self, get_base: GetBase) -> None:
+        self.get_base = get_base
+
+    def get(self, cid: bytes, slot: int = 0) -> memoryview:
+        return memoryview(self.get_base(cid))
+
+    def into(self, cid: bytes, out: memoryview) -> None:
+        base = self.get_base(cid)
+        if len(base) != len(out):
+            raise CorruptObject(f"base chunk has {len(base)} bytes, expected {len(out)}")
+        out[:] = base
+
+
 @dataclass(frozen=True)
 class PlanesParts:
     """A planes record after its entropy stage: what the transform still has to undo."""
@@ -166,7 +199,7 @@ def planes_parts(
 
 
 def decode_planes(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+    params: bytes, payload: memoryview, out: memoryview, bases: Bases, where: str
 ) -> None:
     if len(params) != PLANES_PARAMS.size:
         raise CorruptObject(f"{where}: bad planes parameters")
@@ -174,19 +207,19 @@ def decode_planes(
     n = len(out)
     if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
         raise CorruptObject(f"{where}: bad planes parameters")
-    base = get_base(base_id) if delta else None  # first: it may decode other chunks
-    if base is not None and len(base) != n:
-        raise CorruptObject(f"{where}: base chunk has {len(base)} bytes, expected {n}")
+    if delta:
+        bases.into(base_id, out)  # first: it may decode other chunks (scratch buffers)
     r = Sections(payload, where)
     parts = r.parts(elem_size, n // elem_size)
     r.end()
-    _core.planes_decode_parts(
-        parts, elem_size, base=base, delta=delta, rotate=bool(rotate), out=out, threads=1
-    )
+    if delta:  # the residual goes onto the base, in place
+        _core.planes_apply_parts(parts, elem_size, delta, bool(rotate), out=out, threads=1)
+    else:
+        _core.planes_decode_parts(parts, elem_size, rotate=bool(rotate), out=out, threads=1)
 
 
 def decode_predicted(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+    params: bytes, payload: memoryview, out: memoryview, bases: Bases, where: str
 ) -> None:
     if len(params) < PRED_PARAMS.size:
         raise CorruptObject(f"{where}: bad predicted-codec parameters")
@@ -201,25 +234,26 @@ def decode_predicted(
         raise CorruptObject(f"{where}: length is not a whole number of elements")
     n = len(out) // dtype.size
     ids = [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
-    bases = [get_base(b) for b in ids]  # first: they may decode other chunks (scratch)
+    # the prediction goes straight into out (bases first: they may decode other chunks)
+    try:
+        if predictor == IDENT and k == 1 and base_dtype == dtype:
+            bases.into(ids[0], out)
+        else:
+            views = [bases.get(b, slot) for slot, b in enumerate(ids)]
+            predict(predictor, views, base_dtype, dtype, n, out=out)
+    except ValueError as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
     r = Sections(payload, where)
-    mask = None
     if flags & FLAG_MASK:
         bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
         mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
+        np.frombuffer(out, dtype=f"<u{dtype.size}")[mask] = 0
     parts = r.parts(dtype.size, n)
     r.end()
-    try:
-        pred = predict(predictor, bases, base_dtype, dtype, n)
-    except ValueError as exc:
-        raise CorruptObject(f"{where}: {exc}") from None
-    if mask is not None:
-        arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
-        arr[mask] = 0
-        pred = memoryview(arr.view(np.uint8))
-    _core.planes_decode_parts(
-        parts, dtype.size, base=pred, delta=delta, rotate=bool(rotate), out=out, threads=1
-    )
+    if delta:
+        _core.planes_apply_parts(parts, dtype.size, delta, bool(rotate), out=out, threads=1)
+    else:  # the residual is the chunk itself
+        _core.planes_decode_parts(parts, dtype.size, rotate=bool(rotate), out=out, threads=1)
 
 
 def planes_bases(params: bytes) -> list[bytes]:
@@ -239,7 +273,7 @@ def predicted_bases(params: bytes) -> list[bytes]:
 
 
 def decode_raw(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+    params: bytes, payload: memoryview, out: memoryview, bases: Bases, where: str
 ) -> None:
     if len(payload) != len(out):
         raise CorruptObject(f"{where}: raw payload has {len(payload)} bytes, expected {len(out)}")
@@ -247,6 +281,6 @@ def decode_raw(
 
 
 def decode_zstd(
-    params: bytes, payload: memoryview, out: memoryview, get_base: GetBase, where: str
+    params: bytes, payload: memoryview, out: memoryview, bases: Bases, where: str
 ) -> None:
     out[:] = zstd_decompress(payload, len(out), where)

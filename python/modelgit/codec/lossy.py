@@ -16,6 +16,7 @@ import torch
 from .._native import _core
 from ..dtypes import DType, by_code
 from ..errors import CorruptObject
+from ..scratch import scratch
 from .entropy import Sections, section
 from .predict import predict
 
@@ -116,9 +117,16 @@ def lowbit_bases(params: bytes) -> list[bytes]:
         return []
 
 
-def decode_qdelta(
-    params: bytes, payload: memoryview, out: memoryview, get_base, where: str
-) -> None:
+def _prediction(
+    predictor: int, ids: list[bytes], bases, base_dtype: DType, dtype: DType, n: int
+) -> memoryview:
+    """The prediction in this thread's scratch buffer (the kernels write out separately)."""
+    views = [bases.get(b, slot) for slot, b in enumerate(ids)]
+    buf = memoryview(scratch("prediction", n * dtype.size))[: n * dtype.size]
+    return predict(predictor, views, base_dtype, dtype, n, out=buf)
+
+
+def decode_qdelta(params: bytes, payload: memoryview, out: memoryview, bases, where: str) -> None:
     (predictor, dcode, bcode, _, _, _, _, eps), ids = _parse(params, QDELTA_PARAMS, where)
     try:
         dtype, base_dtype = by_code(dcode), by_code(bcode)
@@ -140,7 +148,7 @@ def decode_qdelta(
     idx, values = _read_exceptions(r, n, dtype.size)
     r.end()
     try:
-        pred = predict(predictor, [get_base(b) for b in ids], base_dtype, dtype, n)
+        pred = _prediction(predictor, ids, bases, base_dtype, dtype, n)
         _core.qdelta_decode(
             narrow.astype("<i4"), pred, idx.astype("<u8"), values, dtype.name, eps, out=out
         )
@@ -195,9 +203,7 @@ def encode_lowbit(
     return params, b"".join(parts), dec.contiguous().view(torch.uint8).numpy().tobytes()
 
 
-def decode_lowbit(
-    params: bytes, payload: memoryview, out: memoryview, get_base, where: str
-) -> None:
+def decode_lowbit(params: bytes, payload: memoryview, out: memoryview, bases, where: str) -> None:
     (predictor, dcode, bcode, _, bits, _, _, group), ids = _parse(params, LOWBIT_PARAMS, where)
     try:
         dtype, base_dtype = by_code(dcode), by_code(bcode)
@@ -216,7 +222,7 @@ def decode_lowbit(
     idx, values = _read_exceptions(r, n, dtype.size)
     r.end()
     try:
-        pred = predict(predictor, [get_base(b) for b in ids], base_dtype, dtype, n)
+        pred = _prediction(predictor, ids, bases, base_dtype, dtype, n)
         deq = torch.frombuffer(
             _core.lowbit_dequantize(packed, scales, offsets, bits, group, n), dtype=torch.float32
         )

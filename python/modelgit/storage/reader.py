@@ -1,8 +1,12 @@
 """The read path: tensor rows back into tensors, decoding chunks in parallel.
 
-Each tensor is allocated once and every chunk decodes straight into its slice;
-records are checksum-verified, decoded bytes are checked against their chunk id, and
-each tensor's content id is recomputed from its verified chunk ids.
+Each tensor is allocated once and every chunk decodes straight into its slice (a delta
+chunk's base first, in place: ``ChunkStore.get_into``); records are checksum-verified,
+decoded bytes are checked against their chunk id, and each tensor's content id is
+recomputed from its verified chunk ids. Before decoding, the rows of every chunk the
+load needs, delta bases included, are fetched in a few catalog queries; a base that
+several chunks of the load need is decoded once (into the decoded-base cache), and a
+chunk that several tensors hold is decoded once and copied.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ..errors import CorruptObject
 from ..pool import WorkerPool, settle_jobs
 from .store import ChunkStore
 
-__all__ = ["read_tensors", "verify_row", "decode_row_into", "iter_row_chunks"]
+__all__ = ["read_tensors", "verify_row", "decode_row_into", "iter_row_chunks", "prepare_bases"]
 
 
 def verify_row(row: TensorRow) -> None:
@@ -35,10 +39,40 @@ def verify_row(row: TensorRow) -> None:
 _BATCH_BYTES = 4 << 20  # decoded bytes per pool task (fewer futures, fewer GIL handoffs)
 
 
-def _decode_batch(store: ChunkStore, work: list[tuple[ChunkRow, memoryview]]) -> int:
-    for crow, mv in work:
+def _decode_batch(
+    store: ChunkStore, work: list[tuple[ChunkRow, memoryview, list[memoryview]]]
+) -> int:
+    done = 0
+    for crow, mv, copies in work:
         store.get_into(crow, mv)
-    return sum(len(mv) for _, mv in work)
+        for other in copies:
+            other[:] = mv
+        done += len(mv) * (1 + len(copies))
+    return done
+
+
+def prepare_bases(store: ChunkStore, targets: dict[bytes, ChunkRow]) -> None:
+    """Fetch the rows of every delta base the ``targets`` need, transitively, in bulk
+    (the store decodes them without a catalog query each), and decode once into the
+    decoded-base cache each base that two or more chunks of this load need."""
+    uses: dict[bytes, int] = {}
+    known: dict[bytes, ChunkRow] = dict(targets)
+    level = list(targets.values())
+    while level:
+        wanted = []
+        for row in level:
+            for b in row.bases:
+                uses[b] = uses.get(b, 0) + 1
+                if b not in known:
+                    wanted.append(b)
+        found = store.rows(wanted) if wanted else {}
+        known.update(found)
+        level = list(found.values())
+    store.hint_rows({c: r for c, r in known.items() if c not in targets})
+    for cid, n in uses.items():
+        row = known.get(cid)
+        if n > 1 and row is not None and 2 * row.raw_length <= store.cache.limit:
+            store.get(cid)
 
 
 def read_tensors(
@@ -56,7 +90,8 @@ def read_tensors(
     chunk_rows = store.rows([c for r in rows if r.tie is None for c in r.chunk_ids])
     out: dict[str, torch.Tensor] = {}
     buffers: dict[str, torch.Tensor] = {}
-    work: list[tuple[ChunkRow, memoryview]] = []
+    work: list[tuple[ChunkRow, memoryview, list[memoryview]]] = []
+    first: dict[bytes, list[memoryview]] = {}  # chunk id -> the other slices it fills
     for r in rows:
         if r.tie is not None:
             continue
@@ -70,13 +105,19 @@ def read_tensors(
             if crow is None:
                 raise CorruptObject(f"tensor {r.name!r}: chunk {cid.hex()} is missing")
             s = i * r.chunk_bytes
-            work.append((crow, mv[s : min(r.nbytes, s + r.chunk_bytes)]))
+            piece = mv[s : min(r.nbytes, s + r.chunk_bytes)]
+            if cid in first:  # the same chunk again: decoded once, copied here
+                first[cid].append(piece)
+                continue
+            first[cid] = []
+            work.append((crow, piece, first[cid]))
+    prepare_bases(store, chunk_rows)
     # batches of about _BATCH_BYTES, but at least two per worker so that both cores
     # stay busy to the end on a small model
     workers = pool.workers
-    target = min(_BATCH_BYTES, max(1, sum(len(m) for _, m in work) // (4 * workers)))
+    target = min(_BATCH_BYTES, max(1, sum(len(m) for _, m, _ in work) // (4 * workers)))
     futures: list[Future] = []
-    batch: list[tuple[ChunkRow, memoryview]] = []
+    batch: list[tuple[ChunkRow, memoryview, list[memoryview]]] = []
     size = 0
     for item in work:
         batch.append(item)
@@ -129,6 +170,7 @@ def decode_row_into(
     if len(out) != row.nbytes:
         raise ValueError(f"tensor {row.name!r}: {len(out)}-byte target for {row.nbytes} bytes")
     found = store.rows(row.chunk_ids)
+    prepare_bases(store, found)
     inflight: deque[tuple[Future, int]] = deque()
     try:
         for _, cid, s, e in _spans(row):
@@ -158,6 +200,7 @@ def iter_row_chunks(
     pool with at most ``window`` chunks in flight (for writers that stream to a file)."""
     verify_row(row)
     found = store.rows(row.chunk_ids)
+    prepare_bases(store, found)
     inflight: deque[tuple[Future, bytearray]] = deque()
 
     def decode(crow: object, buf: bytearray) -> None:

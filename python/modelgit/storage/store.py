@@ -25,11 +25,11 @@ from .packs import PackWriter, Record, encode_record
 
 __all__ = ["ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
 
-DEFAULT_MAX_DEPTH = 8
+DEFAULT_MAX_DEPTH = 2  # delta links between any chunk and a standalone one (a layout)
 _CACHE_BYTES = 256 * 1024 * 1024
 
 
-_thread_scratch = threading.local()  # decode depth per thread (see get_into)
+_thread_scratch = threading.local()  # decode nesting depth per thread (see get_into)
 
 
 def chunk_id(data: bytes | memoryview) -> bytes:
@@ -97,6 +97,7 @@ class ChunkStore:
         self._writer: PackWriter | None = None
         self._write_lock = threading.Lock()
         self._pending: dict[bytes, ChunkRow] = {}
+        self._hints: dict[bytes, ChunkRow] = {}
         self.cache = _DecodedCache(cache_bytes)
 
     # -- lookup -------------------------------------------------------------------
@@ -213,28 +214,72 @@ class ChunkStore:
             raise CorruptObject(f"chunk {row.id.hex()}: record header does not match the catalog")
         return row, rec
 
-    def get_into(self, row: ChunkRow, out: memoryview) -> None:
+    def get_into(self, row: ChunkRow, out: memoryview, verify: bool = True) -> None:
         """Decode one chunk into ``out`` and verify it against its id.
 
-        The outermost decode on a thread reads its record into a per-thread scratch
-        buffer; decodes nested in it (delta bases) allocate their own."""
+        Records are read into per-thread scratch buffers (one per nesting depth), and a
+        delta is decoded in place: its base goes straight into ``out`` (from the cache,
+        or decoded there itself), then the residual is applied. Bases decoded along the
+        way are not hashed on their own (``verify=False``): the id check of the chunk
+        that was asked for covers every byte they contributed."""
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
         depth = getattr(_thread_scratch, "depth", 0)
         _thread_scratch.depth = depth + 1
         try:
-            outer = depth == 0
-            row, rec = self.read_record(row, scratch("record", row.length) if outer else None)
+            row, rec = self.read_record(row, scratch(f"record-{depth}", row.length))
             codec.decode_into(
-                rec.codec,
-                rec.params,
-                memoryview(rec.payload),
-                out,
-                lambda b: memoryview(self.get(b)),
-                where,
+                rec.codec, rec.params, memoryview(rec.payload), out, _Bases(self, depth), where
             )
         finally:
             _thread_scratch.depth = depth
-        if chunk_id(out) != row.id:
-            raise CorruptObject(f"{where}: decoded bytes do not match the chunk id")
+        if verify and chunk_id(out) != row.id:
+            raise CorruptObject(
+                f"{where}: decoded bytes (or a delta base's) do not match the chunk id"
+            )
+
+    def base_row(self, cid: bytes) -> ChunkRow:
+        """The row of a delta base (from the rows a reader announced, else the catalog)."""
+        row = self._hints.get(cid) or self.row(cid)
+        if row is None:
+            raise CorruptObject(f"chunk {cid.hex()} is referenced but not in the store")
+        return row
+
+    def hint_rows(self, rows: dict[bytes, ChunkRow]) -> None:
+        """Rows a reader fetched in bulk, so that decoding their dependents needs no
+        catalog query per base (a stale one is followed by ``read_record``)."""
+        if len(self._hints) > 200_000:
+            self._hints = {}
+        self._hints.update(rows)
+
+
+class _Bases:
+    """How a decode at nesting ``depth`` gets its bases (``codec.Bases``): a cached base
+    is reused; any other is decoded straight into the caller's buffer (``into``) or into
+    this thread's scratch buffer for that depth and slot (``get``)."""
+
+    __slots__ = ("store", "depth")
+
+    def __init__(self, store: ChunkStore, depth: int) -> None:
+        self.store = store
+        self.depth = depth
+
+    def get(self, cid: bytes, slot: int = 0) -> memoryview:
+        hit = self.store.cache.get(cid)
+        if hit is not None:
+            return memoryview(hit)
+        row = self.store.base_row(cid)
+        n = row.raw_length
+        buf = memoryview(scratch(f"base-{self.depth}-{slot}", n))[:n]
+        self.store.get_into(row, buf, verify=False)
+        return buf
+
+    def into(self, cid: bytes, out: memoryview) -> None:
+        hit = self.store.cache.get(cid)
+        if hit is not None:
+            if len(hit) != len(out):
+                raise CorruptObject(f"base chunk has {len(hit)} bytes, expected {len(out)}")
+            out[:] = hit
+            return
+        self.store.get_into(self.store.base_row(cid), out, verify=False)
