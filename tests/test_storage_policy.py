@@ -174,3 +174,37 @@ def test_tolerance_strings() -> None:
     for bad in ("abs=", "abs=-1", "bits=3", "foo=1", "abs=1e-4,rel=1", "abs=nan", 5):
         with pytest.raises(mg.UnsupportedInput):
             parse_tolerance(bad)
+
+
+def test_a_chain_at_the_bound_becomes_a_star_not_a_full_copy(repo: mg.Repository) -> None:
+    """Past max_depth a new version is a delta against its parent's anchor (the base
+    the parent was coded against), so the chain never stores a second full copy."""
+    assert repo.layout() == {"max_depth": 2}
+    sd = model(6, n=50_000)
+    versions = [sd]
+    repo.add("m", sd)
+    for i in range(8):
+        sd = tune(sd, 20 + i)
+        versions.append(sd)
+        repo.commit("m", sd)
+        assert repo.last_write is not None and repo.last_write.standalone == 0
+    depths = [r[0] for r in repo.catalog.query("SELECT depth FROM chunks")]
+    assert max(depths) == 2
+    for number, want in enumerate(versions, start=1):
+        assert_same_state(repo.load("m", version=number), want)
+    assert repo.fsck().ok
+
+
+def test_layout_is_kept_in_the_repository(tmp_path) -> None:  # noqa: ANN001
+    with mg.init(tmp_path / "r") as repo:
+        assert repo.layout(max_depth=1) == {"max_depth": 1}
+        with pytest.raises(mg.UnsupportedInput, match="max_depth"):
+            repo.layout(max_depth=-1)
+        with pytest.raises(mg.UnsupportedInput, match="max_depth"):
+            repo.max_depth = True  # type: ignore[assignment]
+    with mg.open(tmp_path / "r") as again:
+        assert again.max_depth == 1
+        again.add("a", model(1, n=50_000))
+        again.add("b", tune(model(1, n=50_000), 2), parents="a")
+        again.add("c", tune(tune(model(1, n=50_000), 2), 3), parents="b")
+        assert max(r[0] for r in again.catalog.query("SELECT depth FROM chunks")) == 1

@@ -21,7 +21,7 @@ from ..dtypes import DType, by_name
 from ..tolerance import ErrorBound, LowBit
 from .store import ChunkStore, chunk_id
 
-__all__ = ["BasePlan", "plan_bases", "ChunkJob", "store_chunk"]
+__all__ = ["BasePlan", "plan_bases", "ChunkJob", "store_chunk", "anchor"]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
 _MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
@@ -72,16 +72,39 @@ class ChunkJob:
     eps: float | None = None  # absolute bound for ErrorBound
 
 
+def anchor(store: ChunkStore, cid: bytes, max_depth: int) -> bytes | None:
+    """The chunk a new delta may take as its base instead of ``cid``: ``cid`` itself if
+    it is shallower than ``max_depth``, else the first of its same-layout bases (a
+    byte-planes delta's base: same dtype, same length) that is. So a version chain
+    becomes a star around its anchor instead of growing past the bound: every chunk
+    stays within ``max_depth`` decodes of a standalone one. None if there is none."""
+    row = store.row(cid)
+    while row is not None and row.depth >= max_depth:
+        if row.codec != codec.PLANES or not row.bases:
+            return None
+        row = store.row(row.bases[0])
+    return None if row is None else row.id
+
+
 def _bases(
     store: ChunkStore, ids: list[bytes], max_depth: int, size: int
-) -> list[memoryview] | None:
-    out = []
+) -> tuple[list[bytes], list[memoryview]] | None:
+    """The chunks to code against and their decoded bytes: a single base re-anchored
+    where it is too deep, several bases (a merge's parents) only as they are; None if
+    one is missing, too deep or does not hold ``size`` bytes."""
+    chosen, out = [], []
     for b in ids:
-        row = store.row(b)
-        if row is None or row.depth >= max_depth or row.raw_length != size:
+        if len(ids) == 1:
+            a = anchor(store, b, max_depth)
+        else:
+            r = store.row(b)
+            a = b if r is not None and r.depth < max_depth else None
+        row = None if a is None else store.row(a)
+        if row is None or row.raw_length != size:
             return None
-        out.append(memoryview(store.get(b)))
-    return out
+        chosen.append(a)
+        out.append(memoryview(store.get(a)))
+    return chosen, out
 
 
 def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded:
@@ -94,10 +117,10 @@ def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded
     # of either sign); other types: XOR of the bit patterns
     delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
     for plan in job.plans:
-        ids = plan.chunk_bases[job.index]
-        bases = _bases(store, ids, max_depth, n * plan.base_dtype.size)
-        if bases is None:
+        got = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
+        if got is None:
             continue
+        ids, bases = got
         if plan.predictor == codec.IDENT:
             candidates.append(
                 codec.encode_planes(
@@ -142,9 +165,9 @@ def _lossy(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[codec.Enco
     predictor, bases, ids, base_dtype = codec.ZERO, [], [], dtype
     for plan in job.plans:
         if plan.predictor in (codec.IDENT, codec.CAST):
-            b = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
-            if b is not None:
-                predictor, bases, ids = plan.predictor, b, plan.chunk_bases[job.index]
+            got = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
+            if got is not None:
+                predictor, (ids, bases) = plan.predictor, got
                 base_dtype = plan.base_dtype
                 break
     tol = job.tolerance

@@ -25,7 +25,7 @@ import torch
 
 from ..catalog import Catalog
 from ..catalog.records import TensorRow
-from ..errors import ModelExists, UnknownVersion
+from ..errors import ModelExists, UnknownVersion, UnsupportedInput
 from ..memory import MemoryBudget
 from ..names import validate_name
 from ..pool import WorkerPool
@@ -47,6 +47,14 @@ if TYPE_CHECKING:
 
 __all__ = ["VersionStore"]
 
+MAX_DEPTH_LIMIT = 64
+
+
+def _check_depth(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DEPTH_LIMIT:
+        raise UnsupportedInput(f"max_depth must be a whole number from 0 to {MAX_DEPTH_LIMIT}")
+    return value
+
 _S = TypeVar("_S", bound="VersionStore")
 
 
@@ -64,8 +72,8 @@ class VersionStore:
         self.budget = MemoryBudget.resolve(memory_budget)
         self.pool = WorkerPool(workers)
         self.chunk_elems = DEFAULT_CHUNK_ELEMS
-        self.max_depth = DEFAULT_MAX_DEPTH
         self.last_write: WriteStats | None = None
+        self._max_depth: int | None = None  # this handle's override of the layout
 
     @classmethod
     def open_path(
@@ -126,6 +134,43 @@ class VersionStore:
         """Finish background work and release every file the repository holds."""
         self.pool.shutdown(wait=True)
         self.backend.close()
+
+    # -- layout ---------------------------------------------------------------------
+    @property
+    def max_depth(self) -> int:
+        """The delta links a new chunk may sit above a standalone one: the repository's
+        layout (:meth:`layout`), unless this handle set its own."""
+        if self._max_depth is not None:
+            return self._max_depth
+        return self.layout()["max_depth"]
+
+    @max_depth.setter
+    def max_depth(self, value: int) -> None:
+        self._max_depth = _check_depth(value)
+
+    def layout(self, *, max_depth: int | None = None) -> dict[str, int]:
+        """The storage layout new versions are written with; with ``max_depth``, change
+        it for every writer of the repository (kept in the catalog).
+
+        ``max_depth`` bounds how many delta links separate any chunk from a standalone
+        one, so it bounds what a load decodes: a version at depth d decodes its bases
+        too, about 1 + 0.6 d times the work of a standalone model. Deeper allows
+        smaller deltas (each against its direct parent); a chain that reaches the bound
+        continues as a star around its anchor instead of starting a full copy. Default
+        2 (docs/guide.md, "Storage layout"). Existing chunks keep their layout."""
+        if max_depth is not None:
+            depth = _check_depth(max_depth)
+            with self.catalog.transaction() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('max_depth', ?)",
+                    (str(depth),),
+                )
+        row = self.catalog.one("SELECT value FROM meta WHERE key = 'max_depth'")
+        try:
+            stored = int(row[0]) if row is not None else DEFAULT_MAX_DEPTH
+        except ValueError:
+            stored = DEFAULT_MAX_DEPTH  # an unreadable setting is not data: use the default
+        return {"max_depth": stored}
 
     # -- queries --------------------------------------------------------------------
     def models(self) -> list[str]:
