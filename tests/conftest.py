@@ -22,6 +22,15 @@ with warnings.catch_warnings():
         pass
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own modelgit cache folder (checkout cache and team staging),
+    with the checkout cache off unless the test turns it on: what a user's cache holds
+    never reaches a test, and no test leaves files there."""
+    monkeypatch.setenv("MODELGIT_CACHE", str(tmp_path / "modelgit-cache"))
+    monkeypatch.delenv("MODELGIT_CHECKOUT_CACHE", raising=False)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[mg.Repository]:
     """A fresh, empty repository in a temporary folder."""

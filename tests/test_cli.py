@@ -520,3 +520,23 @@ def test_process_corrupt_repository(user_runs: dict[str, Result]) -> None:
     f = user_runs["bad-pack-fsck"]
     assert f.code == 1 and "problem" in f.out and "Traceback" not in f.err
     assert_one_line_error(user_runs["bad-pack-export"])
+
+
+def test_cache_and_layout_commands(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
+    assert cli("cache", "size", "--json", cwd=repo_dir).json()["enabled"] is False  # type: ignore[index]
+    r = cli("cache", "size", "64MiB")
+    assert r.code == 0 and "limit 64.0 MiB" in r.out
+    assert cli("export", "hf", tmp_path / "linked", "--link").code == 0
+    entries = cli("cache", "ls", "--json").json()
+    assert [e["refs"] for e in entries] == [["hf@1"]]  # type: ignore[index,union-attr]
+    assert "T" in entries[0]["used"]  # type: ignore[index]  # ISO 8601
+    assert (tmp_path / "linked" / "model.safetensors").stat().st_nlink == 2
+    assert "hf@1" in cli("cache", "ls").out
+    assert "freed" in cli("cache", "clear").out
+    assert cli("cache", "ls", "--json").json() == []
+    assert_one_line_error(cli("cache", "ls", "5GB"), 1, "takes no SIZE")
+    assert_one_line_error(cli("cache", "size", "huge"), 1, "checkout cache size")
+    assert cli("cache", "size", "0").code == 0
+    assert cli("layout", "--json").json() == {"max_depth": 2}
+    assert cli("layout", "--max-depth", "1").out.strip() == "max depth 1"
+    assert_one_line_error(cli("layout", "--max-depth", "-3"), 1, "max_depth")

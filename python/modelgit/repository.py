@@ -33,13 +33,14 @@ def init(
     objects: str | os.PathLike[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     memory_budget: int | str | None = None,
+    checkout_cache: int | str | None = None,
 ) -> Repository:
     """Create a new, empty repository at ``path`` (a new or empty folder).
 
     With a ``postgresql://`` URL as ``path``, create a team repository: the catalog in
     that database, the packs in ``objects`` (``s3://bucket/prefix`` or a shared folder);
     see :mod:`modelgit.storage.team`. ``storage_options`` go to fsspec (e.g.
-    ``endpoint_url``)."""
+    ``endpoint_url``). The other options are those of :func:`open`."""
     budget = MemoryBudget.resolve(memory_budget)
     backend = open_backend(
         path,
@@ -48,7 +49,7 @@ def init(
         cache_bytes=budget.cache,
         create=True,
     )
-    return Repository(backend, memory_budget=budget)
+    return Repository(backend, memory_budget=budget, checkout_cache=checkout_cache)
 
 
 def open(  # noqa: A001 - public API name
@@ -57,15 +58,23 @@ def open(  # noqa: A001 - public API name
     objects: str | os.PathLike[str] | None = None,
     storage_options: dict[str, Any] | None = None,
     memory_budget: int | str | None = None,
+    checkout_cache: int | str | None = None,
 ) -> Repository:
     """Open the existing repository at ``path`` (a folder, or a ``postgresql://`` URL of
     a team repository; ``objects`` then overrides the object store it names).
 
     ``memory_budget`` (bytes, or a string such as ``"256MiB"``) bounds the working
     memory of add, commit, export and load_into (see :mod:`modelgit.memory`); the
-    default comes from ``MODELGIT_MEMORY_BUDGET`` or is 512 MiB."""
+    default comes from ``MODELGIT_MEMORY_BUDGET`` or is 512 MiB. ``checkout_cache``
+    (bytes, 0 = off) keeps decoded versions as files that later loads map instead of
+    decoding (see :mod:`modelgit.versions.checkout`); the default comes from
+    ``MODELGIT_CHECKOUT_CACHE`` or ``modelgit cache size``, else it is off."""
     return Repository.open_path(
-        path, objects=objects, storage_options=storage_options, memory_budget=memory_budget
+        path,
+        objects=objects,
+        storage_options=storage_options,
+        memory_budget=memory_budget,
+        checkout_cache=checkout_cache,
     )
 
 

@@ -9,7 +9,7 @@ Set ``MODELGIT_DEBUG=1`` to see the traceback of an unexpected error.
 One module per group of commands: ``maintain`` (init, du, fsck, gc), ``write`` (add,
 commit, rm, tag, rename, export), ``query`` (ls, log, show, diff), ``lineage`` (graph,
 edge), ``workflows`` (test, creator, cascade, bisect), ``collab`` (push, pull, merge,
-infer), ``demo``, and ``bench``.
+infer), ``settings`` (cache, layout), ``demo``, and ``bench``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from . import bench, collab, demo, lineage, maintain, query, workflows, write
+    from . import bench, collab, demo, lineage, maintain, query, settings, workflows, write
 
     parser = Parser(
         prog="modelgit",
@@ -75,7 +75,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"modelgit {__version__}")
     repo_option(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (maintain, write, query, lineage, workflows, collab, demo, bench):
+    for module in (maintain, write, query, lineage, workflows, collab, settings, demo, bench):
         module.register(sub)
     return parser
 

@@ -139,7 +139,8 @@ def register(sub: Any) -> None:
             "examples:\n"
             "  modelgit export chat@2 chat-v2.safetensors\n"
             "  modelgit export prod ./prod-model/\n"
-            "  modelgit export llama-70b ./llama/ --max-shard-size 10GB"
+            "  modelgit export llama-70b ./llama/ --max-shard-size 10GB\n"
+            "  modelgit export chat ./chat/ --link     # no copy: the checkout cache's file"
         ),
         json=False,
     )
@@ -150,6 +151,11 @@ def register(sub: Any) -> None:
         metavar="SIZE",
         default=None,
         help="largest shard of a folder export, e.g. 2GB or 500MiB (default 5GB)",
+    )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="hard-link the version's checkout-cache file (read-only) instead of writing a copy",
     )
 
 
@@ -321,8 +327,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         v = repo.version(args.ref)
         with Progress(f"exporting {v.ref}") as bar:
-            out = call_with_progress(
-                repo.export, v.ref, args.path, progress=bar, max_shard_size=args.max_shard_size
-            )
+            if args.link:
+                out = repo.export(v.ref, args.path, max_shard_size=args.max_shard_size, link=True)
+            else:
+                out = call_with_progress(
+                    repo.export, v.ref, args.path, progress=bar, max_shard_size=args.max_shard_size
+                )
     print(f"exported {v.ref} to {out}")
     return 0

@@ -12,7 +12,7 @@ chunk that several tensors hold is decoded once and copied.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 
 import torch
@@ -23,7 +23,14 @@ from ..errors import CorruptObject
 from ..pool import WorkerPool, settle_jobs
 from .store import ChunkStore
 
-__all__ = ["read_tensors", "verify_row", "decode_row_into", "iter_row_chunks", "prepare_bases"]
+__all__ = [
+    "read_tensors",
+    "decode_rows_into",
+    "verify_row",
+    "decode_row_into",
+    "iter_row_chunks",
+    "prepare_bases",
+]
 
 
 def verify_row(row: TensorRow) -> None:
@@ -75,31 +82,24 @@ def prepare_bases(store: ChunkStore, targets: dict[bytes, ChunkRow]) -> None:
             store.get(cid)
 
 
-def read_tensors(
+def decode_rows_into(
     store: ChunkStore,
-    rows: Iterable[TensorRow],
+    targets: Sequence[tuple[TensorRow, memoryview]],
     pool: WorkerPool,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Decode the given tensor rows; tied rows come back sharing storage.
+) -> None:
+    """Decode each tensor row into its buffer (exactly ``row.nbytes`` bytes; a tied row's
+    chunks are its target's), all chunks at once on the pool, in batches.
 
     ``progress(n)`` is called with the decoded bytes of each batch of chunks."""
-    rows = sorted(rows, key=lambda r: r.position)
-    for r in rows:
+    for r, mv in targets:
         verify_row(r)
-    chunk_rows = store.rows([c for r in rows if r.tie is None for c in r.chunk_ids])
-    out: dict[str, torch.Tensor] = {}
-    buffers: dict[str, torch.Tensor] = {}
+        if len(mv) != r.nbytes:
+            raise ValueError(f"tensor {r.name!r}: {len(mv)}-byte target for {r.nbytes} bytes")
+    chunk_rows = store.rows([c for r, _ in targets for c in r.chunk_ids])
     work: list[tuple[ChunkRow, memoryview, list[memoryview]]] = []
     first: dict[bytes, list[memoryview]] = {}  # chunk id -> the other slices it fills
-    for r in rows:
-        if r.tie is not None:
-            continue
-        buf = torch.empty(r.nbytes, dtype=torch.uint8)
-        buffers[r.name] = buf
-        if r.nbytes == 0:
-            continue
-        mv = memoryview(buf.numpy())
+    for r, mv in targets:
         for i, cid in enumerate(r.chunk_ids):
             crow = chunk_rows.get(cid)
             if crow is None:
@@ -114,8 +114,7 @@ def read_tensors(
     prepare_bases(store, chunk_rows)
     # batches of about _BATCH_BYTES, but at least two per worker so that both cores
     # stay busy to the end on a small model
-    workers = pool.workers
-    target = min(_BATCH_BYTES, max(1, sum(len(m) for _, m, _ in work) // (4 * workers)))
+    target = min(_BATCH_BYTES, max(1, sum(len(m) for _, m, _ in work) // (4 * pool.workers)))
     futures: list[Future] = []
     batch: list[tuple[ChunkRow, memoryview, list[memoryview]]] = []
     size = 0
@@ -135,6 +134,29 @@ def read_tensors(
     except BaseException:  # no job may write into buffers the caller will never see
         settle_jobs((f,) for f in futures)
         raise
+
+
+def read_tensors(
+    store: ChunkStore,
+    rows: Iterable[TensorRow],
+    pool: WorkerPool,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Decode the given tensor rows into new tensors; tied rows come back sharing
+    storage. ``progress(n)`` is called with the decoded bytes of each batch."""
+    rows = sorted(rows, key=lambda r: r.position)
+    buffers: dict[str, torch.Tensor] = {}
+    targets: list[tuple[TensorRow, memoryview]] = []
+    for r in rows:
+        if r.tie is None:
+            buf = torch.empty(r.nbytes, dtype=torch.uint8)
+            buffers[r.name] = buf
+            if r.nbytes:
+                targets.append((r, memoryview(buf.numpy())))
+        else:
+            verify_row(r)
+    decode_rows_into(store, targets, pool, progress)
+    out: dict[str, torch.Tensor] = {}
     for r in rows:
         if r.tie is not None:
             if r.tie not in out:
@@ -142,11 +164,10 @@ def read_tensors(
             out[r.name] = out[r.tie]
             continue
         dt = by_name(r.dtype)
-        buf = buffers[r.name]
         if r.nbytes == 0:
             out[r.name] = torch.empty(r.shape, dtype=dt.torch)
         else:
-            out[r.name] = buf.view(dt.torch).reshape(r.shape)
+            out[r.name] = buffers[r.name].view(dt.torch).reshape(r.shape)
     return out
 
 

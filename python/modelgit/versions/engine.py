@@ -36,7 +36,8 @@ from ..storage.opening import open_backend
 from ..storage.store import DEFAULT_MAX_DEPTH, ChunkStore
 from ..storage.writer import DEFAULT_CHUNK_ELEMS, WriteStats
 from . import refs
-from .export import export_version
+from .checkout import CheckoutCache
+from .export import export_link, export_version
 from .load import load_state_dict
 from .load_into import load_into_module
 from .version import Version
@@ -55,6 +56,7 @@ def _check_depth(value: object) -> int:
         raise UnsupportedInput(f"max_depth must be a whole number from 0 to {MAX_DEPTH_LIMIT}")
     return value
 
+
 _S = TypeVar("_S", bound="VersionStore")
 
 
@@ -67,9 +69,12 @@ class VersionStore:
         *,
         workers: int | None = None,
         memory_budget: MemoryBudget | int | str | None = None,
+        checkout_cache: int | str | None = None,
     ) -> None:
         self.backend = backend
         self.budget = MemoryBudget.resolve(memory_budget)
+        where = backend.location if backend.team is not None else str(backend.root.resolve())
+        self.checkout_cache = CheckoutCache(where, checkout_cache)
         self.pool = WorkerPool(workers)
         self.chunk_elems = DEFAULT_CHUNK_ELEMS
         self.last_write: WriteStats | None = None
@@ -84,13 +89,14 @@ class VersionStore:
         storage_options: dict[str, Any] | None = None,
         workers: int | None = None,
         memory_budget: MemoryBudget | int | str | None = None,
+        checkout_cache: int | str | None = None,
     ) -> _S:
         """Open the repository at ``path`` (a folder, or a team repository's URL)."""
         budget = MemoryBudget.resolve(memory_budget)
         backend = open_backend(
             path, objects=objects, storage_options=storage_options, cache_bytes=budget.cache
         )
-        return cls(backend, workers=workers, memory_budget=budget)
+        return cls(backend, workers=workers, memory_budget=budget, checkout_cache=checkout_cache)
 
     # -- the backend's parts ----------------------------------------------------------
     @property
@@ -290,8 +296,8 @@ class VersionStore:
         ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
         (see ``storage.reader_cuda``); otherwise tensors are decoded on the CPU and moved.
         """
-        vid, _ = self.resolve(ref, version)
-        return load_state_dict(self, vid, device=device, keys=keys, progress=progress)
+        vid, v = self.resolve(ref, version)
+        return load_state_dict(self, vid, v, device=device, keys=keys, progress=progress)
 
     def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:
         """One tensor of a version, decoding only its own chunks."""
@@ -311,8 +317,8 @@ class VersionStore:
         through one tensor at a time where dtype or layout differ), so no second copy
         of the model is ever held. Names and shapes are checked before anything is
         written; returns ``(missing_keys, unexpected_keys)``."""
-        vid, _ = self.resolve(ref, version)
-        return load_into_module(self, vid, module, strict=strict, progress=progress)
+        vid, v = self.resolve(ref, version)
+        return load_into_module(self, vid, v, module, strict=strict, progress=progress)
 
     def export(
         self,
@@ -321,11 +327,17 @@ class VersionStore:
         version: int | None = None,
         progress: ProgressFn | None = None,
         max_shard_size: int | str | None = None,
+        link: bool = False,
     ) -> Path:
         """Write a version as a ``.safetensors`` file, or as a folder with side files and
         the weights in shards of at most ``max_shard_size`` (default 5GB, as
-        ``save_pretrained``; one ``model.safetensors`` when it fits) plus an index."""
+        ``save_pretrained``; one ``model.safetensors`` when it fits) plus an index.
+
+        ``link=True`` hard-links the version's checkout-cache file (made now if it is
+        missing) instead of writing a copy: instant, no extra space, read-only."""
         vid, v = self.resolve(ref, version)
+        if link:
+            return export_link(self, vid, v, Path(path), max_shard_size=max_shard_size)
         return export_version(
             self, vid, v, Path(path), progress=progress, max_shard_size=max_shard_size
         )
@@ -341,6 +353,12 @@ class VersionStore:
                 db.execute(f"DELETE FROM version_parents WHERE parent IN ({marks})", vids)
                 db.execute(f"DELETE FROM tags WHERE version IN ({marks})", vids)
             db.execute("DELETE FROM models WHERE name = ?", (name,))
+        self._prune_checkouts()
+
+    def _prune_checkouts(self) -> None:
+        """Drop the checkout-cache entries of versions that are gone."""
+        live = {r[0] for r in self.catalog.query("SELECT content_id FROM versions")}
+        self.checkout_cache.keep_only(live)
 
     def stats(self) -> maintenance.RepoStats:
         """Logical and stored bytes, for the repository and per model."""
@@ -353,4 +371,6 @@ class VersionStore:
     def gc(self, progress: ProgressFn | None = None) -> maintenance.GcReport:
         """Reclaim the space of chunks no version needs and of torn pack tails."""
         with self.lock(exclusive=True):
-            return maintenance.gc(self.catalog, self.store, progress=progress)
+            report = maintenance.gc(self.catalog, self.store, progress=progress)
+        self._prune_checkouts()
+        return report

@@ -30,7 +30,13 @@ from .version import Version
 if TYPE_CHECKING:
     from .engine import VersionStore
 
-__all__ = ["export_version", "DEFAULT_MAX_SHARD_SIZE", "INDEX_FILE", "plan_shards"]
+__all__ = [
+    "export_version",
+    "export_link",
+    "DEFAULT_MAX_SHARD_SIZE",
+    "INDEX_FILE",
+    "plan_shards",
+]
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 1000**3  # as transformers' save_pretrained
 INDEX_FILE = "model.safetensors.index.json"
@@ -143,13 +149,63 @@ def export_version(
     for stale in [folder / SINGLE_FILE, *folder.glob("model-*-of-*.safetensors")]:
         if stale.name not in names and _SHARD.fullmatch(stale.name):
             stale.unlink(missing_ok=True)
+    _write_side_files(engine, version, folder)
+    fsync_dir(folder)
+    return path
+
+
+def _write_side_files(engine: VersionStore, version: Version, folder: Path) -> None:
     for rel, data in engine.files(version.model, version.number).items():
         dest = (folder / rel).resolve()
         if folder.resolve() not in dest.parents:
             raise UnsupportedInput(f"stored side file {rel!r} points outside the folder")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
-    fsync_dir(folder)
+
+
+def export_link(
+    engine: VersionStore,
+    vid: int,
+    version: Version,
+    path: Path,
+    max_shard_size: int | str | None = None,
+) -> Path:
+    """Like :func:`export_version`, but the weights are a hard link to the version's
+    checkout-cache entry (written first if it is missing): no copy, no extra space. The
+    linked file is read-only; the cache would notice a change and drop its entry."""
+    if max_shard_size is not None:
+        raise UnsupportedInput("a linked export is one file: leave out max_shard_size")
+    rows = engine.tensor_rows(vid)
+    cache = engine.checkout_cache
+    if not cache.path(version.content_id).exists():
+        sd = engine.load(version.model, version.number)
+        cache.ensure(version.content_id, rows, sd)
+    entry = cache.path(version.content_id)
+    if path.suffix == ".safetensors":
+        target, folder = path, None
+    else:
+        if path.exists() and not path.is_dir():
+            raise UnsupportedInput(f"{path} exists and is not a folder")
+        folder = path
+        target = folder / SINGLE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(entry, tmp)
+    except OSError as exc:
+        raise UnsupportedInput(
+            f"cannot link {target} to the checkout cache {entry} ({exc.strerror}); the cache "
+            "must be on the same filesystem: export without link, or set MODELGIT_CACHE"
+        ) from None
+    os.replace(tmp, target)
+    if folder is not None:
+        (folder / INDEX_FILE).unlink(missing_ok=True)
+        for stale in folder.glob("model-*-of-*.safetensors"):
+            if _SHARD.fullmatch(stale.name):
+                stale.unlink(missing_ok=True)
+        _write_side_files(engine, version, folder)
+    fsync_dir(target.parent)
     return path
 
 

@@ -14,31 +14,51 @@ from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
 
 if TYPE_CHECKING:
     from .engine import VersionStore
+    from .version import Version
 
 __all__ = ["load_state_dict"]
+
+
+def _moved(sd: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
+    if dev.type == "cpu":
+        return sd
+    moved: dict[int, torch.Tensor] = {}  # tied tensors stay one tensor
+    return {k: moved.setdefault(id(t), t.to(dev)) for k, t in sd.items()}
 
 
 def load_state_dict(
     engine: VersionStore,
     vid: int,
+    version: Version,
     device: str | torch.device = "cpu",
     keys: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, torch.Tensor]:
     """The tensors of version ``vid`` (those named ``keys``, when given), every chunk
-    verified. With ``device="cuda"``, the CUDA module built and most chunks of a codec
-    that has a GPU kernel, the transforms run on the GPU (``storage.reader_cuda``);
+    verified: from the checkout cache when it holds the version (``checkout``), else
+    decoded (and then cached, when the cache is on and the whole version was asked
+    for). With ``device="cuda"``, the CUDA module built and most chunks of a codec that
+    has a GPU kernel, the transforms run on the GPU (``storage.reader_cuda``);
     otherwise tensors are decoded on the CPU and moved."""
-    rows = engine.tensor_rows(vid, keys)
+    rows = engine.tensor_rows(vid, keys)  # KeyError for a name the version lacks
+    cache = engine.checkout_cache
     dev = torch.device(device)
+    if cache.enabled:
+        every = rows if keys is None else engine.tensor_rows(vid)
+        hit = cache.load(version.content_id, every)
+        if hit is not None:
+            total = sum(r.nbytes for r in every if r.tie is None)
+            Counter(progress, total)(total)
+            sd = hit if keys is None else {k: hit[k] for k in keys}
+            return _moved(sd, dev)
     if dev.type == "cuda" and cuda.is_available() and gpu_worthwhile(engine.store, rows):
         sd = read_tensors_cuda(engine.store, rows, engine.pool, dev)
     else:
         total = sum(r.nbytes for r in rows if r.tie is None)
         sd = read_tensors(engine.store, rows, engine.pool, progress=Counter(progress, total))
-        if dev.type != "cpu":
-            moved: dict[int, torch.Tensor] = {}
-            sd = {k: moved.setdefault(id(t), t.to(dev)) for k, t in sd.items()}
+        if cache.enabled and keys is None:
+            cache.store(version.content_id, rows, sd)
+        sd = _moved(sd, dev)
     if keys is not None:
         sd = {k: sd[k] for k in keys}
     return sd

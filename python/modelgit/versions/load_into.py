@@ -4,7 +4,8 @@
 errors, same return value) but never holds a second copy of the model: each chunk is
 decoded straight into the memory of the parameter or buffer it belongs to. A tensor
 whose dtype, device or layout differs from the stored one is decoded on its own and
-copied in (one tensor at a time). Modules that customise loading (their own
+copied in (one tensor at a time). When the checkout cache holds the version, its
+mapped file is copied in instead. Modules that customise loading (their own
 ``_load_from_state_dict`` or load hooks) get the stored state_dict through
 ``load_state_dict`` itself, so their logic runs unchanged.
 """
@@ -19,10 +20,11 @@ import torch
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
 from ..progress import Counter, ProgressFn
-from ..storage.reader import decode_row_into, read_tensors
+from ..storage.reader import decode_rows_into, read_tensors
 
 if TYPE_CHECKING:
     from .engine import VersionStore
+    from .version import Version
 
 __all__ = ["load_into_module", "IncompatibleKeys"]
 
@@ -81,21 +83,23 @@ def _check(
 def load_into_module(
     engine: VersionStore,
     vid: int,
+    version: Version,
     module: torch.nn.Module,
     strict: bool = True,
     progress: ProgressFn | None = None,
 ) -> Any:
     rows = {r.name: r for r in engine.tensor_rows(vid)}
+    cache = engine.checkout_cache
+    hit = cache.load(version.content_id, list(rows.values())) if cache.enabled else None
     if not _plain_loading(module):
-        sd = read_tensors(engine.store, rows.values(), engine.pool)
+        sd = hit if hit is not None else read_tensors(engine.store, rows.values(), engine.pool)
         return module.load_state_dict(sd, strict=strict)
     targets = module.state_dict(keep_vars=True)
     result = _check(module, targets, rows, strict)
     todo = sorted((rows[k] for k in targets if k in rows), key=lambda r: r.position)
     count = Counter(progress, sum(r.nbytes for r in todo))
-    window = engine.budget.window_chunks(
-        max((r.chunk_bytes for r in todo), default=1), engine.workers, per_chunk=1
-    )
+    direct: list[tuple[TensorRow, memoryview]] = []  # decoded straight into the module
+    converted: list[tuple[TensorRow, torch.Tensor]] = []  # another dtype or layout
     done: set[tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype]] = set()
     with torch.no_grad():
         for r in todo:
@@ -106,14 +110,19 @@ def load_into_module(
                 count(r.nbytes)
                 continue
             done.add(key)
-            if (
+            if hit is not None:  # from the checkout cache: a copy, as load_state_dict does
+                data.copy_(hit[r.name])
+                count(r.nbytes)
+            elif (
                 data.device.type == "cpu"
                 and data.is_contiguous()
                 and data.dtype == by_name(r.dtype).torch
             ):
-                out = memoryview(data.reshape(-1).view(torch.uint8).numpy())
-                decode_row_into(engine.store, row, out, engine.pool, window, progress=count)
+                direct.append((row, memoryview(data.reshape(-1).view(torch.uint8).numpy())))
             else:
-                data.copy_(read_tensors(engine.store, [row], engine.pool)[r.name])
-                count(r.nbytes)
+                converted.append((row, data))
+        decode_rows_into(engine.store, direct, engine.pool, progress=count)
+        for row, data in converted:  # one tensor at a time: bounded extra memory
+            data.copy_(read_tensors(engine.store, [row], engine.pool)[row.name])
+            count(row.nbytes)
     return result
