@@ -537,6 +537,6 @@ def test_cache_and_layout_commands(cli: Callable, repo_dir: Path, tmp_path: Path
     assert_one_line_error(cli("cache", "ls", "5GB"), 1, "takes no SIZE")
     assert_one_line_error(cli("cache", "size", "huge"), 1, "checkout cache size")
     assert cli("cache", "size", "0").code == 0
-    assert cli("layout", "--json").json() == {"max_depth": 2}
+    assert cli("layout", "--json").json() == {"max_depth": 4}
     assert cli("layout", "--max-depth", "1").out.strip() == "max depth 1"
     assert_one_line_error(cli("layout", "--max-depth", "-3"), 1, "max_depth")

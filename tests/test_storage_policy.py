@@ -179,7 +179,8 @@ def test_tolerance_strings() -> None:
 def test_a_chain_at_the_bound_becomes_a_star_not_a_full_copy(repo: mg.Repository) -> None:
     """Past max_depth a new version is a delta against its parent's anchor (the base
     the parent was coded against), so the chain never stores a second full copy."""
-    assert repo.layout() == {"max_depth": 2}
+    assert repo.layout() == {"max_depth": 4}  # the default
+    repo.layout(max_depth=2)
     sd = model(6, n=50_000)
     versions = [sd]
     repo.add("m", sd)

@@ -25,9 +25,9 @@ modelgit.open(path, checkout_cache="8GiB"). Files live in $MODELGIT_CACHE/checko
 LAYOUT_DESCRIPTION = """\
 The storage layout new versions are written with. --max-depth bounds how many delta
 links separate any chunk from a standalone one, so it bounds what a load decodes: a
-version at depth d costs about 1 + 0.6 d times the decode work of a standalone model.
+version at depth d loads in about 1 + 0.3 d times the time of a standalone model.
 Deeper chains store each version against its direct parent (smaller); a chain that
-reaches the bound continues as a star around its anchor. Default 2; existing chunks
+reaches the bound continues as a star around its anchor. Default 4; existing chunks
 keep their layout."""
 
 

@@ -25,7 +25,7 @@ from .packs import PackWriter, Record, encode_record
 
 __all__ = ["ChunkStore", "chunk_id", "DEFAULT_MAX_DEPTH"]
 
-DEFAULT_MAX_DEPTH = 2  # delta links between any chunk and a standalone one (a layout)
+DEFAULT_MAX_DEPTH = 4  # delta links between any chunk and a standalone one (a layout)
 _CACHE_BYTES = 256 * 1024 * 1024
 
 

@@ -160,10 +160,10 @@ class VersionStore:
 
         ``max_depth`` bounds how many delta links separate any chunk from a standalone
         one, so it bounds what a load decodes: a version at depth d decodes its bases
-        too, about 1 + 0.6 d times the work of a standalone model. Deeper allows
+        too (about 1 + 0.3 d times the time of a standalone model). Deeper allows
         smaller deltas (each against its direct parent); a chain that reaches the bound
         continues as a star around its anchor instead of starting a full copy. Default
-        2 (docs/guide.md, "Storage layout"). Existing chunks keep their layout."""
+        4 (docs/guide.md, "Storage layout"). Existing chunks keep their layout."""
         if max_depth is not None:
             depth = _check_depth(max_depth)
             with self.catalog.transaction() as db:

@@ -399,6 +399,17 @@ def _train(
     return dict(sorted(out.items()))
 
 
+def continue_training(
+    parent: StateDict, task: str, *, steps: int, lr: float, seed: int, threads: int = THREADS
+) -> StateDict:
+    """``steps`` more AdamW steps (batch 16, a fresh optimizer) of ``parent`` on ``task``
+    (a head is added if it has none): the checkpoints of a real training run, for the
+    benchmarks of version chains (``bench/bench_load.py``)."""
+    _offline()
+    with _util.torch_threads(threads):
+        return _train(parent, task, steps=steps, lr=lr, seed=seed)
+
+
 # Hyperparameters of every trained model (part of the config hash).
 RUNS: dict[str, dict[str, Any]] = {
     "sent-a": {"parent": "minilm", "task": "sentiment", "lr": 5e-5, "seed": 1},

@@ -1,0 +1,429 @@
+"""What a version costs to load: against safetensors, at any depth, cached, cold.
+
+Every timed load runs in a fresh process (``--child``), page cache warm unless said, the
+decoded-base cache empty, contenders interleaved round by round; tables show medians of
+``--runs`` rounds and ratios measured side by side. Each load is followed by reading
+every byte of every tensor once (a mapped tensor is materialized on every side).
+
+Sections (``--sections``, all by default):
+
+* ``standalone``: MiniLM fp32, MiniLM bf16 and a synthetic ``--gib`` GiB fp32 model, each
+  stored alone: ``repo.load`` against ``safetensors.load_file`` + clone.
+* ``depth``: real relatives from the MiniLM reference zoo (``bench/cache/minilm``, built
+  when missing): a fine-tune (topic-a), a fine-tune of it (topic-b), a bf16 cast of
+  topic-b, and a chain of 20 versions of continued training of sent-a (2 AdamW steps a
+  version), all added with their parents declared, in the default layout; each against
+  the same model stored standalone in a repository of its own.
+* ``layouts``: for max_depth 1, 2, 4 and 8, the chain's and the MiniLM zoo's stored
+  bytes and the load time of chain versions against the standalone model.
+* ``cache``: a second load with the checkout cache on, against ``load_file`` (lazy).
+* ``load_into``: topic-a (a delta-coded fine-tune) into an existing module, against
+  ``module.load_state_dict(load_file(path))``; with and without the checkout cache.
+* ``cold``: loads after ``echo 3 > /proc/sys/vm/drop_caches`` (when writable): MiniLM
+  and topic-a against ``load_file`` + clone, with the bytes each side reads.
+* ``memory``: peak RSS of loading a ``--memory-gib`` GiB model in a fresh process.
+
+Run: ``python bench/bench_load.py`` (``--help`` for options); ``--profile`` prints where
+a load's time goes instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import modelgit as mg
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_repository import minilm, synthetic, touch  # noqa: E402 - the same models
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "bench" / "cache" / "minilm"
+
+
+# -- the child: one timed load in a fresh process --------------------------------------
+def _module_like(sd: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An nn.Module holding parameters (float) and buffers (others) named as ``sd``,
+    allocated and touched, as a constructed model is before its weights load."""
+    root = torch.nn.Module()
+    for name, t in sd.items():
+        *path, leaf = name.split(".")
+        m = root
+        for part in path:
+            if not hasattr(m, part):
+                m.add_module(part, torch.nn.Module())
+            m = getattr(m, part)
+        value = torch.zeros_like(t)
+        if t.is_floating_point():
+            m.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
+        else:
+            m.register_buffer(leaf, value)
+    return root
+
+
+def child(spec: dict[str, Any]) -> dict[str, float]:
+    """One timed load. Python's cyclic garbage collector is run before the clock starts:
+    the first allocations after importing torch trigger a full collection of everything
+    the imports made (~80 ms here), a debt of the process, not of whatever runs next."""
+    kind = spec["kind"]
+    if kind in ("mg_load_into", "st_load_state_dict"):
+        module = _module_like(load_file(spec["shape_of"]))
+    repo = None
+    if kind.startswith("mg_"):
+        repo = mg.open(spec["repo"], checkout_cache=spec.get("cache"))
+    gc.collect()
+    t0 = time.perf_counter()
+    if kind == "mg_load":
+        touch(repo.load(spec["ref"]))
+    elif kind == "st_clone":
+        touch({k: v.clone() for k, v in load_file(spec["path"]).items()})
+    elif kind == "st_lazy":
+        touch(load_file(spec["path"]))
+    elif kind == "mg_load_into":
+        repo.load_into(module, spec["ref"])
+    elif kind == "st_load_state_dict":
+        module.load_state_dict(load_file(spec["path"]))
+    else:
+        raise SystemExit(f"unknown child kind {kind}")
+    dt = time.perf_counter() - t0
+    rss = 0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            rss = int(line.split()[1]) * 1024
+    return {"seconds": dt, "peak_rss": rss}
+
+
+def run_child(spec: dict[str, Any], cold: bool = False) -> dict[str, float]:
+    if cold:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"child {spec} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def medians(specs: dict[str, dict[str, Any]], runs: int, cold: bool = False) -> dict[str, float]:
+    """Median seconds of each spec over ``runs`` rounds, run interleaved."""
+    times: dict[str, list[float]] = {k: [] for k in specs}
+    for _ in range(runs):
+        for k, spec in specs.items():
+            times[k].append(run_child(spec, cold)["seconds"])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+# -- building what is loaded -----------------------------------------------------------
+def standalone_repo(work: Path, name: str, sd: dict[str, torch.Tensor]) -> tuple[Path, Path]:
+    """A repository holding ``sd`` alone, and the same model as a .safetensors file."""
+    path = work / f"sa-{name}"
+    if not (path / "MODELGIT").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        with mg.init(path) as repo:
+            repo.add(name, sd)
+    st = work / f"{name}.safetensors"
+    if not st.exists():
+        save_file(sd, str(st))
+    return path, st
+
+
+def family(
+    work: Path, chain_len: int, max_depth: int | None = None
+) -> tuple[Path, dict[str, dict[str, torch.Tensor]]]:
+    """The family repository (declared parents; the default layout, or ``max_depth``)
+    and its models."""
+    from modelgit.zoo.minilm import build_minilm_zoo, continue_training
+
+    build_minilm_zoo(ZOO)
+    sds = {n: load_file(str(ZOO / f"{n}.safetensors")) for n in ("minilm", "topic-a", "topic-b")}
+    sds["topic-b-bf16"] = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in sds["topic-b"].items()
+    }
+    chain_file = work / f"chain-{chain_len}.pt"
+    if chain_file.exists():
+        chain = torch.load(chain_file, weights_only=True)
+    else:
+        chain = [load_file(str(ZOO / "sent-a.safetensors"))]
+        for i in range(chain_len - 1):
+            chain.append(continue_training(chain[-1], "sentiment", steps=2, lr=3e-5, seed=100 + i))
+        torch.save(chain, chain_file)
+    for i, sd in enumerate(chain, 1):
+        sds[f"chain@{i}"] = sd
+    path = work / ("family" if max_depth is None else f"family-d{max_depth}")
+    if not (path / "MODELGIT").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        with mg.init(path) as repo:
+            if max_depth is not None:
+                repo.layout(max_depth=max_depth)
+            repo.add("minilm", sds["minilm"])
+            repo.add("topic-a", sds["topic-a"], parents="minilm")
+            repo.add("topic-b", sds["topic-b"], parents="topic-a")
+            repo.add("topic-b-bf16", sds["topic-b-bf16"], parents="topic-b", relation="cast")
+            repo.add("chain", chain[0], parents="minilm")
+            for sd in chain[1:]:
+                repo.commit("chain", sd)
+    return path, sds
+
+
+def max_depth_of(repo_path: Path, ref: str) -> int:
+    with mg.open(repo_path) as repo:
+        vid, _ = repo.resolve(ref)
+        ids = [c for r in repo.tensor_rows(vid) for c in r.chunk_ids]
+        return max((r.depth for r in repo.store.rows(ids).values()), default=0)
+
+
+def chain_footprint(sds: dict[str, dict[str, torch.Tensor]], chain_len: int, depth: int) -> int:
+    with tempfile.TemporaryDirectory() as d, mg.init(Path(d) / "r") as repo:
+        repo.layout(max_depth=depth)
+        repo.add("chain", sds["chain@1"])
+        for i in range(2, chain_len + 1):
+            repo.commit("chain", sds[f"chain@{i}"])
+        return repo.stats().stored_bytes
+
+
+def zoo_footprint(depth: int) -> int:
+    """The MiniLM reference zoo, every parent declared, under ``max_depth``."""
+    from modelgit.zoo import load_manifest, parents_of
+
+    with tempfile.TemporaryDirectory() as d, mg.init(Path(d) / "r") as repo:
+        repo.layout(max_depth=depth)
+        for e in load_manifest(ZOO):
+            repo.add(e["name"], ZOO / e["file"], parents=parents_of(e) or None,
+                     relation=e.get("relation") or "finetune")  # fmt: skip
+        return repo.stats().stored_bytes
+
+
+# -- sections --------------------------------------------------------------------------
+def table(head: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def ms(s: float) -> str:
+    return f"{1000 * s:.1f} ms"
+
+
+def section_standalone(work: Path, runs: int, gib: float) -> str:
+    sd = minilm()
+    models = {
+        "MiniLM fp32": sd,
+        "MiniLM bf16": {
+            k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in sd.items()
+        },  # fmt: skip
+        f"synthetic {gib:g} GiB fp32": synthetic(gib, torch.float32),
+    }
+    rows = []
+    for label, m in models.items():
+        name = label.split()[0].lower() + "-" + label.split()[-1]
+        repo, st = standalone_repo(work, name, m)
+        t = medians(
+            {"st": {"kind": "st_clone", "path": str(st)},
+             "mg": {"kind": "mg_load", "repo": str(repo), "ref": name}}, runs)  # fmt: skip
+        rows.append([label, ms(t["st"]), ms(t["mg"]), f"{t['mg'] / t['st']:.2f}x"])
+    return "### Standalone models\n\n" + table(
+        ["model", "safetensors load_file + clone", "modelgit load", "ratio"], rows
+    )
+
+
+def section_depth(work: Path, runs: int, chain_len: int) -> str:
+    fam, sds = family(work, chain_len)
+    refs = ["minilm", "topic-a", "topic-b", "topic-b-bf16"] + [
+        f"chain@{i}" for i in sorted({1, 2, 3, 5, 8, 10, 15, chain_len})
+    ]
+    rows = []
+    for ref in refs:
+        sa, _ = standalone_repo(work, ref.replace("@", "-"), sds[ref])
+        t = medians(
+            {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")},
+             "fam": {"kind": "mg_load", "repo": str(fam), "ref": ref}}, runs)  # fmt: skip
+        rows.append([ref, max_depth_of(fam, ref), ms(t["sa"]), ms(t["fam"]),
+                     f"{t['fam'] / t['sa']:.2f}x"])  # fmt: skip
+    out = "### Versions at depth (family repository, default layout)\n\n" + table(
+        ["version", "depth", "stored standalone", "in the family", "ratio"], rows
+    )
+    return out
+
+
+def section_layouts(work: Path, runs: int, chain_len: int) -> str:
+    """The trade-off of the layout setting: footprint of the chain and of the MiniLM zoo,
+    and the load time of the chain's versions, for several max_depth values."""
+    _, sds = family(work, chain_len)
+    sa, _ = standalone_repo(work, f"chain-{chain_len}", sds[f"chain@{chain_len}"])
+    probe = [f"chain@{i}" for i in (2, 5, chain_len // 2, chain_len)]
+    rows = []
+    for depth in (1, 2, 4, 8):
+        fam, _ = family(work, chain_len, max_depth=depth)
+        specs = {"sa": {"kind": "mg_load", "repo": str(sa), "ref": f"chain-{chain_len}"}}
+        specs |= {ref: {"kind": "mg_load", "repo": str(fam), "ref": ref} for ref in probe}
+        t = medians(specs, runs)
+        ratios = [t[ref] / t["sa"] for ref in probe]
+        rows.append([depth, f"{chain_footprint(sds, chain_len, depth):,}",
+                     f"{zoo_footprint(depth):,}", f"{max(ratios):.2f}x",
+                     f"{statistics.median(ratios):.2f}x"])  # fmt: skip
+    return "### Layouts: footprint against load time\n\n" + table(
+        ["max_depth", f"chain of {chain_len}: stored bytes", "MiniLM zoo: stored bytes",
+         "chain versions: slowest load / standalone", "median"], rows)  # fmt: skip
+
+
+def section_cache(work: Path, runs: int) -> str:
+    fam, _ = family(work, 20)
+    sd = minilm()
+    _, st = standalone_repo(work, "minilm-fp32", sd)
+    cache_spec = {"kind": "mg_load", "repo": str(fam), "ref": "topic-a", "cache": "4GiB"}
+    run_child(cache_spec)  # the first load writes the entry
+    t = medians({"st": {"kind": "st_lazy", "path": str(st)}, "mg": cache_spec}, runs)
+    mg.open(fam, checkout_cache="4GiB").checkout_cache.clear()
+    return "### Checkout cache\n\n" + table(
+        ["load", "time", "ratio"],
+        [["safetensors load_file (lazy) of MiniLM", ms(t["st"]), "1.00x"],
+         ["modelgit load of topic-a, second time, cache on", ms(t["mg"]),
+          f"{t['mg'] / t['st']:.2f}x"]],
+    )  # fmt: skip
+
+
+def section_load_into(work: Path, runs: int) -> str:
+    fam, sds = family(work, 20)
+    st = work / "topic-a.safetensors"
+    if not st.exists():
+        save_file(sds["topic-a"], str(st))
+    base = {"shape_of": str(st), "repo": str(fam), "ref": "topic-a"}
+    run_child({"kind": "mg_load", "repo": str(fam), "ref": "topic-a", "cache": "4GiB"})
+    t = medians(
+        {"st": {"kind": "st_load_state_dict", "path": str(st), "shape_of": str(st)},
+         "mg": base | {"kind": "mg_load_into"},
+         "mgc": base | {"kind": "mg_load_into", "cache": "4GiB"}}, runs)  # fmt: skip
+    mg.open(fam, checkout_cache="4GiB").checkout_cache.clear()
+    return "### load_into (topic-a, delta-coded)\n\n" + table(
+        ["into an existing module", "time", "ratio"],
+        [["module.load_state_dict(load_file(path))", ms(t["st"]), "1.00x"],
+         ["repo.load_into(module, ref)", ms(t["mg"]), f"{t['mg'] / t['st']:.2f}x"],
+         ["repo.load_into, checkout cache on (second time)", ms(t["mgc"]),
+          f"{t['mgc'] / t['st']:.2f}x"]],
+    )  # fmt: skip
+
+
+def section_cold(work: Path, runs: int) -> str:
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as exc:
+        return f"### Cold page cache\n\nnot measured: /proc/sys/vm/drop_caches ({exc.strerror})"
+    fam, sds = family(work, 20)
+    sa, st = standalone_repo(work, "minilm-fp32", minilm())
+    st_a = work / "topic-a.safetensors"
+    if not st_a.exists():
+        save_file(sds["topic-a"], str(st_a))
+    specs = {
+        "st": {"kind": "st_clone", "path": str(st)},
+        "mg": {"kind": "mg_load", "repo": str(sa), "ref": "minilm-fp32"},
+        "st_a": {"kind": "st_clone", "path": str(st_a)},
+        "mg_a": {"kind": "mg_load", "repo": str(fam), "ref": "topic-a"},
+    }
+    t = medians(specs, runs, cold=True)
+    with mg.open(sa) as r:
+        sa_bytes = r.stats().stored_bytes
+    return "### Cold page cache (drop_caches before every load)\n\n" + table(
+        ["load", "bytes on disk", "time", "ratio"],
+        [["MiniLM: load_file + clone", f"{st.stat().st_size:,}", ms(t["st"]), "1.00x"],
+         ["MiniLM: modelgit load (standalone)", f"{sa_bytes:,}", ms(t["mg"]),
+          f"{t['mg'] / t['st']:.2f}x"],
+         ["topic-a: load_file + clone", f"{st_a.stat().st_size:,}", ms(t["st_a"]), "1.00x"],
+         ["topic-a: modelgit load (family: its chunks and its base's)", "-",
+          ms(t["mg_a"]), f"{t['mg_a'] / t['st_a']:.2f}x"]],
+    )  # fmt: skip
+
+
+def section_memory(work: Path, gib: float) -> str:
+    sd = synthetic(gib, torch.float32)
+    size = sum(t.nbytes for t in sd.values())
+    repo, _ = standalone_repo(work, f"synthetic-{gib:g}gib", sd)
+    del sd
+    r = run_child({"kind": "mg_load", "repo": str(repo), "ref": f"synthetic-{gib:g}gib"})
+    budget = 512 << 20
+    return "### Memory\n\n" + table(
+        ["model size", "peak RSS of a load", "peak / size", "(size + budget) / size"],
+        [[f"{size / 2**30:.2f} GiB", f"{r['peak_rss'] / 2**30:.2f} GiB",
+          f"{r['peak_rss'] / size:.2f}", f"{(size + budget) / size:.2f}"]],
+    )  # fmt: skip
+
+
+def profile(work: Path) -> None:
+    import cProfile
+    import pstats
+
+    fam, _ = family(work, 20)
+    with mg.open(fam) as repo:
+        for ref in ("minilm", "topic-a", "topic-b-bf16"):
+            repo.store.cache.clear()
+            pr = cProfile.Profile()
+            pr.enable()
+            touch(repo.load(ref))
+            pr.disable()
+            print(f"--- {ref} (main thread; the pool's work shows as lock waits)")
+            pstats.Stats(pr).sort_stats("tottime").print_stats(8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="rounds (medians)")
+    ap.add_argument("--gib", type=float, default=1.0, help="synthetic standalone size")
+    ap.add_argument("--memory-gib", type=float, default=4.0, help="model of the memory row")
+    ap.add_argument("--chain", type=int, default=20, help="versions in the chain")
+    ap.add_argument(
+        "--sections", default="standalone,depth,layouts,cache,load_into,cold,memory",
+        help="comma-separated sections to run",
+    )  # fmt: skip
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "cache" / "load")
+    ap.add_argument("--profile", action="store_true", help="profile three loads instead")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        profile(args.work)
+        return
+    todo = args.sections.split(",")
+    parts = []
+    for name in todo:
+        t = time.perf_counter()
+        if name == "standalone":
+            parts.append(section_standalone(args.work, args.runs, args.gib))
+        elif name == "depth":
+            parts.append(section_depth(args.work, args.runs, args.chain))
+        elif name == "layouts":
+            parts.append(section_layouts(args.work, args.runs, args.chain))
+        elif name == "cache":
+            parts.append(section_cache(args.work, args.runs))
+        elif name == "load_into":
+            parts.append(section_load_into(args.work, args.runs))
+        elif name == "cold":
+            parts.append(section_cold(args.work, args.runs))
+        elif name == "memory":
+            parts.append(section_memory(args.work, args.memory_gib))
+        else:
+            raise SystemExit(f"unknown section {name!r}")
+        print(parts[-1] + f"\n\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
+    print(f"python bench/bench_load.py --runs {args.runs} --sections {args.sections}")
+
+
+if __name__ == "__main__":
+    main()
