@@ -102,16 +102,18 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         progress: ProgressFn | None = None,
         creator: str | Callable[..., Any] | None = None,
         creator_args: Mapping[str, Any] | None = None,
+        base: str = "auto",
     ) -> Version:
         """Add a new model and store ``model`` as its version 1.
 
         ``model``: a state_dict, an ``nn.Module``, a ``.safetensors`` file or a Hugging
         Face folder. ``parents``: a reference (``name`` or ``name@N``) or a list of them;
-        the new model is derived from them by ``relation``. Its weights are stored as
-        deltas against the first parent where that is smaller. ``tolerance``: None
+        the new model is derived from them by ``relation`` (its lineage). ``tolerance``: None
         (lossless), :class:`~modelgit.ErrorBound`, :class:`~modelgit.LowBit` or
         :class:`~modelgit.Auto`. ``creator`` (``"pkg.module:function"``, called as
-        ``fn(parents, **creator_args)``) lets :meth:`cascade` re-derive it.
+        ``fn(parents, **creator_args)``) lets :meth:`cascade` re-derive it. ``base``:
+        what its weights are coded against, ``"auto"`` (the closest stored tensors,
+        declared parents or not; the default) or ``"parent"`` (the first parent's).
         """
         if creator is not None:
             links = self.new_model_links(name, parents, relation)  # the name's checks first
@@ -119,7 +121,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
                 raise LineageError("a creation function needs parents= to derive the model from")
             self._check_creator(creator, creator_args)  # a bad path or non-JSON args
         version = super().add(
-            name, model, parents, relation, message, metadata, tolerance, progress
+            name, model, parents, relation, message, metadata, tolerance, progress, base
         )
         if creator is not None:
             self.set_creator(name, creator, creator_args)

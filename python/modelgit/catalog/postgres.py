@@ -69,6 +69,8 @@ _PRIMARY_KEYS = {
     "factories": ("model",),
     "workflow_settings": ("key",),
     "remote_versions": ("version",),
+    "tensor_sketches": ("version", "name"),
+    "storage_bases": ("version", "base"),
 }
 _IDENTITY_TABLES = {"versions", "test_results"}
 
@@ -317,7 +319,8 @@ class PostgresCatalog:
     def integrity_problems(self) -> list[str]:
         """PostgreSQL enforces the foreign keys itself; check that the schema is ours."""
         have = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        lazy = {"tests", "creators", "factories", "workflow_settings", "remote_versions"}
+        lazy = {"tests", "creators", "factories", "workflow_settings", "remote_versions",
+                "tensor_sketches", "storage_bases"}  # fmt: skip
         missing = sorted(set(_PRIMARY_KEYS) - have - lazy)
         return [f"catalog: tables missing: {', '.join(missing)}"] if missing else []
 

@@ -157,16 +157,20 @@ def cmd_show(args: argparse.Namespace) -> int:
         rows = repo.tensor_rows(vid)
         files = repo.files(v.ref)
         tags = [t for t, tv in repo.tags(v.ref).items()]
+        bases = [b.ref for b in repo.storage_bases(v.ref)]
     infos = [TensorInfo(r.name, r.dtype, tuple(r.shape), r.nbytes) for r in rows]
     arch = architecture(infos)
     data = v.to_json()
     data["tags"] = tags
+    data["storage_bases"] = bases
     data["tensors"] = [{**t.to_json(), "tied_to": r.tie} for t, r in zip(infos, rows, strict=True)]
     data["files"] = {p: len(b) for p, b in files.items()}
     data["architecture"] = arch.to_json(max_depth=2)
     lines = [_version_text(v)]
     if tags:
         lines.append(f"    tags: {', '.join(tags)}")
+    if bases:
+        lines.append(f"    stored against: {', '.join(bases)}")
     if v.metadata:
         lines.append("    metadata: " + ", ".join(f"{k}={val}" for k, val in v.metadata.items()))
     lines.append("")

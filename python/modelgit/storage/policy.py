@@ -10,7 +10,9 @@ exact duplicate, or lossy coding would not beat storing it raw.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,29 +38,52 @@ class BasePlan:
     chunk_bases: list[list[bytes]]  # per chunk: base chunk ids
 
 
-def plan_bases(
-    name: str, dtype: DType, shape: tuple[int, ...], chunk_elems: int, parents: list[dict]
-) -> list[BasePlan]:
-    """Candidate predictions for a tensor from the same-named tensors of its parents."""
-    rows = []
-    for p in parents:
-        r = p.get(name)
+def _usable(rows: Iterable[Any], shape: tuple[int, ...], chunk_elems: int) -> list[tuple]:
+    out = []
+    for r in rows:
         if r is not None and r.tie is None and tuple(r.shape) == tuple(shape):
             rd = by_name(r.dtype)
             if r.chunk_bytes == chunk_elems * rd.size:
-                rows.append((r, rd))
+                out.append((r, rd))
+    return out
+
+
+def plan_bases(
+    name: str,
+    dtype: DType,
+    shape: tuple[int, ...],
+    chunk_elems: int,
+    parents: list[dict],
+    choices: Sequence[Sequence[Any]] | None = None,
+) -> list[BasePlan]:
+    """Candidate predictions for a tensor. By default: a delta (or a cast) against the
+    first parent's same-named tensor, and the mean of the parents' same-named tensors
+    (a merge). ``choices`` replaces them with groups of stored tensor rows chosen for
+    this tensor: one row, a delta or a cast against it; several, their mean."""
+    if choices is None:
+        rows = _usable((p.get(name) for p in parents), shape, chunk_elems)
+        groups = [[r] for r, _ in rows[:1]]
+        if len(rows) >= 2:
+            fd = rows[0][1]
+            groups.append([r for r, d in rows if d == fd])
+    else:
+        groups = [[r for r, _ in _usable(g, shape, chunk_elems)] for g in choices]
     plans: list[BasePlan] = []
-    if not rows:
-        return plans
-    first, fd = rows[0]
-    if fd == dtype:
-        plans.append(BasePlan(codec.IDENT, fd, [[c] for c in first.chunk_ids]))
-    elif fd.is_float and dtype.is_float:
-        plans.append(BasePlan(codec.CAST, fd, [[c] for c in first.chunk_ids]))
-    same = [r for r, d in rows if d == fd]
-    if len(same) >= 2 and fd.is_float and dtype.is_float:
-        per_chunk = [list(ids) for ids in zip(*(r.chunk_ids for r in same), strict=True)]
-        plans.append(BasePlan(codec.MEAN, fd, per_chunk))
+    seen: set[tuple[bytes, ...]] = set()
+    for group in groups:
+        key = tuple(r.chunks for r in group)
+        if not group or key in seen:
+            continue
+        seen.add(key)
+        rd = by_name(group[0].dtype)
+        if len(group) == 1:
+            if rd == dtype:
+                plans.append(BasePlan(codec.IDENT, rd, [[c] for c in group[0].chunk_ids]))
+            elif rd.is_float and dtype.is_float:
+                plans.append(BasePlan(codec.CAST, rd, [[c] for c in group[0].chunk_ids]))
+        elif rd.is_float and dtype.is_float and all(r.dtype == group[0].dtype for r in group):
+            per_chunk = [list(ids) for ids in zip(*(r.chunk_ids for r in group), strict=True)]
+            plans.append(BasePlan(codec.MEAN, rd, per_chunk))
     return plans
 
 

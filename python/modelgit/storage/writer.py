@@ -73,11 +73,14 @@ def write_tensors(
     tolerance: ErrorBound | LowBit | None = None,
     progress: Callable[[int], None] | None = None,
     window: int | None = None,
+    choices: dict[str, list[list[TensorRow]]] | None = None,
 ) -> tuple[list[TensorRow], WriteStats]:
     """Store every tensor of ``source``.
 
     ``parents`` maps tensor names to rows, one dict per base version (the provenance
     parents in order, or the previous version): chunks are coded against them.
+    ``choices`` (by tensor name) replaces the parents' rows with groups of stored rows
+    chosen for that tensor (automatic bases: one row a delta base, several a mean).
     At most ``window`` chunks are in flight; once a chunk is stored its source bytes
     are released (a mapped file drops those pages), so memory stays bounded.
     """
@@ -111,7 +114,8 @@ def write_tensors(
             if len(view) != t.nbytes:
                 raise ValueError(f"tensor {t.name!r}: {len(view)} bytes, expected {t.nbytes}")
             step = chunk_elems * t.dtype.size
-            plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents)
+            chosen = None if choices is None else choices.get(t.name)
+            plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents, chosen)
             eps = None
             if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
                 eps = tolerance.eps_for(_max_abs(t, step) if tolerance.rel else 0.0)

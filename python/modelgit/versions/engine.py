@@ -215,6 +215,21 @@ class VersionStore:
         tied to, when given)."""
         return refs.select_tensor_rows(self.catalog, vid, keys)
 
+    def storage_bases(self, ref: str, version: int | None = None) -> list[Version]:
+        """The versions a version's weights were coded against when it was written (its
+        storage bases; its declared parents are its lineage, ``Version.parents``).
+        Empty for a version stored standalone or written before bases were recorded."""
+        vid, _ = self.resolve(ref, version)
+        have = self.catalog.one(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'storage_bases'"
+        )
+        if have is None:
+            return []
+        ids = [r[0] for r in self.catalog.query(
+            "SELECT base FROM storage_bases WHERE version = ? ORDER BY base", (vid,)
+        )]  # fmt: skip
+        return [self.version_by_id(b) for b in ids]
+
     def files(self, ref: str, version: int | None = None) -> dict[str, bytes]:
         """The side files (configs, tokenizers) stored with a version."""
         vid, _ = self.resolve(ref, version)
@@ -242,10 +257,11 @@ class VersionStore:
         metadata: Mapping[str, Any] | None = None,
         tolerance: object = None,
         progress: ProgressFn | None = None,
+        base: str = "auto",
     ) -> Version:
         """Add a new model and store ``model`` as its version 1 (see ``Repository.add``)."""
         links = self.new_model_links(name, parents, relation)
-        return self.write(name, model, links, message, metadata, tolerance, True, progress)
+        return self.write(name, model, links, message, metadata, tolerance, True, progress, base)
 
     def commit(
         self,
@@ -255,12 +271,15 @@ class VersionStore:
         tolerance: object = None,
         metadata: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
+        base: str = "auto",
     ) -> Version:
-        """Store ``model`` as the next version of the existing model ``name``."""
+        """Store ``model`` as the next version of the existing model ``name``. ``base``:
+        what its tensors are coded against, ``"auto"`` (the closest stored tensors) or
+        ``"parent"`` (the previous version's), as for :meth:`add`."""
         self.require_model(name)
         prev_id, prev = self.resolve(name)
         links: list[Link] = [(prev_id, prev, "version", "version")]
-        return self.write(name, model, links, message, metadata, tolerance, False, progress)
+        return self.write(name, model, links, message, metadata, tolerance, False, progress, base)
 
     def write(
         self,
@@ -272,12 +291,14 @@ class VersionStore:
         tolerance: object = None,
         new_model: bool = False,
         progress: ProgressFn | None = None,
+        base: str = "auto",
     ) -> Version:
         """Store ``model`` as a new version of ``name`` with the given parent links
-        (``(internal id, Version, kind, relation)``; chunks are coded against them) and
-        publish it in one transaction; :attr:`last_write` tells how it was stored."""
+        (``(internal id, Version, kind, relation)``) and publish it in one transaction;
+        its chunks are coded against the stored tensors ``base`` picks (``"auto"`` or
+        ``"parent"``: ``versions.bases``). :attr:`last_write` tells how it was stored."""
         return write_version(
-            self, name, model, links, message, metadata, tolerance, new_model, progress
+            self, name, model, links, message, metadata, tolerance, new_model, progress, base
         )
 
     # -- reading --------------------------------------------------------------------

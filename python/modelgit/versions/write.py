@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import xxhash
@@ -31,16 +32,18 @@ from ..catalog.records import (
 from ..errors import LineageError, ModelExists, UnsupportedInput
 from ..formats.sources import TensorSource, open_model, tensor_from_buffer
 from ..progress import Counter, ProgressFn
+from ..storage.similarity import TensorSketch, insert_sketches, sketch_source
 from ..storage.writer import WriteStats, write_tensors
 from ..tolerance import Auto, ErrorBound, LowBit, parse_tolerance
 from .auto import choose_tolerance
+from .bases import check_base, choose_bases
 from .refs import version_from_row
 from .version import Version
 
 if TYPE_CHECKING:
     from .engine import VersionStore
 
-__all__ = ["Link", "provenance_links", "write_version", "publish"]
+__all__ = ["Link", "Index", "provenance_links", "write_version", "publish"]
 
 # A parent link being written: (parent's internal id, parent Version, kind, relation);
 # kind is "provenance" (derived from) or "version" (the previous version).
@@ -70,6 +73,15 @@ def provenance_links(
     return links
 
 
+@dataclass(frozen=True)
+class Index:
+    """What a published version adds to the similarity index: its tensors' sketches and
+    the versions it was stored against."""
+
+    sketches: list[TensorSketch]
+    bases: set[int]
+
+
 def _materialize(t: TensorSource) -> Any:
     """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
     return tensor_from_buffer(bytearray(t.view()), t.dtype, t.shape)
@@ -90,9 +102,12 @@ def write_version(
     tolerance: object,
     new_model: bool,
     progress: ProgressFn | None = None,
+    base: str = "auto",
 ) -> Version:
     """Store ``model`` as a new version of ``name`` (a new model when ``new_model``),
-    coded against the versions ``links`` name, and publish it."""
+    coded against the stored tensors ``base`` chooses (``versions.bases``: ``"auto"``,
+    or ``"parent"``: the versions ``links`` name), and publish it."""
+    base = check_base(base)
     tol = parse_tolerance(tolerance)
     meta = dict(metadata or {})
     try:
@@ -112,6 +127,10 @@ def write_version(
                 for t in trials
             ]  # fmt: skip
             meta_json = json.dumps(meta, sort_keys=True)
+        sketches = sketch_source(source, engine.chunk_elems)
+        choices, bases = choose_bases(engine, sketches, links) if base == "auto" else (None, set())
+        if base == "parent":
+            bases = {pid for pid, _, _, _ in links[:1]}
         with engine.lock(exclusive=False):
             try:
                 rows, stats = write_tensors(
@@ -128,6 +147,7 @@ def write_version(
                     window=engine.budget.window_chunks(
                         engine.chunk_elems * _widest(source.tensors), engine.workers
                     ),
+                    choices=choices,
                 )
                 store.sync()
                 version = publish(
@@ -141,6 +161,7 @@ def write_version(
                     stats,
                     new_model,
                     tol if stats.lossy else None,
+                    Index(list(sketches.values()), bases),
                 )
             except BaseException:
                 store.abandon()
@@ -161,8 +182,10 @@ def publish(
     stats: WriteStats,
     new_model: bool,
     tolerance: ErrorBound | LowBit | None = None,
+    index: Index | None = None,
 ) -> Version:
-    """The one catalog transaction that makes a written version visible."""
+    """The one catalog transaction that makes a written version visible (with its
+    entries in the similarity index)."""
     content_id = version_content_id(rows)
     now = time.time()
     with engine.catalog.transaction() as db:
@@ -201,6 +224,8 @@ def publish(
                 )
         insert_tensors(db, vid, rows)
         insert_files(db, vid, files.items())
+        if index is not None:
+            insert_sketches(db, vid, index.sketches, index.bases)
         new = db.execute(
             f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (vid,)
         ).fetchone()

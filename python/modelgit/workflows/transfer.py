@@ -48,6 +48,7 @@ from ..catalog.schema import ensure_remote_table
 from ..errors import LineageError, ModelgitError
 from ..lineage.graph import LineageGraph, check_no_cycle
 from ..storage.packs import Record
+from ..storage.similarity import TensorSketch, insert_sketches, sketches_of, storage_bases_of
 from ..units import human_bytes
 
 if TYPE_CHECKING:
@@ -281,6 +282,10 @@ def transfer(src: VersionStore, dst: VersionStore) -> TransferReport:
             plan = _plan(s, db)
             tensors = _tensor_rows(src, plan.source_ids)
             files = _files(src, plan.source_ids)
+            index = (
+                sketches_of(src.catalog, plan.source_ids),
+                storage_bases_of(src.catalog, plan.source_ids),
+            )
             need_now = _chunk_closure(src, tensors)
             have_rows = {r.id for r in copied} | set(dst.store.rows(list(need_now)))
             if not need_now <= have_rows:
@@ -288,7 +293,7 @@ def transfer(src: VersionStore, dst: VersionStore) -> TransferReport:
                     f"{dst.location} changed during the transfer (chunks went away); run it again"
                 )
             insert_chunks(db, copied)
-            _publish(s, plan, tensors, files, db, report)
+            _publish(s, plan, tensors, files, index, db, report)
     report.fast_forwarded = plan.fast_forwarded
     report.diverged = plan.diverged
     report.models_added = plan.new_models
@@ -368,6 +373,7 @@ def _publish(
     plan: _Plan,
     tensors: dict[int, list[TensorRow]],
     files: dict[int, list[tuple[str, bytes]]],
+    index: tuple[dict[int, dict[str, TensorSketch]], dict[int, list[int]]],
     db: sqlite3.Connection,
     report: TransferReport,
 ) -> None:
@@ -404,8 +410,13 @@ def _publish(
         for pid, kind, rel, pos in s.parents.get(sid, []):
             insert_parent_link(db, new, local[s.versions[pid].uid], kind, rel, pos)
         insert_tensors(db, new, tensors[sid])
+    sketches, bases = index
     for sid, new in new_ids.items():
         insert_files(db, new, files.get(sid, []))
+        if sketches.get(sid):  # the receiver's similarity index learns them too
+            mapped = [local[s.versions[b].uid] for b in bases.get(sid, [])
+                      if b in s.versions and s.versions[b].uid in local]  # fmt: skip
+            insert_sketches(db, new, sketches[sid].values(), mapped)
     # provenance edges between models both sides now have
     models = {r[0] for r in db.execute("SELECT name FROM models")}
     graph = LineageGraph.from_rows(db)

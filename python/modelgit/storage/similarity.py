@@ -1,0 +1,242 @@
+"""The similarity index: which stored tensors a new one is closest to.
+
+Every version written records a small sketch of each float tensor in the catalog
+(``tensor_sketches``): a CountSketch (``_core.sketch``, K sums) of the first
+``SAMPLE`` elements of each of up to ``CHUNKS`` of its chunks, each chunk hashed with
+its own seed, and the squared norm of those elements. Sketches are linear, so ``||s(a) - s(b)||``
+estimates the distance between the sampled elements of two tensors of the same name,
+whatever their dtypes (a bfloat16 cast sits next to its float32 source); chunks hold
+the same elements in every dtype, so the samples line up.
+
+Finding a base (``candidates``) costs two catalog reads whatever the repository holds:
+the sketches of the new model's few largest tensors (``PROBES``) in every version
+that has them, to rank versions; then the full sketches of the best few. Nothing is
+decoded. The choice is a proxy for "encodes smallest": the writer still tries every
+plan it is given and keeps the smallest encoding per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from .._native import _core
+from ..catalog import Catalog
+from ..formats.sources import ModelSource
+
+__all__ = [
+    "K",
+    "SAMPLE",
+    "TensorSketch",
+    "sketch_source",
+    "ensure_tables",
+    "insert_sketches",
+    "sketches_of",
+    "candidates",
+    "relative_distance",
+    "delta_coded",
+    "storage_bases_of",
+]
+
+K = 32  # sums per sketch
+SAMPLE = 4096  # elements sketched at the start of each sampled chunk
+CHUNKS = 16  # chunks sampled per tensor at most
+PROBES = 8  # largest tensors used to rank versions
+SKETCHABLE = ("float64", "float32", "float16", "bfloat16")
+UNRELATED = 0.8  # relative distance (squared) beyond which a tensor is no base at all
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS tensor_sketches (
+    version INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
+    sketch  BLOB NOT NULL,
+    norm2   REAL NOT NULL,
+    numel   INTEGER NOT NULL,
+    PRIMARY KEY (version, name)
+);
+CREATE INDEX IF NOT EXISTS tensor_sketches_name ON tensor_sketches(name);
+CREATE TABLE IF NOT EXISTS storage_bases (
+    version INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    base    INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    PRIMARY KEY (version, base)
+)"""
+
+
+@dataclass
+class TensorSketch:
+    """A tensor's sketch (K float64), the squared norm of the sampled elements, and its
+    element count."""
+
+    name: str
+    sketch: np.ndarray
+    norm2: float
+    numel: int
+    zero_share: float = 0.0  # of the sampled elements (not kept in the index)
+
+    def pack(self) -> bytes:
+        return self.sketch.astype("<f4").tobytes()
+
+    @classmethod
+    def unpack(cls, name: str, blob: bytes, norm2: float, numel: int) -> TensorSketch:
+        return cls(name, np.frombuffer(blob, "<f4").astype(np.float64), float(norm2), numel)
+
+
+def _seed(name: str, index: int) -> int:
+    return xxhash.xxh3_64_intdigest(f"{name}\0{index}".encode())
+
+
+def _as_float(view: memoryview, dtype: str) -> np.ndarray:
+    if dtype == "bfloat16":
+        return (np.frombuffer(view, np.uint16).astype(np.uint32) << 16).view(np.float32)
+    if dtype == "float16":
+        return np.frombuffer(view, np.float16).astype(np.float32)
+    return np.frombuffer(view, np.float64 if dtype == "float64" else np.float32)
+
+
+def _sampled_chunks(count: int) -> list[int]:
+    """Which chunks of a tensor of ``count`` chunks are sampled: all of a small tensor,
+    ``CHUNKS`` evenly spaced ones of a large one (the same ones in every model)."""
+    if count <= CHUNKS:
+        return list(range(count))
+    return sorted({(j * (count - 1)) // (CHUNKS - 1) for j in range(CHUNKS)})
+
+
+def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSketch]:
+    """The sketch of every float tensor of ``source`` (read chunk by chunk; the pages of
+    a mapped file are released as they are read)."""
+    out: dict[str, TensorSketch] = {}
+    for t in source.tensors:
+        if t.tie is not None or t.dtype.name not in SKETCHABLE or t.nbytes == 0:
+            continue
+        size = t.dtype.size
+        step = chunk_elems * size
+        view = t.view()
+        acc = np.zeros(K)
+        norm2 = 0.0
+        zeros = sampled = 0
+        count = -(-t.nbytes // step)
+        for i in _sampled_chunks(count):
+            start = i * step
+            end = min(t.nbytes, start + step, start + SAMPLE * size)
+            part = view[start:end]
+            with np.errstate(all="ignore"):
+                acc += np.frombuffer(
+                    _core.sketch(part, t.dtype.name, k=K, seed=_seed(t.name, i), threads=1),
+                    np.float64,
+                )
+                x = _as_float(part, t.dtype.name).astype(np.float64)
+                zeros += int(len(x) - np.count_nonzero(x))
+                sampled += len(x)
+                x = x[np.isfinite(x)]
+                norm2 += float(np.dot(x, x))
+            # the whole chunk and what precedes it: a page fault maps the pages around it
+            # too (the kernel's fault-around, 64 KiB)
+            t.release(max(0, start - 65536), min(t.nbytes, start + step))
+        if not (np.isfinite(norm2) and np.all(np.abs(acc) < 3e38)):
+            continue  # values too large to compare (or to keep as float32): no sketch
+        share = zeros / sampled if sampled else 0.0
+        out[t.name] = TensorSketch(t.name, acc, norm2, t.nbytes // size, share)
+    return out
+
+
+def ensure_tables(db: Any) -> None:
+    """Create the index's tables if they are missing (inside the caller's transaction)."""
+    for stmt in TABLES.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
+def insert_sketches(
+    db: Any, vid: int, sketches: Iterable[TensorSketch], bases: Iterable[int] = ()
+) -> None:
+    """Record a new version's sketches and the versions it was stored against."""
+    ensure_tables(db)
+    db.executemany(
+        "INSERT OR REPLACE INTO tensor_sketches(version, name, sketch, norm2, numel)"
+        " VALUES (?,?,?,?,?)",
+        [(vid, s.name, s.pack(), s.norm2, s.numel) for s in sketches],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO storage_bases(version, base) VALUES (?,?)",
+        [(vid, b) for b in sorted(set(bases)) if b != vid],
+    )
+
+
+def _has_tables(catalog: Catalog) -> bool:
+    return bool(
+        catalog.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", ("tensor_sketches",)
+        )  # fmt: skip
+    )
+
+
+def sketches_of(catalog: Catalog, vids: Sequence[int]) -> dict[int, dict[str, TensorSketch]]:
+    """Every stored sketch of the given versions."""
+    out: dict[int, dict[str, TensorSketch]] = {v: {} for v in vids}
+    if not vids or not _has_tables(catalog):
+        return out
+    marks = ",".join("?" * len(vids))
+    sql = "SELECT version, name, sketch, norm2, numel FROM tensor_sketches WHERE version IN "
+    for vid, name, blob, norm2, numel in catalog.query(f"{sql}({marks})", tuple(vids)):
+        out[vid][name] = TensorSketch.unpack(name, blob, norm2, numel)
+    return out
+
+
+def delta_coded(catalog: Catalog, vids: Sequence[int]) -> set[int]:
+    """Those of ``vids`` that were stored against other versions (not standalone)."""
+    if not vids or not _has_tables(catalog):
+        return set()
+    marks = ",".join("?" * len(vids))
+    sql = f"SELECT DISTINCT version FROM storage_bases WHERE version IN ({marks})"
+    return {r[0] for r in catalog.query(sql, tuple(vids))}
+
+
+def storage_bases_of(catalog: Catalog, vids: Sequence[int]) -> dict[int, list[int]]:
+    """The versions each of ``vids`` was stored against (as recorded when written)."""
+    out: dict[int, list[int]] = {v: [] for v in vids}
+    if not vids or not _has_tables(catalog):
+        return out
+    marks = ",".join("?" * len(vids))
+    sql = f"SELECT version, base FROM storage_bases WHERE version IN ({marks}) ORDER BY base"
+    for vid, base in catalog.query(sql, tuple(vids)):
+        out[vid].append(base)
+    return out
+
+
+def relative_distance(a: TensorSketch, b: TensorSketch) -> float:
+    """||a - b||^2 / ||a||^2, estimated from the sketches (0: the same; ~2: unrelated)."""
+    if a.numel != b.numel:
+        return float("inf")
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = a.sketch - b.sketch
+        r = float(np.dot(d, d)) / max(a.norm2, 1e-300)
+    return r if np.isfinite(r) else float("inf")
+
+
+def candidates(
+    catalog: Catalog, new: dict[str, TensorSketch], limit: int = 3
+) -> list[tuple[int, float]]:
+    """The stored versions closest to the model sketched as ``new``: (version id, mean
+    relative distance over its largest tensors), best first, unrelated ones left out."""
+    if not new or not _has_tables(catalog):
+        return []
+    probes = sorted(new.values(), key=lambda s: (-s.numel, s.name))[:PROBES]
+    marks = ",".join("?" * len(probes))
+    per: dict[int, list[float]] = {}
+    sql = "SELECT version, name, sketch, norm2, numel FROM tensor_sketches WHERE name IN "
+    for vid, name, blob, norm2, numel in catalog.query(
+        f"{sql}({marks})", tuple(p.name for p in probes)
+    ):
+        d = relative_distance(new[name], TensorSketch.unpack(name, blob, norm2, numel))
+        per.setdefault(vid, []).append(d)
+    ranked = [
+        (vid, float(np.mean(ds)))
+        for vid, ds in per.items()
+        if 2 * len(ds) >= len(probes) and np.mean(ds) < UNRELATED
+    ]
+    ranked.sort(key=lambda x: (x[1], -x[0]))
+    return ranked[:limit]

@@ -1,0 +1,143 @@
+"""Storage bases: which stored tensors a new version's tensors are coded against.
+
+Declared parents are the lineage record; the storage base is a separate choice. With
+``base="auto"`` (the default), each float tensor is coded against the stored tensor of
+the same name that the similarity index (``storage.similarity``) finds closest, among
+the few stored versions closest to the new model and its declared parents:
+
+- the closest tensor, or a declared parent's when it is nearly as close (a parent is
+  usually shallower: cheaper to decode, for the writer and for every load); when the
+  new tensor is sparse (a pruned model: the distance of values says little about what
+  a zero mask leaves to code), the declared parent's and the next closest too;
+- the mean of two stored versions, when the new model sits much closer to their
+  average than to either (a merge nobody declared), and the mean of the declared
+  parents of a merge;
+
+and the writer keeps the smallest encoding chunk by chunk. Tensors the index knows
+nothing about (other dtypes, versions written before the index existed) are coded
+against the declared parent's. With ``base="parent"``, only the declared parents are
+used, as before automatic bases existed.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..catalog.records import TensorRow
+from ..errors import UnsupportedInput
+from ..storage.similarity import (
+    UNRELATED,
+    TensorSketch,
+    candidates,
+    delta_coded,
+    relative_distance,
+    sketches_of,
+)
+
+if TYPE_CHECKING:
+    from .engine import VersionStore
+    from .write import Link
+
+__all__ = ["BASE_MODES", "check_base", "choose_bases"]
+
+BASE_MODES = ("auto", "parent")
+NEARLY = 1.25  # a declared parent this close to the best candidate is taken instead
+MERGE_GAIN = 0.5  # a pair whose mean is this much closer than either is a merge
+SPARSE = 1 / 16  # share of exact zeros from which the second closest is tried too
+# A version stored as deltas costs a decode more to code against (for the writer) and
+# to load (for every reader of the new version): it must be this much closer to win.
+DEPTH_COST = 1.5
+
+Choices = dict[str, list[list[TensorRow]]]
+
+
+def check_base(base: object) -> str:
+    if base not in BASE_MODES:
+        raise UnsupportedInput(f"base must be one of {', '.join(BASE_MODES)}, not {base!r}")
+    return str(base)
+
+
+def _pair_distance(new: TensorSketch, a: TensorSketch, b: TensorSketch) -> float:
+    if not new.numel == a.numel == b.numel:
+        return float("inf")
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = new.sketch - (a.sketch + b.sketch) / 2
+        r = float(np.dot(d, d)) / max(new.norm2, 1e-300)
+    return r if np.isfinite(r) else float("inf")
+
+
+def _merge_pair(
+    new: dict[str, TensorSketch], ranked: list[tuple[int, float]], sk: dict
+) -> tuple[int, int] | None:
+    """Two of the closest versions whose mean the new model sits much closer to."""
+    if len(ranked) < 2:
+        return None
+    best_single = ranked[0][1]
+    best: tuple[float, tuple[int, int]] | None = None
+    for (a, _), (b, _) in combinations(ranked, 2):
+        ds = [
+            _pair_distance(s, sk[a][n], sk[b][n])
+            for n, s in new.items()
+            if n in sk[a] and n in sk[b]
+        ]
+        if 2 * len(ds) < len(new):
+            continue
+        d = float(np.mean(ds))
+        if d < MERGE_GAIN * best_single and (best is None or d < best[0]):
+            best = (d, (a, b))
+    return None if best is None else best[1]
+
+
+def choose_bases(
+    engine: VersionStore, new: dict[str, TensorSketch], links: list[Link], limit: int = 3
+) -> tuple[Choices, set[int]]:
+    """Per tensor name, the groups of stored rows to code it against (one row: a delta
+    or a cast; several: their mean), and the ids of the versions they belong to. A
+    tensor left out is coded against the declared parents', as with ``base="parent"``."""
+    parent_ids = [pid for pid, _, _, _ in links]
+    ranked = candidates(engine.catalog, new, limit=limit)
+    pool = list(dict.fromkeys([vid for vid, _ in ranked] + parent_ids))
+    if not pool:
+        return {}, set()
+    sk = sketches_of(engine.catalog, pool)
+    deep = delta_coded(engine.catalog, pool)
+    rows = {vid: {r.name: r for r in engine.tensor_rows(vid)} for vid in pool}
+    pair = _merge_pair(new, ranked, sk)
+    first = parent_ids[0] if parent_ids else None
+    choices: Choices = {}
+    used: set[int] = set()
+    for name, s in new.items():
+        scored = sorted(
+            (d * (DEPTH_COST if vid in deep else 1.0), vid != first, vid)
+            for vid in pool
+            if name in sk[vid]
+            and name in rows[vid]
+            and (d := relative_distance(s, sk[vid][name])) < UNRELATED
+        )
+        if not scored:
+            continue  # nothing to judge by: the writer takes the declared parents'
+        best = scored[0][0]
+        declared = next((d for d, _, vid in scored if vid == first), None)
+        if declared is not None and declared <= NEARLY * best:
+            chosen = [first]  # the declared parent is about as close: keep to it
+        else:
+            chosen = [scored[0][2]]
+        if s.zero_share >= SPARSE:  # a zero mask may change which base codes smallest
+            extra = ([first] if first is not None else []) + [vid for _, _, vid in scored]
+            for vid in extra:
+                if vid not in chosen and name in rows[vid] and len(chosen) < 3:
+                    chosen.append(vid)
+        groups = [[rows[vid][name]] for vid in chosen]
+        if first is not None and name not in sk[first] and name in rows[first]:
+            groups.append([rows[first][name]])  # a declared parent the index lacks
+            chosen.append(first)
+        for mean_of in (pair, tuple(parent_ids) if len(parent_ids) >= 2 else None):
+            if mean_of and all(name in rows[v] for v in mean_of):
+                groups.append([rows[v][name] for v in mean_of])
+                chosen += list(mean_of)
+        choices[name] = groups
+        used.update(chosen)
+    return choices, used
