@@ -326,6 +326,19 @@ def test_tolerance_is_passed_through(cli: Callable, repo_dir: Path, tmp_path: Pa
     assert (got - nudged(weights(0), 0.05)["head.weight"]).abs().max() <= 1e-3
 
 
+def test_base_option(cli: Callable, repo_dir: Path, files: dict[str, Path]) -> None:
+    """--base parent codes against the declared parent even where ft (a copy) is closer;
+    auto (the default) picks the closest stored tensors, declared or not."""
+    ft = files["ft.safetensors"]
+    assert cli("add", "near", ft, "-p", "base", "--base", "parent", cwd=repo_dir).code == 0
+    assert cli("add", "near2", ft, "-p", "base", cwd=repo_dir).code == 0
+    with mg.open(repo_dir) as repo:
+        assert {v.model for v in repo.storage_bases("near")} == {"base"}
+        assert "ft" in {v.model for v in repo.storage_bases("near2")}
+    r = cli("commit", "near", ft, "--base", "nearest", cwd=repo_dir)
+    assert r.code == 2 and "invalid choice" in r.err
+
+
 def test_parse_tolerance_forms() -> None:
     from modelgit.cli.write import parse_tolerance
 

@@ -17,7 +17,7 @@ PUBLIC = {
     "Version", "ParentLink", "WriteStats", "Diff", "TensorChange", "TensorInfo",
     "RepoStats", "ModelStats", "FsckReport", "GcReport", "TransferReport", "DivergedModel",
     "TestSpec", "TestResult", "TestTable", "CascadeReport", "CascadeStep", "Creator",
-    "BisectResult",
+    "BisectResult", "ImportReport", "ImportedModel",
     "ModelgitError", "NotARepository", "RepositoryExists", "UnknownModel", "UnknownVersion",
     "ModelExists", "CorruptObject", "InvalidName", "UnsupportedInput", "LineageError",
     "FormatVersionError", "StorageUnavailable", "CatalogUnavailable", "WorkflowError",

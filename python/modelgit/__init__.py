@@ -44,6 +44,8 @@ from .workflows import (
     CascadeStep,
     Creator,
     DivergedModel,
+    ImportedModel,
+    ImportReport,
     TestResult,
     TestSpec,
     TestTable,
@@ -87,6 +89,8 @@ __all__ = [
     "CascadeStep",
     "Creator",
     "BisectResult",
+    "ImportReport",
+    "ImportedModel",
     # errors
     "ModelgitError",
     "NotARepository",

@@ -7,9 +7,9 @@ model, corrupt repository...), 2 for wrong arguments, 130 when interrupted.
 Set ``MODELGIT_DEBUG=1`` to see the traceback of an unexpected error.
 
 One module per group of commands: ``maintain`` (init, du, fsck, gc), ``write`` (add,
-commit, rm, tag, rename, export), ``query`` (ls, log, show, diff), ``lineage`` (graph,
-edge), ``workflows`` (test, creator, cascade, bisect), ``collab`` (push, pull, merge,
-infer), ``settings`` (cache, layout), ``demo``, and ``bench``.
+commit, rm, tag, rename, export), ``importing`` (import), ``query`` (ls, log, show,
+diff), ``lineage`` (graph, edge), ``workflows`` (test, creator, cascade, bisect),
+``collab`` (push, pull, merge, infer), ``settings`` (cache, layout), ``demo``, and ``bench``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,18 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from . import bench, collab, demo, lineage, maintain, query, settings, workflows, write
+    from . import (
+        bench,
+        collab,
+        demo,
+        importing,
+        lineage,
+        maintain,
+        query,
+        settings,
+        workflows,
+        write,
+    )
 
     parser = Parser(
         prog="modelgit",
@@ -75,7 +86,9 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"modelgit {__version__}")
     repo_option(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (maintain, write, query, lineage, workflows, collab, settings, demo, bench):
+    for module in (
+        maintain, write, importing, query, lineage, workflows, collab, settings, demo, bench
+    ):  # fmt: skip
         module.register(sub)
     return parser
 

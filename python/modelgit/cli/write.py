@@ -169,6 +169,13 @@ def _write_options(p: argparse.ArgumentParser) -> None:
         "one scale per 64 elements); default: lossless",
     )
     p.add_argument(
+        "--base",
+        choices=["auto", "parent"],
+        default="auto",
+        help="what tensors are coded against: auto (default: the closest stored tensor, "
+        "declared parent or not) or parent (the first declared parent only)",
+    )
+    p.add_argument(
         "--meta",
         action="append",
         default=[],
@@ -246,7 +253,11 @@ def cmd_add(args: argparse.Namespace) -> int:
     meta = parse_meta(args.meta)
     with open_repo(args) as repo:
         model = load_model_arg(args.path)
-        kw: dict[str, Any] = {"message": args.message, "metadata": meta or None}
+        kw: dict[str, Any] = {
+            "message": args.message,
+            "metadata": meta or None,
+            "base": args.base,
+        }
         if tolerance is not None:
             kw["tolerance"] = tolerance
         with Progress(f"adding {args.name}") as bar:
@@ -269,7 +280,11 @@ def cmd_commit(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         repo.require_model(args.name)
         model = load_model_arg(args.path)
-        kw: dict[str, Any] = {"message": args.message, "metadata": meta or None}
+        kw: dict[str, Any] = {
+            "message": args.message,
+            "metadata": meta or None,
+            "base": args.base,
+        }
         if tolerance is not None:
             kw["tolerance"] = tolerance
         with Progress(f"committing {args.name}") as bar:

@@ -16,7 +16,7 @@ from ..names import parse_ref, validate_name
 from ..versions.diff import Diff, diff_versions
 from ..versions.refs import version_from_row
 from ..versions.version import Version
-from .graph import Edge, LineageGraph, check_no_cycle
+from .graph import INFERRED, Edge, LineageGraph, check_no_cycle
 
 if TYPE_CHECKING:
     from ..versions import VersionStore
@@ -61,8 +61,9 @@ class LineageMixin(_Base):
         ``parent`` may name a version (``base@2``; latest by default); the edge is
         attached to ``child``'s first version unless ``child`` names one. Refused with
         :class:`LineageError` if it would make a provenance cycle. Adding an edge that
-        exists with the same relation does nothing; with another relation it is an error
-        (remove it first).
+        exists with the same relation does nothing; an ``inferred`` edge (from
+        :meth:`import_models`) takes the new relation: that confirms it. With any other
+        relation it is an error (remove it first).
         """
         relation = _check_relation(relation)
         pid, pv = self.resolve(parent)
@@ -77,6 +78,18 @@ class LineageMixin(_Base):
             if old is not None:
                 if old.relation == relation:
                     return old
+                if old.relation == INFERRED:  # the user confirms a guessed edge
+                    db.execute(
+                        "UPDATE edges SET relation = ? WHERE parent = ? AND child = ?",
+                        (relation, pv.model, cv.model),
+                    )
+                    db.execute(
+                        "UPDATE version_parents SET relation = ? WHERE relation = ? AND parent IN"
+                        " (SELECT id FROM versions WHERE model = ?) AND version IN"
+                        " (SELECT id FROM versions WHERE model = ?)",
+                        (relation, INFERRED, pv.model, cv.model),
+                    )
+                    return Edge(pv.model, cv.model, relation)
                 raise LineageError(
                     f"{pv.model} -> {cv.model} is already recorded as {old.relation!r}; "
                     "remove_edge() first to change it"

@@ -30,9 +30,12 @@ if TYPE_CHECKING:
     from ..catalog import Catalog
     from ..storage.maintenance import RepoStats
 
-__all__ = ["Edge", "Node", "LineageGraph", "check_no_cycle", "KNOWN_RELATIONS"]
+__all__ = ["Edge", "Node", "LineageGraph", "check_no_cycle", "KNOWN_RELATIONS", "INFERRED"]
 
 KNOWN_RELATIONS = ("finetune", "distill", "prune", "quantize", "cast", "adapter", "merge")
+
+
+INFERRED = "inferred"  # the relation of an edge an import guessed; edge add confirms it
 
 
 @dataclass(frozen=True)

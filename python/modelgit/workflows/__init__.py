@@ -2,8 +2,9 @@
 
 Tests registered on the graph and their results (``tests_registry``), the update
 cascade (``cascade``), bisect (``bisect``), push/pull between repositories
-(``transfer``) and merge (``merge``); ``testing`` and ``collab`` are the mixins of the
-repository front (:class:`WorkflowMixin`). Services take the engine
+(``transfer``) and merge (``merge``), importing folders of models (``importing``);
+``testing``, ``collab`` and ``importing`` hold the mixins of the repository front
+(:class:`WorkflowMixin`). Services take the engine
 (:class:`~modelgit.versions.VersionStore`), never the front class; this layer never
 imports ``repository`` or ``cli``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from .bisect import BisectResult
 from .cascade import CascadeReport, CascadeStep, Creator
+from .importing import ImportedModel, ImportReport
 from .mixin import WorkflowMixin
 from .tests_registry import TestResult, TestSpec, TestTable
 from .transfer import DivergedModel, TransferReport
@@ -27,4 +29,6 @@ __all__ = [
     "TestTable",
     "DivergedModel",
     "TransferReport",
+    "ImportReport",
+    "ImportedModel",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .collab import CollabMixin
+from .importing import ImportMixin
 from .testing import TestingMixin
 
 
-class WorkflowMixin(TestingMixin, CollabMixin):
+class WorkflowMixin(TestingMixin, CollabMixin, ImportMixin):
     """Tests on the graph, update cascade and bisect (TestingMixin); push, pull and merge
-    between repositories (CollabMixin)."""
+    between repositories (CollabMixin); importing folders of models (ImportMixin)."""
