@@ -592,3 +592,30 @@ def mean_cast_ref(srcs, src_dtype: str, dst_dtype: str) -> np.ndarray:
         q = (acc.view(np.float32) / np.float32(len(words))).view(np.uint32).copy()
     q[nan] = (acc | 0x400000)[nan]
     return _from_f32_bits(q, dst_dtype)
+
+
+def linear_exact_ref(srcs, coeffs, src_dtype: str, dst_dtype: str) -> np.ndarray:
+    """The float64 sum of c_j * x_j in order, rounded to float64 or through float32 (as
+    cast) to the narrower dtypes; every NaN result (a NaN operand, inf - inf) is the
+    canonical float32 quiet NaN 0x7FC00000 cast to ``dst_dtype``."""
+    words = [np.frombuffer(bytes(_u8(x)), dtype=_CAST_U[src_dtype]) for x in srcs]
+    if src_dtype == "float64":
+        vals = [w.view(np.float64) for w in words]
+    else:
+        with np.errstate(all="ignore"):
+            vals = [_to_f32_bits(w, src_dtype).view(np.float32).astype(np.float64) for w in words]
+    acc = np.zeros(len(words[0]), dtype=np.float64)
+    nan = np.zeros(len(acc), dtype=bool)
+    with np.errstate(all="ignore"):
+        for c, v in zip(coeffs, vals, strict=True):
+            nan |= np.isnan(v)
+            acc = acc + np.float64(c) * v
+    nan |= np.isnan(acc)
+    if dst_dtype == "float64":
+        out = acc.view(np.uint64).copy()
+        out[nan] = _from_f32_bits(np.array([0x7FC00000], np.uint32), "float64")[0]
+        return out
+    with np.errstate(all="ignore"):
+        f32 = acc.astype(np.float32).view(np.uint32).copy()
+    f32[nan] = 0x7FC00000
+    return _from_f32_bits(f32, dst_dtype)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from modelgit import _core
-from reference import cast_ref, mean_cast_ref
+from reference import cast_ref, linear_exact_ref, mean_cast_ref
 
 DTYPES = ["float64", "float32", "float16", "bfloat16"]
 SIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
@@ -113,3 +113,53 @@ def test_bad_arguments_raise_value_errors() -> None:
         _core.mean_cast([], "float32", "float32")
     with pytest.raises(TypeError):
         _core.cast("text", "float32", "float16")
+
+
+def finite(dtype: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = torch.from_numpy(rng.standard_normal(n) * 0.05).to(TORCH[dtype])
+    return torch_bits(t).copy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_seq_and_anchored_are_torch(dtype: str) -> None:
+    """Modes 1 and 2 give the bits torch gives for ``c0*x0 + c1*x1 + c2*x2`` and for
+    ``x0 + c1*(x1 - x0) + c2*(x2 - x0)`` (every dtype rounds after each operation)."""
+    xs = [finite(dtype, 1 << 16, s) for s in range(3)]
+    ts = [as_torch(x, dtype) for x in xs]
+    c = [0.3, 0.7, -0.25]
+    want = c[0] * ts[0] + c[1] * ts[1] + c[2] * ts[2]
+    got = _core.linear_cast(xs, c, dtype, dtype, _core.LINEAR_SEQ)
+    assert np.array_equal(np.frombuffer(got, dtype=xs[0].dtype), torch_bits(want))
+    want = ts[0] + 0.7 * (ts[1] - ts[0]) + 0.4 * (ts[2] - ts[0])
+    got = _core.linear_cast(xs, [0.0, 0.7, 0.4], dtype, dtype, _core.LINEAR_ANCHORED)
+    assert np.array_equal(np.frombuffer(got, dtype=xs[0].dtype), torch_bits(want))
+
+
+@pytest.mark.parametrize("src", DTYPES)
+@pytest.mark.parametrize("dst", DTYPES)
+def test_linear_exact_matches_reference(src: str, dst: str) -> None:
+    """Mode 0: the float64 sum rounded once (through float32 below float64), specials
+    included: every NaN result is the canonical quiet NaN."""
+    xs = [words(src, s, n=1 << 14)[: 1 << 14] for s in (5, 6)]
+    c = [0.3, 0.7]
+    got = np.frombuffer(
+        _core.linear_cast(xs, c, src, dst, _core.LINEAR_EXACT), dtype=UINT[SIZE[dst]]
+    )
+    assert np.array_equal(got, linear_exact_ref(xs, c, src, dst))
+
+
+def test_linear_threads_and_errors() -> None:
+    xs = [finite("float32", 100_000, s) for s in range(2)]
+    one = _core.linear_cast(xs, [0.5, 0.25], "float32", "float32", 1, threads=1)
+    assert _core.linear_cast(xs, [0.5, 0.25], "float32", "float32", 1, threads=4) == one
+    with pytest.raises(ValueError, match="one coefficient per buffer"):
+        _core.linear_cast(xs, [0.5], "float32", "float32")
+    with pytest.raises(ValueError, match="mode"):
+        _core.linear_cast(xs, [0.5, 0.5], "float32", "float32", 3)
+    with pytest.raises(ValueError, match="src_dtype == dst_dtype"):
+        _core.linear_cast(xs, [0.5, 0.5], "float32", "bfloat16", _core.LINEAR_SEQ)
+    with pytest.raises(ValueError, match="same length"):
+        _core.linear_cast([xs[0], xs[1][:10]], [0.5, 0.5], "float32", "float32")
+    with pytest.raises(ValueError, match="1 to 255"):
+        _core.linear_cast([], [], "float32", "float32")

@@ -171,9 +171,9 @@ def test_team_format1_catalog_is_upgraded_by_the_first_write(
     with mg.open(url) as repo:
         assert repo.format == 1 and repo.catalog.meta("format") == "1"
         repo.add("m", state(5))
-        assert repo.catalog.meta("format") == "2"
+        assert repo.catalog.meta("format") == "3"
     with mg.open(url) as repo:
-        assert repo.format == 2
+        assert repo.format == 3
         assert torch.equal(repo.load("m")["embed.weight"], state(5)["embed.weight"])
 
 

@@ -86,3 +86,5 @@ def test_fsck_passes_and_new_writes_build_on_old_chunks(
         assert _digest(got[k]) == _digest(tuned[k]), k
     old = manifest["models"]["ft@3"]["tensors"]
     assert _digest(repo.load("ft@3")["layer.0.weight"]) == old["layer.0.weight"]["xxh3"]
+    assert repo.format == mg.repository.FORMAT_VERSION  # marked by the write
+    assert (Path(repo.root) / "MODELGIT").read_text().endswith(f"format {repo.format}\n")

@@ -94,6 +94,51 @@ def test_an_undeclared_merge_is_found(repo: mg.Repository) -> None:
     assert_same_state(repo.load("merged"), merged)
 
 
+@pytest.mark.parametrize("declared", [False, True])
+@pytest.mark.parametrize("kind", ["weighted", "task arithmetic", "bf16 weighted"])
+def test_weighted_merges_cost_almost_nothing(
+    repo: mg.Repository, tmp_path, kind: str, declared: bool
+) -> None:  # noqa: ANN001
+    """A weighted average and a task-arithmetic merge, declared or not, are coded as a
+    fitted linear combination of the stored models: a few % of a standalone copy."""
+    base = base_model()
+    a, b = tuned(base, 8, 1e-2), tuned(base, 9, 1e-2)
+    if kind.startswith("bf16"):
+        base, a, b = ({k: v.to(torch.bfloat16) if v.is_floating_point() else v
+                       for k, v in m.items()} for m in (base, a, b))  # fmt: skip
+    for name, sd in (("base", base), ("a", a), ("b", b)):
+        repo.add(name, sd)
+    if kind == "task arithmetic":
+        merged = {k: base[k] + 0.7 * (a[k] - base[k]) + 0.4 * (b[k] - base[k])
+                  if a[k].is_floating_point() else a[k] for k in a}  # fmt: skip
+    else:
+        merged = {k: 0.3 * a[k] + 0.7 * b[k] if a[k].is_floating_point() else a[k] for k in a}
+    repo.add("merged", merged, parents=["a", "b"] if declared else None, relation="merge")
+    assert repo.last_write is not None
+    assert repo.last_write.new_bytes < 0.05 * standalone_cost(merged, tmp_path)
+    assert {v.model for v in repo.storage_bases("merged")} >= {"a", "b"}
+    assert_same_state(repo.load("merged"), merged)
+
+
+def test_a_pruned_model_is_never_stored_larger_than_standalone(
+    repo: mg.Repository, tmp_path
+) -> None:  # noqa: ANN001
+    """Pruned, then retrained far from its parent: each chunk keeps the cheapest of the
+    masked delta, the plain delta and standalone coding."""
+    base = base_model()
+    pruned = {}
+    for k, v in tuned(base, 10, 0.5).items():  # retraining moved every survivor far
+        if v.is_floating_point():
+            v = v.clone()
+            v[v.abs() < v.abs().median()] = 0
+        pruned[k] = v
+    repo.add("base", base)
+    repo.add("pruned", pruned, parents="base", relation="prune")
+    assert repo.last_write is not None
+    assert repo.last_write.new_bytes <= standalone_cost(pruned, tmp_path)
+    assert_same_state(repo.load("pruned"), pruned)
+
+
 def test_unrelated_models_are_stored_standalone(repo: mg.Repository) -> None:
     repo.add("a", base_model(1))
     repo.add("b", base_model(2))

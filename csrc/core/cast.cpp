@@ -10,6 +10,7 @@
 #include "core/cast.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/common.hpp"
@@ -119,7 +120,102 @@ CastFn pick(DType s, DType d) {
   }
 }
 
+constexpr uint32_t kCanonicalNaN = 0x7FC00000u;
+
+inline double to_f64(const uint8_t* p, DType s) {
+  if (s == DType::F64) return bits_f64(load<uint64_t>(p));
+  return double(bits_f32(to_f32(p, s)));  // exact
+}
+
+// The float64 value v stored as d: float64 as is; the others through float32, as cast.
+inline void store_f64(double v, uint8_t* p, DType d) {
+  if (v != v) {
+    from_f32(kCanonicalNaN, p, d);
+  } else if (d == DType::F64) {
+    store<uint64_t>(p, f64_bits(v));
+  } else {
+    from_f32(f32_bits(float(v)), p, d);
+  }
+}
+
+// R: a float32 result rounded to d and widened back (the identity for float32).
+inline float round_to(float v, DType d) {
+  if (v != v) return bits_f32(kCanonicalNaN);
+  switch (d) {
+    case DType::F16: return bits_f32(f16_to_f32_bits(f32_to_f16_bits(f32_bits(v))));
+    case DType::BF16: return bits_f32(uint32_t(f32_to_bf16_bits(f32_bits(v))) << 16);
+    default: return v;
+  }
+}
+
+template <typename T>
+inline T nan_free(T v) {
+  return v != v ? T(bits_f32(kCanonicalNaN)) : v;
+}
+
+void linear_exact(const uint8_t* const* srcs, const double* c, int k, DType s, uint8_t* dst,
+                  DType d, size_t i0, size_t i1) {
+  const size_t es = dtype_size(s), ed = dtype_size(d);
+  for (size_t i = i0; i < i1; ++i) {
+    double acc = 0.0;
+    bool nan = false;
+    for (int j = 0; j < k; ++j) {
+      const double x = to_f64(srcs[j] + i * es, s);
+      nan |= x != x;
+      acc = acc + c[j] * x;
+    }
+    store_f64(nan ? std::nan("") : acc, dst + i * ed, d);
+  }
+}
+
+void linear_seq64(const uint8_t* const* srcs, const double* c, int k, bool anchored,
+                  uint8_t* dst, size_t i0, size_t i1) {
+  for (size_t i = i0; i < i1; ++i) {
+    const double x0 = bits_f64(load<uint64_t>(srcs[0] + i * 8));
+    double acc = anchored ? x0 : nan_free(c[0] * x0);
+    for (int j = 1; j < k; ++j) {
+      double x = bits_f64(load<uint64_t>(srcs[j] + i * 8));
+      if (anchored) x = nan_free(x - x0);
+      acc = nan_free(acc + nan_free(c[j] * x));
+    }
+    store_f64(acc, dst + i * 8, DType::F64);
+  }
+}
+
+void linear_seq32(const uint8_t* const* srcs, const float* c, int k, bool anchored, DType d,
+                  uint8_t* dst, size_t i0, size_t i1) {
+  const size_t e = dtype_size(d);
+  for (size_t i = i0; i < i1; ++i) {
+    const float x0 = bits_f32(to_f32(srcs[0] + i * e, d));
+    float acc = anchored ? round_to(x0, d) : round_to(c[0] * x0, d);
+    for (int j = 1; j < k; ++j) {
+      float x = bits_f32(to_f32(srcs[j] + i * e, d));
+      if (anchored) x = round_to(x - x0, d);
+      acc = round_to(acc + round_to(c[j] * x, d), d);
+    }
+    from_f32(f32_bits(acc), dst + i * e, d);
+  }
+}
+
 }  // namespace
+
+void linear_cast(const uint8_t* const* srcs, const double* coeffs, int k, DType s,
+                 uint8_t* dst, DType d, size_t n, Combine mode, int nthreads) {
+  if (n == 0) return;
+  float c32[256];
+  for (int j = 0; j < k && j < 256; ++j) c32[j] = float(coeffs[j]);
+  const bool anchored = mode == Combine::Anchored;
+  parallel_for(n, nthreads, kCastBlock, [&](int, size_t b, size_t e) {
+    if (b >= e) return;
+    if (mode == Combine::Exact) {
+      linear_exact(srcs, coeffs, k, s, dst, d, b, e);
+    } else if (d == DType::F64) {
+      linear_seq64(srcs, coeffs, k, anchored, dst, b, e);
+    } else {
+      linear_seq32(srcs, c32, k, anchored, d, dst, b, e);
+    }
+  });
+}
 
 void cast(const uint8_t* src, DType s, uint8_t* dst, DType d, size_t n, int nthreads) {
   if (n == 0) return;

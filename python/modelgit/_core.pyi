@@ -149,6 +149,28 @@ def mean_cast(
     steps: a NaN operand gives that NaN with the quiet bit set (the later operand's when
     both are NaN), inf + -inf gives 0xFFC00000."""
 
+LINEAR_EXACT: int  # 0
+LINEAR_SEQ: int  # 1
+LINEAR_ANCHORED: int  # 2
+
+def linear_cast(
+    srcs: Sequence[Buffer],
+    coeffs: Sequence[float],
+    src_dtype: str,
+    dst_dtype: str,
+    mode: int = 0,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """A linear combination of 1 to 255 float buffers of the same length, one
+    coefficient each (docs/FORMAT.md 3.3, predictors 4-6). ``mode`` 0: the sum of
+    ``c_j * x_j`` in float64, in order, rounded once to ``dst_dtype`` (through float32
+    for the 16-bit dtypes); 1: torch's ``c_0*x_0 + c_1*x_1 + ...``, each product and sum
+    rounded to the dtype; 2: torch's ``x_0 + c_1*(x_1 - x_0) + ...`` (task arithmetic).
+    Modes 1 and 2 need ``src_dtype == dst_dtype`` and compute float16/bfloat16/float32
+    in float32 with the coefficients rounded to float32, float64 in float64. Every NaN
+    result is the canonical quiet NaN (float32 0x7FC00000 cast to ``dst_dtype``)."""
+
 # --- error-bounded quantized delta (lossy, every element within eps) -------------
 def qdelta_encode(
     x: Buffer, base: Buffer, dtype: str, eps: float, threads: int = 0

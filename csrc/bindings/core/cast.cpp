@@ -1,4 +1,4 @@
-// Bindings of the float casts and the mean predictor (core/cast.hpp).
+// Bindings of the float casts and the mean and linear predictors (core/cast.hpp).
 #include "core/cast.hpp"
 
 #include <pybind11/stl.h>
@@ -56,6 +56,36 @@ py::object mean_py(py::list srcs_o, const std::string& src_dtype, const std::str
   return out.result();
 }
 
+py::object linear_py(py::list srcs_o, std::vector<double> coeffs, const std::string& src_dtype,
+                     const std::string& dst_dtype, int mode, py::object out_o,
+                     py::object threads_o) {
+  const DType s = check_dtype(src_dtype), d = check_dtype(dst_dtype);
+  const int threads = threads_arg(threads_o);
+  const size_t k = srcs_o.size();
+  if (k < 1 || k > 255) throw py::value_error("srcs: expected 1 to 255 buffers");
+  if (coeffs.size() != k) throw py::value_error("coeffs: expected one coefficient per buffer");
+  if (mode < 0 || mode > 2) throw py::value_error("mode: expected 0 (exact), 1 (seq) or 2 (anchored)");
+  if (mode != 0 && s != d)
+    throw py::value_error("the seq and anchored modes take src_dtype == dst_dtype");
+  std::vector<Buf> srcs(k);
+  std::vector<const uint8_t*> ptrs(k);
+  for (size_t j = 0; j < k; ++j) {
+    srcs[j].acquire(srcs_o[j], "srcs", false);
+    if (srcs[j].size() != srcs[0].size())
+      throw py::value_error("srcs: every buffer must have the same length");
+    ptrs[j] = srcs[j].data();
+  }
+  const size_t n = elements(srcs[0], dtype_size(s), "srcs");
+  OutBuf out(out_o, n * dtype_size(d));
+  for (const Buf& b : srcs) out.check_no_overlap(b);
+  const int nt = resolve_threads(threads, srcs[0].size());
+  {
+    py::gil_scoped_release nogil;
+    linear_cast(ptrs.data(), coeffs.data(), int(k), s, out.data(), d, n, Combine(mode), nt);
+  }
+  return out.result();
+}
+
 }  // namespace
 
 void register_cast(py::module_& m) {
@@ -65,6 +95,13 @@ void register_cast(py::module_& m) {
   m.def("mean_cast", &mean_py, py::arg("srcs"), py::arg("src_dtype"), py::arg("dst_dtype"),
         py::arg("out") = py::none(), py::arg("threads") = 0,
         "float32 mean of equal-length float buffers, converted to dst_dtype (see _core.pyi).");
+  m.attr("LINEAR_EXACT") = int(Combine::Exact);
+  m.attr("LINEAR_SEQ") = int(Combine::Seq);
+  m.attr("LINEAR_ANCHORED") = int(Combine::Anchored);
+  m.def("linear_cast", &linear_py, py::arg("srcs"), py::arg("coeffs"), py::arg("src_dtype"),
+        py::arg("dst_dtype"), py::arg("mode") = 0, py::arg("out") = py::none(),
+        py::arg("threads") = 0,
+        "A linear combination of equal-length float buffers (see _core.pyi).");
 }
 
 }  // namespace modelgit::bindings

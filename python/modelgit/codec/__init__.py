@@ -38,7 +38,17 @@ from .lossless import (
     planes_parts,
     predicted_bases,
 )
-from .predict import CAST, IDENT, MEAN, PREDICTOR_NAMES, ZERO
+from .predict import (
+    CAST,
+    IDENT,
+    LINEAR,
+    LINEAR_ANCHORED,
+    LINEAR_PREDICTORS,
+    LINEAR_SEQ,
+    MEAN,
+    PREDICTOR_NAMES,
+    ZERO,
+)
 
 __all__ = [
     "RAW",
@@ -51,6 +61,10 @@ __all__ = [
     "CAST",
     "MEAN",
     "ZERO",
+    "LINEAR",
+    "LINEAR_SEQ",
+    "LINEAR_ANCHORED",
+    "LINEAR_PREDICTORS",
     "ZERO_ID",
     "PREDICTOR_NAMES",
     "Codec",

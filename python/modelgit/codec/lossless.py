@@ -9,7 +9,7 @@ zero mask. docs/FORMAT.md sections 3.1-3.3 define them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from ..errors import CorruptObject
 from ..scratch import scratch
 from .entropy import Sections, section, zstd_decompress, zstd_or_none
 from .ids import PLANES, PREDICTED, RAW, ZSTD
-from .predict import IDENT, predict
+from .predict import IDENT, LINEAR_PREDICTORS, predict
 
 __all__ = [
     "ZERO_ID",
@@ -45,7 +45,8 @@ __all__ = [
 ZERO_ID = bytes(16)
 PLANES_PARAMS = struct.Struct("<BBBB16s")  # elem size, delta mode, rotate, 0, base id
 PRED_PARAMS = struct.Struct("<BBBBBBBB")  # predictor, dtype, base dtype, delta, rotate,
-#                                           nbases, flags (bit 0: zero mask), 0
+#                                           nbases, flags (bit 0: zero mask), 0; then the
+#                                           base ids, then (linear predictors) k float64
 FLAG_MASK = 1
 
 
@@ -111,12 +112,16 @@ def encode_predicted(
     base_dtype: DType,
     delta: int,
     use_mask: bool = False,
+    coeffs: Sequence[float] = (),
+    pred: memoryview | None = None,
 ) -> Encoded:
-    """A residual against a prediction (cast, mean), with an optional zero mask.
+    """A residual against a prediction (cast, mean, linear with ``coeffs``), with an
+    optional zero mask; ``pred``: the prediction when the caller has computed it.
 
     Floats are coded with rotation unless ``delta`` is OSUB (which orders them itself)."""
     n = len(data) // dtype.size
-    pred = predict(predictor, bases, base_dtype, dtype, n)
+    if pred is None:
+        pred = predict(predictor, bases, base_dtype, dtype, n, coeffs=coeffs)
     parts: list[bytes | memoryview] = []
     flags = 0
     if use_mask:
@@ -134,6 +139,8 @@ def encode_predicted(
     params = PRED_PARAMS.pack(
         predictor, dtype.code, base_dtype.code, delta, int(rotate), len(base_ids), flags, 0
     ) + b"".join(base_ids)
+    if predictor in LINEAR_PREDICTORS:
+        params += struct.pack(f"<{len(base_ids)}d", *coeffs)
     return Encoded(PREDICTED, params, b"".join(parts), tuple(base_ids))
 
 
@@ -224,8 +231,12 @@ def decode_predicted(
     if len(params) < PRED_PARAMS.size:
         raise CorruptObject(f"{where}: bad predicted-codec parameters")
     predictor, dcode, bcode, delta, rotate, k, flags, _ = PRED_PARAMS.unpack_from(params)
-    if len(params) != PRED_PARAMS.size + 16 * k or delta > 3 or rotate > 1 or flags > 1:
+    ncoef = k if predictor in LINEAR_PREDICTORS else 0
+    if len(params) != PRED_PARAMS.size + 16 * k + 8 * ncoef or delta > 3:
         raise CorruptObject(f"{where}: bad predicted-codec parameters")
+    if rotate > 1 or flags > 1:
+        raise CorruptObject(f"{where}: bad predicted-codec parameters")
+    coeffs = struct.unpack_from(f"<{ncoef}d", params, PRED_PARAMS.size + 16 * k)
     try:
         dtype, base_dtype = by_code(dcode), by_code(bcode)
     except ValueError as exc:
@@ -240,7 +251,7 @@ def decode_predicted(
             bases.into(ids[0], out)
         else:
             views = [bases.get(b, slot) for slot, b in enumerate(ids)]
-            predict(predictor, views, base_dtype, dtype, n, out=out)
+            predict(predictor, views, base_dtype, dtype, n, out=out, coeffs=coeffs)
     except ValueError as exc:
         raise CorruptObject(f"{where}: {exc}") from None
     r = Sections(payload, where)
@@ -267,7 +278,8 @@ def predicted_bases(params: bytes) -> list[bytes]:
     if len(params) < PRED_PARAMS.size:
         return []
     k = params[5]
-    if len(params) != PRED_PARAMS.size + 16 * k:
+    ncoef = k if params[0] in LINEAR_PREDICTORS else 0
+    if len(params) != PRED_PARAMS.size + 16 * k + 8 * ncoef:
         return []
     return [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
 

@@ -8,6 +8,11 @@ A delta codec stores the chunk as a residual against a prediction. Predictors:
 * ``MEAN`` (2): the float32 mean of the bases (summed in order, divided by their
   count), cast to the chunk's dtype (a merge by averaging).
 * ``ZERO`` (3): no base; all zeros (a lossy root model quantizes its own values).
+* ``LINEAR`` (4), ``LINEAR_SEQ`` (5), ``LINEAR_ANCHORED`` (6): a linear combination of
+  the bases with one stored coefficient each (a weighted average, task arithmetic):
+  computed exactly in float64 and rounded once; as torch computes
+  ``c_1*b_1 + c_2*b_2 + ...``; as torch computes ``b_1 + c_2*(b_2 - b_1) + ...``
+  (``_core.linear_cast``).
 
 Casts and means between float64, float32, float16 and bfloat16 run in the native core
 (``_core.cast``, ``_core.mean_cast``: the rules of docs/FORMAT.md 3.3, which are
@@ -16,15 +21,42 @@ torch's); other float dtypes (float8) go through torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .._native import _core
 from ..dtypes import DType
 
-__all__ = ["IDENT", "CAST", "MEAN", "ZERO", "PREDICTOR_NAMES", "predict"]
+__all__ = [
+    "IDENT",
+    "CAST",
+    "MEAN",
+    "ZERO",
+    "LINEAR",
+    "LINEAR_SEQ",
+    "LINEAR_ANCHORED",
+    "LINEAR_PREDICTORS",
+    "PREDICTOR_NAMES",
+    "predict",
+]
 
-IDENT, CAST, MEAN, ZERO = 0, 1, 2, 3
-PREDICTOR_NAMES = {IDENT: "ident", CAST: "cast", MEAN: "mean", ZERO: "zero"}
+IDENT, CAST, MEAN, ZERO, LINEAR, LINEAR_SEQ, LINEAR_ANCHORED = 0, 1, 2, 3, 4, 5, 6
+# predictor -> _core.linear_cast mode; these predictors carry one coefficient per base
+LINEAR_PREDICTORS = {
+    LINEAR: _core.LINEAR_EXACT,
+    LINEAR_SEQ: _core.LINEAR_SEQ,
+    LINEAR_ANCHORED: _core.LINEAR_ANCHORED,
+}
+PREDICTOR_NAMES = {
+    IDENT: "ident",
+    CAST: "cast",
+    MEAN: "mean",
+    ZERO: "zero",
+    LINEAR: "linear",
+    LINEAR_SEQ: "linear-seq",
+    LINEAR_ANCHORED: "linear-anchored",
+}
 
 
 def _as(buf: memoryview | bytes, dtype: DType) -> torch.Tensor:
@@ -49,10 +81,11 @@ def predict(
     dtype: DType,
     n: int,
     out: memoryview | None = None,
+    coeffs: Sequence[float] = (),
 ) -> memoryview:
     """The predicted bytes (n elements of ``dtype``), written into ``out`` when given (a
-    writable buffer of exactly those bytes, overlapping no base). ValueError if
-    inconsistent."""
+    writable buffer of exactly those bytes, overlapping no base); ``coeffs``: one per
+    base for the linear predictors. ValueError if inconsistent."""
     if out is not None and len(out) != n * dtype.size:
         raise ValueError("out does not hold the chunk's bytes")
     if kind == ZERO:
@@ -89,4 +122,15 @@ def predict(
         for b in bases[1:]:
             acc = acc + _as(b, base_dtype).to(torch.float32)
         return _bytes((acc / len(bases)).to(dtype.torch), out)
+    if kind in LINEAR_PREDICTORS:
+        mode = LINEAR_PREDICTORS[kind]
+        if len(coeffs) != len(bases):
+            raise ValueError("a linear predictor takes one coefficient per base")
+        if not native or (mode != _core.LINEAR_EXACT and base_dtype != dtype):
+            raise ValueError(f"no linear predictor from {base_dtype.name} to {dtype.name}")
+        return memoryview(
+            _core.linear_cast(
+                bases, list(coeffs), base_dtype.name, dtype.name, mode, out=out, threads=1
+            )
+        )
     raise ValueError(f"unknown predictor {kind}")

@@ -37,7 +37,7 @@ __all__ = [
 
 FORMAT_FILE = "MODELGIT"
 FORMAT_NAME = "modelgit repository"
-FORMAT_VERSION = 2  # 2: rANS sections (docs/FORMAT.md section 7)
+FORMAT_VERSION = 3  # 2: rANS sections; 3: linear predictors (docs/FORMAT.md section 7)
 CATALOG_FILE = "catalog.db"
 
 
@@ -90,9 +90,9 @@ class Backend:
 
     def upgrade_format(self) -> None:
         """Mark a repository of an older format as FORMAT_VERSION before a write that may
-        use what that format added (rANS sections): an older modelgit then refuses the
-        repository with FormatVersionError instead of failing on records it cannot
-        decode. Nothing else changes: every older record stays valid."""
+        use what that format added (rANS sections, linear predictors): an older modelgit
+        then refuses the repository with FormatVersionError instead of failing on records
+        it cannot decode. Nothing else changes: every older record stays valid."""
         if self.format >= FORMAT_VERSION:
             return
         if self.team is not None:

@@ -2,8 +2,9 @@
 
 Python owns this policy; the codecs (``codec``) and the native core do the work.
 Lossless (no tolerance): the smallest of every applicable delta (identity against the
-aligned parent chunk, a cast of it, the mean of several parents, each optionally with a
-zero mask for pruning) and, when deltas do poorly, standalone coding. Lossy: an
+aligned parent chunk, a cast of it, the mean of several parents or a linear combination
+fitted to the chunk (``linear_fit``), each but the last optionally with a zero mask for
+pruning) and, when deltas do poorly, standalone coding. Lossy: an
 error-bounded or low-bit delta against the same prediction, unless the chunk is an
 exact duplicate, or lossy coding would not beat storing it raw.
 """
@@ -11,7 +12,7 @@ exact duplicate, or lossy coding would not beat storing it raw.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,12 +22,14 @@ from .._native import _core
 from ..codec import lossy
 from ..dtypes import DType, by_name
 from ..tolerance import ErrorBound, LowBit
+from .linear_fit import fit_linear
 from .store import ChunkStore, chunk_id
 
-__all__ = ["BasePlan", "plan_bases", "ChunkJob", "store_chunk", "anchor"]
+__all__ = ["BasePlan", "LinearOnly", "plan_bases", "ChunkJob", "store_chunk", "anchor"]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
 _MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
+LINEAR_MISSES = 4  # chunks without a hit after which a write stops fitting
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,20 @@ class BasePlan:
     predictor: int
     base_dtype: DType
     chunk_bases: list[list[bytes]]  # per chunk: base chunk ids
+    # what the chunks so far said of linear plans (hits and misses), shared by the
+    # tensors of one write
+    seen: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def worth_trying(self) -> bool:
+        """False once linear fits missed on ``LINEAR_MISSES`` chunks of the model and hit
+        on none: the model is no merge of these bases (chunks race; a few extra fits are
+        harmless)."""
+        return self.seen.get("hit", 0) > 0 or self.seen.get("miss", 0) < LINEAR_MISSES
+
+
+class LinearOnly(list):
+    """A group of base rows for :func:`plan_bases` to fit a linear combination of, but
+    not to average (a weighted merge: its mean predicts nothing)."""
 
 
 def _usable(rows: Iterable[Any], shape: tuple[int, ...], chunk_elems: int) -> list[tuple]:
@@ -55,11 +72,14 @@ def plan_bases(
     chunk_elems: int,
     parents: list[dict],
     choices: Sequence[Sequence[Any]] | None = None,
+    fits: dict[str, int] | None = None,
 ) -> list[BasePlan]:
     """Candidate predictions for a tensor. By default: a delta (or a cast) against the
     first parent's same-named tensor, and the mean of the parents' same-named tensors
     (a merge). ``choices`` replaces them with groups of stored tensor rows chosen for
-    this tensor: one row, a delta or a cast against it; several, their mean."""
+    this tensor: one row, a delta or a cast against it; several, their mean and a
+    linear combination fitted chunk by chunk. ``fits``: the linear fits' record, shared
+    by the tensors of one write."""
     if choices is None:
         rows = _usable((p.get(name) for p in parents), shape, chunk_elems)
         groups = [[r] for r, _ in rows[:1]]
@@ -67,7 +87,11 @@ def plan_bases(
             fd = rows[0][1]
             groups.append([r for r, d in rows if d == fd])
     else:
-        groups = [[r for r, _ in _usable(g, shape, chunk_elems)] for g in choices]
+        groups = [
+            type(g)(r for r, _ in _usable(g, shape, chunk_elems)) if isinstance(g, LinearOnly)
+            else [r for r, _ in _usable(g, shape, chunk_elems)]
+            for g in choices
+        ]  # fmt: skip
     plans: list[BasePlan] = []
     seen: set[tuple[bytes, ...]] = set()
     for group in groups:
@@ -83,7 +107,10 @@ def plan_bases(
                 plans.append(BasePlan(codec.CAST, rd, [[c] for c in group[0].chunk_ids]))
         elif rd.is_float and dtype.is_float and all(r.dtype == group[0].dtype for r in group):
             per_chunk = [list(ids) for ids in zip(*(r.chunk_ids for r in group), strict=True)]
-            plans.append(BasePlan(codec.MEAN, rd, per_chunk))
+            if not isinstance(group, LinearOnly):
+                plans.append(BasePlan(codec.MEAN, rd, per_chunk))
+            if rd == dtype:  # a weighted average, task arithmetic: fitted chunk by chunk
+                plans.append(BasePlan(codec.LINEAR, rd, per_chunk, {} if fits is None else fits))
     return plans
 
 
@@ -142,10 +169,31 @@ def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded
     # of either sign); other types: XOR of the bit patterns
     delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
     for plan in job.plans:
+        if plan.predictor == codec.LINEAR and not plan.worth_trying():
+            continue
         got = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
         if got is None:
             continue
         ids, bases = got
+        if plan.predictor == codec.LINEAR:
+            fit = fit_linear(data, dtype, bases)
+            if fit is not None and fit.useful:
+                plan.seen["hit"] = plan.seen.get("hit", 0) + 1
+                candidates.append(
+                    codec.encode_predicted(
+                        data,
+                        dtype,
+                        fit.predictor,
+                        [bases[i] for i in fit.order],
+                        [ids[i] for i in fit.order],
+                        plan.base_dtype,
+                        delta,
+                        coeffs=fit.coeffs,
+                    )
+                )
+            elif fit is None or fit.single_bits >= 1:  # (not a chunk a base holds all but
+                plan.seen["miss"] = plan.seen.get("miss", 0) + 1  # exactly): no merge
+            continue
         if plan.predictor == codec.IDENT:
             candidates.append(
                 codec.encode_planes(
@@ -177,7 +225,8 @@ def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded
                 )
             )
     best = min(candidates, key=lambda e: len(e.payload), default=None)
-    if best is None or len(best.payload) > _STANDALONE_RETRY * len(data):
+    # a sparse chunk (a prune) may code smaller on its own than against any base
+    if best is None or try_mask or len(best.payload) > _STANDALONE_RETRY * len(data):
         alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
         if best is None or len(alt.payload) < len(best.payload):
             best = alt
@@ -224,7 +273,7 @@ def store_chunk(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[bytes
         got = _lossy(store, job, max_depth)
         if got is not None:
             enc, decoded = got
-            if any(p.predictor in (codec.CAST, codec.MEAN) for p in job.plans):
+            if any(p.predictor in (codec.CAST, codec.MEAN, codec.LINEAR) for p in job.plans):
                 # an exact cast or merge usually costs next to nothing: keep it if smaller
                 exact = _lossless(store, job, max_depth)
             if exact is None or len(exact.payload) > len(enc.payload):

@@ -104,6 +104,7 @@ def write_tensors(
         return cid, how, len(j.data)
 
     planned: list[tuple[TensorSource, int, int, list[Future]]] = []
+    fits: dict[str, int] = {}  # linear fits of this write: hits and misses
     try:
         for position, t in enumerate(source.tensors):
             if t.tie is not None:
@@ -115,7 +116,7 @@ def write_tensors(
                 raise ValueError(f"tensor {t.name!r}: {len(view)} bytes, expected {t.nbytes}")
             step = chunk_elems * t.dtype.size
             chosen = None if choices is None else choices.get(t.name)
-            plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents, chosen)
+            plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents, chosen, fits)
             eps = None
             if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
                 eps = tolerance.eps_for(_max_abs(t, step) if tolerance.rel else 0.0)

@@ -9,9 +9,11 @@ the few stored versions closest to the new model and its declared parents:
   usually shallower: cheaper to decode, for the writer and for every load); when the
   new tensor is sparse (a pruned model: the distance of values says little about what
   a zero mask leaves to code), the declared parent's and the next closest too;
-- the mean of two stored versions, when the new model sits much closer to their
-  average than to either (a merge nobody declared), and the mean of the declared
-  parents of a merge;
+- two or three stored versions, when a linear combination of them (fitted on the
+  sketches, which are linear) sits much closer to the new model than any one does: a
+  merge (a mean, a weighted average, task arithmetic), declared or not; and the
+  declared parents of a merge. The writer tries their mean and a linear predictor
+  fitted chunk by chunk (``storage.linear_fit``);
 
 and the writer keeps the smallest encoding chunk by chunk. Tensors the index knows
 nothing about (other dtypes, versions written before the index existed) are coded
@@ -28,6 +30,7 @@ import numpy as np
 
 from ..catalog.records import TensorRow
 from ..errors import UnsupportedInput
+from ..storage.policy import LinearOnly
 from ..storage.similarity import (
     UNRELATED,
     TensorSketch,
@@ -45,7 +48,7 @@ __all__ = ["BASE_MODES", "check_base", "choose_bases"]
 
 BASE_MODES = ("auto", "parent")
 NEARLY = 1.25  # a declared parent this close to the best candidate is taken instead
-MERGE_GAIN = 0.5  # a pair whose mean is this much closer than either is a merge
+MERGE_GAIN = 0.5  # a combination this much closer than the closest single is a merge
 SPARSE = 1 / 16  # share of exact zeros from which the second closest is tried too
 # A version stored as deltas costs a decode more to code against (for the writer) and
 # to load (for every reader of the new version): it must be this much closer to win.
@@ -60,42 +63,46 @@ def check_base(base: object) -> str:
     return str(base)
 
 
-def _pair_distance(new: TensorSketch, a: TensorSketch, b: TensorSketch) -> float:
-    if not new.numel == a.numel == b.numel:
-        return float("inf")
-    with np.errstate(over="ignore", invalid="ignore"):
-        d = new.sketch - (a.sketch + b.sketch) / 2
-        r = float(np.dot(d, d)) / max(new.norm2, 1e-300)
-    return r if np.isfinite(r) else float("inf")
-
-
-def _merge_pair(
-    new: dict[str, TensorSketch], ranked: list[tuple[int, float]], sk: dict
-) -> tuple[int, int] | None:
-    """Two of the closest versions whose mean the new model sits much closer to."""
-    if len(ranked) < 2:
-        return None
-    best_single = ranked[0][1]
-    best: tuple[float, tuple[int, int]] | None = None
-    for (a, _), (b, _) in combinations(ranked, 2):
-        ds = [
-            _pair_distance(s, sk[a][n], sk[b][n])
-            for n, s in new.items()
-            if n in sk[a] and n in sk[b]
-        ]
-        if 2 * len(ds) < len(new):
-            continue
-        d = float(np.mean(ds))
-        if d < MERGE_GAIN * best_single and (best is None or d < best[0]):
-            best = (d, (a, b))
-    return None if best is None else best[1]
+def _merge_fit(
+    new: dict[str, TensorSketch], members: list[int], sk: dict
+) -> tuple[int, ...] | None:
+    """Two or three of ``members`` that a linear combination of reproduces the new model
+    much better than any single member does (a weighted average, a task-arithmetic
+    merge: base + sum of l_i (ft_i - base)), fitted by least squares on the sketches,
+    which are linear in the weights: the members and their coefficients, or None."""
+    best: tuple[float, tuple[int, ...], np.ndarray] | None = None
+    for size in (2, 3):
+        for combo in combinations(members, size):
+            names = [n for n in new if all(n in sk[v] and sk[v][n].numel == new[n].numel
+                                           for v in combo)]  # fmt: skip
+            if 2 * len(names) < len(new):
+                continue
+            y = np.concatenate([new[n].sketch for n in names])
+            norm2 = max(sum(new[n].norm2 for n in names), 1e-300)
+            singles = [
+                float(np.sum((y - np.concatenate([sk[v][n].sketch for n in names])) ** 2))
+                for v in members
+                if all(n in sk[v] and sk[v][n].numel == new[n].numel for n in names)
+            ]
+            x = np.stack([np.concatenate([sk[v][n].sketch for n in names]) for v in combo], 1)
+            with np.errstate(all="ignore"):
+                c, *_ = np.linalg.lstsq(x, y, rcond=None)
+                r = y - x @ c
+                d = float(np.dot(r, r)) / norm2
+                single = min(singles) / norm2
+            if not np.isfinite(d) or not d < MERGE_GAIN * single:
+                continue
+            if best is None or d < best[0] * (0.5 if size > len(best[1]) else 1.0):
+                best = (d, combo, c)  # a third member must halve what two leave
+    return None if best is None else (best[1], best[2])
 
 
 def choose_bases(
     engine: VersionStore, new: dict[str, TensorSketch], links: list[Link], limit: int = 3
 ) -> tuple[Choices, set[int]]:
     """Per tensor name, the groups of stored rows to code it against (one row: a delta
-    or a cast; several: their mean), and the ids of the versions they belong to. A
+    or a cast; several: their mean and a fitted linear combination, or only the latter
+    for a :class:`LinearOnly` group), and the ids of the versions they belong to. A
     tensor left out is coded against the declared parents', as with ``base="parent"``."""
     parent_ids = [pid for pid, _, _, _ in links]
     ranked = candidates(engine.catalog, new, limit=limit)
@@ -105,7 +112,11 @@ def choose_bases(
     sk = sketches_of(engine.catalog, pool)
     deep = delta_coded(engine.catalog, pool)
     rows = {vid: {r.name: r for r in engine.tensor_rows(vid)} for vid in pool}
-    pair = _merge_pair(new, ranked, sk)
+    fitted = _merge_fit(new, pool, sk)
+    merge, mean_too = None, False
+    if fitted is not None:
+        merge, coeffs = fitted
+        mean_too = bool(np.all(np.abs(coeffs - 1 / len(merge)) < 0.05))
     first = parent_ids[0] if parent_ids else None
     choices: Choices = {}
     used: set[int] = set()
@@ -134,9 +145,11 @@ def choose_bases(
         if first is not None and name not in sk[first] and name in rows[first]:
             groups.append([rows[first][name]])  # a declared parent the index lacks
             chosen.append(first)
-        for mean_of in (pair, tuple(parent_ids) if len(parent_ids) >= 2 else None):
+        declared_merge = tuple(parent_ids) if len(parent_ids) >= 2 else None
+        for mean_of, mean in ((declared_merge, True), (merge, mean_too)):
             if mean_of and all(name in rows[v] for v in mean_of):
-                groups.append([rows[v][name] for v in mean_of])
+                group = [rows[v][name] for v in mean_of]
+                groups.append(group if mean else LinearOnly(group))
                 chosen += list(mean_of)
         choices[name] = groups
         used.update(chosen)
