@@ -86,6 +86,7 @@ import numpy as np
 
 from ..errors import UnsupportedInput
 from . import signals
+from .pairwise import Pairwise, find_merges, pairwise, shared_tensors
 from .signals import ModelSketch, sketch_model
 from .trees import _edmonds, forest_components, root_scores
 
@@ -100,8 +101,6 @@ __all__ = [
 ]
 
 DEFAULT_ROOT_COST = 1.0
-MERGE_TOLERANCE = 0.05
-MERGE_NEIGHBOURS = 6
 META_L = 8.0
 CAST_L = 8.0
 PRECISION_L = 0.7
@@ -215,139 +214,6 @@ def lineage_from_sketches(
     return [(e.parent, e.child) for e in edges if e.directed]
 
 
-# -- pairwise signals ------------------------------------------------------------------
-@dataclass
-class _Pairwise:
-    dist: np.ndarray  # relative distance, inf where not comparable
-    norm: np.ndarray  # norm[u, v]: squared norm of u over the tensors shared with v
-    sparsity: np.ndarray  # zero fraction of u over the shared tensors
-    bits: np.ndarray  # element-weighted mean precision of u over the shared tensors
-    extra: np.ndarray  # extra[u, v]: fraction of u's elements in tensors v lacks
-    share: np.ndarray  # fraction of same-dtype shared elements in bit-identical rows
-    groups: list[list[int]]  # models with identical layout
-    stacked: dict[int, np.ndarray]  # group index -> (members x K) concatenated sketches
-    shared: dict[tuple[int, int], list[tuple[int, int]]]  # tensor index pairs, when asked
-
-
-def _pairwise(sk: list[ModelSketch]) -> _Pairwise:
-    n = len(sk)
-    dist = np.full((n, n), np.inf)
-    norm, sparsity, bits, extra = (np.zeros((n, n)) for _ in range(4))
-    share = np.full((n, n), np.nan)
-    by_sig: dict[tuple, list[int]] = {}
-    for i, s in enumerate(sk):
-        by_sig.setdefault(s.signature, []).append(i)
-    groups = list(by_sig.values())
-    stacked: dict[int, np.ndarray] = {}
-    per_key: list[dict[tuple, int]] = [{key: j for j, key in enumerate(s.keys)} for s in sk]
-
-    def cat(m: int, idx: list[int], what: str) -> np.ndarray:
-        return np.concatenate([getattr(sk[m], what)[j] for j in idx])
-
-    def block(ga: list[int], gb: list[int], keys: list[tuple]) -> None:
-        a0, b0 = sk[ga[0]], sk[gb[0]]
-        ia = [per_key[ga[0]][key] for key in keys]
-        ib = [per_key[gb[0]][key] for key in keys]
-        A = np.stack([cat(m, ia, "sketches") for m in ga])
-        B = A if ga is gb else np.stack([cat(m, ib, "sketches") for m in gb])
-        na = np.einsum("ij,ij->i", A, A)
-        nb = na if ga is gb else np.einsum("ij,ij->i", B, B)
-        d2 = np.maximum(na[:, None] + nb[None, :] - 2.0 * (A @ B.T), 0.0)
-        ta = np.array([[sum(sk[m].norm2[j] for j in ia)] for m in ga])
-        tb = np.array([[sum(sk[m].norm2[j] for j in ib)] for m in gb])
-        rel = np.sqrt(d2 / np.maximum((ta + tb.T) / 2.0, 1e-300))
-        gi, gj = np.ix_(ga, gb)
-        dist[gi, gj] = rel
-        dist[gj.T, gi.T] = rel.T
-        norm[gi, gj], norm[gj.T, gi.T] = ta, tb
-        numel_a = sum(a0.numel[j] for j in ia)
-        numel_b = sum(b0.numel[j] for j in ib)
-        for g, idx, tot, tgt in ((ga, ia, numel_a, gi), (gb, ib, numel_b, gj.T)):
-            other = gj if tgt is gi else gi.T
-            z = np.array([[sum(sk[m].zeros[j] for j in idx) / tot] for m in g])
-            b = np.array([[sum(sk[m].bits[j] * sk[m].numel[j] for j in idx) / tot] for m in g])
-            e = np.array([[1.0 - tot / max(1, sum(sk[m].numel))] for m in g])
-            sparsity[tgt, other], bits[tgt, other], extra[tgt, other] = z, b, e
-        # bit-identical rows, only where the dtypes agree
-        per_row = np.concatenate([np.full(a0.rows[j].size, a0.numel[j] // a0.rows[j].size)
-                                  for j in ia]).astype(np.float64)  # fmt: skip
-        HA = np.stack([cat(m, ia, "rows") for m in ga])
-        HB = HA if ga is gb else np.stack([cat(m, ib, "rows") for m in gb])
-        DA = np.stack([_dtype_codes(sk[m], ia) for m in ga])
-        DB = DA if ga is gb else np.stack([_dtype_codes(sk[m], ib) for m in gb])
-        for x, m in enumerate(ga):
-            same_dt = DB == DA[x]
-            eq = (HB == HA[x]) & same_dt
-            tot = same_dt @ per_row
-            with np.errstate(invalid="ignore", divide="ignore"):
-                s = np.where(tot > 0, (eq @ per_row) / tot, np.nan)
-            share[m, gb] = s
-            share[gb, m] = s
-        if ga is gb:
-            stacked[groups.index(ga)] = A
-
-    for x, ga in enumerate(groups):
-        block(ga, ga, list(sk[ga[0]].keys))
-        for gb in groups[x + 1 :]:
-            ka, kb = sk[ga[0]], sk[gb[0]]
-            shared = [key for key in ka.keys if key in per_key[gb[0]]]
-            if not shared:
-                continue
-            sa = sum(ka.numel[per_key[ga[0]][key]] for key in shared) / max(1, sum(ka.numel))
-            sb = sum(kb.numel[per_key[gb[0]][key]] for key in shared) / max(1, sum(kb.numel))
-            if min(sa, sb) >= 0.5:
-                block(ga, gb, shared)
-    np.fill_diagonal(dist, np.inf)
-    return _Pairwise(dist, norm, sparsity, bits, extra, share, groups, stacked, {})
-
-
-def _dtype_codes(s: ModelSketch, idx: list[int]) -> np.ndarray:
-    return np.concatenate([np.full(s.rows[j].size, s.bits[j], np.int16) for j in idx])
-
-
-def _shared(sk: list[ModelSketch], p: _Pairwise, u: int, v: int) -> list[tuple[int, int]]:
-    if (u, v) not in p.shared:
-        kv = {key: j for j, key in enumerate(sk[v].keys)}
-        p.shared[(u, v)] = [(i, kv[key]) for i, key in enumerate(sk[u].keys) if key in kv]
-    return p.shared[(u, v)]
-
-
-# -- merges ----------------------------------------------------------------------------
-def _find_merges(p: _Pairwise, sk: list[ModelSketch]) -> dict[int, tuple[int, int]]:
-    merges: dict[int, tuple[int, int]] = {}
-    for g, members in enumerate(p.groups):
-        if len(members) < 3:
-            continue
-        S = p.stacked[g]
-        scale = np.sqrt(np.array([sum(sk[m].norm2) for m in members]))
-        local = {m: i for i, m in enumerate(members)}
-        for c in members:
-            row = p.dist[c, members]
-            order = [members[i] for i in np.argsort(row)[:MERGE_NEIGHBOURS] if np.isfinite(row[i])]
-            nearest = p.dist[c, order[0]] if order else np.inf
-            if not np.isfinite(nearest) or nearest == 0:
-                continue
-            sc = S[local[c]]
-            best = None
-            for x, a in enumerate(order):
-                for b in order[x + 1 :]:
-                    sa, sb = S[local[a]], S[local[b]]
-                    diff = sa - sb
-                    den = float(diff @ diff)
-                    if den <= 0:
-                        continue
-                    alpha = float((sc - sb) @ diff) / den
-                    if not 0.05 <= alpha <= 0.95:
-                        continue
-                    r = np.linalg.norm(sc - sb - alpha * diff) / max(scale[local[c]], 1e-300)
-                    if best is None or r < best[0]:
-                        best = (r, a, b)
-            if best is not None and best[0] < MERGE_TOLERANCE * nearest:
-                merges[c] = (best[1], best[2])
-    # a merge's parents must not be merges of it
-    return {c: ab for c, ab in merges.items() if not any(c in merges.get(x, ()) for x in ab)}
-
-
 # -- the inference proper --------------------------------------------------------------
 def _metadata_parents(sk: list[ModelSketch]) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
@@ -376,11 +242,11 @@ def edges_from_sketches(
     if n < 2:
         return []
     sk = sketches
-    p = _pairwise(sk)
+    p = pairwise(sk)
     meta = _metadata_parents(sk)
     merges = {v: (ps[0], ps[1]) for v, ps in meta.items() if len(ps) >= 2}
     if detect_merges:
-        for c, ab in _find_merges(p, sk).items():
+        for c, ab in find_merges(p, sk).items():
             if c not in meta and not any(c in meta.get(x, ()) for x in ab):
                 merges.setdefault(c, ab)
     forced = {(ps[0], v) for v, ps in meta.items() if len(ps) == 1}
@@ -436,8 +302,11 @@ def edges_from_sketches(
     for v, u in parent.items():
         if u is None:
             continue
-        if u in merges:  # moved under a merge
-            out.append(InferredEdge(names[u], names[v], "finetune", 0.6, True))
+        if u in merges:  # moved under a merge: only its own evidence orients it
+            p_dir = 1.0 / (1.0 + math.exp(-2.0 * R[u, v]))
+            conf = _existence(directed, u, v, parent, merges, n) * p_dir
+            out.append(InferredEdge(names[u], names[v], "finetune", round(conf, 4),
+                                    p_dir >= DIRECTED_MIN))  # fmt: skip
             continue
         p_dir = 1.0 / (1.0 + math.exp(-margins[(u, v)]))
         if (u, v) in special:
@@ -454,7 +323,7 @@ def edges_from_sketches(
 
 
 def _tree_costs(
-    p: _Pairwise, sk: list[ModelSketch], forced: set[tuple[int, int]], root_cost: float
+    p: Pairwise, sk: list[ModelSketch], forced: set[tuple[int, int]], root_cost: float
 ) -> tuple[np.ndarray, set[tuple[int, int]], set[tuple[int, int]]]:
     """Symmetric costs for the spanning forest, the exact casts and the prunings found."""
     related = np.isfinite(p.dist) & (p.dist <= root_cost)
@@ -467,7 +336,7 @@ def _tree_costs(
     for u, v in zip(*np.nonzero(related), strict=True):
         u, v = int(u), int(v)
         narrower = p.bits[u, v] > p.bits[v, u] + 0.5
-        if narrower and signals.is_cast(sk[u], sk[v], _shared(sk, p, u, v)):
+        if narrower and signals.is_cast(sk[u], sk[v], shared_tensors(sk, p, u, v)):
             casts.add((u, v))
             cost[u, v] = cost[v, u] = p.dist[u, v] * 1e-3
         elif p.sparsity[v, u] > p.sparsity[u, v] + SPARSITY_GAP:
@@ -476,7 +345,7 @@ def _tree_costs(
     # cheapest such edge costs its plain distance (a pruned model is never a cheap hub)
     masked: dict[int, dict[int, float]] = {}
     for u, v in pruned:
-        shared = _shared(sk, p, u, v)
+        shared = shared_tensors(sk, p, u, v)
         m = signals.masked_distance(sk[u], sk[v], shared)
         if signals.mask_fit(sk[u], sk[v], shared) >= EXACT_MASK:
             m *= 1e-3  # zeros exactly where u's smallest weights are: pruned from u
@@ -493,7 +362,7 @@ def _tree_costs(
     return cost, casts, pruned
 
 
-def _evidence(p: _Pairwise, meta: dict[int, list[int]],
+def _evidence(p: Pairwise, meta: dict[int, list[int]],
               casts: set[tuple[int, int]]) -> np.ndarray:  # fmt: skip
     """``L[u, v]``: log-odds that ``u`` is the parent of ``v`` rather than the reverse
     (antisymmetric; 0 for incomparable pairs without metadata)."""
@@ -522,7 +391,7 @@ def _evidence(p: _Pairwise, meta: dict[int, list[int]],
     return L
 
 
-def _clock(p: _Pairwise, casts: set[tuple[int, int]]) -> np.ndarray:
+def _clock(p: Pairwise, casts: set[tuple[int, int]]) -> np.ndarray:
     """``C[u, v]``: norm growth from u to v in units of a typical step (the squared
     relative distance to each one's nearest non-cast neighbour). Along a path it
     telescopes to the norm difference of the ends: a clock that a chain of noisy steps
@@ -649,7 +518,7 @@ def _below(a: int, b: int, parent: dict[int, int | None], merges: dict) -> bool:
     return False
 
 
-def _relation(p: _Pairwise, sk: list[ModelSketch], u: int, v: int,
+def _relation(p: Pairwise, sk: list[ModelSketch], u: int, v: int,
               casts: set[tuple[int, int]], pruned: set[tuple[int, int]]) -> str | None:  # fmt: skip
     if sk[v].relation and any(signals.matches(r, sk[u].aliases) for r in sk[v].refs):
         return sk[v].relation

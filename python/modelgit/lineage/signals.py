@@ -191,8 +191,8 @@ def matches(ref: str, aliases: set[str]) -> bool:
     if not r:
         return False
     tail = re.split(r"[/\\]", r)[-1]
-    return r in aliases or tail in aliases or any(
-        re.split(r"[/\\]", a)[-1] == tail for a in aliases
+    return (
+        r in aliases or tail in aliases or any(re.split(r"[/\\]", a)[-1] == tail for a in aliases)
     )
 
 
