@@ -100,6 +100,9 @@ def test_import_round_trip_and_inferred_edges(repo: mg.Repository, zoo: Path):
     assert edges[("base", "cast")] == "inferred"
     assert not any(c == "other" for _, c in edges) and not any(p == "other" for p, _ in edges)
     assert repo.version("ft").metadata["imported_from"] == str(zoo / "ft")
+    guess = repo.version("ft").metadata["inferred_lineage"]
+    assert guess["parents"] == ["base"] and 0 < guess["confidence"] < 1
+    assert repo.version("cast").metadata["inferred_lineage"]["relation"] == "cast"
     # progress covers the whole import in bytes, ends at the total, never goes back
     total = sum(f.stat().st_size for f in zoo.rglob("*.safetensors"))
     assert calls[-1] == (total, total)
@@ -172,6 +175,26 @@ def test_hub_cache_folders(repo: mg.Repository, tmp_path: Path):
         for k in sd:
             assert_same_tensor(got[k], sd[k], k)
     assert {m.status for m in repo.import_models(hub).models} == {"present"}
+
+
+def test_hub_repository_named_in_a_config_is_the_parent(repo: mg.Repository, tmp_path: Path):
+    """A fine-tune whose config.json names the hub repository it came from is hung
+    under that repository's model, whatever the weights say."""
+    snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    base = _base()
+    save_file(base, snap / "model.safetensors")
+    (snap / "config.json").write_text("{}")
+    ft = tmp_path / "mine" / "tuned"
+    ft.mkdir(parents=True)
+    g = torch.Generator().manual_seed(77)  # trained far from it: only the config tells
+    save_file({k: torch.randn(v.shape, generator=g) for k, v in base.items()},
+              ft / "model.safetensors")  # fmt: skip
+    (ft / "config.json").write_text(json.dumps({"_name_or_path": "acme/tiny"}))
+    report = repo.import_models([tmp_path / "hub", tmp_path / "mine"], dry_run=True)
+    by = {m.name: m for m in report.models}
+    assert by["tuned"].parents == ["acme--tiny"] and by["tuned"].directed
+    assert "confidence" in str(report)
 
 
 def test_bad_inputs(repo: mg.Repository, tmp_path: Path):

@@ -145,14 +145,32 @@ def _as_model(value: Any) -> Any:
     return value
 
 
+def _folder(value: Any) -> Path | None:
+    """The Hugging Face folder of a model given as that folder or as a ``model*``
+    weights file in it."""
+    if not isinstance(value, Path):
+        return None
+    if value.is_dir():
+        return value
+    return value.parent if value.is_file() and value.name.startswith("model") else None
+
+
+def _hub_repo(folder: Path) -> str | None:
+    """``org/name`` of a hub cache snapshot (``models--org--name/snapshots/<rev>``)."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent.name[len("models--") :].replace("--", "/")
+    return None
+
+
 def _side_files(value: Any) -> dict[str, bytes]:
-    """config.json / README.md beside a ``model*.safetensors`` file (a Hugging Face folder
-    passed by its weights file)."""
-    if not isinstance(value, Path) or not value.is_file() or not value.name.startswith("model"):
+    """config.json / README.md of a Hugging Face folder (given as the folder or by its
+    weights file)."""
+    folder = _folder(value)
+    if folder is None:
         return {}
     out = {}
     for name in ("config.json", "adapter_config.json", "README.md"):
-        f = value.parent / name
+        f = folder / name
         if f.is_file() and f.stat().st_size < 1 << 20:
             out[name] = f.read_bytes()
     return out
@@ -164,8 +182,9 @@ def _sketch_all(models: Any, k: int, threads: int) -> list[ModelSketch]:
         for n, m in models.items():
             m = _as_model(m)
             s = sketch_model(str(n), m, k=k, threads=threads, files=_side_files(m))
-            if isinstance(m, Path) and _side_files(m):
-                s.aliases.add(signals._norm(m.parent.name))
+            folder = _folder(m)
+            if folder is not None and (m.is_dir() or _side_files(m)):
+                s.aliases.add(signals._norm(_hub_repo(folder) or folder.name))
             out.append(s)
         return out
     if callable(getattr(models, "models", None)) and callable(getattr(models, "load", None)):

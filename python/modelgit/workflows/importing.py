@@ -9,10 +9,12 @@ What a path may hold (found recursively, one level of nesting):
   cache folder above them): one model per repository, named ``org--name``, one version
   per snapshot (oldest first), with ``hf_repo`` and ``revision`` kept as metadata.
 
-The models' lineage is inferred (``lineage.inference``) before anything is written;
-models are added roots first, each with its inferred parent recorded as an edge of
-relation ``inferred`` (the confidence is kept in the version's metadata), and stored
-against whatever stored tensors encode it smallest (automatic bases). ``edges`` (a
+The models' lineage is inferred (``lineage.inference.infer_edges``: weights, frozen
+rows, casts, pruning masks, Hugging Face metadata) before anything is written; models
+are added roots first, each with its inferred parents recorded as edges of relation
+``inferred`` (confidence, direction and the guessed kind of edge kept in the version's
+metadata under ``inferred_lineage``), and stored against whatever stored tensors encode
+it smallest (automatic bases). ``edges`` (a
 mapping ``{child: parent, list of parents or None}``, e.g. read from a JSON file)
 overrides what inference proposed. ``dry_run`` proposes and writes nothing.
 
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedInput
 from ..lineage.graph import INFERRED, Edge
-from ..lineage.inference import infer_lineage
+from ..lineage.inference import infer_edges
 from ..names import validate_name
 
 if TYPE_CHECKING:
@@ -54,14 +56,17 @@ class ImportedModel:
     name: str
     path: Path
     parents: list[str] = field(default_factory=list)
-    confidence: float | None = None
+    confidence: float | None = None  # the least confident of its edges; 1.0 when given
+    directed: bool = True  # False when inference could not tell parent from child
+    guess: str | None = None  # what inference thinks the edges are (cast, prune, merge...)
     metadata: dict[str, Any] = field(default_factory=dict)
     status: str = "planned"  # planned, added, committed, present
     version: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "parents": self.parents,
-                "confidence": self.confidence, "metadata": self.metadata,
+                "confidence": self.confidence, "directed": self.directed,
+                "relation_guess": self.guess, "metadata": self.metadata,
                 "status": self.status, "version": self.version}  # fmt: skip
 
 
@@ -83,7 +88,11 @@ class ImportReport:
         lines = []
         for m in self.models:
             parents = ", ".join(m.parents) if m.parents else "(root)"
-            conf = "" if m.confidence is None else f" confidence {m.confidence:.2f}"
+            conf = "" if m.confidence is None else f"  confidence {m.confidence:.2f}"
+            if m.parents and m.guess:
+                conf += f" ({m.guess}{'' if m.directed else ', direction unsure'})"
+            elif m.parents and not m.directed:
+                conf += " (direction unsure)"
             done = "" if self.dry_run else f"  [{m.status}{' ' + m.version if m.version else ''}]"
             lines.append(f"{m.name:<28} <- {parents}{conf}{done}")
         head = "proposed lineage (nothing written)" if self.dry_run else "imported"
@@ -224,15 +233,19 @@ class ImportMixin(_Base):
         firsts = {}
         for m in models:
             firsts.setdefault(m.name, m)  # lineage is inferred among each model's first
-        proposed = infer_lineage({m.name: m.path for m in firsts.values()})
-        for parent, child in proposed:
-            firsts[child].parents.append(parent)
+        for e in infer_edges({m.name: m.path for m in firsts.values()}):
+            child = firsts[e.child]
+            child.parents.append(e.parent)
+            child.confidence = min(e.confidence, child.confidence or 1.0)
+            child.directed = child.directed and e.directed
+            child.guess = child.guess or e.relation
         for child, given in (edges or {}).items():
             if child not in firsts:
                 raise UnsupportedInput(f"edges names {child!r}, which the import did not find")
             parents = [] if given is None else [given] if isinstance(given, str) else list(given)
             firsts[child].parents = [str(p) for p in parents]
-            firsts[child].confidence = 1.0
+            firsts[child].confidence = 1.0 if parents else None
+            firsts[child].directed, firsts[child].guess = True, None
         ordered = _order(models)
         report = ImportReport(ordered, dry_run)
         if dry_run:
@@ -274,8 +287,9 @@ class ImportMixin(_Base):
             m.status, m.version = "present", done
             return
         meta = dict(m.metadata) | {"imported_from": str(m.path)}
-        if m.parents and m.confidence is None:
-            meta["lineage"] = {"inferred_from": "weights"}
+        if m.parents and m.confidence is not None and m.confidence < 1.0:
+            meta["inferred_lineage"] = {"parents": m.parents, "confidence": m.confidence,
+                                        "directed": m.directed, "relation": m.guess}  # fmt: skip
         message = f"imported from {m.path}"
         if not first and renamed.get(m.name, m.name) in self:  # a later hub snapshot
             v = self.commit(renamed.get(m.name, m.name), m.path, message=message,
