@@ -38,6 +38,7 @@ from .storage.writer import WriteStats
 from .tolerance import Auto, ErrorBound, LowBit
 from .versions import ParentLink, Version
 from .versions.diff import Diff, TensorChange, TensorInfo
+from .versions.repack import RepackReport
 from .workflows import (
     BisectResult,
     CascadeReport,
@@ -80,6 +81,7 @@ __all__ = [
     "ModelStats",
     "FsckReport",
     "GcReport",
+    "RepackReport",
     "TransferReport",
     "DivergedModel",
     "TestSpec",

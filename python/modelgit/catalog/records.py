@@ -109,6 +109,15 @@ def insert_chunks(db: Any, rows: Iterable[ChunkRow]) -> None:
     )
 
 
+def update_chunks(db: Any, rows: Iterable[ChunkRow]) -> None:
+    """Point chunks at new records (a repack: same content, another encoding)."""
+    db.executemany(
+        "UPDATE chunks SET pack = ?, offset = ?, length = ?, raw_length = ?, codec = ?,"
+        " base = ?, depth = ?, lossy = ? WHERE id = ?",
+        [(*r.as_tuple()[1:], r.id) for r in rows],
+    )
+
+
 # -- tensors ---------------------------------------------------------------------------
 TENSOR_COLUMNS = "name, position, dtype, shape, nbytes, content, chunk_bytes, chunks, tie"
 

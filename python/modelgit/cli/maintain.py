@@ -60,6 +60,29 @@ def register(sub: Any) -> None:
         description="Delete chunks no version needs (after rm) and compact the packs.",
         epilog="examples:\n  modelgit rm old-model && modelgit gc",
     )
+    p = command(
+        sub,
+        "repack",
+        cmd_repack,
+        help="re-encode stored chunks against better bases",
+        description=(
+            "Go through the versions oldest first and re-encode each chunk against the "
+            "closest chunks of older versions under the current policy (automatic bases, "
+            "linear predictors for merges), keeping a new record only where it is "
+            "smaller; then gc to reclaim the old records' space. Versions and their "
+            "contents do not change. Loads keep working while it runs; add and commit "
+            "wait. Interrupted (even by kill -9), it loses nothing: run it again."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit repack              # e.g. after importing models without parents\n"
+            "  modelgit repack --no-gc      # leave the old records until the next gc\n"
+            "  modelgit repack --json"
+        ),
+    )
+    p.add_argument(
+        "--no-gc", action="store_true", help="do not run gc afterwards (the space stays used)"
+    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -124,6 +147,13 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         report = call_with_progress(repo.fsck, full=not args.quick, progress=bar)
     emit(args.json, report)
     return 0 if report.ok else 1
+
+
+def cmd_repack(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo, Progress("repacking") as bar:
+        report = call_with_progress(repo.repack, gc=not args.no_gc, progress=bar)
+    emit(args.json, report)
+    return 0
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

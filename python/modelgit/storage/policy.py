@@ -25,7 +25,15 @@ from ..tolerance import ErrorBound, LowBit
 from .linear_fit import fit_linear
 from .store import ChunkStore, chunk_id
 
-__all__ = ["BasePlan", "LinearOnly", "plan_bases", "ChunkJob", "store_chunk", "anchor"]
+__all__ = [
+    "BasePlan",
+    "LinearOnly",
+    "plan_bases",
+    "ChunkJob",
+    "encode_lossless",
+    "store_chunk",
+    "anchor",
+]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
 _MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
@@ -159,7 +167,9 @@ def _bases(
     return chosen, out
 
 
-def _lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded:
+def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded:
+    """The smallest lossless encoding of the chunk: every plan's delta (with and without
+    a zero mask where the chunk is sparse) and, where those do poorly, standalone."""
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     candidates: list[codec.Encoded] = []
@@ -275,13 +285,13 @@ def store_chunk(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[bytes
             enc, decoded = got
             if any(p.predictor in (codec.CAST, codec.MEAN, codec.LINEAR) for p in job.plans):
                 # an exact cast or merge usually costs next to nothing: keep it if smaller
-                exact = _lossless(store, job, max_depth)
+                exact = encode_lossless(store, job, max_depth)
             if exact is None or len(exact.payload) > len(enc.payload):
                 lcid = chunk_id(decoded)
                 if store.row(lcid) is None:
                     store.put(memoryview(decoded), enc, lcid, lossy=True)
                     return lcid, "lossy"
                 return lcid, "dedup"
-    enc = exact if exact is not None else _lossless(store, job, max_depth)
+    enc = exact if exact is not None else encode_lossless(store, job, max_depth)
     store.put(job.data, enc, cid)
     return cid, "delta" if enc.bases else "standalone"

@@ -23,6 +23,7 @@ used, as before automatic bases existed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 from typing import TYPE_CHECKING
 
@@ -98,14 +99,22 @@ def _merge_fit(
 
 
 def choose_bases(
-    engine: VersionStore, new: dict[str, TensorSketch], links: list[Link], limit: int = 3
+    engine: VersionStore,
+    new: dict[str, TensorSketch],
+    links: list[Link],
+    limit: int = 3,
+    allowed: Callable[[int], bool] | None = None,
 ) -> tuple[Choices, set[int]]:
     """Per tensor name, the groups of stored rows to code it against (one row: a delta
     or a cast; several: their mean and a fitted linear combination, or only the latter
     for a :class:`LinearOnly` group), and the ids of the versions they belong to. A
-    tensor left out is coded against the declared parents', as with ``base="parent"``."""
+    tensor left out is coded against the declared parents', as with ``base="parent"``.
+    ``allowed``: which stored versions may be bases (a repack: only older ones)."""
     parent_ids = [pid for pid, _, _, _ in links]
     ranked = candidates(engine.catalog, new, limit=limit)
+    if allowed is not None:
+        ranked = [(vid, d) for vid, d in ranked if allowed(vid)]
+        parent_ids = [pid for pid in parent_ids if allowed(pid)]
     pool = list(dict.fromkeys([vid for vid, _ in ranked] + parent_ids))
     if not pool:
         return {}, set()

@@ -40,6 +40,8 @@ from .checkout import CheckoutCache
 from .export import export_link, export_version
 from .load import load_state_dict
 from .load_into import load_into_module
+from .repack import RepackReport
+from .repack import repack as repack_versions
 from .version import Version
 from .write import Link, provenance_links, write_version
 
@@ -388,6 +390,16 @@ class VersionStore:
     def fsck(self, full: bool = True, progress: ProgressFn | None = None) -> maintenance.FsckReport:
         """Check the repository; ``full`` decodes and verifies every chunk."""
         return maintenance.fsck(self.catalog, self.store, full=full, progress=progress)
+
+    def repack(self, gc: bool = True, progress: ProgressFn | None = None) -> RepackReport:
+        """Re-choose the bases of every stored chunk under the current policy (automatic
+        bases, linear predictors), keeping new records where they are smaller; then
+        ``gc`` to reclaim the old records' space unless ``gc=False``. Loads keep working
+        while it runs; adds and commits wait. See :mod:`modelgit.versions.repack`."""
+        report = repack_versions(self, progress=progress)
+        if gc and report.rewritten:
+            report.gc_reclaimed = self.gc().bytes_freed
+        return report
 
     def gc(self, progress: ProgressFn | None = None) -> maintenance.GcReport:
         """Reclaim the space of chunks no version needs and of torn pack tails."""

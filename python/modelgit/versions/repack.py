@@ -1,0 +1,247 @@
+"""Repack: re-choose the bases of stored chunks under the current policy.
+
+A repository filled before automatic bases existed, or without declared parents by an
+older modelgit, holds relatives as standalone chunks; a merge written before linear
+predictors holds it as a plain delta. ``repack`` goes through the versions oldest
+first and re-encodes each chunk a version introduced against the closest chunks of
+*older* versions (automatic bases, ``versions.bases``; the declared parents and the
+previous version too), keeping a new record only where it is smaller. Chunk ids are
+content hashes, so nothing above the chunk rows changes: versions, tensors and every
+reader's results stay exactly the same.
+
+Safety:
+
+* no cycle: a chunk is only coded against chunks of older versions whose own bases
+  (transitively) do not lead back to it;
+* no chain past the layout bound, and no chunk made deeper that others are coded
+  against (their recorded depth would be wrong): such a chunk may only get shallower;
+* crash safety as for a write: the new records are appended to a fresh pack and made
+  durable, then one catalog transaction per version points the chunk rows at them. A
+  kill at any point leaves either the old rows or the new ones, both complete; the old
+  records stay in their packs (readers holding an old row keep reading them) until
+  ``gc`` drops them;
+* bounded memory: one version's chunk rows at a time, chunks decoded one by one on the
+  worker pool (the decoded-chunk cache is bounded).
+
+The repository lock is held exclusively while it runs (adds and commits wait; loads do
+not). Record changes are described in docs/FORMAT.md (section 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..catalog.records import ChunkRow, update_chunks
+from ..dtypes import by_name
+from ..formats.sources import open_model
+from ..progress import Counter, ProgressFn
+from ..storage.packs import CHECKSUM, RECORD_HEADER
+from ..storage.policy import ChunkJob, encode_lossless, plan_bases
+from ..storage.similarity import ensure_tables, insert_sketches, sketch_source, sketches_of
+from .bases import choose_bases
+
+if TYPE_CHECKING:
+    from ..storage.store import ChunkStore
+    from .engine import VersionStore
+
+__all__ = ["RepackReport", "repack"]
+
+MIN_GAIN = 0.01  # a new record must be at least this much smaller than the old one
+CANDIDATES = 8  # stored versions ranked per version (newer ones are filtered out)
+
+
+@dataclass
+class RepackReport:
+    """What a repack did: versions and chunks looked at, chunks given a new record, and
+    the bytes of the records before and after (``saved``: what ``gc`` then reclaims)."""
+
+    versions: int = 0
+    chunks: int = 0
+    rewritten: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    gc_reclaimed: int | None = None
+
+    @property
+    def saved(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "saved": self.saved}
+
+    def __str__(self) -> str:
+        from ..units import human_bytes
+
+        pct = 100 * self.saved / self.bytes_before if self.bytes_before else 0.0
+        text = (
+            f"repacked {self.versions} version(s): {self.rewritten} of {self.chunks} chunks "
+            f"re-encoded; stored {human_bytes(self.bytes_before)} -> "
+            f"{human_bytes(self.bytes_after)} (saved {human_bytes(self.saved)}, {pct:.1f}%)"
+        )
+        if self.gc_reclaimed is not None:
+            text += f"; gc reclaimed {human_bytes(self.gc_reclaimed)} on disk"
+        return text
+
+
+def _record_length(enc: Any) -> int:
+    return RECORD_HEADER.size + len(enc.params) + len(enc.payload) + CHECKSUM.size
+
+
+class _State:
+    """What the repack knows of the chunks: the version that introduced each (its
+    owner), the chunks others are coded against, and every chunk's current row."""
+
+    def __init__(self, engine: VersionStore) -> None:
+        self.owner: dict[bytes, int] = {}
+        for vid, chunks in engine.catalog.query(
+            "SELECT version, chunks FROM tensors ORDER BY version"
+        ):
+            for i in range(0, len(chunks), 16):
+                self.owner.setdefault(bytes(chunks[i : i + 16]), vid)
+        self.needed: set[bytes] = set()  # chunks some record is coded against
+        for (base,) in engine.catalog.query("SELECT base FROM chunks WHERE base IS NOT NULL"):
+            base = bytes(base)
+            self.needed.update(base[i : i + 16] for i in range(0, len(base), 16))
+
+
+def _leads_to(store: ChunkStore, start: list[bytes], target: bytes) -> bool:
+    """Whether decoding ``start`` needs ``target`` (following bases transitively)."""
+    seen: set[bytes] = set()
+    todo = list(start)
+    while todo:
+        cid = todo.pop()
+        if cid == target:
+            return True
+        if cid in seen:
+            continue
+        seen.add(cid)
+        row = store.row(cid)
+        if row is not None:
+            todo.extend(row.bases)
+    return False
+
+
+def _sketches(engine: VersionStore, vid: int) -> tuple[dict, bool]:
+    """The version's sketches from the index, or computed from its decoded weights
+    (a version written before the index existed); and whether they were computed."""
+    have = sketches_of(engine.catalog, [vid])[vid]
+    if have:
+        return have, False
+    v = engine.version_by_id(vid)
+    with open_model(engine.load(v.ref)) as source:
+        return sketch_source(source, engine.chunk_elems), True
+
+
+def _links(engine: VersionStore, vid: int) -> list[tuple]:
+    """The version's parent links (declared parents, previous version) as
+    ``write`` takes them: (parent id, parent Version, kind, relation)."""
+    rows = engine.catalog.query(
+        "SELECT parent, kind, relation FROM version_parents WHERE version = ? "
+        "ORDER BY kind = 'version' DESC, position",
+        (vid,),
+    )
+    out = []
+    for pid, kind, relation in rows:
+        if pid < vid:
+            out.append((pid, engine.version_by_id(pid), kind, relation))
+    return out
+
+
+def _repack_version(
+    engine: VersionStore, vid: int, state: _State, report: RepackReport, count: Counter
+) -> None:
+    store = engine.store
+    rows = engine.tensor_rows(vid)
+    mine = [(t, i, c) for t in rows if t.tie is None for i, c in enumerate(t.chunk_ids)
+            if state.owner.get(c) == vid]  # fmt: skip
+    if not mine:
+        return
+    sketches, computed = _sketches(engine, vid)
+    links = _links(engine, vid)
+    choices, _ = choose_bases(
+        engine, sketches, links, limit=CANDIDATES, allowed=lambda other: other < vid
+    )
+    parents = [{r.name: r for r in engine.tensor_rows(pid)} for pid, _, _, _ in links]
+    plans = {
+        t.name: plan_bases(t.name, by_name(t.dtype), tuple(t.shape), t.chunk_bytes
+                           // by_name(t.dtype).size, parents, choices.get(t.name))
+        for t in rows if t.tie is None
+    }  # fmt: skip
+    old_rows = store.rows([c for _, _, c in mine])
+
+    def one(item: tuple) -> tuple[bytes, ChunkRow | None]:
+        t, i, cid = item
+        old = old_rows.get(cid)
+        if old is None or old.lossy or not plans[t.name]:
+            return cid, None
+        data = memoryview(store.get(cid))
+        job = ChunkJob(data, by_name(t.dtype), i, plans[t.name])
+        enc = encode_lossless(store, job, engine.max_depth)
+        if _record_length(enc) > (1 - MIN_GAIN) * old.length:
+            return cid, None
+        depth = 1 + max((store.row(b).depth for b in enc.bases), default=-1)  # type: ignore[union-attr]
+        if cid in state.needed and depth > old.depth:
+            return cid, None  # others are coded against it: it may not get deeper
+        if _leads_to(store, list(enc.bases), cid):
+            return cid, None
+        return cid, store.put(data, enc, cid)
+
+    try:
+        done: dict[bytes, ChunkRow] = {}
+        for cid, new in engine.pool.map(one, mine):
+            old = old_rows.get(cid)
+            report.chunks += 1
+            if old is not None:
+                count(old.raw_length)
+                report.bytes_before += old.length
+                report.bytes_after += (new or old).length
+            if new is not None:
+                done[cid] = new
+        if not done and not computed:
+            return
+        store.sync()
+        with engine.catalog.transaction() as db:
+            update_chunks(db, list(done.values()))
+            ensure_tables(db)
+            if computed:
+                insert_sketches(db, vid, sketches.values())
+            bases = set()
+            for t in rows:
+                for c in t.chunk_ids:
+                    row = done.get(c) or old_rows.get(c)
+                    if row is not None and state.owner.get(c) == vid:
+                        bases.update(state.owner.get(b, vid) for b in row.bases)
+            db.execute("DELETE FROM storage_bases WHERE version = ?", (vid,))
+            db.executemany(
+                "INSERT OR IGNORE INTO storage_bases(version, base) VALUES (?,?)",
+                [(vid, b) for b in sorted(bases) if b != vid],
+            )
+    except BaseException:
+        store.abandon()
+        raise
+    store.published()
+    for row in done.values():
+        state.needed.update(row.bases)
+    report.rewritten += len(done)
+
+
+def repack(engine: VersionStore, progress: ProgressFn | None = None) -> RepackReport:
+    """Re-encode every chunk whose record the current policy makes smaller; see the
+    module docstring. Call :meth:`~modelgit.Repository.gc` afterwards to reclaim the
+    old records' space (``Repository.repack`` does by default)."""
+    report = RepackReport()
+    with engine.lock(exclusive=True):
+        state = _State(engine)
+        vids = [r[0] for r in engine.catalog.query("SELECT id FROM versions ORDER BY id")]
+        total = sum(
+            r[0] or 0
+            for r in engine.catalog.query("SELECT SUM(raw_length) FROM chunks")  # fmt: skip
+        )
+        count = Counter(progress, total)
+        for vid in vids:
+            _repack_version(engine, vid, state, report, count)
+            report.versions += 1
+        if progress is not None:
+            progress(total, total)
+    return report
