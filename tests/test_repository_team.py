@@ -103,6 +103,22 @@ def finetune(sd: dict[str, torch.Tensor], row: int) -> dict[str, torch.Tensor]:
 
 
 # -- the repository API on a team repository ---------------------------------------------
+def test_team_repack(team: mg.Repository) -> None:
+    """Repack on a PostgreSQL catalog with packs in a shared folder or S3."""
+    base = state(2)
+    models = {"base": base, "ft": finetune(base, 5), "ft2": finetune(finetune(base, 5), 9)}
+    for name, sd in models.items():
+        team.add(name, sd, base="parent")
+    before = team.stats().stored_bytes
+    report = team.repack()
+    assert report.rewritten > 0 and team.stats().stored_bytes < before
+    for name, sd in models.items():
+        got = team.load(name)
+        for k in sd:
+            assert torch.equal(got[k].view(torch.uint8), sd[k].view(torch.uint8)), (name, k)
+    assert team.fsck().ok
+
+
 def test_team_add_load_versions_lineage_fsck_gc(team: mg.Repository) -> None:
     base = state(1)
     v1 = team.add("base", base, message="first")
