@@ -20,6 +20,7 @@ import numpy as np
 from .. import codec
 from .._native import _core
 from ..codec import lossy
+from ..codec.predict import predict
 from ..dtypes import DType, by_name
 from ..tolerance import ErrorBound, LowBit
 from .linear_fit import fit_linear
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
+_STANDALONE_FLOOR = 0.5  # standalone coding costs at least this share of the nonzero bytes
 _MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
 LINEAR_MISSES = 4  # chunks without a hit after which a write stops fitting
 
@@ -167,17 +169,48 @@ def _bases(
     return chosen, out
 
 
-def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded:
-    """The smallest lossless encoding of the chunk: every plan's delta (with and without
-    a zero mask where the chunk is sparse) and, where those do poorly, standalone."""
+ESTIMATE_SAMPLE = 4096  # elements on which the plans' residuals are priced
+ESTIMATE_SLACK = 1.15  # plans priced within this factor of the cheapest are all encoded
+
+
+@dataclass
+class _Option:
+    """One way to code the chunk: a plan's prediction (a linear one fitted), with or
+    without a zero mask, and its estimated cost (bits per element on a sample)."""
+
+    predictor: int
+    ids: list[bytes]
+    bases: list[memoryview]
+    base_dtype: DType
+    mask: bool
+    bits: float
+    coeffs: tuple[float, ...] = ()
+
+
+def _strided(buf: memoryview, size: int, n: int) -> np.ndarray:
+    words = np.frombuffer(buf, dtype=f"<u{size}", count=n)
+    step = max(1, n // ESTIMATE_SAMPLE)
+    return np.ascontiguousarray(words[::step][:ESTIMATE_SAMPLE])
+
+
+def _price(y: np.ndarray, pred: np.ndarray, mask: bool) -> float:
+    """Mean bits per element of the residual, log2(1 + |difference of the patterns|);
+    with a zero mask, the zero elements cost only their share of the mask."""
+    d = np.log2(1 + np.abs(y.astype(np.int64) - pred.astype(np.int64)).astype(np.float64))
+    if not mask:
+        return float(np.mean(d))
+    zero = y == 0
+    share = float(np.mean(zero))
+    entropy = 0.0 if share in (0.0, 1.0) else -(share * np.log2(share)
+                                                + (1 - share) * np.log2(1 - share))  # fmt: skip
+    return float(np.mean(np.where(zero, 0.0, d))) + entropy
+
+
+def _options(store: ChunkStore, job: ChunkJob, max_depth: int, try_mask: bool) -> list[_Option]:
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
-    candidates: list[codec.Encoded] = []
-    zeros = np.count_nonzero(np.frombuffer(data, dtype=f"<u{dtype.size}") == 0)
-    try_mask = zeros >= _MASK_MIN_ZEROS * n
-    # floats: the integer difference of value-ordered patterns (small for small changes
-    # of either sign); other types: XOR of the bit patterns
-    delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
+    y = _strided(data, dtype.size, n)
+    out: list[_Option] = []
     for plan in job.plans:
         if plan.predictor == codec.LINEAR and not plan.worth_trying():
             continue
@@ -185,58 +218,60 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
         if got is None:
             continue
         ids, bases = got
+        predictor, coeffs = plan.predictor, ()
         if plan.predictor == codec.LINEAR:
             fit = fit_linear(data, dtype, bases)
-            if fit is not None and fit.useful:
-                plan.seen["hit"] = plan.seen.get("hit", 0) + 1
-                candidates.append(
-                    codec.encode_predicted(
-                        data,
-                        dtype,
-                        fit.predictor,
-                        [bases[i] for i in fit.order],
-                        [ids[i] for i in fit.order],
-                        plan.base_dtype,
-                        delta,
-                        coeffs=fit.coeffs,
-                    )
-                )
-            elif fit is None or fit.single_bits >= 1:  # (not a chunk a base holds all but
-                plan.seen["miss"] = plan.seen.get("miss", 0) + 1  # exactly): no merge
+            if fit is None or not fit.useful:
+                if fit is None or fit.single_bits >= 1:  # (not a chunk a base holds all
+                    plan.seen["miss"] = plan.seen.get("miss", 0) + 1  # but exactly)
+                continue
+            plan.seen["hit"] = plan.seen.get("hit", 0) + 1
+            predictor, coeffs = fit.predictor, fit.coeffs
+            ids, bases = [ids[i] for i in fit.order], [bases[i] for i in fit.order]
+        sampled = [_strided(b, plan.base_dtype.size, n) for b in bases]
+        try:
+            pred = predict(predictor, [memoryview(b).cast("B") for b in sampled],
+                                 plan.base_dtype, dtype, len(y), coeffs=coeffs)  # fmt: skip
+        except ValueError:
             continue
-        if plan.predictor == codec.IDENT:
-            candidates.append(
-                codec.encode_planes(
-                    data,
-                    dtype.size,
-                    dtype.is_float and delta != _core.DELTA_OSUB,
-                    base=bases[0],
-                    base_id=ids[0],
-                    delta=delta,
-                )
-            )
-        else:
-            candidates.append(
-                codec.encode_predicted(
-                    data, dtype, plan.predictor, bases, ids, plan.base_dtype, delta
-                )
-            )
-        if try_mask:
-            candidates.append(
-                codec.encode_predicted(
-                    data,
-                    dtype,
-                    plan.predictor,
-                    bases,
-                    ids,
-                    plan.base_dtype,
-                    delta,
-                    use_mask=True,
-                )
-            )
+        p = np.frombuffer(pred, dtype=y.dtype)
+        for mask in (False, True) if try_mask and predictor != codec.LINEAR else (False,):
+            out.append(_Option(predictor, ids, bases, plan.base_dtype, mask,
+                               _price(y, p, mask), coeffs))  # fmt: skip
+    return out
+
+
+def _encode(data: memoryview, dtype: DType, o: _Option, delta: int) -> codec.Encoded:
+    if o.predictor == codec.IDENT and not o.mask:
+        rotate = dtype.is_float and delta != _core.DELTA_OSUB
+        return codec.encode_planes(data, dtype.size, rotate, o.bases[0], o.ids[0], delta)
+    return codec.encode_predicted(data, dtype, o.predictor, o.bases, o.ids, o.base_dtype,
+                                  delta, use_mask=o.mask, coeffs=o.coeffs)  # fmt: skip
+
+
+def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.Encoded:
+    """The smallest lossless encoding of the chunk among its plans' deltas (each with
+    and without a zero mask where the chunk is sparse) and standalone coding. The
+    deltas are priced on a sample first; only the cheapest (and those within
+    ``ESTIMATE_SLACK`` of it) are encoded. Standalone coding is tried where the best
+    delta is no better than what the chunk's nonzero elements cost on their own."""
+    data, dtype = job.data, job.dtype
+    n = len(data) // dtype.size
+    zeros = np.count_nonzero(np.frombuffer(data, dtype=f"<u{dtype.size}") == 0)
+    try_mask = zeros >= _MASK_MIN_ZEROS * n
+    # floats: the integer difference of value-ordered patterns (small for small changes
+    # of either sign); other types: XOR of the bit patterns
+    delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
+    options = _options(store, job, max_depth, try_mask)
+    cheapest = min((o.bits for o in options), default=0.0)
+    candidates = [_encode(data, dtype, o, delta) for o in options
+                  if o.bits <= ESTIMATE_SLACK * cheapest + 0.05]  # fmt: skip
     best = min(candidates, key=lambda e: len(e.payload), default=None)
-    # a sparse chunk (a prune) may code smaller on its own than against any base
-    if best is None or try_mask or len(best.payload) > _STANDALONE_RETRY * len(data):
+    # standalone: where deltas do poorly; for a sparse chunk (a prune), wherever the
+    # delta is above what its nonzero elements alone would cost at best
+    floor = _STANDALONE_FLOOR * (n - zeros) / n if n else 0.0
+    limit = min(_STANDALONE_RETRY, floor) if try_mask else _STANDALONE_RETRY
+    if best is None or len(best.payload) > limit * len(data):
         alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
         if best is None or len(alt.payload) < len(best.payload):
             best = alt
