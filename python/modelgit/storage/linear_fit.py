@@ -27,7 +27,8 @@ from ..dtypes import DType
 __all__ = ["LinearFit", "fit_linear", "SAMPLE"]
 
 SAMPLE = 8192  # elements of the chunk sampled for the fit and the choice
-QUICK = 512  # elements of the first look
+QUICK = 512  # elements of the first look (and of the search over roundings)
+FINALISTS = 3  # candidates judged again on the large sample
 MIN_DIFFERING = 16  # sampled elements where the bases differ, to fit on those alone
 DIGITS = range(1, 8)  # decimals the coefficients are rounded to, besides the raw fit
 USEFUL = 0.5  # a fit whose residual costs at most this share of a single base's
@@ -161,17 +162,14 @@ def fit_linear(data: memoryview, dtype: DType, bases: list[memoryview]) -> Linea
     forms = _forms(*quick.xs_y())
     if not forms:
         return None
-    best = min((quick(p, o, tuple(map(float, c))) for p, o, c in forms), key=_bits_of)
-    if not best.useful:
-        return best
+    raw = [quick(p, o, tuple(map(float, c))) for p, o, c in forms]
+    if not min(raw, key=_bits_of).useful:
+        return min(raw, key=_bits_of)
+    # every form's roundings on the small sample; the few best on the large one
+    tried = raw + [quick(p, o, cs) for p, o, c in forms for cs in _snapped(c)[:-1]]
+    tried.sort(key=_bits_of)
     judge = _Judge(data, dtype, bases, SAMPLE)
-    best = None
-    for predictor, order, cs in _forms(*judge.xs_y()):
-        for snapped in _snapped(cs):
-            got = judge(predictor, order, snapped)
-            if best is None or got.bits < best.bits:
-                best = got
-    return best
+    return min((judge(f.predictor, f.order, f.coeffs) for f in tried[:FINALISTS]), key=_bits_of)
 
 
 def _bits_of(f: LinearFit) -> float:

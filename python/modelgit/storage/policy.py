@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
-_STANDALONE_FLOOR = 0.5  # standalone coding costs at least this share of the nonzero bytes
 _MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
 LINEAR_MISSES = 4  # chunks without a hit after which a write stops fitting
 
@@ -105,7 +104,7 @@ def plan_bases(
     plans: list[BasePlan] = []
     seen: set[tuple[bytes, ...]] = set()
     for group in groups:
-        key = tuple(r.chunks for r in group)
+        key = tuple(sorted(r.chunks for r in group))  # a group in another order: the same
         if not group or key in seen:
             continue
         seen.add(key)
@@ -170,7 +169,7 @@ def _bases(
 
 
 ESTIMATE_SAMPLE = 4096  # elements on which the plans' residuals are priced
-ESTIMATE_SLACK = 1.15  # plans priced within this factor of the cheapest are all encoded
+ESTIMATE_SLACK = 1.02  # plans priced within this factor of the cheapest are all encoded
 
 
 @dataclass
@@ -241,6 +240,23 @@ def _options(store: ChunkStore, job: ChunkJob, max_depth: int, try_mask: bool) -
     return out
 
 
+def _standalone_estimate(data: memoryview, dtype: DType) -> float:
+    """Bytes standalone coding would take, about: the order-0 entropy of each byte plane
+    of a sample (floats rotated left by one bit, as the codec does)."""
+    n = len(data) // dtype.size
+    w = _strided(data, dtype.size, n)
+    if dtype.is_float:
+        bits = 8 * dtype.size
+        w = (w << w.dtype.type(1)) | (w >> w.dtype.type(bits - 1))
+    planes = w.view(np.uint8).reshape(len(w), dtype.size)
+    total = 0.0
+    for i in range(dtype.size):
+        counts = np.bincount(planes[:, i], minlength=256)
+        p = counts[counts > 0] / len(w)
+        total += float(-(p * np.log2(p)).sum())
+    return total / 8 * n
+
+
 def _encode(data: memoryview, dtype: DType, o: _Option, delta: int) -> codec.Encoded:
     if o.predictor == codec.IDENT and not o.mask:
         rotate = dtype.is_float and delta != _core.DELTA_OSUB
@@ -265,13 +281,15 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
     options = _options(store, job, max_depth, try_mask)
     cheapest = min((o.bits for o in options), default=0.0)
     candidates = [_encode(data, dtype, o, delta) for o in options
-                  if o.bits <= ESTIMATE_SLACK * cheapest + 0.05]  # fmt: skip
+                  if o.bits <= ESTIMATE_SLACK * cheapest + 0.005]  # fmt: skip
     best = min(candidates, key=lambda e: len(e.payload), default=None)
-    # standalone: where deltas do poorly; for a sparse chunk (a prune), wherever the
-    # delta is above what its nonzero elements alone would cost at best
-    floor = _STANDALONE_FLOOR * (n - zeros) / n if n else 0.0
-    limit = min(_STANDALONE_RETRY, floor) if try_mask else _STANDALONE_RETRY
-    if best is None or len(best.payload) > limit * len(data):
+    # standalone: where deltas do poorly, or where the order-0 entropy of the sample's
+    # byte planes (what standalone coding nearly reaches) says it may win (a prune)
+    if (
+        best is None
+        or len(best.payload) > _STANDALONE_RETRY * len(data)
+        or _standalone_estimate(data, dtype) < 1.1 * len(best.payload)
+    ):
         alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
         if best is None or len(alt.payload) < len(best.payload):
             best = alt

@@ -8,7 +8,7 @@ the few stored versions closest to the new model and its declared parents:
 - the closest tensor, or a declared parent's when it is nearly as close (a parent is
   usually shallower: cheaper to decode, for the writer and for every load); when the
   new tensor is sparse (a pruned model: the distance of values says little about what
-  a zero mask leaves to code), the declared parent's and the next closest too;
+  a zero mask leaves to code), also the declared parent's, or else the next closest;
 - two or three stored versions, when a linear combination of them (fitted on the
   sketches, which are linear) sits much closer to the new model than any one does: a
   merge (a mean, a weighted average, task arithmetic), declared or not; and the
@@ -148,13 +148,16 @@ def choose_bases(
         if s.zero_share >= SPARSE:  # a zero mask may change which base codes smallest
             extra = ([first] if first is not None else []) + [vid for _, _, vid in scored]
             for vid in extra:
-                if vid not in chosen and name in rows[vid] and len(chosen) < 3:
+                if vid not in chosen and name in rows[vid] and len(chosen) < 2:
                     chosen.append(vid)
         groups = [[rows[vid][name]] for vid in chosen]
         if first is not None and name not in sk[first] and name in rows[first]:
             groups.append([rows[first][name]])  # a declared parent the index lacks
             chosen.append(first)
         declared_merge = tuple(parent_ids) if len(parent_ids) >= 2 else None
+        if merge and declared_merge and set(declared_merge) <= set(merge):
+            if len(merge) > len(declared_merge) or mean_too:
+                declared_merge = None  # the fitted combination covers the declared one
         for mean_of, mean in ((declared_merge, True), (merge, mean_too)):
             if mean_of and all(name in rows[v] for v in mean_of):
                 group = [rows[v][name] for v in mean_of]
