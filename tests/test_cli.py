@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import modelgit as mg
 from modelgit.cli import build_parser, main
@@ -208,8 +208,10 @@ def test_du(cli: Callable, repo_dir: Path) -> None:
         assert 0 <= m["dedup_share"] <= 1 and 0 <= m["delta_share"] <= 1
     assert models["ft"]["dedup_share"] > 0  # unchanged biases are shared with base
     assert d["logical_bytes"] > d["stored_bytes"] > 0
+    assert models["base"]["stored_against"] == [] and models["hf"]["stored_against"]
     text = cli("du").out
     assert re.search(r"^total\s+4\s", text, re.M) and "dedup" in text and "delta" in text
+    assert re.search(r"^hf\s.*\s(ft|base)$", text, re.M)  # the "against" column
 
 
 def test_graph_outputs(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
@@ -326,16 +328,23 @@ def test_tolerance_is_passed_through(cli: Callable, repo_dir: Path, tmp_path: Pa
     assert (got - nudged(weights(0), 0.05)["head.weight"]).abs().max() <= 1e-3
 
 
-def test_base_option(cli: Callable, repo_dir: Path, files: dict[str, Path]) -> None:
-    """--base parent codes against the declared parent even where ft (a copy) is closer;
-    auto (the default) picks the closest stored tensors, declared or not."""
-    ft = files["ft.safetensors"]
-    assert cli("add", "near", ft, "-p", "base", "--base", "parent", cwd=repo_dir).code == 0
-    assert cli("add", "near2", ft, "-p", "base", cwd=repo_dir).code == 0
+def test_base_option(
+    cli: Callable, repo_dir: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """--base parent codes against the declared parent even where ft is closer; auto
+    (the default) picks the closest stored tensors, declared or not."""
+    g = torch.Generator().manual_seed(3)
+    ft = load_file(files["ft.safetensors"])
+    for name in ("near", "near2"):  # two close relatives of ft
+        near = {k: v + 1e-4 * torch.randn(v.shape, generator=g) for k, v in ft.items()}
+        save_file(near, tmp_path / f"{name}.safetensors")
+    path = tmp_path / "near.safetensors"
+    assert cli("add", "near", path, "-p", "base", "--base", "parent", cwd=repo_dir).code == 0
+    assert cli("add", "near2", tmp_path / "near2.safetensors", "-p", "base", cwd=repo_dir).code == 0
     with mg.open(repo_dir) as repo:
         assert {v.model for v in repo.storage_bases("near")} == {"base"}
         assert "ft" in {v.model for v in repo.storage_bases("near2")}
-    r = cli("commit", "near", ft, "--base", "nearest", cwd=repo_dir)
+    r = cli("commit", "near", path, "--base", "nearest", cwd=repo_dir)
     assert r.code == 2 and "invalid choice" in r.err
 
 

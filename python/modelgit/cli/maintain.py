@@ -93,21 +93,34 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def du_json(stats: Any) -> dict:
+def _against(repo: Any, stats: Any) -> dict[str, list[str]]:
+    """The models each model's latest version was coded against (its storage bases)."""
+    out = {}
+    for m in stats.models:
+        names = [v.model for v in repo.storage_bases(m.name)]
+        out[m.name] = list(dict.fromkeys(n for n in names if n != m.name))
+    return out
+
+
+def du_json(stats: Any, against: dict[str, list[str]] | None = None) -> dict:
     d = stats.to_json()
     for m in d["models"]:
+        if against is not None:
+            m["stored_against"] = against.get(m["name"], [])
         logical = m["logical_bytes"]
         m["dedup_share"] = m["dedup_bytes"] / logical if logical else None
         m["delta_share"] = m["delta_bytes"] / logical if logical else None
     return d
 
 
-def du_text(stats: Any) -> str:
+def du_text(stats: Any, against: dict[str, list[str]] | None = None) -> str:
     rows: list[list[object]] = [
-        ["model", "versions", "logical", "stored", "ratio", "dedup", "delta", ""]
+        ["model", "versions", "logical", "stored", "ratio", "dedup", "delta", "", "against"]
     ]
     for m in stats.models:
         ratio = f"{m.logical_bytes / m.stored_bytes:.2f}x" if m.stored_bytes else "-"
+        bases = (against or {}).get(m.name, [])
+        shown = ", ".join(bases[:3]) + (f" +{len(bases) - 3}" if len(bases) > 3 else "")
         rows.append([
             m.name,
             m.versions,
@@ -117,6 +130,7 @@ def du_text(stats: Any) -> str:
             share(m.dedup_bytes, m.logical_bytes),
             share(m.delta_bytes, m.logical_bytes),
             "lossy" if m.lossy else "",
+            shown,
         ])  # fmt: skip
     total_ratio = f"{stats.logical_bytes / stats.stored_bytes:.2f}x" if stats.stored_bytes else "-"
     dedup = sum(m.dedup_bytes for m in stats.models)
@@ -130,6 +144,7 @@ def du_text(stats: Any) -> str:
         share(dedup, stats.logical_bytes),
         share(delta, stats.logical_bytes),
         "",
+        "",
     ])  # fmt: skip
     out = table(rows, right=(1, 2, 3, 4, 5, 6))
     return out + f"\n{stats.chunks} chunks in {human(stats.pack_bytes)} of pack files"
@@ -138,7 +153,8 @@ def du_text(stats: Any) -> str:
 def cmd_du(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         stats = repo.stats()
-        emit(args.json, du_json(stats), du_text(stats))
+        against = _against(repo, stats)
+        emit(args.json, du_json(stats, against), du_text(stats, against))
     return 0
 
 

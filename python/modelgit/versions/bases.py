@@ -104,11 +104,12 @@ def choose_bases(
     links: list[Link],
     limit: int = 3,
     allowed: Callable[[int], bool] | None = None,
-) -> tuple[Choices, set[int]]:
+) -> tuple[Choices, dict[bytes, int]]:
     """Per tensor name, the groups of stored rows to code it against (one row: a delta
     or a cast; several: their mean and a fitted linear combination, or only the latter
-    for a :class:`LinearOnly` group), and the ids of the versions they belong to. A
-    tensor left out is coded against the declared parents', as with ``base="parent"``.
+    for a :class:`LinearOnly` group), and which version each of their chunks belongs to
+    (to record the versions the writer did code against). A tensor left out is coded
+    against the declared parents', as with ``base="parent"``.
     ``allowed``: which stored versions may be bases (a repack: only older ones)."""
     parent_ids = [pid for pid, _, _, _ in links]
     ranked = candidates(engine.catalog, new, limit=limit)
@@ -117,7 +118,7 @@ def choose_bases(
         parent_ids = [pid for pid in parent_ids if allowed(pid)]
     pool = list(dict.fromkeys([vid for vid, _ in ranked] + parent_ids))
     if not pool:
-        return {}, set()
+        return {}, {}
     sk = sketches_of(engine.catalog, pool)
     deep = delta_coded(engine.catalog, pool)
     rows = {vid: {r.name: r for r in engine.tensor_rows(vid)} for vid in pool}
@@ -128,7 +129,11 @@ def choose_bases(
         mean_too = bool(np.all(np.abs(coeffs - 1 / len(merge)) < 0.05))
     first = parent_ids[0] if parent_ids else None
     choices: Choices = {}
-    used: set[int] = set()
+    owners: dict[bytes, int] = {}
+    for vid in sorted(pool):  # a chunk several versions hold: the oldest's
+        for r in rows[vid].values():
+            for c in r.chunk_ids:
+                owners.setdefault(c, vid)
     for name, s in new.items():
         scored = sorted(
             (d * (DEPTH_COST if vid in deep else 1.0), vid != first, vid)
@@ -164,5 +169,4 @@ def choose_bases(
                 groups.append(group if mean else LinearOnly(group))
                 chosen += list(mean_of)
         choices[name] = groups
-        used.update(chosen)
-    return choices, used
+    return choices, owners

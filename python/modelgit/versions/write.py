@@ -128,9 +128,11 @@ def write_version(
             ]  # fmt: skip
             meta_json = json.dumps(meta, sort_keys=True)
         sketches = sketch_source(source, engine.chunk_elems)
-        choices, bases = choose_bases(engine, sketches, links) if base == "auto" else (None, set())
-        if base == "parent":
-            bases = {pid for pid, _, _, _ in links[:1]}
+        choices, owners = choose_bases(engine, sketches, links) if base == "auto" else (None, {})
+        for (pid, _, _, _), rows_of in sorted(zip(links, parents, strict=True), key=_first_id):
+            for r in rows_of.values():
+                for c in r.chunk_ids:
+                    owners.setdefault(c, pid)
         with engine.lock(exclusive=False):
             try:
                 rows, stats = write_tensors(
@@ -150,6 +152,7 @@ def write_version(
                     choices=choices,
                 )
                 store.sync()
+                bases = {owners[b] for r in store.pending_rows() for b in r.bases if b in owners}
                 version = publish(
                     engine,
                     name,
@@ -169,6 +172,10 @@ def write_version(
             store.published()
     engine.last_write = stats
     return version
+
+
+def _first_id(pair: tuple) -> int:
+    return pair[0][0]
 
 
 def publish(
