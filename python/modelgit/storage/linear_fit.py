@@ -109,7 +109,7 @@ def _forms(xs: np.ndarray, y: np.ndarray) -> list[tuple[int, tuple[int, ...], np
 
 def _bits(a: np.ndarray, b: np.ndarray) -> float:
     """Mean log2(1 + |a - b|) of two arrays of bit patterns (a residual's cost, roughly)."""
-    d = np.abs(a.astype(np.int64) - b.astype(np.int64)).astype(np.float64)
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))  # no overflow for 64 bits
     return float(np.mean(np.log2(1 + d)))
 
 

@@ -195,7 +195,7 @@ def _strided(buf: memoryview, size: int, n: int) -> np.ndarray:
 def _price(y: np.ndarray, pred: np.ndarray, mask: bool) -> float:
     """Mean bits per element of the residual, log2(1 + |difference of the patterns|);
     with a zero mask, the zero elements cost only their share of the mask."""
-    d = np.log2(1 + np.abs(y.astype(np.int64) - pred.astype(np.int64)).astype(np.float64))
+    d = np.log2(1 + np.abs(y.astype(np.float64) - pred.astype(np.float64)))
     if not mask:
         return float(np.mean(d))
     zero = y == 0
@@ -270,7 +270,7 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
     and without a zero mask where the chunk is sparse) and standalone coding. The
     deltas are priced on a sample first; only the cheapest (and those within
     ``ESTIMATE_SLACK`` of it) are encoded. Standalone coding is tried where the best
-    delta is no better than what the chunk's nonzero elements cost on their own."""
+    delta is poor, or where the sampled byte-plane entropy says standalone may win."""
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     zeros = np.count_nonzero(np.frombuffer(data, dtype=f"<u{dtype.size}") == 0)
