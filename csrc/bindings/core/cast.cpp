@@ -31,10 +31,11 @@ py::object cast_py(py::object src_o, const std::string& src_dtype, const std::st
   return out.result();
 }
 
-py::object mean_py(py::list srcs_o, const std::string& src_dtype, const std::string& dst_dtype,
-                   py::object out_o, py::object threads_o) {
-  const DType s = check_dtype(src_dtype), d = check_dtype(dst_dtype);
-  const int threads = threads_arg(threads_o);
+// Runs run(ptrs, k, out, n, threads) without the GIL over 1 to 255 source buffers of
+// one length (n elements of s), into out (n elements of d).
+template <typename Run>
+py::object combine(const py::list& srcs_o, DType s, DType d, py::object out_o, int threads,
+                   Run&& run) {
   const size_t k = srcs_o.size();
   if (k < 1 || k > 255) throw py::value_error("srcs: expected 1 to 255 buffers");
   std::vector<Buf> srcs(k);
@@ -51,39 +52,34 @@ py::object mean_py(py::list srcs_o, const std::string& src_dtype, const std::str
   const int nt = resolve_threads(threads, srcs[0].size());
   {
     py::gil_scoped_release nogil;
-    mean_cast(ptrs.data(), int(k), s, out.data(), d, n, nt);
+    run(ptrs.data(), int(k), out.data(), n, nt);
   }
   return out.result();
+}
+
+py::object mean_py(py::list srcs_o, const std::string& src_dtype, const std::string& dst_dtype,
+                   py::object out_o, py::object threads_o) {
+  const DType s = check_dtype(src_dtype), d = check_dtype(dst_dtype);
+  return combine(srcs_o, s, d, out_o, threads_arg(threads_o),
+                 [&](const uint8_t* const* p, int k, uint8_t* o, size_t n, int nt) {
+                   mean_cast(p, k, s, o, d, n, nt);
+                 });
 }
 
 py::object linear_py(py::list srcs_o, std::vector<double> coeffs, const std::string& src_dtype,
                      const std::string& dst_dtype, int mode, py::object out_o,
                      py::object threads_o) {
   const DType s = check_dtype(src_dtype), d = check_dtype(dst_dtype);
-  const int threads = threads_arg(threads_o);
-  const size_t k = srcs_o.size();
-  if (k < 1 || k > 255) throw py::value_error("srcs: expected 1 to 255 buffers");
-  if (coeffs.size() != k) throw py::value_error("coeffs: expected one coefficient per buffer");
-  if (mode < 0 || mode > 2) throw py::value_error("mode: expected 0 (exact), 1 (seq) or 2 (anchored)");
+  if (!srcs_o.empty() && coeffs.size() != srcs_o.size())
+    throw py::value_error("coeffs: expected one coefficient per buffer");
+  if (mode < 0 || mode > 2)
+    throw py::value_error("mode: expected 0 (exact), 1 (seq) or 2 (anchored)");
   if (mode != 0 && s != d)
     throw py::value_error("the seq and anchored modes take src_dtype == dst_dtype");
-  std::vector<Buf> srcs(k);
-  std::vector<const uint8_t*> ptrs(k);
-  for (size_t j = 0; j < k; ++j) {
-    srcs[j].acquire(srcs_o[j], "srcs", false);
-    if (srcs[j].size() != srcs[0].size())
-      throw py::value_error("srcs: every buffer must have the same length");
-    ptrs[j] = srcs[j].data();
-  }
-  const size_t n = elements(srcs[0], dtype_size(s), "srcs");
-  OutBuf out(out_o, n * dtype_size(d));
-  for (const Buf& b : srcs) out.check_no_overlap(b);
-  const int nt = resolve_threads(threads, srcs[0].size());
-  {
-    py::gil_scoped_release nogil;
-    linear_cast(ptrs.data(), coeffs.data(), int(k), s, out.data(), d, n, Combine(mode), nt);
-  }
-  return out.result();
+  return combine(srcs_o, s, d, out_o, threads_arg(threads_o),
+                 [&](const uint8_t* const* p, int k, uint8_t* o, size_t n, int nt) {
+                   linear_cast(p, coeffs.data(), k, s, o, d, n, Combine(mode), nt);
+                 });
 }
 
 }  // namespace
