@@ -176,6 +176,58 @@ def test_team_version_numbers_and_workflow_tables(team: mg.Repository) -> None:
     assert [r.value for r in team.test_results("mean").rows] == [2.0]
 
 
+def test_team_similarity_index_finds_the_base(
+    pg: LocalPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LSH forest of the similarity index on PostgreSQL: keyed on add (bytea keys
+    ordered bytewise), searched, rebuilt for a catalog written before it existed."""
+    from modelgit.storage import similarity, sketch_index
+
+    monkeypatch.setattr(similarity, "SCAN_ROWS", 0)  # search the index however small
+    searched: list[int] = []
+    shortlist = sketch_index.shortlist
+    monkeypatch.setattr(
+        sketch_index, "shortlist", lambda c, p: searched.append(1) or shortlist(c, p)
+    )
+    repo = mg.init(pg.new_database(), objects=str(tmp_path / "packs"))
+    local = mg.init(tmp_path / "local")
+    try:
+        for i in range(6):
+            for r in (repo, local):
+                r.add(f"m{i}", state(10 + i), base="parent")
+        rows = "SELECT name, tree, bits FROM sketch_lsh WHERE version = ? ORDER BY name, tree"
+        pg_rows = repo.catalog.query(rows, (repo.resolve("m3")[0],))
+        assert pg_rows and [(n, t, bytes(b)) for n, t, b in pg_rows] == local.catalog.query(
+            rows, (local.resolve("m3")[0],)
+        )
+        child = finetune(state(13), 7)
+        repo.add("child", child)  # no parents: the index finds m3
+        assert searched
+        assert [v.ref for v in repo.storage_bases("child")] == ["m3@1"]
+        with repo.catalog.transaction() as db:  # as written before the index existed
+            db.execute("DROP TABLE sketch_lsh")
+            db.execute("DELETE FROM meta WHERE key = ?", (sketch_index.MARK,))
+        again = finetune(state(14), 8)
+        repo.add("again", again)
+        assert [v.ref for v in repo.storage_bases("again")] == ["m4@1"]
+        assert sketch_index.is_current(repo.catalog)
+        keyed = repo.catalog.one("SELECT COUNT(DISTINCT version) FROM sketch_lsh")
+        assert keyed == (len(repo.models()),)
+        gone = repo.resolve("m4")[0]
+        repo.remove("m4")  # its keys go with it (ON DELETE CASCADE)
+        assert repo.catalog.one("SELECT COUNT(*) FROM sketch_lsh WHERE version = ?", (gone,)) == (
+            0,
+        )
+        assert repo.catalog.one("SELECT COUNT(DISTINCT version) FROM sketch_lsh") == (
+            len(repo.models()),
+        )
+        assert repo.fsck().ok
+        assert_same_state(repo.load("again"), again)
+    finally:
+        repo.close()
+        local.close()
+
+
 def test_team_format1_catalog_is_upgraded_by_the_first_write(
     pg: LocalPostgres, tmp_path: Path
 ) -> None:
@@ -226,9 +278,7 @@ def test_team_write_fails_if_its_lock_session_ends(team: mg.Repository) -> None:
 
 
 # -- push / pull --------------------------------------------------------------------------
-def test_push_pull_move_only_missing_chunks(
-    pg: LocalPostgres, s3: LocalS3, tmp_path: Path
-) -> None:
+def test_push_pull_move_only_missing_chunks(pg: LocalPostgres, s3: LocalS3, tmp_path: Path) -> None:
     url = pg.new_database()
     hub = mg.init(url, objects=_bucket(s3), storage_options=s3.storage_options)
     local = mg.init(tmp_path / "local")

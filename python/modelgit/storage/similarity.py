@@ -8,11 +8,14 @@ estimates the distance between the sampled elements of two tensors of the same n
 whatever their dtypes (a bfloat16 cast sits next to its float32 source); chunks hold
 the same elements in every dtype, so the samples line up.
 
-Finding a base (``candidates``) costs two catalog reads whatever the repository holds:
-the sketches of the new model's few largest tensors (``PROBES``) in every version
-that has them, to rank versions; then the full sketches of the best few. Nothing is
-decoded. The choice is a proxy for "encodes smallest": the writer still tries every
-plan it is given and keeps the smallest encoding per chunk.
+Finding a base (``candidates``) ranks stored versions by the distance of their sketches
+of the new model's few largest tensors (``PROBES``) to the new model's. In a small
+repository (at most ``SCAN_ROWS`` such sketches) every one is read; in a larger one the
+LSH forest of ``storage.sketch_index`` first shortlists the versions whose sketches
+point the closest way, with indexed reads whose cost does not grow with the repository,
+and only theirs are read and ranked. Nothing is decoded. The choice is a proxy for
+"encodes smallest": the writer still tries every plan it is given and keeps the
+smallest encoding per chunk.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import xxhash
 from .._native import _core
 from ..catalog import Catalog
 from ..formats.sources import ModelSource
+from . import sketch_index
 
 __all__ = [
     "K",
@@ -48,6 +52,7 @@ CHUNKS = 16  # chunks sampled per tensor at most
 PROBES = 8  # largest tensors used to rank versions
 SKETCHABLE = ("float64", "float32", "float16", "bfloat16")
 UNRELATED = 0.8  # relative distance (squared) beyond which a tensor is no base at all
+SCAN_ROWS = 512  # at most this many stored sketches of the probed names: all are ranked
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS tensor_sketches (
@@ -63,7 +68,7 @@ CREATE TABLE IF NOT EXISTS storage_bases (
     version INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
     base    INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
     PRIMARY KEY (version, base)
-)"""
+);"""
 
 
 @dataclass
@@ -145,7 +150,7 @@ def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSket
 
 def ensure_tables(db: Any) -> None:
     """Create the index's tables if they are missing (inside the caller's transaction)."""
-    for stmt in TABLES.split(";"):
+    for stmt in (TABLES + sketch_index.TABLE).split(";"):
         if stmt.strip():
             db.execute(stmt)
 
@@ -153,7 +158,9 @@ def ensure_tables(db: Any) -> None:
 def insert_sketches(
     db: Any, vid: int, sketches: Iterable[TensorSketch], bases: Iterable[int] = ()
 ) -> None:
-    """Record a new version's sketches and the versions it was stored against."""
+    """Record a new version's sketches (and their keys in the LSH forest of
+    ``sketch_index``) and the versions it was stored against."""
+    sketches = list(sketches)
     ensure_tables(db)
     db.executemany(
         "INSERT OR REPLACE INTO tensor_sketches(version, name, sketch, norm2, numel)"
@@ -164,6 +171,7 @@ def insert_sketches(
         "INSERT OR IGNORE INTO storage_bases(version, base) VALUES (?,?)",
         [(vid, b) for b in sorted(set(bases)) if b != vid],
     )
+    sketch_index.add_to_index(db, vid, sketches)
 
 
 def _has_tables(catalog: Catalog) -> bool:
@@ -217,6 +225,36 @@ def relative_distance(a: TensorSketch, b: TensorSketch) -> float:
     return r if np.isfinite(r) else float("inf")
 
 
+def _probe_rows(
+    catalog: Catalog, probes: list[TensorSketch]
+) -> list[tuple[int, str, bytes, float, int]]:
+    """The stored sketches to rank versions by: every stored sketch of the probed names
+    when there are at most SCAN_ROWS, else those of the versions the index shortlists
+    (every one too, should the index be out of reach: a catalog that cannot be
+    written to key older versions)."""
+    names = tuple(p.name for p in probes)
+    marks = ",".join("?" * len(names))
+    sql = "SELECT version, name, sketch, norm2, numel FROM tensor_sketches WHERE name IN "
+    count = catalog.one(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM tensor_sketches WHERE name IN ({marks})"
+        f" LIMIT {SCAN_ROWS + 1}) AS probed",
+        names,
+    )
+    if count is not None and count[0] > SCAN_ROWS:
+        try:
+            if not sketch_index.is_current(catalog):
+                sketch_index.backfill(catalog, sketch_index.TABLE)
+        except Exception:  # read-only, busy: the full scan is always right
+            pass
+        else:
+            vids = sketch_index.shortlist(catalog, probes)
+            if not vids:
+                return []
+            vmarks = ",".join("?" * len(vids))
+            return catalog.query(f"{sql}({marks}) AND version IN ({vmarks})", names + tuple(vids))
+    return catalog.query(f"{sql}({marks})", names)
+
+
 def candidates(
     catalog: Catalog, new: dict[str, TensorSketch], limit: int = 3
 ) -> list[tuple[int, float]]:
@@ -225,18 +263,31 @@ def candidates(
     if not new or not _has_tables(catalog):
         return []
     probes = sorted(new.values(), key=lambda s: (-s.numel, s.name))[:PROBES]
-    marks = ",".join("?" * len(probes))
-    per: dict[int, list[float]] = {}
-    sql = "SELECT version, name, sketch, norm2, numel FROM tensor_sketches WHERE name IN "
-    for vid, name, blob, norm2, numel in catalog.query(
-        f"{sql}({marks})", tuple(p.name for p in probes)
-    ):
-        d = relative_distance(new[name], TensorSketch.unpack(name, blob, norm2, numel))
-        per.setdefault(vid, []).append(d)
+    rows = _probe_rows(catalog, probes)
+    if not rows:
+        return []
+    # relative_distance of every row at once (a tensor of another size: inf)
+    at = {p.name: i for i, p in enumerate(probes)}
+    vid_of, names, blobs, _, numels = zip(*rows, strict=True)
+    which = [at[n] for n in names]
+    stored = np.frombuffer(b"".join(map(bytes, blobs)), "<f4").reshape(len(rows), K)
+    query = np.stack([p.sketch for p in probes])
+    norm2 = np.array([max(p.norm2, 1e-300) for p in probes])
+    with np.errstate(all="ignore"):
+        diff = query[which] - stored
+        dist = np.einsum("ij,ij->i", diff, diff) / norm2[which]
+        dist[~np.isfinite(dist)] = np.inf
+    for i, (w, n) in enumerate(zip(which, numels, strict=True)):
+        if n != probes[w].numel:
+            dist[i] = np.inf
+    vids, group = np.unique(vid_of, return_inverse=True)
+    count = np.bincount(group)
+    with np.errstate(invalid="ignore"):
+        mean = np.bincount(group, weights=dist) / count
     ranked = [
-        (vid, float(np.mean(ds)))
-        for vid, ds in per.items()
-        if 2 * len(ds) >= len(probes) and np.mean(ds) < UNRELATED
+        (v, m)
+        for v, m, c in zip(vids.tolist(), mean.tolist(), count.tolist(), strict=True)
+        if 2 * c >= len(probes) and m < UNRELATED
     ]
     ranked.sort(key=lambda x: (x[1], -x[0]))
     return ranked[:limit]
