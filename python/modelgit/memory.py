@@ -4,9 +4,9 @@ A repository has one budget (``mg.open(path, memory_budget="256MiB")``, or the
 ``MODELGIT_MEMORY_BUDGET`` environment variable; default :data:`DEFAULT_MEMORY_BUDGET`).
 It is split between the cache of decoded delta bases and the window of chunks in
 flight on the write and streaming read paths (add, commit, export, load_into). Source
-files are mapped and their pages released once their chunks are stored, so adding a
-checkpoint larger than memory keeps the process within the budget plus a constant
-(the interpreter, torch, per-thread scratch buffers). ``load`` returns whole tensors,
+files are read a chunk at a time, so adding a checkpoint larger than memory keeps the
+process within the budget plus a constant (the interpreter, torch, per-thread scratch
+buffers). ``load`` returns whole tensors,
 so it holds the model it returns on top of the budget.
 """
 

@@ -151,7 +151,7 @@ def write_checkpoint(
 
 def folder_hashes(folder: Path, piece: int = 1 << 26) -> dict[str, str]:
     """XXH3-128 of each tensor's bytes in a safetensors folder (sharded or not), read a
-    piece at a time with the mapped pages released as it goes."""
+    piece at a time."""
     from ..formats.safetensors_io import SafetensorsFile, iter_shards
 
     out: dict[str, str] = {}
@@ -162,7 +162,6 @@ def folder_hashes(folder: Path, piece: int = 1 << 26) -> dict[str, str]:
                 view = f.view(e)
                 for s in range(0, len(view), piece):
                     h.update(view[s : s + piece])
-                    f.release(e, s, s + piece)
                 out[e.name] = h.hexdigest()
                 del view
     return out

@@ -1,7 +1,10 @@
 """A streaming reader and writer of the safetensors file format.
 
-The reader maps the file and hands out zero-copy views of each tensor's bytes, so a
-checkpoint larger than memory can be read chunk by chunk. The writer takes the header
+The reader hands out each tensor's bytes as a :class:`FileRange` that reads the slices
+asked of it with ``pread`` (not a memory map: a file truncated while it is read, by a
+trainer rewriting its checkpoint or a sync tool, is then a clear error, not SIGBUS), so
+a checkpoint larger than memory is read chunk by chunk. The header is validated as
+strictly as the safetensors library does (``_parse``). The writer takes the header
 first and then the tensor bytes in order, in pieces, so it never holds a whole model.
 Format: 8-byte little-endian header length N, N bytes of JSON header, then the data
 section; each header entry has ``dtype``, ``shape`` and ``data_offsets`` [begin, end)
@@ -11,10 +14,10 @@ relative to the data section; the optional ``__metadata__`` maps strings to stri
 from __future__ import annotations
 
 import json
-import mmap
+import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,9 +25,16 @@ from typing import BinaryIO
 from ..dtypes import DType, by_safetensors
 from ..errors import UnsupportedInput
 
-__all__ = ["SafetensorsEntry", "SafetensorsFile", "SafetensorsWriter", "MAX_HEADER"]
+__all__ = [
+    "SafetensorsEntry",
+    "SafetensorsFile",
+    "SafetensorsWriter",
+    "FileRange",
+    "MAX_HEADER",
+]
 
 MAX_HEADER = 100 * 1024 * 1024
+MAX_DIM = 2**63 - 1  # a dimension must fit in a signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -66,65 +76,73 @@ class SafetensorsFile:
         (hlen,) = struct.unpack("<Q", head)
         if hlen > MAX_HEADER or 8 + hlen > size:
             raise self._bad(f"header length {hlen} does not fit in a {size}-byte file")
-        try:
-            header = json.loads(self._file.read(hlen))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise self._bad(f"header is not JSON ({exc})") from None
-        if not isinstance(header, dict):
-            raise self._bad("header is not a JSON object")
+        header = _load_header(self._file.read(hlen), self._bad)
         meta = header.pop("__metadata__", None) or {}
-        if not isinstance(meta, dict):
-            raise self._bad("__metadata__ is not an object")
-        self.metadata: dict[str, str] = {str(k): str(v) for k, v in meta.items()}
+        if not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+        ):
+            raise self._bad("__metadata__ must map strings to strings")
+        self.metadata: dict[str, str] = dict(meta)
         data_start = 8 + hlen
-        entries = []
-        for name, info in header.items():
-            try:
-                dtype = by_safetensors(info["dtype"])
-                shape = tuple(int(s) for s in info["shape"])
-                begin, end = (int(x) for x in info["data_offsets"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise self._bad(f"entry {name!r} is malformed ({exc!r})") from None
-            count = 1
-            for s in shape:
-                if s < 0:
-                    raise self._bad(f"entry {name!r} has a negative dimension")
-                count *= s
-            if begin < 0 or end < begin or end - begin != count * dtype.size:
-                raise self._bad(f"entry {name!r}: offsets do not match dtype and shape")
-            if data_start + end > size:
-                raise self._bad(f"entry {name!r} runs past the end of the file")
-            entries.append(
-                SafetensorsEntry(name, dtype, shape, data_start + begin, data_start + end)
-            )
-        entries.sort(key=lambda e: e.begin)
+        entries = [self._entry(name, info, data_start) for name, info in header.items()]
+        entries.sort(key=lambda e: (e.begin, e.end))
+        at = data_start  # the data section is the tensors' bytes, back to back
+        for e in entries:
+            if e.begin != at:
+                raise self._bad(f"entry {e.name!r}: data offsets overlap or leave a gap")
+            at = e.end
+        if at != size:
+            raise self._bad(f"the tensors end at byte {at}, the file at byte {size}")
         self.entries: list[SafetensorsEntry] = entries
-        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        self._fd = self._file.fileno()
 
-    def view(self, entry: SafetensorsEntry) -> memoryview:
-        """Zero-copy view of one tensor's bytes (valid while the file is open)."""
-        if self._map is None or entry.nbytes == 0:
+    def _entry(self, name: str, info: object, data_start: int) -> SafetensorsEntry:
+        if not isinstance(info, dict):
+            raise self._bad(f"entry {name!r} is not an object")
+        try:
+            code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        except KeyError as exc:
+            raise self._bad(f"entry {name!r} has no {exc.args[0]!r}") from None
+        if not isinstance(code, str):
+            raise self._bad(f"entry {name!r}: dtype must be a string")
+        dtype = by_safetensors(code)
+        if not isinstance(shape, list) or not all(_is_int(s) for s in shape):
+            raise self._bad(f"entry {name!r}: shape must be a list of integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
+            raise self._bad(f"entry {name!r}: data_offsets must be two integers")
+        count = 1
+        for s in shape:
+            if not 0 <= s <= MAX_DIM:
+                raise self._bad(f"entry {name!r}: dimension {s} is out of range")
+            count *= s
+        begin, end = offsets
+        if begin < 0 or end < begin or end - begin != count * dtype.size:
+            raise self._bad(f"entry {name!r}: offsets do not match dtype and shape")
+        if math.prod(s for s in shape if s) > MAX_DIM:  # torch's strides must fit too
+            raise self._bad(f"entry {name!r}: shape {shape} overflows 64-bit sizes")
+        return SafetensorsEntry(name, dtype, tuple(shape), data_start + begin, data_start + end)
+
+    def view(self, entry: SafetensorsEntry) -> FileRange:
+        """The bytes of one tensor, read on demand (slice it; ``[:]`` reads them all)."""
+        return FileRange(self, entry.begin, entry.nbytes, entry.name)
+
+    def read(self, offset: int, length: int, name: str) -> memoryview:
+        """``length`` bytes at ``offset``; UnsupportedInput if the file has shrunk."""
+        if length == 0:
             return memoryview(b"")
-        return memoryview(self._map)[entry.begin : entry.end]
-
-    def release(self, entry: SafetensorsEntry, start: int, end: int) -> None:
-        """Drop the mapped pages of ``entry``'s bytes [start, end) from this process
-        (they stay in the page cache; a later access maps them again). Called once a
-        chunk is stored, so reading a file larger than memory keeps RSS bounded."""
-        if self._map is None or end <= start:
-            return
-        page = mmap.PAGESIZE
-        lo = (entry.begin + start) // page * page
-        hi = min(len(self._map), entry.begin + end)
-        if hi > lo:
-            try:
-                self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-            except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux
-                pass
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        buf = bytearray(length)
+        got = os.preadv(self._fd, [buf], offset)
+        if got != length:
+            raise UnsupportedInput(
+                f"{self.path} changed while it was read: tensor {name!r} is cut short "
+                "(was the file rewritten during the add?); nothing was stored"
+            )
+        return memoryview(buf)
 
     def close(self) -> None:
-        # Views handed out keep the map alive; closing it under them would fail.
-        self._map = None
+        self._fd = None
         self._file.close()
 
     def __enter__(self) -> SafetensorsFile:
@@ -132,6 +150,75 @@ class SafetensorsFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FileRange:
+    """A tensor's bytes in a safetensors file: ``len()`` and slices (``[a:b]`` reads
+    those bytes with one pread into a buffer of their own; a step is not allowed)."""
+
+    __slots__ = ("_file", "_offset", "_length", "_name")
+
+    def __init__(self, file: SafetensorsFile, offset: int, length: int, name: str) -> None:
+        self._file, self._offset, self._length, self._name = file, offset, length, name
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, key: slice) -> memoryview:
+        if not isinstance(key, slice):
+            raise TypeError("a FileRange is read by slices")
+        start, stop, step = key.indices(self._length)
+        if step != 1:
+            raise ValueError("a FileRange is read by contiguous slices")
+        return self._file.read(self._offset + start, max(0, stop - start), self._name)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _load_header(raw: bytes, bad: Callable[[str], UnsupportedInput]) -> dict:
+    """The JSON header, as strictly as the safetensors library reads it: UTF-8, names
+    and metadata without lone surrogates, no duplicate keys, no NaN/Infinity (nesting
+    too deep for the parser is refused too; the entries' structure is checked by
+    ``SafetensorsFile._entry``)."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for k, v in items:
+            if k in out:
+                raise bad(f"key {k!r} appears twice in the header")
+            out[k] = v
+        return out
+
+    def constant(name: str) -> object:
+        raise bad(f"the header holds {name}, which JSON does not allow")
+
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
+    except UnicodeDecodeError as exc:
+        raise bad(f"header is not UTF-8 ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise bad(f"header is not JSON ({exc})") from None
+    except RecursionError:
+        raise bad("the header nests too deep") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    meta = header.get("__metadata__")
+    texts = list(header) + (list(meta.items()) if isinstance(meta, dict) else [])
+    for text in texts:
+        for part in text if isinstance(text, tuple) else (text,):
+            if isinstance(part, str) and not _utf8(part):
+                raise bad(f"the header holds a lone surrogate in {part!r}")
+    return header
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SafetensorsWriter:

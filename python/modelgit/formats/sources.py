@@ -3,7 +3,8 @@
 Accepted models: a ``dict[str, torch.Tensor]`` (state_dict), an ``nn.Module``, a
 ``.safetensors`` file, or a Hugging Face model folder (``*.safetensors``, sharded or not,
 plus small config/tokenizer files, which are kept and restored by ``export``).
-Nothing is ever unpickled. Tensor bytes are exposed as zero-copy views.
+Nothing is ever unpickled. In-memory tensors are exposed as zero-copy views, a file's
+tensors as ranges read on demand (``FileRange``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from ..dtypes import DType, by_torch
 from ..errors import UnsupportedInput
-from .safetensors_io import SafetensorsFile, iter_shards
+from .safetensors_io import FileRange, SafetensorsFile, iter_shards
 
 __all__ = ["TensorSource", "ModelSource", "open_model", "tensor_bytes", "tensor_from_buffer"]
 
@@ -31,18 +32,13 @@ class TensorSource:
     dtype: DType
     shape: tuple[int, ...]
     nbytes: int
-    _view: object = field(repr=False)  # a callable returning a memoryview
+    _view: object = field(repr=False)  # a callable returning the bytes (see view)
     tie: str | None = None  # name of an earlier tensor this one shares storage with
-    _release: object = field(default=None, repr=False)  # callable(start, end) or None
 
-    def view(self) -> memoryview:
+    def view(self) -> memoryview | FileRange:
+        """The tensor's bytes: sliceable and sized (``[a:b]`` gives a buffer; a file's
+        bytes are read only when sliced, ``[:]`` reads them all)."""
         return self._view()  # type: ignore[operator]
-
-    def release(self, start: int, end: int) -> None:
-        """Tell the source that bytes [start, end) are no longer needed (a mapped file
-        drops those pages from the process; in-memory tensors ignore it)."""
-        if self._release is not None:
-            self._release(start, end)  # type: ignore[operator]
 
 
 @dataclass
@@ -139,15 +135,10 @@ def _from_safetensors(paths: list[Path]) -> ModelSource:
                 raise UnsupportedInput(f"tensor {e.name!r} appears in more than one shard")
             names.add(e.name)
 
-            def view(f: SafetensorsFile = f, e: object = e) -> memoryview:
+            def view(f: SafetensorsFile = f, e: object = e) -> FileRange:
                 return f.view(e)  # type: ignore[arg-type]
 
-            def release(s: int, end: int, f: SafetensorsFile = f, e: object = e) -> None:
-                f.release(e, s, end)  # type: ignore[arg-type]
-
-            src.tensors.append(
-                TensorSource(e.name, e.dtype, e.shape, e.nbytes, view, None, release)
-            )
+            src.tensors.append(TensorSource(e.name, e.dtype, e.shape, e.nbytes, view))
     return src
 
 

@@ -105,7 +105,7 @@ def sketch_model(
             n = int(np.prod(t.shape, dtype=np.int64)) if t.shape else 1
             if n == 0:
                 continue
-            view = t.view()
+            view = t.view()[:]
             width = min(n, max(k, 4 * math.isqrt(n)))
             sk = np.frombuffer(_core.sketch(view, t.dtype.name, k=width, threads=threads),
                                np.float64)  # fmt: skip

@@ -111,8 +111,8 @@ def _sampled_chunks(count: int) -> list[int]:
 
 
 def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSketch]:
-    """The sketch of every float tensor of ``source`` (read chunk by chunk; the pages of
-    a mapped file are released as they are read)."""
+    """The sketch of every float tensor of ``source`` (only the sampled part of each
+    sampled chunk is read)."""
     out: dict[str, TensorSketch] = {}
     for t in source.tensors:
         if t.tie is not None or t.dtype.name not in SKETCHABLE or t.nbytes == 0:
@@ -138,9 +138,6 @@ def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSket
                 sampled += len(x)
                 x = x[np.isfinite(x)]
                 norm2 += float(np.dot(x, x))
-            # the whole chunk and what precedes it: a page fault maps the pages around it
-            # too (the kernel's fault-around, 64 KiB)
-            t.release(max(0, start - 65536), min(t.nbytes, start + step))
         if not (np.isfinite(norm2) and np.all(np.abs(acc) < 3e38)):
             continue  # values too large to compare (or to keep as float32): no sketch
         share = zeros / sampled if sampled else 0.0

@@ -59,7 +59,6 @@ def _max_abs(t: TensorSource, step: int) -> float:
         x = x[torch.isfinite(x)]
         if x.numel():
             best = max(best, float(x.max()))
-        t.release(s, e)
     return best
 
 
@@ -81,19 +80,18 @@ def write_tensors(
     parents in order, or the previous version): chunks are coded against them.
     ``choices`` (by tensor name) replaces the parents' rows with groups of stored rows
     chosen for that tensor (automatic bases: one row a delta base, several a mean).
-    At most ``window`` chunks are in flight; once a chunk is stored its source bytes
-    are released (a mapped file drops those pages), so memory stays bounded.
+    At most ``window`` chunks are in flight (each read from the source when it is
+    submitted), so memory stays bounded.
     """
     stats = WriteStats()
     if window is None:
         window = max(4, 4 * pool.workers)
-    inflight: deque[tuple[Future, TensorSource, int, int]] = deque()
+    inflight: deque[tuple[Future]] = deque()
 
     def drain(limit: int) -> None:
         while len(inflight) > limit:
-            fut, src, s, e = inflight.popleft()
+            (fut,) = inflight.popleft()
             _, how, n = fut.result()
-            src.release(s, e)
             stats.chunks += 1
             setattr(stats, how, getattr(stats, how) + 1)
             if progress is not None:
@@ -125,7 +123,7 @@ def write_tensors(
                 j = ChunkJob(view[s:e], t.dtype, i, plans, tolerance, eps)
                 fut = pool.submit(job, j)
                 futures.append(fut)
-                inflight.append((fut, t, s, e))
+                inflight.append((fut,))
                 drain(window)
             planned.append((t, position, step, futures))
         drain(0)

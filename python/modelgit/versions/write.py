@@ -84,7 +84,7 @@ class Index:
 
 def _materialize(t: TensorSource) -> Any:
     """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
-    return tensor_from_buffer(bytearray(t.view()), t.dtype, t.shape)
+    return tensor_from_buffer(bytearray(t.view()[:]), t.dtype, t.shape)
 
 
 def _widest(tensors: Sequence[TensorSource]) -> int:
