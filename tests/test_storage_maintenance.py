@@ -212,3 +212,67 @@ def test_two_handles_gc_in_one(tmp_path: Path) -> None:
         assert_same_state(r2.load("b"), weights(3))
         assert_same_state(r1.load("b"), weights(3))
         assert r2.fsck().ok
+
+
+def _one_pack_per_write(path: Path, count: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` adds, each by a repository object of its own (as the CLI does): one
+    pack each."""
+    models = []
+    for i in range(count):
+        sd = {"w": torch.full((64,), float(i)), "i": torch.tensor([i])}
+        with mg.open(path) as repo:
+            repo.add(f"m{i}", sd)
+        models.append(sd)
+    return models
+
+
+def test_gc_merges_small_packs(tmp_path: Path) -> None:
+    path = tmp_path / "repo"
+    mg.init(path).close()
+    models = _one_pack_per_write(path, 30)
+    assert len(list((path / "packs").glob("*.mgp"))) == 30
+    with mg.open(path) as repo:
+        report = repo.gc()
+        assert report.packs_rewritten == 30 and report.chunks_removed == 0
+        assert len(list((path / "packs").glob("*.mgp"))) == 1
+        assert repo.fsck().ok
+        for i, sd in enumerate(models):
+            assert_same_state(repo.load(f"m{i}"), sd)
+        assert repo.gc().packs_rewritten == 0  # one pack left: nothing to merge
+
+
+OPEN_FILE_LIMIT = """
+import resource, sys
+import modelgit as mg
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+with mg.open(sys.argv[1]) as repo:
+    assert repo.fsck().ok, repo.fsck().problems
+    for name in repo.models():
+        repo.load(name)
+    print("LOADED", len(repo.models()))
+    print("GC", repo.gc().packs_rewritten)
+    assert repo.fsck().ok
+    for name in repo.models():
+        repo.load(name)
+    print("OK")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_many_packs_within_a_small_open_file_limit(tmp_path: Path) -> None:
+    """300 packs (300 CLI-like writes) under ``ulimit -n 256``: fsck, loads and gc work
+    (each used to keep every pack open)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "repo"
+    mg.init(path).close()
+    _one_pack_per_write(path, 300)
+    run = subprocess.run(
+        [sys.executable, "-c", OPEN_FILE_LIMIT, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "LOADED 300" in run.stdout and "GC 300" in run.stdout and "OK" in run.stdout

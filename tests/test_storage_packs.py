@@ -55,3 +55,35 @@ def test_background_flush_error_is_raised_by_sync(
     w.sync()  # the error is reported once; the next sync fsyncs normally
     w.close()
     assert w._file is None
+
+
+def test_reader_keeps_a_bounded_number_of_packs_open(tmp_path: Path) -> None:
+    """An LRU of descriptors: 40 packs read through a reader of 8 never hold more than
+    8 files open, and every record still reads back (also from many threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    where = []
+    for i in range(40):
+        w = PackWriter(tmp_path)
+        rec = Record(1, bytes([i]) * 16, 3, b"", bytes([i, i, i]))
+        name, off, length = w.append(rec)
+        w.close()
+        where.append((name, off, length, rec))
+    before = len(os.listdir("/proc/self/fd"))
+    reader = PackReader(tmp_path, max_open=8)
+    for _ in range(3):
+        for name, off, length, rec in where:
+            assert reader.read(name, off, length).payload == rec.payload
+            assert reader.open_packs <= 8
+    assert len(os.listdir("/proc/self/fd")) - before <= 8
+
+    def read(k: int) -> bytes:
+        name, off, length, _ = where[k % len(where)]
+        return bytes(reader.read(name, off, length).payload)
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(read, range(400)))
+    assert got == [bytes(where[k % 40][3].payload) for k in range(400)]
+    assert reader.open_packs <= 8
+    reader.close()
+    assert reader.open_packs == 0

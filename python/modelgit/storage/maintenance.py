@@ -17,6 +17,8 @@ from .packs import PACK_HEADER, Record
 from .reader import verify_row
 from .store import ChunkStore
 
+MERGE_BELOW = 64 << 20  # gc merges packs smaller than this (when there are two or more)
+
 __all__ = ["ModelStats", "RepoStats", "FsckReport", "GcReport", "stats", "fsck", "gc"]
 
 
@@ -232,7 +234,9 @@ class GcReport:
 
 
 def gc(db: Catalog, store: ChunkStore, progress: ProgressFn | None = None) -> GcReport:
-    """Drop unreachable chunks and compact packs. Call with the repository lock held."""
+    """Drop unreachable chunks, compact packs that hold garbage and merge packs smaller
+    than MERGE_BELOW into larger ones (each CLI write starts a pack of its own).
+    Call with the repository lock held."""
     store.close()  # our own writer must not append to a pack we may rewrite
     chunk_rows = {r[0]: r for r in db.query("SELECT id, pack, offset, length, base FROM chunks")}
     referenced: set[bytes] = set()
@@ -253,10 +257,12 @@ def gc(db: Catalog, store: ChunkStore, progress: ProgressFn | None = None) -> Gc
     writer = objects.writer()
     moves: list[tuple[str, int, bytes]] = []
     old_packs: list[str] = []
+    small = [p for p in sizes if sizes[p] < MERGE_BELOW]
+    merge = set(small) if len(small) > 1 else set()  # one pack for many small ones
     for old in sorted(sizes):
         rows = live_by_pack.get(old, [])
         live_bytes = sum(r[3] for r in rows)
-        if rows and sizes[old] - PACK_HEADER.size == live_bytes:
+        if rows and sizes[old] - PACK_HEADER.size == live_bytes and old not in merge:
             continue  # nothing to reclaim
         for cid, pack, offset, length, _ in sorted(rows, key=lambda r: r[2]):
             rec = store.reader.read(pack, offset, length)

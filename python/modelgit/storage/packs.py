@@ -13,6 +13,9 @@ import os
 import struct
 import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ RECORD_HEADER = struct.Struct("<4sBBH16sQIQI")  # 48 bytes
 CHECKSUM = struct.Struct("<Q")
 MAX_PACK_BYTES = 1 << 30
 FLUSH_EVERY = 16 << 20  # appended bytes after which their writeback starts in the background
+MAX_OPEN_PACKS = 64  # pack files a reader keeps open at most
 
 
 @dataclass(frozen=True)
@@ -211,30 +215,54 @@ class PackWriter:
 
 
 class PackReader:
-    """Reads records by (pack, offset, length), keeping file handles open."""
+    """Reads records by (pack, offset, length). Keeps at most ``max_open`` packs open
+    (the least recently read is closed first, once no thread is reading it), so a
+    repository of thousands of packs stays within the process's open-file limit."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_open: int = MAX_OPEN_PACKS) -> None:
         self.folder = folder
-        self._fds: dict[str, int] = {}
+        self.max_open = max(1, max_open)
+        self._fds: OrderedDict[str, list[int]] = OrderedDict()  # pack -> [fd, readers]
         self._fds_lock = threading.Lock()
 
-    def _fd(self, pack: str, where: str) -> int:
-        fd = self._fds.get(pack)
-        if fd is None:
-            with self._fds_lock:  # two threads opening one pack must not leak an fd
-                fd = self._fds.get(pack)
-                if fd is None:
-                    try:
-                        fd = os.open(self.folder / pack, os.O_RDONLY)
-                    except FileNotFoundError:
-                        raise CorruptObject(f"{where}: pack file is missing") from None
-                    self._fds[pack] = fd
-        return fd
+    @contextmanager
+    def _fd(self, pack: str, where: str) -> Iterator[int]:
+        with self._fds_lock:
+            entry = self._fds.get(pack)
+            if entry is None:
+                try:
+                    fd = os.open(self.folder / pack, os.O_RDONLY)
+                except FileNotFoundError:
+                    raise CorruptObject(f"{where}: pack file is missing") from None
+                entry = self._fds[pack] = [fd, 0]
+            else:
+                self._fds.move_to_end(pack)
+            entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            with self._fds_lock:
+                entry[1] -= 1
+                self._evict()
+
+    def _evict(self) -> None:
+        """Close the least recently used idle packs beyond ``max_open`` (lock held)."""
+        excess = len(self._fds) - self.max_open
+        if excess <= 0:
+            return
+        for pack in [p for p, (_, readers) in self._fds.items() if readers == 0][:excess]:
+            os.close(self._fds.pop(pack)[0])
+
+    @property
+    def open_packs(self) -> int:
+        """How many pack files are open now."""
+        return len(self._fds)
 
     def read(self, pack: str, offset: int, length: int) -> Record:
         """One verified record in memory of its own."""
         where = f"chunk record at {pack}:{offset}"
-        data = os.pread(self._fd(pack, where), length, offset)
+        with self._fd(pack, where) as fd:
+            data = os.pread(fd, length, offset)
         if len(data) != length:
             raise CorruptObject(f"{where}: pack is truncated")
         return decode_record(data, where)
@@ -247,13 +275,14 @@ class PackReader:
         if len(scratch) < length:
             scratch.extend(bytes(length - len(scratch)))
         view = memoryview(scratch)[:length]
-        got = os.preadv(self._fd(pack, where), [view], offset)
+        with self._fd(pack, where) as fd:
+            got = os.preadv(fd, [view], offset)
         if got != length:
             raise CorruptObject(f"{where}: pack is truncated")
         return decode_record(view, where)
 
     def close(self) -> None:
         with self._fds_lock:
-            for fd in self._fds.values():
+            for fd, _ in self._fds.values():
                 os.close(fd)
             self._fds.clear()
