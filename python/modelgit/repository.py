@@ -103,6 +103,8 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         creator: str | Callable[..., Any] | None = None,
         creator_args: Mapping[str, Any] | None = None,
         base: str = "auto",
+        *,
+        follow_symlinks: bool = False,
     ) -> Version:
         """Add a new model and store ``model`` as its version 1.
 
@@ -114,6 +116,8 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         ``fn(parents, **creator_args)``) lets :meth:`cascade` re-derive it. ``base``:
         what its weights are coded against, ``"auto"`` (the closest stored tensors,
         declared parents or not; the default) or ``"parent"`` (the first parent's).
+        In a folder, symlinks that lead outside it are refused unless
+        ``follow_symlinks=True``; special files (devices, FIFOs, /proc) are never read.
         """
         if creator is not None:
             links = self.new_model_links(name, parents, relation)  # the name's checks first
@@ -121,8 +125,9 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
                 raise LineageError("a creation function needs parents= to derive the model from")
             self._check_creator(creator, creator_args)  # a bad path or non-JSON args
         version = super().add(
-            name, model, parents, relation, message, metadata, tolerance, progress, base
-        )
+            name, model, parents, relation, message, metadata, tolerance, progress, base,
+            follow_symlinks=follow_symlinks,
+        )  # fmt: skip
         if creator is not None:
             self.set_creator(name, creator, creator_args)
         return version

@@ -58,6 +58,12 @@ def register(sub: Any) -> None:
         help="storage bases: auto (default, the closest stored tensors) or parent "
         "(the first inferred parent)",
     )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read symlinks in model folders that lead outside them (refused by default, "
+        "except a hub cache snapshot's links to its blobs)",
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -67,7 +73,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         with Progress("importing") as bar:
             report = repo.import_models(
-                args.paths, dry_run=args.dry_run, edges=edges, base=args.base, progress=bar.update
+                args.paths,
+                dry_run=args.dry_run,
+                edges=edges,
+                base=args.base,
+                progress=bar.update,
+                follow_symlinks=args.follow_symlinks,
             )
         emit(args.json, report)
     return 0

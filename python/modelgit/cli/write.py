@@ -176,6 +176,12 @@ def _write_options(p: argparse.ArgumentParser) -> None:
         "declared parent or not) or parent (the first declared parent only)",
     )
     p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read symlinks in a model folder that lead outside it (refused by default; "
+        "special files such as /proc or devices are never read)",
+    )
+    p.add_argument(
         "--meta",
         action="append",
         default=[],
@@ -257,6 +263,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             "message": args.message,
             "metadata": meta or None,
             "base": args.base,
+            "follow_symlinks": args.follow_symlinks,
         }
         if tolerance is not None:
             kw["tolerance"] = tolerance
@@ -284,6 +291,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
             "message": args.message,
             "metadata": meta or None,
             "base": args.base,
+            "follow_symlinks": args.follow_symlinks,
         }
         if tolerance is not None:
             kw["tolerance"] = tolerance

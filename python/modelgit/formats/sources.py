@@ -10,7 +10,8 @@ tensors as ranges read on demand (``FileRange``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from ..dtypes import DType, by_torch
 from ..errors import UnsupportedInput
 from .safetensors_io import FileRange, SafetensorsFile, iter_shards
 
-__all__ = ["TensorSource", "ModelSource", "open_model", "tensor_bytes", "tensor_from_buffer"]
+__all__ = [
+    "TensorSource",
+    "ModelSource",
+    "FolderReader",
+    "open_model",
+    "tensor_bytes",
+    "tensor_from_buffer",
+]
 
 MAX_SIDE_FILE = 64 * 1024 * 1024  # config/tokenizer files kept with a version
 
@@ -95,8 +103,15 @@ def _from_state_dict(sd: Mapping[str, object]) -> ModelSource:
             raise UnsupportedInput(
                 f"state_dict entry {name!r} is a {type(t).__name__}, not a torch.Tensor"
             )
+        if t.is_nested:
+            raise UnsupportedInput(f"tensor {name!r} is a nested tensor; only dense tensors")
         if t.is_sparse or t.layout != torch.strided:
             raise UnsupportedInput(f"tensor {name!r} has layout {t.layout}; only dense tensors")
+        if t.is_meta:
+            raise UnsupportedInput(
+                f"tensor {name!r} is on the meta device and holds no data (load the weights "
+                "first, e.g. with to_empty() and load_state_dict)"
+            )
         if t.is_complex() or t.is_quantized:
             raise UnsupportedInput(f"tensor {name!r} of dtype {t.dtype} cannot be stored")
         dtype = by_torch(t.dtype)
@@ -142,11 +157,68 @@ def _from_safetensors(paths: list[Path]) -> ModelSource:
     return src
 
 
-def _side_files(folder: Path) -> dict[str, bytes]:
+SPECIAL_ROOTS = ("/proc", "/sys", "/dev")  # never read, not even through a symlink
+
+
+class FolderReader:
+    """Which files of a model folder may be read: regular files inside the folder, or
+    reached through symlinks that stay inside it (or, for a Hugging Face hub cache
+    snapshot ``.../snapshots/<rev>``, inside that cache entry's ``blobs``). A symlink
+    that leaves the folder is refused unless ``follow_symlinks``; special files
+    (devices, FIFOs, sockets, anything under /proc, /sys or /dev) are never read."""
+
+    def __init__(self, folder: Path, follow_symlinks: bool = False) -> None:
+        self.folder = folder
+        self.follow = follow_symlinks
+        real = folder.resolve()
+        self.allowed = [real]
+        if real.parent.name == "snapshots":
+            self.allowed.append(real.parent.parent / "blobs")
+
+    def _inside(self, target: Path) -> bool:
+        return any(target == a or target.is_relative_to(a) for a in self.allowed)
+
+    def check(self, path: Path) -> Path:
+        """``path`` (in the folder) if it may be read, else UnsupportedInput."""
+        target = path.resolve()
+        if path.is_symlink() and not self._inside(target) and not self.follow:
+            raise UnsupportedInput(
+                f"{path} is a symlink to {target}, outside the model folder; refusing to "
+                "read it (pass follow_symlinks=True, --follow-symlinks, if you mean it)"
+            )
+        if any(target == Path(r) or target.is_relative_to(r) for r in SPECIAL_ROOTS):
+            raise UnsupportedInput(f"{path} leads to {target}, a special file; never read")
+        try:
+            mode = target.stat().st_mode
+        except OSError as exc:
+            raise UnsupportedInput(f"cannot read {path}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            return target
+        if not stat.S_ISREG(mode):
+            raise UnsupportedInput(f"{path} is not a regular file (a device, FIFO or socket)")
+        return path
+
+    def files(self) -> Iterator[tuple[str, Path]]:
+        """(relative posix path, path) of every file below the folder, sorted; symlinked
+        folders are walked only with ``follow_symlinks`` (and those leading outside
+        without it are refused)."""
+        found: list[tuple[str, Path]] = []
+        for root, dirs, names in os.walk(self.folder, followlinks=self.follow):
+            base = Path(root)
+            for d in list(dirs):
+                if (base / d).is_symlink() and not self.follow:
+                    self.check(base / d)  # refuses one that leaves the folder
+                    dirs.remove(d)  # one inside it: its files are found where they are
+            for n in names:
+                p = base / n
+                found.append((p.relative_to(self.folder).as_posix(), p))
+        yield from sorted(found)
+
+
+def _side_files(reader: FolderReader) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if not p.is_file() or p.suffix == ".safetensors" or rel.startswith("."):
+    for rel, p in reader.files():
+        if p.suffix == ".safetensors" or rel.startswith("."):
             continue
         if rel == "model.safetensors.index.json":
             continue  # rebuilt by export
@@ -155,14 +227,23 @@ def _side_files(folder: Path) -> dict[str, bytes]:
                 f"{p} holds weights in a format modelgit does not read; "
                 "convert the folder to safetensors first"
             )
-        if p.stat().st_size > MAX_SIDE_FILE:
+        reader.check(p)
+        with open(p, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_SIDE_FILE:
+                raise UnsupportedInput(
+                    f"{p} is larger than {MAX_SIDE_FILE} bytes; not a config file"
+                )
+            data = f.read(MAX_SIDE_FILE + 1)
+        if len(data) > MAX_SIDE_FILE:
             raise UnsupportedInput(f"{p} is larger than {MAX_SIDE_FILE} bytes; not a config file")
-        files[rel] = p.read_bytes()
+        files[rel] = data
     return files
 
 
-def open_model(model: object) -> ModelSource:
-    """Turn any accepted model object into a :class:`ModelSource` (close it when done)."""
+def open_model(model: object, follow_symlinks: bool = False) -> ModelSource:
+    """Turn any accepted model object into a :class:`ModelSource` (close it when done).
+    In a folder, symlinks that leave it are refused unless ``follow_symlinks``
+    (:class:`FolderReader`)."""
     if isinstance(model, torch.nn.Module):
         return _from_state_dict(model.state_dict(keep_vars=False))
     if isinstance(model, Mapping):
@@ -170,9 +251,10 @@ def open_model(model: object) -> ModelSource:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if path.is_dir():
-            src = _from_safetensors(list(iter_shards(path)))
+            reader = FolderReader(path, follow_symlinks)
+            src = _from_safetensors([reader.check(p) for p in iter_shards(path)])
             try:
-                src.files = _side_files(path)
+                src.files = _side_files(reader)
             except BaseException:
                 src.close()
                 raise

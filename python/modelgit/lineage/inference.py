@@ -93,6 +93,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedInput
+from ..formats.sources import FolderReader
 from . import signals
 from .pairwise import Pairwise, find_merges, pairwise, shared_tensors
 from .signals import ModelSketch, sketch_model
@@ -162,28 +163,33 @@ def _hub_repo(folder: Path) -> str | None:
     return None
 
 
-def _side_files(value: Any) -> dict[str, bytes]:
+def _side_files(value: Any, follow_symlinks: bool = False) -> dict[str, bytes]:
     """config.json / README.md of a Hugging Face folder (given as the folder or by its
-    weights file)."""
+    weights file), read under the folder rules of ``formats.sources.FolderReader``."""
     folder = _folder(value)
     if folder is None:
         return {}
+    reader = FolderReader(folder, follow_symlinks)
     out = {}
     for name in ("config.json", "adapter_config.json", "README.md"):
         f = folder / name
-        if f.is_file() and f.stat().st_size < 1 << 20:
+        if (f.exists() or f.is_symlink()) and reader.check(f).stat().st_size < 1 << 20:
             out[name] = f.read_bytes()
     return out
 
 
-def _sketch_all(models: Any, k: int, threads: int) -> list[ModelSketch]:
+def _sketch_all(
+    models: Any, k: int, threads: int, follow_symlinks: bool = False
+) -> list[ModelSketch]:
     if isinstance(models, Mapping):
         out = []
         for n, m in models.items():
             m = _as_model(m)
-            s = sketch_model(str(n), m, k=k, threads=threads, files=_side_files(m))
+            files = _side_files(m, follow_symlinks)
+            s = sketch_model(str(n), m, k=k, threads=threads, files=files,
+                             follow_symlinks=follow_symlinks)  # fmt: skip
             folder = _folder(m)
-            if folder is not None and (m.is_dir() or _side_files(m)):
+            if folder is not None and (m.is_dir() or files):
                 s.aliases.add(signals._norm(_hub_repo(folder) or folder.name))
             out.append(s)
         return out
@@ -206,12 +212,14 @@ def infer_edges(
     root_cost: float = DEFAULT_ROOT_COST,
     detect_merges: bool = True,
     threads: int = 0,
+    follow_symlinks: bool = False,
 ) -> list[InferredEdge]:
     """Infer provenance edges among ``models`` (``{name: state_dict or path}``, or a
     repository: its models' latest versions), with relation, confidence and direction
     (see the module docstring). ``k``: sketch width per tensor; ``root_cost``: the
-    relative distance beyond which a model starts a family of its own."""
-    sketches = _sketch_all(models, k, threads)
+    relative distance beyond which a model starts a family of its own.
+    ``follow_symlinks``: read folders' symlinks that lead outside them."""
+    sketches = _sketch_all(models, k, threads, follow_symlinks)
     return edges_from_sketches(sketches, root_cost=root_cost, detect_merges=detect_merges)
 
 

@@ -88,7 +88,12 @@ class ModelSketch:
 
 
 def sketch_model(
-    name: str, model: Any, k: int = 64, threads: int = 0, files: dict[str, bytes] | None = None
+    name: str,
+    model: Any,
+    k: int = 64,
+    threads: int = 0,
+    files: dict[str, bytes] | None = None,
+    follow_symlinks: bool = False,
 ) -> ModelSketch:
     """Summarise one model (state_dict, nn.Module, .safetensors file or folder).
     ``files``: side files (``config.json``, ``README.md`` ...) when they do not come
@@ -98,7 +103,7 @@ def sketch_model(
     if isinstance(model, (str, os.PathLike)):
         p = Path(model)
         out.aliases |= {_norm(p.stem if p.suffix == ".safetensors" else p.name)}
-    with open_model(model) as source:
+    with open_model(model, follow_symlinks) as source:
         for t in source.tensors:
             if t.tie is not None or t.dtype.name not in _SKETCHABLE:
                 continue

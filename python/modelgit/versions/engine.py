@@ -260,10 +260,13 @@ class VersionStore:
         tolerance: object = None,
         progress: ProgressFn | None = None,
         base: str = "auto",
+        *,
+        follow_symlinks: bool = False,
     ) -> Version:
         """Add a new model and store ``model`` as its version 1 (see ``Repository.add``)."""
         links = self.new_model_links(name, parents, relation)
-        return self.write(name, model, links, message, metadata, tolerance, True, progress, base)
+        return self.write(name, model, links, message, metadata, tolerance, True, progress, base,
+                          follow_symlinks=follow_symlinks)  # fmt: skip
 
     def commit(
         self,
@@ -274,14 +277,18 @@ class VersionStore:
         metadata: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
         base: str = "auto",
+        *,
+        follow_symlinks: bool = False,
     ) -> Version:
         """Store ``model`` as the next version of the existing model ``name``. ``base``:
         what its tensors are coded against, ``"auto"`` (the closest stored tensors) or
-        ``"parent"`` (the previous version's), as for :meth:`add`."""
+        ``"parent"`` (the previous version's), as for :meth:`add`; ``follow_symlinks``
+        as for :meth:`add`."""
         self.require_model(name)
         prev_id, prev = self.resolve(name)
         links: list[Link] = [(prev_id, prev, "version", "version")]
-        return self.write(name, model, links, message, metadata, tolerance, False, progress, base)
+        return self.write(name, model, links, message, metadata, tolerance, False, progress,
+                          base, follow_symlinks=follow_symlinks)  # fmt: skip
 
     def write(
         self,
@@ -294,14 +301,17 @@ class VersionStore:
         new_model: bool = False,
         progress: ProgressFn | None = None,
         base: str = "auto",
+        *,
+        follow_symlinks: bool = False,
     ) -> Version:
         """Store ``model`` as a new version of ``name`` with the given parent links
         (``(internal id, Version, kind, relation)``) and publish it in one transaction;
         its chunks are coded against the stored tensors ``base`` picks (``"auto"`` or
         ``"parent"``: ``versions.bases``). :attr:`last_write` tells how it was stored."""
         return write_version(
-            self, name, model, links, message, metadata, tolerance, new_model, progress, base
-        )
+            self, name, model, links, message, metadata, tolerance, new_model, progress, base,
+            follow_symlinks=follow_symlinks,
+        )  # fmt: skip
 
     # -- reading --------------------------------------------------------------------
     def load(

@@ -103,10 +103,13 @@ def write_version(
     new_model: bool,
     progress: ProgressFn | None = None,
     base: str = "auto",
+    *,
+    follow_symlinks: bool = False,
 ) -> Version:
     """Store ``model`` as a new version of ``name`` (a new model when ``new_model``),
     coded against the stored tensors ``base`` chooses (``versions.bases``: ``"auto"``,
-    or ``"parent"``: the versions ``links`` name), and publish it."""
+    or ``"parent"``: the versions ``links`` name), and publish it. A folder's symlinks
+    that lead outside it are read only with ``follow_symlinks``."""
     base = check_base(base)
     tol = parse_tolerance(tolerance)
     meta = dict(metadata or {})
@@ -116,7 +119,7 @@ def write_version(
         raise UnsupportedInput(f"metadata must be JSON-serialisable: {exc}") from None
     parents = [{r.name: r for r in engine.tensor_rows(pid)} for pid, _, _, _ in links]
     store = engine.store
-    with open_model(model) as source:
+    with open_model(model, follow_symlinks) as source:
         if isinstance(tol, Auto):
             sd = {t.name: _materialize(t) for t in source.tensors}
             parent_sd = engine.load(links[0][1].ref) if links else None

@@ -223,17 +223,19 @@ class ImportMixin(_Base):
         edges: Mapping[str, str | Sequence[str] | None] | None = None,
         base: str = "auto",
         progress: Callable[[int, int], None] | None = None,
+        follow_symlinks: bool = False,
     ) -> ImportReport:
         """Add every model found under ``paths`` (files, model folders, Hugging Face hub
         cache folders), roots first, with inferred lineage; see
-        :mod:`modelgit.workflows.importing`."""
+        :mod:`modelgit.workflows.importing`. ``follow_symlinks`` as for ``add``."""
         items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         found = discover_models(items)
         models = [ImportedModel(n, p, metadata=dict(meta)) for n, p, meta in found]
         firsts = {}
         for m in models:
             firsts.setdefault(m.name, m)  # lineage is inferred among each model's first
-        for e in infer_edges({m.name: m.path for m in firsts.values()}):
+        paths_of = {m.name: m.path for m in firsts.values()}
+        for e in infer_edges(paths_of, follow_symlinks=follow_symlinks):
             child = firsts[e.child]
             child.parents.append(e.parent)
             child.confidence = min(e.confidence, child.confidence or 1.0)
@@ -256,7 +258,7 @@ class ImportMixin(_Base):
         for m, size in zip(ordered, sizes, strict=True):
             m.parents = [renamed.get(p, p) for p in m.parents]
             hook = _scaled(progress, offset, size, total)
-            self._import_one(m, firsts[m.name] is m, base, renamed, hook)
+            self._import_one(m, firsts[m.name] is m, base, renamed, hook, follow_symlinks)
             offset += size
         if progress is not None:
             progress(total, total)
@@ -281,6 +283,7 @@ class ImportMixin(_Base):
         base: str,
         renamed: dict[str, str],
         progress: Callable[[int, int], None] | None,
+        follow_symlinks: bool = False,
     ) -> None:
         done = self._imported(m)
         if done is not None:  # an earlier run of this import stored it
@@ -293,7 +296,8 @@ class ImportMixin(_Base):
         message = f"imported from {m.path}"
         if not first and renamed.get(m.name, m.name) in self:  # a later hub snapshot
             v = self.commit(renamed.get(m.name, m.name), m.path, message=message,
-                            metadata=meta, base=base, progress=progress)  # fmt: skip
+                            metadata=meta, base=base, progress=progress,
+                            follow_symlinks=follow_symlinks)  # fmt: skip
             m.status, m.version = "committed", v.ref
             return
         if m.name in self:  # taken by a model this import did not make: a fresh name
@@ -302,7 +306,8 @@ class ImportMixin(_Base):
             m.name = fresh
         parents = [p for p in m.parents if p in self]
         v = self.add(m.name, m.path, parents=parents or None, relation=INFERRED,
-                     message=message, metadata=meta, base=base, progress=progress)  # fmt: skip
+                     message=message, metadata=meta, base=base, progress=progress,
+                     follow_symlinks=follow_symlinks)  # fmt: skip
         m.status, m.version = "added", v.ref
 
 
