@@ -69,6 +69,7 @@ def main() -> None:
     s3 = LocalS3().start()
     os.environ.update(s3.env)
     try:
+
         def local() -> tuple[Callable[[], mg.Repository], Callable[[], mg.Repository]]:
             path = work / f"local-{uuid.uuid4().hex[:8]}"
             return (lambda: mg.init(path)), (lambda: mg.open(path))
@@ -84,9 +85,7 @@ def main() -> None:
             return (lambda: mg.init(url, objects=str(folder))), (lambda: mg.open(url))
 
         contenders = {"local": local, "pg+s3": pg_s3, "pg+folder": pg_folder}
-        times: dict[str, dict[str, list[float]]] = {
-            c: {"add": [], "load": []} for c in contenders
-        }
+        times: dict[str, dict[str, list[float]]] = {c: {"add": [], "load": []} for c in contenders}
         for _ in range(args.runs):
             for name, make in contenders.items():
                 init, reopen = make()

@@ -328,9 +328,7 @@ def test_tolerance_is_passed_through(cli: Callable, repo_dir: Path, tmp_path: Pa
     assert (got - nudged(weights(0), 0.05)["head.weight"]).abs().max() <= 1e-3
 
 
-def test_base_option(
-    cli: Callable, repo_dir: Path, files: dict[str, Path], tmp_path: Path
-) -> None:
+def test_base_option(cli: Callable, repo_dir: Path, files: dict[str, Path], tmp_path: Path) -> None:
     """--base parent codes against the declared parent even where ft is closer; auto
     (the default) picks the closest stored tensors, declared or not."""
     g = torch.Generator().manual_seed(3)
@@ -562,3 +560,80 @@ def test_cache_and_layout_commands(cli: Callable, repo_dir: Path, tmp_path: Path
     assert cli("layout", "--json").json() == {"max_depth": 4}
     assert cli("layout", "--max-depth", "1").out.strip() == "max depth 1"
     assert_one_line_error(cli("layout", "--max-depth", "-3"), 1, "max_depth")
+
+
+def test_ctrl_c_right_after_the_commit_reports_the_saved_version(
+    cli: Callable, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C that lands after the version's transaction committed: the command reports
+    the saved version and exits 0 (not "interrupted"); one that lands before: 130,
+    nothing stored."""
+    import signal
+
+    path = tmp_path / "r"
+    assert cli("init", path).code == 0
+    real_add, real_commit = mg.Repository.add, mg.Repository.commit
+
+    def add_then_interrupt(self: mg.Repository, *a: object, **kw: object) -> object:
+        real_add(self, *a, **kw)
+        raise KeyboardInterrupt
+
+    def interrupt_first(self: mg.Repository, *a: object, **kw: object) -> object:
+        raise KeyboardInterrupt
+
+    def commit_then_interrupt(self: mg.Repository, *a: object, **kw: object) -> object:
+        real_commit(self, *a, **kw)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        monkeypatch.setattr(mg.Repository, "add", add_then_interrupt)
+        r = cli("--repo", path, "add", "m", files["base.safetensors"])
+        assert r.code == 0 and "added m@1" in r.out and "interrupted" not in r.err, r
+        monkeypatch.setattr(mg.Repository, "commit", commit_then_interrupt)
+        r = cli("--repo", path, "commit", "m", files["ft.safetensors"])
+        assert r.code == 0 and "committed m@2" in r.out, r
+        monkeypatch.setattr(mg.Repository, "add", interrupt_first)
+        r = cli("--repo", path, "add", "other", files["base.safetensors"])
+        assert r.code == 130 and "interrupted" in r.err and "Traceback" not in r.err
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with mg.open(path) as repo:
+        assert repo.models() == ["m"] and len(repo.versions("m")) == 2
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("export", "base", "OUT", "--max-shard-size", "bogus"), "max_shard_size: not a size"),
+        (("export", "base", "OUT", "--max-shard-size", "0"), "must be positive"),
+        (("show", "base@99999999999999999999999"), "out of range"),
+        (("log", "base@9223372036854775808"), "out of range|forbidden"),
+        (("diff", "base@1", "base@18446744073709551616"), "out of range"),
+    ],
+)
+def test_plain_bad_input_is_no_internal_error(
+    cli: Callable, repo_dir: Path, tmp_path: Path, args: tuple[str, ...], match: str
+) -> None:
+    args = tuple(str(tmp_path / "out") if a == "OUT" else a for a in args)
+    assert_one_line_error(cli(*args, cwd=repo_dir), 1, match)
+
+
+@pytest.mark.parametrize("budget", ["0", "1KiB", "-5", "lots", "64Q"])
+def test_bad_memory_budget_is_no_internal_error(
+    cli: Callable, repo_dir: Path, monkeypatch: pytest.MonkeyPatch, budget: str
+) -> None:
+    monkeypatch.setenv("MODELGIT_MEMORY_BUDGET", budget)
+    assert_one_line_error(cli("show", "base", cwd=repo_dir), 1, "memory budget")
+    with pytest.raises(mg.InvalidArgument, match="memory budget"):
+        mg.open(repo_dir, memory_budget=budget)
+
+
+def test_pickle_refusal_warns_about_code_execution(
+    cli: Callable, repo_dir: Path, tmp_path: Path
+) -> None:
+    torch.save({"w": torch.ones(2), "x": Result(0, "", "")}, tmp_path / "evil.pt")
+    r = cli("add", "evil", tmp_path / "evil.pt", cwd=repo_dir)
+    assert_one_line_error(r, 1, "never unpickles")
+    assert "weights_only=False" not in r.err or "executes that code" in r.err
+    assert "run any code" in r.err

@@ -66,9 +66,7 @@ def test_special_files_are_never_read(repo: mg.Repository, tmp_path: Path) -> No
     assert repo.models() == [] and repo.fsck().ok
 
 
-def test_weights_behind_an_outside_symlink_are_refused(
-    repo: mg.Repository, tmp_path: Path
-) -> None:
+def test_weights_behind_an_outside_symlink_are_refused(repo: mg.Repository, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere.safetensors"
     save_file({"w": torch.ones(3)}, str(elsewhere))
     folder = tmp_path / "model"

@@ -20,8 +20,9 @@ PUBLIC = {
     "TestSpec", "TestResult", "TestTable", "CascadeReport", "CascadeStep", "Creator",
     "BisectResult", "ImportReport", "ImportedModel",
     "ModelgitError", "NotARepository", "RepositoryExists", "UnknownModel", "UnknownVersion",
-    "ModelExists", "CorruptObject", "InvalidName", "UnsupportedInput", "LineageError",
-    "FormatVersionError", "StorageUnavailable", "CatalogUnavailable", "WorkflowError",
+    "ModelExists", "CorruptObject", "InvalidName", "InvalidArgument", "UnsupportedInput",
+    "LineageError", "FormatVersionError", "StorageUnavailable", "CatalogUnavailable",
+    "WorkflowError",
 }  # fmt: skip
 
 # the engine's internal API (docs/architecture.md): on Repository, but not the user's

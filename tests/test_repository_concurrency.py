@@ -10,6 +10,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 import modelgit as mg
@@ -208,3 +209,41 @@ def test_load_racing_gc_in_another_handle(tmp_path: Path) -> None:
             reader.store.rows = real_rows  # type: ignore[method-assign]
         assert same(got, weights("keep", 1))
         assert reader.fsck().ok
+
+
+def test_parent_removed_during_add_is_a_clear_error(tmp_path: Path) -> None:
+    """Another repository object (as another process would) removes the parent while
+    the child is written: a clear
+    UnknownModel (not "catalog damaged"), nothing stored, and the repository fine."""
+    path = tmp_path / "repo"
+    repo = mg.init(path)
+    g = torch.Generator().manual_seed(0)
+    base = {"w": torch.randn(300_000, generator=g)}
+    repo.add("base", base)
+    other = mg.open(path)
+    removed: list[str] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if done and not removed:
+            other.remove("base")
+            removed.append("base")
+
+    child = {"w": base["w"] + 1e-3}
+    with pytest.raises(mg.UnknownModel, match="was removed while 'child' was being written"):
+        repo.add("child", child, parents="base", progress=meanwhile)
+    assert removed and repo.models() == [] and repo.fsck().ok
+    repo.add("child", child)  # again, without the parent: fine
+    assert torch.equal(repo.load("child")["w"], child["w"])
+    repo.add("next", child)
+    removed.clear()
+
+    def drop_model(done: int, total: int) -> None:
+        if done and not removed:
+            other.remove("next")
+            removed.append("next")
+
+    with pytest.raises(mg.UnknownModel, match="previous version next@1 was removed"):
+        repo.commit("next", {"w": child["w"] * 2}, progress=drop_model)
+    assert repo.fsck().ok
+    other.close()
+    repo.close()

@@ -14,6 +14,7 @@ __all__ = [
     "ModelExists",
     "CorruptObject",
     "InvalidName",
+    "InvalidArgument",
     "UnsupportedInput",
     "LineageError",
     "FormatVersionError",
@@ -58,6 +59,10 @@ class CorruptObject(ModelgitError):
 
 class InvalidName(ModelgitError, ValueError):
     """A model, tag or tensor name is refused (separators, control characters, length)."""
+
+
+class InvalidArgument(ModelgitError, ValueError):
+    """An argument's value is malformed or out of range (a size, a memory budget)."""
 
 
 class UnsupportedInput(ModelgitError, TypeError):

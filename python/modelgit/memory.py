@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import InvalidArgument
 from .units import human_bytes, parse_bytes
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "MIN_MEMORY_BUDGET", "MemoryBudget"]
@@ -41,9 +42,9 @@ class MemoryBudget:
         try:
             total = parse_bytes(value)
         except ValueError as exc:
-            raise ValueError(f"memory budget: {exc}") from None
+            raise InvalidArgument(f"memory budget: {exc}") from None
         if total < MIN_MEMORY_BUDGET:
-            raise ValueError(
+            raise InvalidArgument(
                 f"memory budget {human_bytes(total)} is below the minimum "
                 f"{human_bytes(MIN_MEMORY_BUDGET)}"
             )

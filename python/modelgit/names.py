@@ -14,6 +14,7 @@ from .errors import InvalidName
 __all__ = ["MAX_NAME_LENGTH", "validate_name", "Ref", "parse_ref"]
 
 MAX_NAME_LENGTH = 200
+MAX_VERSION = 2**63 - 1  # version numbers are SQLite INTEGERs
 _FORBIDDEN = set('/\\@:*?"<>|')
 
 
@@ -67,9 +68,15 @@ def parse_ref(ref: str, version: int | None = None) -> Ref:
         number = None if suffix == "latest" else int(suffix)
         if number is not None and number < 1:
             raise InvalidName(f"versions are numbered from 1; {ref!r} names version {number}")
+        if number is not None and number > MAX_VERSION:
+            raise InvalidName(f"version {number} in {ref!r} is out of range")
     validate_name(name)
     if version is not None:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 1 <= version <= MAX_VERSION
+        ):
             raise InvalidName(f"version must be a positive integer, not {version!r}")
         if number is not None and number != version:
             raise InvalidName(f"{ref!r} conflicts with version={version}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import InvalidArgument
+
 __all__ = ["human_bytes", "parse_bytes"]
 
 
@@ -37,22 +39,22 @@ _UNITS = {
 def parse_bytes(value: int | str) -> int:
     """A size given as an int or a string such as ``"512MiB"``, ``"5GB"``, ``"1.5 GiB"``."""
     if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
+        raise InvalidArgument(f"not a size: {value!r}")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"a size cannot be negative: {value}")
+            raise InvalidArgument(f"a size cannot be negative: {value}")
         return value
     if not isinstance(value, str):
-        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 5GB)")
+        raise InvalidArgument(f"not a size: {value!r} (use e.g. 512MiB or 5GB)")
     text = value.strip().lower().replace(" ", "").replace("_", "")
     num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = text[len(num) :]
     if unit not in _UNITS or not num:
-        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 5GB)")
+        raise InvalidArgument(f"not a size: {value!r} (use e.g. 512MiB or 5GB)")
     try:
         n = float(num)
     except ValueError:
-        raise ValueError(f"not a size: {value!r} (use e.g. 512MiB or 5GB)") from None
+        raise InvalidArgument(f"not a size: {value!r} (use e.g. 512MiB or 5GB)") from None
     if not n >= 0 or n == float("inf"):
-        raise ValueError(f"not a size: {value!r}")
+        raise InvalidArgument(f"not a size: {value!r}")
     return int(n * _UNITS[unit])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -228,12 +231,23 @@ def load_model_arg(path_text: str) -> Any:
         import torch
 
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            with warnings.catch_warnings():  # torch's notes on pickle protocols
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "weights only" not in str(exc).lower():
+                raise CliError(f"{path} is not a torch file ({str(exc)[:120]})") from None
             raise CliError(
-                f"cannot read {path} as a weights-only torch file "
-                f"({' '.join(str(exc).split())[:200]}); save it with torch.save(state_dict) "
-                "or as safetensors"
+                f"{path} is not a weights-only torch file: it holds Python objects other than "
+                "tensors (or is no torch file at all), and modelgit never unpickles them, since "
+                "unpickling can run any code the file contains. If you trust the file "
+                "and its author, load it yourself (torch.load(path, weights_only=False) "
+                "executes that code) and save the state_dict with safetensors' save_file"
+            ) from None
+        except (RuntimeError, EOFError, ValueError) as exc:
+            raise CliError(
+                f"cannot read {path} as a torch file ({' '.join(str(exc).split())[:200]}); "
+                "save it with torch.save(state_dict) or as safetensors"
             ) from None
         if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
             obj = obj["state_dict"]  # Lightning-style checkpoints
@@ -241,6 +255,21 @@ def load_model_arg(path_text: str) -> Any:
             raise CliError(f"{path} does not hold a state_dict (a dict of tensors)")
         return obj
     return str(path)
+
+
+def _saved_anyway(repo: Any, name: str, before: int) -> Any:
+    """After Ctrl-C during add/commit: the version, if its transaction committed before
+    the interrupt landed (then the command did its work: it reports it and finishes
+    with further Ctrl-C ignored); otherwise the interrupt goes on (nothing was stored)."""
+    try:
+        versions = repo.versions(name) if name in repo else []
+    except Exception:  # noqa: BLE001 - the interrupt is what the user should see
+        versions = []
+    if len(versions) <= before:
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return versions[-1]
 
 
 def _describe(repo: Any, v: Any) -> str:
@@ -267,16 +296,19 @@ def cmd_add(args: argparse.Namespace) -> int:
         }
         if tolerance is not None:
             kw["tolerance"] = tolerance
-        with Progress(f"adding {args.name}") as bar:
-            v = call_with_progress(
-                repo.add,
-                args.name,
-                model,
-                parents=args.parent or None,
-                relation=args.relation,
-                progress=bar,
-                **kw,
-            )
+        try:
+            with Progress(f"adding {args.name}") as bar:
+                v = call_with_progress(
+                    repo.add,
+                    args.name,
+                    model,
+                    parents=args.parent or None,
+                    relation=args.relation,
+                    progress=bar,
+                    **kw,
+                )
+        except KeyboardInterrupt:
+            v = _saved_anyway(repo, args.name, 0)
         emit(args.json, v, f"added {_describe(repo, v)}")
     return 0
 
@@ -295,8 +327,12 @@ def cmd_commit(args: argparse.Namespace) -> int:
         }
         if tolerance is not None:
             kw["tolerance"] = tolerance
-        with Progress(f"committing {args.name}") as bar:
-            v = call_with_progress(repo.commit, args.name, model, progress=bar, **kw)
+        before = len(repo.versions(args.name))
+        try:
+            with Progress(f"committing {args.name}") as bar:
+                v = call_with_progress(repo.commit, args.name, model, progress=bar, **kw)
+        except KeyboardInterrupt:
+            v = _saved_anyway(repo, args.name, before)
         emit(args.json, v, f"committed {_describe(repo, v)}")
     return 0
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
-from ..errors import UnsupportedInput
+from ..errors import InvalidArgument, UnsupportedInput
 from ..formats.safetensors_io import SafetensorsWriter
 from ..progress import Counter, ProgressFn
 from ..storage.packs import fsync_dir
@@ -121,9 +121,12 @@ def export_version(
         _write_file(engine, rows, path, metadata, count)
         fsync_dir(path.parent)
         return path
-    limit = parse_bytes(DEFAULT_MAX_SHARD_SIZE if max_shard_size is None else max_shard_size)
+    try:
+        limit = parse_bytes(DEFAULT_MAX_SHARD_SIZE if max_shard_size is None else max_shard_size)
+    except ValueError as exc:
+        raise InvalidArgument(f"max_shard_size: {exc}") from None
     if limit <= 0:
-        raise UnsupportedInput("max_shard_size must be positive")
+        raise InvalidArgument("max_shard_size must be positive")
     folder = path
     if folder.exists() and not folder.is_dir():
         raise UnsupportedInput(f"{folder} exists and is not a folder")

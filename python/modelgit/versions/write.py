@@ -29,7 +29,7 @@ from ..catalog.records import (
     insert_version,
     version_content_id,
 )
-from ..errors import LineageError, ModelExists, UnsupportedInput
+from ..errors import LineageError, ModelExists, UnknownModel, UnsupportedInput
 from ..formats.sources import TensorSource, open_model, tensor_from_buffer
 from ..progress import Counter, ProgressFn
 from ..storage.similarity import TensorSketch, insert_sketches, sketch_source
@@ -177,6 +177,10 @@ def write_version(
     return version
 
 
+def _exists(db: Any, vid: int) -> bool:
+    return db.execute("SELECT 1 FROM versions WHERE id = ?", (vid,)).fetchone() is not None
+
+
 def _first_id(pair: tuple) -> int:
     return pair[0][0]
 
@@ -199,6 +203,13 @@ def publish(
     content_id = version_content_id(rows)
     now = time.time()
     with engine.catalog.transaction() as db:
+        for pid, pv, kind, _ in links:  # removed by someone else since the write began
+            if not _exists(db, pid):
+                what = "previous version" if kind == "version" else "parent"
+                raise UnknownModel(
+                    f"the {what} {pv.ref} was removed while {name!r} was being written; "
+                    "nothing was stored (write it again)"
+                )
         insert_chunks(db, engine.store.pending_rows())
         if new_model:
             if db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
@@ -235,7 +246,8 @@ def publish(
         insert_tensors(db, vid, rows)
         insert_files(db, vid, files.items())
         if index is not None:
-            insert_sketches(db, vid, index.sketches, index.bases)
+            bases = [b for b in index.bases if _exists(db, b)]  # not one removed meanwhile
+            insert_sketches(db, vid, index.sketches, bases)
         new = db.execute(
             f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (vid,)
         ).fetchone()
