@@ -22,7 +22,7 @@ PUBLIC = {
     "ModelgitError", "NotARepository", "RepositoryExists", "UnknownModel", "UnknownVersion",
     "ModelExists", "CorruptObject", "InvalidName", "InvalidArgument", "UnsupportedInput",
     "LineageError", "FormatVersionError", "StorageUnavailable", "CatalogUnavailable",
-    "WorkflowError",
+    "WorkflowError", "ReadOnlyRepository",
 }  # fmt: skip
 
 # the engine's internal API (docs/architecture.md): on Repository, but not the user's

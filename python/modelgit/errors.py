@@ -20,6 +20,7 @@ __all__ = [
     "FormatVersionError",
     "StorageUnavailable",
     "CatalogUnavailable",
+    "ReadOnlyRepository",
     "WorkflowError",
 ]
 
@@ -84,6 +85,11 @@ class StorageUnavailable(ModelgitError):
 
 class CatalogUnavailable(StorageUnavailable):
     """The PostgreSQL catalog of a team repository cannot be reached or refused us."""
+
+
+class ReadOnlyRepository(ModelgitError, PermissionError):
+    """A write was asked of a repository this user can only read (a read-only mount,
+    another user's folder). Reads work."""
 
 
 class WorkflowError(ModelgitError):

@@ -311,6 +311,21 @@ class PostgresCatalog:
                     "the write; nothing was published, run it again"
                 ) from None
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads of this thread inside see one state of the catalog (a REPEATABLE READ
+        transaction; nested snapshots share the outer one)."""
+        db = self.connection()
+        if db.in_transaction:
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            with suppress(Exception):
+                db.raw.execute("COMMIT")
+
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:
         return self.connection().execute(sql, args).fetchall()
 

@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except sqlite3.DatabaseError as exc:
         print_error(
-            f"the repository catalog is damaged or unreadable ({exc}); "
-            "restore catalog.db from a backup"
+            f"catalog error ({exc}); run `modelgit fsck`, and restore catalog.db from a "
+            "backup only if it reports damage"
         )
         return EXIT_ERROR
     except OSError as exc:

@@ -9,16 +9,22 @@ above work on the :class:`Backend` they return and never on files or URLs.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..catalog import SCHEMA_VERSION, Catalog, SqliteCatalog
-from ..errors import CorruptObject, FormatVersionError, NotARepository, RepositoryExists
+from ..errors import (
+    FormatVersionError,
+    ModelgitError,
+    NotARepository,
+    ReadOnlyRepository,
+    RepositoryExists,
+)
 from .packs import fsync_dir
 from .store import ChunkStore
 
@@ -78,7 +84,10 @@ class Backend:
                     self.upgrade_format()
                 yield
             return
-        fd = os.open(self.root / "locks" / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._lock_file(writes)
+        if fd is None:  # a repository this user cannot write: nobody here can gc it
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             if writes:
@@ -87,6 +96,25 @@ class Backend:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _lock_file(self, writes: bool) -> int | None:
+        """The lock file, opened for writing (created if missing); for a reader of a
+        repository this user cannot write, read-only (flock works on it) or None."""
+        path = self.root / "locks" / "repo.lock"
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (PermissionError, OSError) as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            if writes:
+                raise ReadOnlyRepository(
+                    f"{self.root} is read-only for this user ({exc.strerror}): reads work, "
+                    "writes need write access"
+                ) from None
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
 
     def upgrade_format(self) -> None:
         """Mark a repository of an older format as FORMAT_VERSION before a write that may
@@ -170,12 +198,9 @@ def open_folder(root: Path, cache_bytes: int) -> Backend:
     catalog = SqliteCatalog(root / CATALOG_FILE)
     try:
         schema = catalog.one("SELECT value FROM meta WHERE key = 'schema'")
-    except sqlite3.DatabaseError as exc:
+    except ModelgitError:  # damaged (with the advice to restore it), unreadable, busy
         catalog.close()
-        raise CorruptObject(
-            f"{root / CATALOG_FILE} cannot be read as a modelgit catalog ({exc}); "
-            "restore it from a backup"
-        ) from None
+        raise
     if schema is None or int(schema[0]) > SCHEMA_VERSION:
         catalog.close()
         raise FormatVersionError(

@@ -6,6 +6,8 @@ repository lock held exclusively (``Backend.lock``).
 
 from __future__ import annotations
 
+import errno
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from ..catalog import Catalog
@@ -234,8 +236,10 @@ class GcReport:
 
 
 def gc(db: Catalog, store: ChunkStore, progress: ProgressFn | None = None) -> GcReport:
-    """Drop unreachable chunks, compact packs that hold garbage and merge packs smaller
-    than MERGE_BELOW into larger ones (each CLI write starts a pack of its own).
+    """Drop unreachable chunks, delete packs that hold nothing live, compact packs that
+    hold garbage, then merge packs smaller than MERGE_BELOW into larger ones (each CLI
+    write starts a pack of its own). Each step frees space before the next needs it; a
+    merge that runs out of disk space is given up (nothing is lost: it was optional).
     Call with the repository lock held."""
     store.close()  # our own writer must not append to a pack we may rewrite
     chunk_rows = {r[0]: r for r in db.query("SELECT id, pack, offset, length, base FROM chunks")}
@@ -252,38 +256,74 @@ def gc(db: Catalog, store: ChunkStore, progress: ProgressFn | None = None) -> Gc
     live_by_pack: dict[str, list[tuple]] = {}
     for cid in live:
         live_by_pack.setdefault(chunk_rows[cid][1], []).append(chunk_rows[cid])
-    rewritten = deleted = 0
-    count = Counter(progress, sum(r[3] for rows in live_by_pack.values() for r in rows))
-    writer = objects.writer()
-    moves: list[tuple[str, int, bytes]] = []
-    old_packs: list[str] = []
-    small = [p for p in sizes if sizes[p] < MERGE_BELOW]
-    merge = set(small) if len(small) > 1 else set()  # one pack for many small ones
-    for old in sorted(sizes):
-        rows = live_by_pack.get(old, [])
-        live_bytes = sum(r[3] for r in rows)
-        if rows and sizes[old] - PACK_HEADER.size == live_bytes and old not in merge:
-            continue  # nothing to reclaim
-        for cid, pack, offset, length, _ in sorted(rows, key=lambda r: r[2]):
-            rec = store.reader.read(pack, offset, length)
-            name, new_off, _ = writer.append(
-                Record(rec.codec, rec.chunk_id, rec.raw_length, rec.params, rec.payload)
-            )
-            moves.append((name, new_off, cid))
-            count(length)
-        old_packs.append(old)
-        if rows:
-            rewritten += 1
-        else:
-            deleted += 1
-    writer.close()
-    objects.publish({m[0] for m in moves})  # durable before the catalog names them
-    if moves:
-        with db.transaction() as tx:
-            tx.executemany("UPDATE chunks SET pack = ?, offset = ? WHERE id = ?", moves)
-    store.reader.close()
-    for old in old_packs:
+    empty = [p for p in sorted(sizes) if p not in live_by_pack]
+    for old in empty:  # no row names them: nothing to copy
         objects.delete(old)
     objects.sync_folder()
+    holey = [
+        p
+        for p in sorted(live_by_pack)
+        if p in sizes and sizes[p] - PACK_HEADER.size != sum(r[3] for r in live_by_pack[p])
+    ]
+    count = Counter(progress, sum(r[3] for p in holey for r in live_by_pack[p]))
+    _rewrite(db, store, {p: live_by_pack[p] for p in holey}, count)
+    merged = _merge_small(db, store, progress)
     after = sum(objects.list().values())
-    return GcReport(len(dead), rewritten, deleted, max(0, before - after))
+    return GcReport(len(dead), len(holey) + merged, len(empty), max(0, before - after))
+
+
+def _rewrite(db: Catalog, store: ChunkStore, packs: dict[str, list[tuple]], count: Counter) -> None:
+    """Copy the live records of ``packs`` (name -> chunk rows) into new packs, repoint
+    their rows in one transaction, then delete the old packs."""
+    if not packs:
+        return
+    objects = store.objects
+    writer = objects.writer()
+    moves: list[tuple[str, int, bytes]] = []
+    try:
+        for rows in packs.values():
+            for cid, pack, offset, length, _ in sorted(rows, key=lambda r: r[2]):
+                rec = store.reader.read(pack, offset, length)
+                name, new_off, _ = writer.append(
+                    Record(rec.codec, rec.chunk_id, rec.raw_length, rec.params, rec.payload)
+                )
+                moves.append((name, new_off, cid))
+                count(length)
+        writer.close()
+    except BaseException:
+        with suppress(OSError):
+            writer.close()
+        for name in {m[0] for m in moves}:  # no row names them yet
+            with suppress(OSError):
+                objects.delete(name)
+        raise
+    objects.publish({m[0] for m in moves})  # durable before the catalog names them
+    with db.transaction() as tx:
+        tx.executemany("UPDATE chunks SET pack = ?, offset = ? WHERE id = ?", moves)
+    store.reader.close()
+    for old in packs:
+        objects.delete(old)
+    objects.sync_folder()
+
+
+def _merge_small(db: Catalog, store: ChunkStore, progress: ProgressFn | None) -> int:
+    """Merge the packs under MERGE_BELOW (when there are two or more); how many were
+    merged (0 when the disk had no room for the copy)."""
+    sizes = store.objects.list()
+    small = [p for p in sorted(sizes) if sizes[p] < MERGE_BELOW]
+    if len(small) < 2:
+        return 0
+    marks = ",".join("?" * len(small))
+    rows: dict[str, list[tuple]] = {p: [] for p in small}
+    for r in db.query(
+        f"SELECT id, pack, offset, length, base FROM chunks WHERE pack IN ({marks})",
+        tuple(small),
+    ):
+        rows[r[1]].append(r)
+    try:
+        _rewrite(db, store, rows, Counter(progress, sum(sizes[p] for p in small)))
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        return 0
+    return len(small)

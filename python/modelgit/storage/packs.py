@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,8 +183,12 @@ class PackWriter:
             self._open_new()
         assert self._file is not None and self._name is not None
         offset = self._size
-        for p in pieces:
-            self._file.write(p)
+        try:
+            for p in pieces:
+                self._file.write(p)
+        except BaseException:
+            self._forget()  # a torn record: never append after it
+            raise
         self._size += length
         self._dirty = True
         self._unflushed += length
@@ -204,14 +208,30 @@ class PackWriter:
             self._unflushed = 0
 
     def close(self) -> None:
-        """Sync and close the file; a later append reopens the same pack."""
+        """Sync and close the file; a later append reopens the same pack. If the sync
+        fails (a full disk), the pack is given up: the writer stays usable and its next
+        append starts a new pack (the failed one holds no published record: garbage)."""
+        if self._file is None:
+            return
+        try:
+            self.sync()
+        except BaseException:
+            self._forget()
+            raise
+        self._join_flusher()
+        self._file.close()
+        self._file = None
+
+    def _forget(self) -> None:
+        """Drop the current pack after a failed write, whatever state its file is in."""
+        with suppress(BaseException):
+            self._join_flusher()
+        self._flush_error = None
         if self._file is not None:
-            try:
-                self.sync()
-            finally:
-                self._join_flusher()
+            with suppress(Exception):
                 self._file.close()
-                self._file = None
+        self._file, self._name, self._size = None, None, 0
+        self._dirty, self._unflushed = False, 0
 
 
 class PackReader:

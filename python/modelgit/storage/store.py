@@ -166,7 +166,10 @@ class ChunkStore:
         self._pending.clear()
         with self._write_lock:
             if self._writer is not None:
-                self._writer.close()
+                try:
+                    self._writer.close()
+                except OSError:
+                    pass  # e.g. the disk is still full: the error being raised says so
             self.objects.discard(packs)
 
     def close(self) -> None:
