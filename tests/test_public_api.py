@@ -28,7 +28,7 @@ PUBLIC = {
 # the engine's internal API (docs/architecture.md): on Repository, but not the user's
 ENGINE = {
     "resolve", "version_by_id", "require_model", "tensor_rows", "write", "new_model_links",
-    "lock", "open_path",
+    "lock", "open_path", "resolve_verified", "read_verified",
 }  # fmt: skip
 
 

@@ -183,9 +183,9 @@ def test_open_newer_format(tmp_path: Path) -> None:
 
 
 def test_format1_repository_reads_and_is_upgraded_by_the_first_write(tmp_path: Path) -> None:
-    """Formats 2 and 3 added rANS sections and linear predictors: a format-1 repository
-    opens and loads as it is, and is marked with the current format by its first write
-    (so an older modelgit refuses it cleanly)."""
+    """Formats 2, 3 and 4 added rANS sections, linear predictors and row checks: a
+    format-1 repository opens and loads as it is, and is marked with the current format
+    by its first write (so an older modelgit refuses it cleanly)."""
     sd = {"w": torch.randn(300, 300)}
     mg.init(tmp_path / "r").close()
     fmt = tmp_path / "r" / "MODELGIT"
@@ -195,8 +195,8 @@ def test_format1_repository_reads_and_is_upgraded_by_the_first_write(tmp_path: P
         assert repo.models() == []
         assert fmt.read_text().endswith("format 1\n")  # reading changes nothing
         repo.add("m", sd)
-        assert repo.format == mg.repository.FORMAT_VERSION == 3
-    assert fmt.read_text() == "modelgit repository\nformat 3\n"
+        assert repo.format == mg.repository.FORMAT_VERSION == 4
+    assert fmt.read_text() == "modelgit repository\nformat 4\n"
     with mg.open(tmp_path / "r") as repo:
         assert torch.equal(repo.load("m")["w"], sd["w"])
 

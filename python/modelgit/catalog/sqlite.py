@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,13 +22,20 @@ from .schema import SCHEMA, SCHEMA_VERSION
 __all__ = ["SqliteCatalog", "translate"]
 
 
-def translate(exc: sqlite3.DatabaseError, path: Path) -> Exception:
+_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)  # the second: SQLite's message about
+# a damaged schema quotes its bytes, which need not be UTF-8
+
+
+def translate(exc: Exception, path: Path) -> Exception:
     """The error to raise for an SQLite error on the catalog at ``path``: a full disk is
     ENOSPC, a catalog this user cannot write is ReadOnlyRepository, a busy one
     CatalogUnavailable; damage (confirmed by SQLite's quick check) is CorruptObject with
     the advice to restore a backup, anything else CorruptObject naming the error."""
     text = str(exc)
     low = text.lower()
+    if isinstance(exc, UnicodeDecodeError):
+        return CorruptObject(f"{path} is damaged (unreadable text in its schema or rows); "
+                             "restore catalog.db from a backup")  # fmt: skip
     if "disk is full" in low:
         return OSError(errno.ENOSPC, f"No space left on device (writing {path})")
     if "readonly" in low or "read-only" in low:
@@ -48,6 +55,12 @@ def translate(exc: sqlite3.DatabaseError, path: Path) -> Exception:
             "from a backup"
         )
     return CorruptObject(f"{path}: catalog error ({text}); run modelgit fsck")
+
+
+def _text(raw: bytes) -> str:
+    """TEXT values as str; bytes that are not UTF-8 (damage) survive as lone surrogates,
+    which then fail the row's digest check instead of raising UnicodeDecodeError."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _damaged(path: Path) -> bool:
@@ -99,11 +112,14 @@ class SqliteCatalog:
                 db = sqlite3.connect(
                     self.path, timeout=60.0, isolation_level=None, check_same_thread=False
                 )
+                db.text_factory = _text
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA foreign_keys=ON")
                 db.execute("PRAGMA busy_timeout=60000")
                 return db
+            except UnicodeDecodeError as exc:
+                raise translate(exc, self.path) from exc
             except sqlite3.OperationalError as exc:
                 cannot_write = "unable to open" in str(exc) or "readonly" in str(exc)
                 if self._writable() or not cannot_write:
@@ -113,11 +129,12 @@ class SqliteCatalog:
         for mode in ("?mode=ro", "?immutable=1"):  # immutable: no -shm can be made
             db = sqlite3.connect(uri + mode, uri=True, timeout=60.0, isolation_level=None,
                                  check_same_thread=False)  # fmt: skip
+            db.text_factory = _text
             try:
                 db.execute("PRAGMA busy_timeout=60000")
                 db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
                 return db
-            except sqlite3.OperationalError as exc:
+            except _ERRORS as exc:
                 db.close()
                 last = exc
         raise translate(last, self.path) from last
@@ -136,7 +153,7 @@ class SqliteCatalog:
             )
         try:
             db.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
+        except _ERRORS as exc:
             raise translate(exc, self.path) from exc
         try:
             yield db
@@ -145,13 +162,13 @@ class SqliteCatalog:
                 db.execute("ROLLBACK")
             except sqlite3.DatabaseError:
                 pass  # SQLite rolled back already (disk full, I/O error)
-            if isinstance(exc, sqlite3.DatabaseError):
+            if isinstance(exc, _ERRORS):
                 raise translate(exc, self.path) from exc
             raise
         else:
             try:
                 db.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
+            except _ERRORS as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise translate(exc, self.path) from exc
@@ -164,24 +181,35 @@ class SqliteCatalog:
         if db.in_transaction:
             yield
             return
-        db.execute("BEGIN")
         try:
+            db.execute("BEGIN")
             db.execute("SELECT 1 FROM meta LIMIT 1").fetchone()  # the snapshot starts here
+        except _ERRORS as exc:
+            with suppress(*_ERRORS):
+                db.execute("ROLLBACK")
+            raise translate(exc, self.path) from exc
+        try:
             yield
+        except _ERRORS as exc:  # a damaged page met by a read inside
+            raise translate(exc, self.path) from exc
         finally:
             if db.in_transaction:
-                db.execute("COMMIT")
+                try:
+                    db.execute("COMMIT")  # (a read-only transaction: nothing to lose)
+                except _ERRORS:
+                    with suppress(*_ERRORS):
+                        db.execute("ROLLBACK")
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:
         try:
             return self.connection().execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except _ERRORS as exc:
             raise translate(exc, self.path) from exc
 
     def one(self, sql: str, args: tuple[object, ...] = ()) -> tuple | None:
         try:
             return self.connection().execute(sql, args).fetchone()
-        except sqlite3.DatabaseError as exc:
+        except _ERRORS as exc:
             raise translate(exc, self.path) from exc
 
     def integrity_problems(self) -> list[str]:

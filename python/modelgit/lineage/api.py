@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..catalog import checks
 from ..catalog.records import VERSION_COLUMNS
 from ..catalog.schema import rename_model_rows
 from ..errors import InvalidName, LineageError, ModelExists, UnknownVersion
@@ -89,6 +90,7 @@ class LineageMixin(_Base):
                         " (SELECT id FROM versions WHERE model = ?)",
                         (relation, INFERRED, pv.model, cv.model),
                     )
+                    checks.refresh_model(db, cv.model)
                     return Edge(pv.model, cv.model, relation)
                 raise LineageError(
                     f"{pv.model} -> {cv.model} is already recorded as {old.relation!r}; "
@@ -108,6 +110,7 @@ class LineageMixin(_Base):
                 " VALUES (?,?,'provenance',?,?)",
                 (cid, pid, relation, pos),
             )
+            checks.refresh(db, [cid], edges=[(pv.model, cv.model)])
         return Edge(pv.model, cv.model, relation)
 
     def remove_edge(self, parent: str, child: str) -> Edge:
@@ -131,6 +134,8 @@ class LineageMixin(_Base):
                 "AND parent IN (SELECT id FROM versions WHERE model = ?)",
                 (child, parent),
             )
+            checks.refresh_model(db, child)
+            checks.refresh(db, edges=[(parent, child)])
         return Edge(parent, child, row[0])
 
     def rename(self, old: str, new: str) -> None:
@@ -154,6 +159,7 @@ class LineageMixin(_Base):
             db.execute("UPDATE edges SET child = ? WHERE child = ?", (new, old))
             rename_model_rows(db, old, new)  # creators, factories, test selectors
             db.execute("DELETE FROM models WHERE name = ?", (old,))
+            checks.refresh_model(db, new)  # (the old edge keys' digests are left unused)
 
     # -- tags -----------------------------------------------------------------------
     def tag(self, ref: str, tag: str, force: bool = False) -> Version:
@@ -171,6 +177,7 @@ class LineageMixin(_Base):
             if old is not None and old[0] != vid and not force:
                 raise ModelExists(f"tag {tag!r} exists already; untag it or pass force=True")
             db.execute("INSERT OR REPLACE INTO tags(name, version) VALUES (?, ?)", (tag, vid))
+            checks.refresh(db, tags=[tag])
         return v
 
     def untag(self, tag: str) -> None:
@@ -179,6 +186,7 @@ class LineageMixin(_Base):
         with self.catalog.transaction() as db:
             if db.execute("DELETE FROM tags WHERE name = ?", (tag,)).rowcount == 0:
                 raise UnknownVersion(f"no tag named {tag!r}")
+            checks.refresh(db, tags=[tag])
 
     def tags(self, ref: str | None = None) -> dict[str, Version]:
         """All tags (``{tag: Version}``), or those of one model or version."""

@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..catalog import SCHEMA_VERSION, Catalog, SqliteCatalog
+from ..catalog import SCHEMA_VERSION, Catalog, SqliteCatalog, checks
 from ..errors import (
+    CorruptObject,
     FormatVersionError,
     ModelgitError,
     NotARepository,
@@ -43,7 +44,7 @@ __all__ = [
 
 FORMAT_FILE = "MODELGIT"
 FORMAT_NAME = "modelgit repository"
-FORMAT_VERSION = 3  # 2: rANS sections; 3: linear predictors (docs/FORMAT.md section 7)
+FORMAT_VERSION = 4  # 2: rANS sections; 3: linear predictors; 4: row checks (FORMAT.md s. 7)
 CATALOG_FILE = "catalog.db"
 
 
@@ -123,13 +124,14 @@ class Backend:
         it cannot decode. Nothing else changes: every older record stays valid."""
         if self.format >= FORMAT_VERSION:
             return
-        if self.team is not None:
-            with self.catalog.transaction() as db:
+        with self.catalog.transaction() as db:
+            checks.backfill(db)  # format 4: every row has its digest from now on
+            if self.team is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('format', ?)",
                     (str(FORMAT_VERSION),),
                 )
-        else:
+        if self.team is None:
             _write_format_file(self.root)
         self.format = FORMAT_VERSION
 
@@ -165,7 +167,12 @@ def init_folder(root: Path) -> None:
         raise RepositoryExists(f"{root} is not empty; choose a new or empty folder")
     (root / "packs").mkdir()
     (root / "locks").mkdir()
-    SqliteCatalog(root / CATALOG_FILE, create=True).close()
+    catalog = SqliteCatalog(root / CATALOG_FILE, create=True)
+    try:
+        with catalog.transaction() as db:
+            checks.backfill(db)  # an empty repository: every row checked from the start
+    finally:
+        catalog.close()
     _write_format_file(root)  # the repository exists once this file does
 
 
@@ -201,6 +208,9 @@ def open_folder(root: Path, cache_bytes: int) -> Backend:
     except ModelgitError:  # damaged (with the advice to restore it), unreadable, busy
         catalog.close()
         raise
+    if schema is not None and not str(schema[0]).isdigit():
+        catalog.close()
+        raise CorruptObject(f"{root / CATALOG_FILE}: its schema number {schema[0]!r} is damaged")
     if schema is None or int(schema[0]) > SCHEMA_VERSION:
         catalog.close()
         raise FormatVersionError(

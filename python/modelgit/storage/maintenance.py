@@ -7,10 +7,11 @@ repository lock held exclusively (``Backend.lock``).
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-from ..catalog import Catalog
+from ..catalog import Catalog, checks
 from ..catalog.records import TENSOR_COLUMNS, TensorRow, split_ids
 from ..errors import CorruptObject, ModelgitError
 from ..progress import Counter, ProgressFn
@@ -20,6 +21,7 @@ from .reader import verify_row
 from .store import ChunkStore
 
 MERGE_BELOW = 64 << 20  # gc merges packs smaller than this (when there are two or more)
+MAX_CHUNK_BYTES = 1 << 31  # no chunk decodes to more (fsck allocates none larger)
 
 __all__ = ["ModelStats", "RepoStats", "FsckReport", "GcReport", "stats", "fsck", "gc"]
 
@@ -147,62 +149,107 @@ class FsckReport:
 def fsck(
     db: Catalog, store: ChunkStore, full: bool = True, progress: ProgressFn | None = None
 ) -> FsckReport:
+    """Check the catalog (SQLite's own checks, every row against its digest, every
+    tensor row against its chunks) and the packs; ``full`` decodes every chunk. The
+    catalog is read in one snapshot, so a write that lands meanwhile is not mistaken
+    for damage; a damaged value is reported as a problem, never raised."""
     problems: list[str] = []
-    problems.extend(db.integrity_problems())
-    chunk_rows = {r[0]: r for r in db.query("SELECT id, pack, offset, length, base FROM chunks")}
-    objects = store.objects
-    pack_sizes = objects.list()
-    pack_names = set(pack_sizes)
+    with db.snapshot():
+        problems.extend(_guarded("catalog", db.integrity_problems))
+        problems.extend(_guarded("row checks", lambda: checks.problems(db)))
+        chunk_rows = {
+            r[0]: r
+            for r in db.query("SELECT id, pack, offset, length, base, raw_length FROM chunks")
+        }
+        versions = db.query("SELECT id, model, number FROM versions ORDER BY id")
+        tensors = {
+            vid: db.query(f"SELECT {TENSOR_COLUMNS} FROM tensors WHERE version = ?", (vid,))
+            for vid, _, _ in versions
+        }
+        sizes = dict(store.objects.list())  # listed after the snapshot began: it has them all
     for pack in sorted({r[1] for r in chunk_rows.values()}):
-        if pack not in pack_names:
+        if pack not in sizes:
             problems.append(f"pack {pack} is referenced by the catalog but missing")
             continue
         try:
-            objects.check_header(pack)
+            store.objects.check_header(pack)
         except CorruptObject as exc:
             problems.append(str(exc))
-    for cid, (_, _, _, _, base) in chunk_rows.items():
-        for b in split_ids(base):
-            if b not in chunk_rows:
-                problems.append(f"chunk {cid.hex()}: its delta base {b.hex()} is missing")
-    versions = db.query("SELECT id, model, number FROM versions ORDER BY id")
+    for cid, (_, pack, offset, length, base, raw_length) in chunk_rows.items():
+        where = f"chunk {bytes(cid).hex()}"
+        try:
+            for b in split_ids(base):
+                if b not in chunk_rows:
+                    problems.append(f"{where}: its delta base {b.hex()} is missing")
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{where}: its base list is damaged ({exc})")
+        if not (isinstance(raw_length, int) and 0 <= raw_length <= MAX_CHUNK_BYTES):
+            problems.append(f"{where}: decoded length {raw_length!r} is impossible")
+        elif not (isinstance(offset, int) and isinstance(length, int) and offset >= 0
+                  and length > 0 and pack in sizes and offset + length <= sizes[pack]):  # fmt: skip
+            problems.append(f"{where}: record {pack}:{offset}+{length} lies outside its pack")
     referenced: set[bytes] = set()
     for vid, model, number in versions:
-        for r in db.query(f"SELECT {TENSOR_COLUMNS} FROM tensors WHERE version = ?", (vid,)):
-            row = TensorRow.from_db(r)
+        for r in tensors[vid]:
             try:
+                row = TensorRow.from_db(r)
                 verify_row(row)
-            except CorruptObject as exc:
-                problems.append(f"{model}@{number}: {exc}")
+                ids = row.chunk_ids
+            except (ModelgitError, ValueError, TypeError, ZeroDivisionError) as exc:
+                problems.append(f"{model}@{number}: tensor row {r[0]!r} is damaged ({exc})")
                 continue
-            for cid in row.chunk_ids:
+            for i, cid in enumerate(ids):
                 referenced.add(cid)
                 if cid not in chunk_rows:
                     problems.append(
                         f"{model}@{number}: tensor {row.name!r} needs missing chunk {cid.hex()}"
                     )
+                    continue
+                want = min(row.nbytes, (i + 1) * row.chunk_bytes) - i * row.chunk_bytes
+                if chunk_rows[cid][5] != want:  # what load checks before it decodes
+                    problems.append(
+                        f"{model}@{number}: tensor {row.name!r} chunk {i} holds "
+                        f"{chunk_rows[cid][5]} bytes, its layout says {want}"
+                    )
     checked = 0
     if full:
         count = Counter(progress, len(chunk_rows))
-        for cid in chunk_rows:
+        for cid, r in chunk_rows.items():
             count(1)
-            row = store.row(cid)
-            if row is None:
-                continue
+            raw_length = r[5]
+            if not (isinstance(raw_length, int) and 0 <= raw_length <= MAX_CHUNK_BYTES):
+                continue  # reported above
             try:
+                row = store.row(cid)
+                if row is None:
+                    continue
                 store.get_into(row, memoryview(bytearray(row.raw_length)))
             except ModelgitError as exc:
                 problems.append(str(exc))
+            except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+                problems.append(f"chunk {bytes(cid).hex()}: cannot be decoded ({exc!r})")
             checked += 1
     live_by_pack: dict[str, int] = {}
-    for _, pack, _, length, _ in chunk_rows.values():
-        live_by_pack[pack] = live_by_pack.get(pack, 0) + length
+    for _, pack, _, length, _, _ in chunk_rows.values():
+        if isinstance(length, int):
+            live_by_pack[pack] = live_by_pack.get(pack, 0) + length
     garbage = 0
-    for name in pack_names:
-        size = pack_sizes[name]
+    for name, size in sizes.items():
         garbage += max(0, size - PACK_HEADER.size - live_by_pack.get(name, 0))
-    garbage += sum(chunk_rows[c][3] for c in set(chunk_rows) - _closure(referenced, chunk_rows))
+    try:
+        unreachable = set(chunk_rows) - _closure(referenced, chunk_rows)
+        garbage += sum(chunk_rows[c][3] for c in unreachable if isinstance(chunk_rows[c][3], int))
+    except (TypeError, ValueError):
+        pass  # a damaged base list, reported above
     return FsckReport(not problems, problems, checked, len(versions), garbage)
+
+
+def _guarded(what: str, fn: Callable[[], list[str]]) -> list[str]:
+    """A check's problems; one that cannot run at all is a problem itself."""
+    try:
+        return fn()
+    except ModelgitError as exc:
+        return [f"{what}: {exc}"]
 
 
 def _closure(ids: set[bytes], chunk_rows: dict[bytes, tuple]) -> set[bytes]:

@@ -129,7 +129,13 @@ class LocalObjects:
         """Nothing to do: unnamed records are garbage that gc reclaims."""
 
     def list(self) -> dict[str, int]:
-        return {p.name: p.stat().st_size for p in self.folder.glob("*.mgp")}
+        out = {}
+        for p in self.folder.glob("*.mgp"):
+            try:
+                out[p.name] = p.stat().st_size
+            except FileNotFoundError:
+                continue  # deleted (by gc) since the folder was listed
+        return out
 
     def exists(self, name: str) -> bool:
         return (self.folder / name).is_file()

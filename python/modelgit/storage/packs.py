@@ -234,6 +234,14 @@ class PackWriter:
         self._dirty, self._unflushed = False, 0
 
 
+def _check_span(fd: int, offset: int, length: int, where: str) -> None:
+    """CorruptObject unless [offset, offset + length) is a plausible record of the file."""
+    if offset < PACK_HEADER.size or length < RECORD_HEADER.size + CHECKSUM.size:
+        raise CorruptObject(f"{where}: impossible offset or length ({offset}, {length})")
+    if offset + length > os.fstat(fd).st_size:
+        raise CorruptObject(f"{where}: pack is truncated")
+
+
 class PackReader:
     """Reads records by (pack, offset, length). Keeps at most ``max_open`` packs open
     (the least recently read is closed first, once no thread is reading it), so a
@@ -282,6 +290,7 @@ class PackReader:
         """One verified record in memory of its own."""
         where = f"chunk record at {pack}:{offset}"
         with self._fd(pack, where) as fd:
+            _check_span(fd, offset, length, where)
             data = os.pread(fd, length, offset)
         if len(data) != length:
             raise CorruptObject(f"{where}: pack is truncated")
@@ -292,10 +301,11 @@ class PackReader:
         a view of it, valid until the caller's next use of the same scratch buffer. Saves
         the allocation (and page faults) of a fresh buffer per chunk on the load path."""
         where = f"chunk record at {pack}:{offset}"
-        if len(scratch) < length:
-            scratch.extend(bytes(length - len(scratch)))
-        view = memoryview(scratch)[:length]
         with self._fd(pack, where) as fd:
+            _check_span(fd, offset, length, where)  # before a damaged length allocates
+            if len(scratch) < length:
+                scratch.extend(bytes(length - len(scratch)))
+            view = memoryview(scratch)[:length]
             got = os.preadv(fd, [view], offset)
         if got != length:
             raise CorruptObject(f"{where}: pack is truncated")

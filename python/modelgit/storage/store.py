@@ -228,6 +228,8 @@ class ChunkStore:
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
+        if not 0 < row.length <= 2 * row.raw_length + (1 << 20):  # before it is allocated
+            raise CorruptObject(f"{where}: record length {row.length} is impossible")
         depth = getattr(_thread_scratch, "depth", 0)
         _thread_scratch.depth = depth + 1
         try:

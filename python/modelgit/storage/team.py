@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..catalog import SCHEMA_VERSION
+from ..catalog import SCHEMA_VERSION, checks
 from ..catalog.postgres import PostgresCatalog
 from ..errors import FormatVersionError, ModelgitError, NotARepository, RepositoryExists
 from .backend import FORMAT_VERSION, Backend
@@ -96,6 +96,7 @@ def init_team(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                 [("objects", objects_url), ("format", str(FORMAT_VERSION))],
             )
+            checks.backfill(db)  # every row checked from the start
     except BaseException:
         catalog.close()
         raise

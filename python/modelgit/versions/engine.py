@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from ..catalog import Catalog
+from ..catalog import Catalog, checks
 from ..catalog.records import TensorRow
 from ..errors import ModelExists, UnknownVersion, UnsupportedInput
 from ..memory import MemoryBudget
@@ -234,8 +234,29 @@ class VersionStore:
 
     def files(self, ref: str, version: int | None = None) -> dict[str, bytes]:
         """The side files (configs, tokenizers) stored with a version."""
-        vid, _ = self.resolve(ref, version)
-        return dict(self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,)))
+        return self.read_verified(ref, version)[3]
+
+    def read_verified(
+        self, ref: str, version: int | None = None
+    ) -> tuple[int, Version, list[TensorRow], dict[str, bytes]]:
+        """(internal id, Version, tensor rows, side files) of a version, read in one
+        snapshot of the catalog and checked against the version's digest. Decoding
+        then needs the catalog no more (chunks verify themselves), so a remove, commit
+        or gc landing meanwhile changes nothing it returns."""
+        with self.catalog.snapshot():
+            vid, v = self.resolve_verified(ref, version)
+            rows = self.tensor_rows(vid)
+            files = self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,))
+        return vid, v, rows, {path: bytes(data) for path, data in files}
+
+    def resolve_verified(self, ref: str, version: int | None = None) -> tuple[int, Version]:
+        """:meth:`resolve`, then the version's catalog rows checked against their digest
+        (``catalog.checks``): CorruptObject if they were damaged, UnknownVersion if the
+        version was removed meanwhile. Call inside ``catalog.snapshot()`` together with
+        the reads of its rows, so that they see the version that was checked."""
+        vid, v = self.resolve(ref, version)
+        checks.verify_version(self.catalog, vid, v.ref)
+        return vid, v
 
     # -- writing --------------------------------------------------------------------
     def new_model_links(
@@ -329,8 +350,8 @@ class VersionStore:
         ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
         (see ``storage.reader_cuda``); otherwise tensors are decoded on the CPU and moved.
         """
-        vid, v = self.resolve(ref, version)
-        return load_state_dict(self, vid, v, device=device, keys=keys, progress=progress)
+        vid, v, rows, _ = self.read_verified(ref, version)
+        return load_state_dict(self, vid, v, device=device, keys=keys, progress=progress, rows=rows)
 
     def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:
         """One tensor of a version, decoding only its own chunks."""
@@ -350,8 +371,8 @@ class VersionStore:
         through one tensor at a time where dtype or layout differ), so no second copy
         of the model is ever held. Names and shapes are checked before anything is
         written; returns ``(missing_keys, unexpected_keys)``."""
-        vid, v = self.resolve(ref, version)
-        return load_into_module(self, vid, v, module, strict=strict, progress=progress)
+        vid, v, rows, _ = self.read_verified(ref, version)
+        return load_into_module(self, vid, v, module, strict=strict, progress=progress, rows=rows)
 
     def export(
         self,
@@ -368,12 +389,12 @@ class VersionStore:
 
         ``link=True`` hard-links the version's checkout-cache file (made now if it is
         missing) instead of writing a copy: instant, no extra space, read-only."""
-        vid, v = self.resolve(ref, version)
+        vid, v, rows, files = self.read_verified(ref, version)
         if link:
-            return export_link(self, vid, v, Path(path), max_shard_size=max_shard_size)
-        return export_version(
-            self, vid, v, Path(path), progress=progress, max_shard_size=max_shard_size
-        )
+            return export_link(self, vid, v, Path(path), max_shard_size=max_shard_size,
+                               rows=rows, files=files)  # fmt: skip
+        return export_version(self, vid, v, Path(path), progress=progress,
+                              max_shard_size=max_shard_size, rows=rows, files=files)  # fmt: skip
 
     # -- maintenance ----------------------------------------------------------------
     def remove(self, name: str) -> None:
@@ -382,10 +403,23 @@ class VersionStore:
         with self.catalog.transaction() as db:
             vids = [r[0] for r in db.execute("SELECT id FROM versions WHERE model = ?", (name,))]
             marks = ",".join("?" * len(vids))
+            children: list[int] = []
+            tags: list[str] = []
             if vids:
+                children = [r[0] for r in db.execute(
+                    f"SELECT version FROM version_parents WHERE parent IN ({marks})", vids
+                )]  # fmt: skip
+                tags = [r[0] for r in db.execute(
+                    f"SELECT name FROM tags WHERE version IN ({marks})", vids
+                )]  # fmt: skip
                 db.execute(f"DELETE FROM version_parents WHERE parent IN ({marks})", vids)
                 db.execute(f"DELETE FROM tags WHERE version IN ({marks})", vids)
+            edges = db.execute(
+                "SELECT parent, child FROM edges WHERE parent = ? OR child = ?", (name, name)
+            ).fetchall()
             db.execute("DELETE FROM models WHERE name = ?", (name,))
+            # the children's digests cover their parent links; the rest lose theirs
+            checks.refresh(db, vids + children, tags, [tuple(e) for e in edges])
         self._prune_checkouts()
 
     def _prune_checkouts(self) -> None:
@@ -398,8 +432,10 @@ class VersionStore:
         return maintenance.stats(self.catalog, self.store)
 
     def fsck(self, full: bool = True, progress: ProgressFn | None = None) -> maintenance.FsckReport:
-        """Check the repository; ``full`` decodes and verifies every chunk."""
-        return maintenance.fsck(self.catalog, self.store, full=full, progress=progress)
+        """Check the repository; ``full`` decodes and verifies every chunk. Holds the
+        repository lock shared (gc waits; writes go on: fsck reads one snapshot)."""
+        with self.lock(exclusive=False, writes=False):
+            return maintenance.fsck(self.catalog, self.store, full=full, progress=progress)
 
     def repack(self, gc: bool = True, progress: ProgressFn | None = None) -> RepackReport:
         """Re-choose the bases of every stored chunk under the current policy (automatic

@@ -101,6 +101,8 @@ def export_version(
     path: Path,
     progress: ProgressFn | None = None,
     max_shard_size: int | str | None = None,
+    rows: list[TensorRow] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write ``version`` to ``path``: a ``.safetensors`` file when the path ends so, else a
     folder holding the weights (one file or shards with an index) and the side files
@@ -108,8 +110,10 @@ def export_version(
 
     Files are written to temporary names, synced and renamed, so a crash never leaves a
     half-written file under a final name. Tied tensors are written once each (by name).
+    ``rows`` and ``files``: the version's, when the caller has read them.
     """
-    rows = engine.tensor_rows(vid)
+    rows = engine.tensor_rows(vid) if rows is None else rows
+    files = engine.files(version.model, version.number) if files is None else files
     metadata = {"format": "pt", "modelgit": version.ref}
     count = Counter(progress, sum(r.nbytes for r in rows))
     if path.suffix == ".safetensors":
@@ -152,13 +156,13 @@ def export_version(
     for stale in [folder / SINGLE_FILE, *folder.glob("model-*-of-*.safetensors")]:
         if stale.name not in names and _SHARD.fullmatch(stale.name):
             stale.unlink(missing_ok=True)
-    _write_side_files(engine, version, folder)
+    _write_side_files(files, folder)
     fsync_dir(folder)
     return path
 
 
-def _write_side_files(engine: VersionStore, version: Version, folder: Path) -> None:
-    for rel, data in engine.files(version.model, version.number).items():
+def _write_side_files(files: dict[str, bytes], folder: Path) -> None:
+    for rel, data in files.items():
         dest = (folder / rel).resolve()
         if folder.resolve() not in dest.parents:
             raise UnsupportedInput(f"stored side file {rel!r} points outside the folder")
@@ -172,13 +176,16 @@ def export_link(
     version: Version,
     path: Path,
     max_shard_size: int | str | None = None,
+    rows: list[TensorRow] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Path:
     """Like :func:`export_version`, but the weights are a hard link to the version's
     checkout-cache entry (written first if it is missing): no copy, no extra space. The
     linked file is read-only; the cache would notice a change and drop its entry."""
     if max_shard_size is not None:
         raise UnsupportedInput("a linked export is one file: leave out max_shard_size")
-    rows = engine.tensor_rows(vid)
+    rows = engine.tensor_rows(vid) if rows is None else rows
+    files = engine.files(version.model, version.number) if files is None else files
     cache = engine.checkout_cache
     if not cache.path(version.content_id).exists():
         sd = engine.load(version.model, version.number)
@@ -207,7 +214,7 @@ def export_link(
         for stale in folder.glob("model-*-of-*.safetensors"):
             if _SHARD.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
-        _write_side_files(engine, version, folder)
+        _write_side_files(files, folder)
     fsync_dir(target.parent)
     return path
 

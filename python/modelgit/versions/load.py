@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from .. import cuda
+from ..catalog.records import TensorRow
 from ..progress import Counter, ProgressFn
 from ..storage.reader import read_tensors
 from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
+from .refs import pick_rows
 
 if TYPE_CHECKING:
     from .engine import VersionStore
@@ -33,18 +35,20 @@ def load_state_dict(
     device: str | torch.device = "cpu",
     keys: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
+    rows: list[TensorRow] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The tensors of version ``vid`` (those named ``keys``, when given), every chunk
     verified: from the checkout cache when it holds the version (``checkout``), else
     decoded (and then cached, when the cache is on and the whole version was asked
     for). With ``device="cuda"``, the CUDA module built and most chunks of a codec that
     has a GPU kernel, the transforms run on the GPU (``storage.reader_cuda``);
-    otherwise tensors are decoded on the CPU and moved."""
-    rows = engine.tensor_rows(vid, keys)  # KeyError for a name the version lacks
+    otherwise tensors are decoded on the CPU and moved. ``rows``: the version's tensor
+    rows when the caller has read them (``VersionStore.read_verified``)."""
+    every = engine.tensor_rows(vid) if rows is None else rows
+    rows = pick_rows(every, keys)  # KeyError for a name the version lacks
     cache = engine.checkout_cache
     dev = torch.device(device)
     if cache.enabled:
-        every = rows if keys is None else engine.tensor_rows(vid)
         hit = cache.load(version.content_id, every)
         if hit is not None:
             total = sum(r.nbytes for r in every if r.tie is None)

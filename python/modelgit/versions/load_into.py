@@ -87,8 +87,9 @@ def load_into_module(
     module: torch.nn.Module,
     strict: bool = True,
     progress: ProgressFn | None = None,
+    rows: list[TensorRow] | None = None,
 ) -> Any:
-    rows = {r.name: r for r in engine.tensor_rows(vid)}
+    rows = {r.name: r for r in (engine.tensor_rows(vid) if rows is None else rows)}
     cache = engine.checkout_cache
     hit = cache.load(version.content_id, list(rows.values())) if cache.enabled else None
     if not _plain_loading(module):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..catalog import Catalog
+from ..catalog import Catalog, checks
 from ..catalog.records import VERSION_COLUMNS, TensorRow, VersionRow, tensor_rows
-from ..errors import UnknownModel, UnknownVersion
+from ..errors import CorruptObject, UnknownModel, UnknownVersion
 from ..names import parse_ref, validate_name
 from .version import ParentLink, Version
 
@@ -24,6 +24,7 @@ __all__ = [
     "versions_of",
     "resolve",
     "select_tensor_rows",
+    "pick_rows",
 ]
 
 
@@ -59,8 +60,11 @@ def parents_of(catalog: Catalog, vid: int) -> tuple[ParentLink, ...]:
 
 def version_from_row(catalog: Catalog, row: Sequence[object]) -> Version:
     """The :class:`Version` of a ``versions`` row selected with ``VERSION_COLUMNS``."""
-    vrow = VersionRow.from_db(row)
-    return Version.from_row(vrow, parents_of(catalog, vrow.id))
+    try:
+        vrow = VersionRow.from_db(row)
+        return Version.from_row(vrow, parents_of(catalog, vrow.id))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # bad JSON, bad types
+        raise CorruptObject(f"version #{row[0]}: its catalog row is damaged ({exc})") from None
 
 
 def version_by_id(catalog: Catalog, vid: int) -> Version | None:
@@ -83,7 +87,9 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
         tag = catalog.one("SELECT version FROM tags WHERE name = ?", (r.name,))
         if tag is not None and r.version is None:
             row = catalog.one(f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.id = ?", (tag[0],))
-            assert row is not None
+            if row is None:
+                raise CorruptObject(f"tag {r.name!r} names a version that does not exist")
+            checks.verify_tag(catalog, r.name)
             return row[0], version_from_row(catalog, row)
         require_model(catalog, r.name, location)
     if r.version is None:
@@ -102,7 +108,10 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
         raise UnknownVersion(
             f"model {r.name!r} has no version {r.version} (it has {count[0] if count else 0})"
         )
-    return row[0], version_from_row(catalog, row)
+    v = version_from_row(catalog, row)
+    if v.model != r.name or (r.version is not None and v.number != r.version):
+        raise CorruptObject(f"{ref!r} led to {v.ref}: the catalog's index is damaged")
+    return row[0], v
 
 
 def select_tensor_rows(
@@ -110,7 +119,12 @@ def select_tensor_rows(
 ) -> list[TensorRow]:
     """The tensor rows of a version, or of the tensors named ``keys`` (plus the tensors
     they are tied to). KeyError for a name the version does not have."""
-    rows = tensor_rows(catalog, vid)
+    return pick_rows(tensor_rows(catalog, vid), keys)
+
+
+def pick_rows(rows: list[TensorRow], keys: Sequence[str] | None) -> list[TensorRow]:
+    """Of a version's tensor rows, those named ``keys`` and those they are tied to (all
+    of them when ``keys`` is None). KeyError for a name the version does not have."""
     if keys is None:
         return rows
     by_name = {r.name: r for r in rows}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from ..catalog import checks
 from ..catalog.records import (
     VERSION_COLUMNS,
     TensorRow,
@@ -236,6 +237,7 @@ def publish(
             logical_bytes=stats.logical_bytes,
         )
         vid = insert_version(db, row)
+        edges = []
         for pos, (pid, pv, kind, relation) in enumerate(links):
             insert_parent_link(db, vid, pid, kind, relation, pos)
             if kind == "provenance":
@@ -243,8 +245,10 @@ def publish(
                     "INSERT OR IGNORE INTO edges(parent, child, relation) VALUES (?,?,?)",
                     (pv.model, name, relation),
                 )
+                edges.append((pv.model, name))
         insert_tensors(db, vid, rows)
         insert_files(db, vid, files.items())
+        checks.refresh(db, [vid], edges=edges)
         if index is not None:
             bases = [b for b in index.bases if _exists(db, b)]  # not one removed meanwhile
             insert_sketches(db, vid, index.sketches, bases)

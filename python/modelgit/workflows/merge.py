@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..callables import resolve_callable
+from ..catalog import checks
 from ..catalog.records import VERSION_COLUMNS
 from ..catalog.schema import ensure_remote_table
 from ..errors import LineageError, UnsupportedInput
@@ -259,4 +260,5 @@ def _settle(repo: VersionStore, name: str, version: Version, ours_id: int) -> Ve
             "SELECT ?, path, data FROM files WHERE version = ?",
             (vid, ours_id),
         )
+        checks.refresh(db, [vid] + [v for _, v in staged])
     return repo.version_by_id(vid)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ..catalog import checks
 from ..catalog.records import (
     VERSION_COLUMNS,
     ChunkRow,
@@ -378,6 +379,9 @@ def _publish(
     report: TransferReport,
 ) -> None:
     now = time.time()
+    touched: list[int] = [vid for vid, _ in plan.renumber]
+    new_edges: list[tuple[str, str]] = []
+    new_tags: list[str] = []
     for name in plan.new_models:
         created, meta = s.models[name]
         db.execute(
@@ -431,6 +435,7 @@ def _publish(
         db.execute(
             "INSERT INTO edges(parent, child, relation) VALUES (?,?,?)", (parent, child, rel)
         )
+        new_edges.append((parent, child))
         graph = LineageGraph.from_rows(db)
     # tags naming versions the receiver has
     for tag, sid in s.tags:
@@ -446,4 +451,6 @@ def _publish(
             report.tags_skipped.append(tag)
             continue
         db.execute("INSERT INTO tags(name, version) VALUES (?,?)", (tag, local[uid]))
+        new_tags.append(tag)
         report.tags_added.append(tag)
+    checks.refresh(db, touched + list(new_ids.values()), new_tags, new_edges)
