@@ -6,11 +6,12 @@ docs/guide.md lists the forms. Everything here is a read of the catalog.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..catalog import Catalog, checks
 from ..catalog.records import VERSION_COLUMNS, TensorRow, VersionRow, tensor_rows
-from ..errors import CorruptObject, UnknownModel, UnknownVersion
+from ..errors import CorruptObject, InvalidName, UnknownModel, UnknownVersion
 from ..names import parse_ref, validate_name
 from .version import ParentLink, Version
 
@@ -81,7 +82,9 @@ def versions_of(catalog: Catalog, name: str) -> list[Version]:
 
 
 def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> tuple[int, Version]:
-    """(internal id, Version) of a reference: name, name@N, name@latest or a tag."""
+    """(internal id, Version) of a reference: name, name@N, name@latest, a tag, or a
+    version id (the 16 hex digits ``log`` prints, or a unique prefix of at least
+    ``MIN_ID_PREFIX`` of them; a model or tag of that name comes first)."""
     r = parse_ref(ref, version)
     if not has_model(catalog, r.name):
         tag = catalog.one("SELECT version FROM tags WHERE name = ?", (r.name,))
@@ -91,6 +94,10 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
                 raise CorruptObject(f"tag {r.name!r} names a version that does not exist")
             checks.verify_tag(catalog, r.name)
             return row[0], version_from_row(catalog, row)
+        if r.version is None and _ID.match(r.name):
+            found = by_id_prefix(catalog, r.name)
+            if found is not None:
+                return found
         require_model(catalog, r.name, location)
     if r.version is None:
         row = catalog.one(
@@ -112,6 +119,27 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
     if v.model != r.name or (r.version is not None and v.number != r.version):
         raise CorruptObject(f"{ref!r} led to {v.ref}: the catalog's index is damaged")
     return row[0], v
+
+
+MIN_ID_PREFIX = 6
+_ID = re.compile(rf"^[0-9a-f]{{{MIN_ID_PREFIX},32}}$")
+
+
+def by_id_prefix(catalog: Catalog, prefix: str) -> tuple[int, Version] | None:
+    """The version whose id starts with ``prefix`` (None if there is none; InvalidName
+    if several do)."""
+    rows = catalog.query(
+        f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.uid >= ? AND v.uid < ? LIMIT 2",
+        (prefix, prefix + "g"),  # every hex string that starts with the prefix
+    )
+    if len(rows) > 1:
+        raise InvalidName(f"{prefix!r} is the start of several version ids; give more digits")
+    if not rows:
+        return None
+    v = version_from_row(catalog, rows[0])
+    if not v.id.startswith(prefix):
+        raise CorruptObject(f"{prefix!r} led to {v.id}: the catalog's index is damaged")
+    return rows[0][0], v
 
 
 def select_tensor_rows(
