@@ -637,3 +637,27 @@ def test_pickle_refusal_warns_about_code_execution(
     assert_one_line_error(r, 1, "never unpickles")
     assert "weights_only=False" not in r.err or "executes that code" in r.err
     assert "run any code" in r.err
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("checkout", "base"), "no 'checkout': `modelgit export"),
+        (("clone", "x"), "`modelgit init PATH` then `modelgit pull"),
+        (("status",), "`modelgit ls`"),
+        (("exprot", "base", "x"), "did you mean 'export'"),
+        (("show", "bsae"), "did you mean 'base'"),
+    ],
+)
+def test_did_you_mean(cli: Callable, repo_dir: Path, args: tuple[str, ...], match: str) -> None:
+    r = cli(*args, cwd=repo_dir)
+    assert r.code in (1, 2) and match in r.err, r.err
+    assert "Traceback" not in r.err
+
+
+def test_fsck_text_mentions_garbage(cli: Callable, repo_dir: Path) -> None:
+    assert cli("rm", "hf", cwd=repo_dir).code == 0
+    out = cli("fsck", cwd=repo_dir).out
+    assert "of garbage" in out and "modelgit gc" in out
+    assert cli("gc", cwd=repo_dir).code == 0
+    assert "garbage" not in cli("fsck", cwd=repo_dir).out

@@ -54,12 +54,41 @@ examples:
 Run `modelgit COMMAND --help` for the options and examples of a command."""
 
 
+GIT_VERBS = {  # what a git user types, and what modelgit calls it
+    "checkout": "`modelgit export REF PATH` writes a version out (or `load` it in Python)",
+    "clone": "`modelgit init PATH` then `modelgit pull SOURCE`",
+    "status": "`modelgit ls` lists the models, `modelgit log` the versions",
+    "fetch": "`modelgit pull SOURCE` (diverged versions wait for `modelgit merge`)",
+    "branch": "models are the branches: `modelgit ls`, `modelgit add NEW PATH --parent REF`",
+    "reset": "`modelgit tag` names a version; versions are never rewritten",
+    "revert": "`modelgit commit NAME PATH` of the older weights (`modelgit export` them first)",
+    "mv": "`modelgit rename OLD NEW`",
+}
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+    """argparse with one-line errors; an unknown command gets a suggestion (the closest
+    command, or what a git verb is called here)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print_error(f"{message} (see `{self.prog} --help`)", prog=self.prog)
+        hint = _suggestion(message)
+        print_error(f"{message}{hint} (see `{self.prog} --help`)", prog=self.prog)
         raise SystemExit(EXIT_USAGE)
+
+
+def _suggestion(message: str) -> str:
+    """'; did you mean ...' for argparse's "invalid choice: 'X' (choose from ...)"."""
+    import difflib
+    import re
+
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if m is None:
+        return ""
+    word, choices = m.group(1), re.findall(r"'([^']*)'", m.group(2))
+    if word in GIT_VERBS:
+        return f"; modelgit has no {word!r}: {GIT_VERBS[word]}"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def build_parser() -> Parser:

@@ -140,7 +140,11 @@ class FsckReport:
         head = f"checked {self.versions_checked} versions and {self.chunks_checked} chunks: " + (
             "ok" if self.ok else f"{len(self.problems)} problem(s)"
         )
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+        lines = [head, *(f"  - {p}" for p in self.problems)]
+        if self.garbage_bytes:
+            lines.append(f"{human_bytes(self.garbage_bytes)} of garbage (bytes no version needs):"
+                         " `modelgit gc` reclaims them")  # fmt: skip
+        return "\n".join(lines)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

@@ -6,6 +6,7 @@ docs/guide.md lists the forms. Everything here is a read of the catalog.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
@@ -47,6 +48,9 @@ def require_model(catalog: Catalog, name: str, location: str) -> None:
     if not has_model(catalog, name):
         known = model_names(catalog)
         hint = f"; known models: {', '.join(known[:10])}" if known else " (it is empty)"
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            hint = f"; did you mean {close[0]!r}?" + hint
         raise UnknownModel(f"no model named {name!r} in {location}{hint}")
 
 
