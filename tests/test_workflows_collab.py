@@ -156,13 +156,14 @@ def test_merge_strategies(pair, strategy):
     }[strategy]
     torch.testing.assert_close(got["w"], want)
     assert torch.equal(got["steps"], (theirs if strategy == "theirs" else ours)["steps"])
-    # history: ours @2, theirs renumbered @3, merge @4 with both parents
-    refs = [(x.number, x.id) for x in b.versions("m")]
-    assert [n for n, _ in refs] == [1, 2, 3, 4]
-    assert refs[2][1] == theirs_uid and v.number == 4 and b.version("m").id == v.id
+    # history: ours @2, merge @3 with both parents; theirs keeps its number, fetched aside
+    refs = [(x.ref, x.id) for x in b.versions("m")]
+    assert [r for r, _ in refs] == ["m@1", "m@2", "m@3", "m@fetched:2"]
+    assert refs[3][1] == theirs_uid and v.number == 3 and b.version("m").id == v.id
+    assert b.version("m@fetched:2").id == theirs_uid == b.version(theirs_uid).id
     assert [(p.ref, p.kind, p.relation) for p in v.parents] == [
         ("m@2", "version", "version"),
-        ("m@3", "version", "merge"),
+        ("m@fetched:2", "version", "merge"),
     ]
     assert v.metadata["merge"]["strategy"] == strategy
     assert v.metadata["merge"]["base"] == a.version("m@1").id
@@ -171,7 +172,9 @@ def test_merge_strategies(pair, strategy):
     # the merge goes back as a fast-forward
     r = b.push(a.root)
     assert r.fast_forwarded == ["m"] and not r.diverged
-    assert a.version("m").id == v.id
+    assert a.version("m").id == v.id and a.version("m@3").id == v.id
+    assert a.version("m@2").id == theirs_uid  # a's m@2 still names what it named
+    assert a.version("m@fetched:2").id == b.version("m@2").id  # ours, aside in a
     assert torch.equal(a.load("m")["w"], got["w"])
     assert {p.relation for p in a.version("m").parents} == {"version", "merge"}
     ok(a, b)
@@ -305,7 +308,57 @@ def test_cli_push_pull_merge(pair, capsys):
     assert "diverged" in capsys.readouterr().out
     uid = a.version("m").id
     assert main(["--repo", str(b.root), "merge", "m", uid, "--strategy", "theirs"]) == 0
-    assert "merged into m@4" in capsys.readouterr().out
+    assert "merged into m@3" in capsys.readouterr().out  # (a's m@2 stays m@fetched:2)
     assert torch.equal(b.load("m")["w"], a.load("m")["w"])
     assert main(["--repo", str(b.root), "merge", "m", "--strategy", "nope"]) == 1
     ok(a, b)
+
+
+def _refs(repo: mg.Repository) -> dict[str, str]:
+    """Every reference a repository answers to, with the version id it names."""
+    return {v.ref: v.id for name in repo.models() for v in repo.versions(name)}
+
+
+def test_three_repositories_numbers_never_change_meaning(tmp_path):
+    """Two clones and a team repository: Alice and Bob both commit base@2, Alice pushes,
+    Bob pulls, merges and pushes, Alice pulls. At no step does any repository's name@N
+    come to name other weights; ids name the same version everywhere; the merge has
+    the same number in all three."""
+    team = mg.init(tmp_path / "team")
+    alice = mg.init(tmp_path / "alice")
+    bob = mg.init(tmp_path / "bob")
+    seen = {r: {} for r in ("team", "alice", "bob")}
+    repos = {"team": team, "alice": alice, "bob": bob}
+
+    def step(action) -> None:
+        action()
+        for name, repo in repos.items():
+            now = _refs(repo)
+            for ref, uid in seen[name].items():
+                assert now.get(ref) == uid, f"{name}: {ref} was {uid}, now {now.get(ref)}"
+            seen[name] = now
+            assert repo.fsck().ok
+
+    step(lambda: alice.add("base", sd(20)))
+    step(lambda: alice.push(team.root))
+    step(lambda: bob.pull(team.root))
+    step(lambda: alice.commit("base", bump(sd(20), 0.5), message="alice"))
+    step(lambda: bob.commit("base", bump(sd(20), -0.5), message="bob"))
+    a2, b2 = alice.version("base@2").id, bob.version("base@2").id
+    step(lambda: alice.push(team.root))
+    assert team.version("base@2").id == a2
+    step(lambda: bob.pull(team.root))  # diverged: Alice's base@2 fetched aside
+    assert bob.version("base@2").id == b2 and bob.version("base@fetched:2").id == a2
+    merged = {}
+    step(lambda: merged.setdefault("v", bob.merge("base", strategy="average")))
+    assert merged["v"].ref == "base@3"
+    step(lambda: bob.push(team.root))  # Bob's base@2 goes aside in the team repository
+    step(lambda: alice.pull(team.root))
+    for repo in repos.values():
+        assert repo.version("base@1").id == alice.version("base@1").id
+        assert repo.version("base@3").id == merged["v"].id == repo.version("base").id
+        assert repo.version(a2).id == a2 and repo.version(b2).id == b2  # ids work everywhere
+        assert {p.relation for p in repo.version("base@3").parents} == {"version", "merge"}
+    assert team.version("base@2").id == alice.version("base@2").id == a2
+    assert team.version("base@fetched:2").id == alice.version("base@fetched:2").id == b2
+    assert torch.equal(alice.load("base")["w"], bob.load("base")["w"])

@@ -43,7 +43,7 @@ def validate_name(name: object, what: str = "model name") -> str:
     return name
 
 
-_VERSION_RE = re.compile(r"^(latest|[0-9]+)$")
+_VERSION_RE = re.compile(r"^(latest|[0-9]+|fetched:[0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,13 @@ class Ref:
 
     name: str
     version: int | None = None  # None means latest
+    fetched: int | None = None  # ``name@fetched:N``: a diverged version made as number N
 
 
 def parse_ref(ref: str, version: int | None = None) -> Ref:
-    """Parse ``name``, ``name@N`` or ``name@latest``; ``version`` overrides the suffix."""
+    """Parse ``name``, ``name@N``, ``name@latest`` or ``name@fetched:N`` (a diverged
+    version fetched from another repository, where it is number N; see
+    docs/workflows.md); ``version`` overrides the suffix."""
     if not isinstance(ref, str):
         raise InvalidName(f"a model reference must be a string, not {type(ref).__name__}")
     name, sep, suffix = ref.partition("@")
@@ -63,8 +66,15 @@ def parse_ref(ref: str, version: int | None = None) -> Ref:
     if sep:
         if not _VERSION_RE.match(suffix):
             raise InvalidName(
-                f"bad version {suffix!r} in {ref!r}: write name@3 (a number) or name@latest"
+                f"bad version {suffix!r} in {ref!r}: write name@3 (a number), name@latest "
+                "or name@fetched:3"
             )
+        if suffix.startswith("fetched:"):
+            fetched = int(suffix.split(":", 1)[1])
+            if not 1 <= fetched <= MAX_VERSION or version is not None:
+                raise InvalidName(f"bad fetched version in {ref!r}")
+            validate_name(name)
+            return Ref(name, None, fetched)
         number = None if suffix == "latest" else int(suffix)
         if number is not None and number < 1:
             raise InvalidName(f"versions are numbered from 1; {ref!r} names version {number}")

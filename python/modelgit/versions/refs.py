@@ -56,18 +56,34 @@ def require_model(catalog: Catalog, name: str, location: str) -> None:
 
 def parents_of(catalog: Catalog, vid: int) -> tuple[ParentLink, ...]:
     rows = catalog.query(
-        "SELECT v.model, v.number, p.kind, p.relation FROM version_parents p "
+        "SELECT v.model, v.number, p.kind, p.relation, p.parent FROM version_parents p "
         "JOIN versions v ON v.id = p.parent WHERE p.version = ? ORDER BY p.position",
         (vid,),
     )
-    return tuple(ParentLink(*r) for r in rows)
+    return tuple(
+        ParentLink(m, n, k, r, fetched_number(catalog, pid) if n < 1 else None)
+        for m, n, k, r, pid in rows
+    )
+
+
+def fetched_number(catalog: Catalog, vid: int) -> int | None:
+    """The number a version fetched aside (diverged) has where it was made; None for a
+    version of this repository's own history."""
+    has = catalog.one(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
+    )
+    if has is None:
+        return None
+    row = catalog.one("SELECT remote_number FROM remote_versions WHERE version = ?", (vid,))
+    return None if row is None or row[0] < 1 else int(row[0])
 
 
 def version_from_row(catalog: Catalog, row: Sequence[object]) -> Version:
     """The :class:`Version` of a ``versions`` row selected with ``VERSION_COLUMNS``."""
     try:
         vrow = VersionRow.from_db(row)
-        return Version.from_row(vrow, parents_of(catalog, vrow.id))
+        fetched = fetched_number(catalog, vrow.id) if vrow.number < 1 else None
+        return Version.from_row(vrow, parents_of(catalog, vrow.id), fetched)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # bad JSON, bad types
         raise CorruptObject(f"version #{row[0]}: its catalog row is damaged ({exc})") from None
 
@@ -79,7 +95,8 @@ def version_by_id(catalog: Catalog, vid: int) -> Version | None:
 
 def versions_of(catalog: Catalog, name: str) -> list[Version]:
     rows = catalog.query(
-        f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ? ORDER BY v.number",
+        f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ?"
+        " ORDER BY v.number < 1, v.number",  # its own history, then versions fetched aside
         (name,),
     )
     return [version_from_row(catalog, r) for r in rows]
@@ -98,11 +115,15 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
                 raise CorruptObject(f"tag {r.name!r} names a version that does not exist")
             checks.verify_tag(catalog, r.name)
             return row[0], version_from_row(catalog, row)
+        if r.fetched is not None:
+            raise UnknownModel(f"no model named {r.name!r} in {location}")
         if r.version is None and _ID.match(r.name):
             found = by_id_prefix(catalog, r.name)
             if found is not None:
                 return found
         require_model(catalog, r.name, location)
+    if r.fetched is not None:
+        return _fetched(catalog, r.name, r.fetched, ref)
     if r.version is None:
         row = catalog.one(
             f"SELECT {VERSION_COLUMNS} FROM versions v WHERE v.model = ? "
@@ -123,6 +144,24 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
     if v.model != r.name or (r.version is not None and v.number != r.version):
         raise CorruptObject(f"{ref!r} led to {v.ref}: the catalog's index is damaged")
     return row[0], v
+
+
+def _fetched(catalog: Catalog, name: str, number: int, ref: str) -> tuple[int, Version]:
+    """``name@fetched:N``: the version fetched aside that is number N where it was made."""
+    has = catalog.one(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
+    )
+    rows = [] if has is None else catalog.query(
+        f"SELECT {VERSION_COLUMNS} FROM versions v JOIN remote_versions r ON r.version = v.id"
+        " WHERE v.model = ? AND r.remote_number = ?",
+        (name, number),
+    )  # fmt: skip
+    if not rows:
+        raise UnknownVersion(f"{ref!r}: no version of {name!r} numbered {number} was fetched")
+    if len(rows) > 1:
+        ids = ", ".join(r[1] for r in rows)  # (VERSION_COLUMNS: id, uid, ...)
+        raise InvalidName(f"{ref!r} names {len(rows)} fetched versions; use an id: {ids}")
+    return rows[0][0], version_from_row(catalog, rows[0])
 
 
 MIN_ID_PREFIX = 6

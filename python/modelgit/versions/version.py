@@ -19,9 +19,12 @@ class ParentLink:
     number: int
     kind: str  # "provenance" or "version"
     relation: str
+    fetched_number: int | None = None  # a fetched (diverged) version: its number where made
 
     @property
     def ref(self) -> str:
+        if self.fetched_number is not None:
+            return f"{self.model}@fetched:{self.fetched_number}"
         return f"{self.model}@{self.number}"
 
 
@@ -40,16 +43,23 @@ class Version:
     metadata: dict = field(default_factory=dict)
     parents: tuple[ParentLink, ...] = ()
     logical_bytes: int = 0
+    fetched_number: int | None = None  # set for a version fetched aside (diverged): its
+    # number in the repository it was made in; ``number`` is then a local placeholder <= 0
 
     @property
     def ref(self) -> str:
+        """``model@N``, or ``model@fetched:N`` for a diverged version fetched aside."""
+        if self.fetched_number is not None:
+            return f"{self.model}@fetched:{self.fetched_number}"
         return f"{self.model}@{self.number}"
 
     def __str__(self) -> str:
         return self.ref
 
     @classmethod
-    def from_row(cls, row: VersionRow, parents: tuple[ParentLink, ...]) -> Version:
+    def from_row(
+        cls, row: VersionRow, parents: tuple[ParentLink, ...], fetched_number: int | None = None
+    ) -> Version:
         return cls(
             model=row.model,
             number=row.number,
@@ -62,12 +72,15 @@ class Version:
             metadata=json.loads(row.metadata),
             parents=parents,
             logical_bytes=row.logical_bytes,
+            fetched_number=fetched_number,
         )
 
     def to_json(self) -> dict:
         return {
             "model": self.model,
             "number": self.number,
+            "ref": self.ref,
+            "fetched_number": self.fetched_number,
             "id": self.id,
             "content_id": self.content_id,
             "message": self.message,

@@ -178,6 +178,26 @@ def write_version(
     return version
 
 
+def _next_number(db: Any, name: str) -> int:
+    """A new version's number: above every number the model has here, the numbers of
+    versions fetched aside (where they were made) included, so that it stays free in
+    the repositories those came from (numbers travel with versions)."""
+    top = db.execute("SELECT COALESCE(MAX(number), 0) FROM versions WHERE model = ?", (name,))
+    best = top.fetchone()[0]
+    has = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
+    ).fetchone()
+    if has is not None:
+        row = db.execute(
+            "SELECT MAX(r.remote_number) FROM remote_versions r JOIN versions v"
+            " ON v.id = r.version WHERE v.model = ?",
+            (name,),
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            best = max(best, row[0])
+    return int(best) + 1
+
+
 def _exists(db: Any, vid: int) -> bool:
     return db.execute("SELECT 1 FROM versions WHERE id = ?", (vid,)).fetchone() is not None
 
@@ -218,10 +238,11 @@ def publish(
             db.execute(
                 "INSERT INTO models(name, created, metadata) VALUES (?, ?, '{}')", (name, now)
             )
-        number = db.execute(
-            "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE model = ?", (name,)
-        ).fetchone()[0]
-        seed = f"{name}\0{number}\0{content_id}\0{now!r}\0{[v.id for _, v, _, _ in links]}"
+        number = _next_number(db, name)
+        # the id: a hash of what the version is (content, parents, metadata, message and
+        # when it was made), the same in every repository it travels to
+        seed = json.dumps([name, content_id, [v.id for _, v, _, _ in links], meta_json,
+                           message, repr(now)])  # fmt: skip
         uid = xxhash.xxh3_128_hexdigest(seed.encode())[:16]
         row = VersionRow(
             id=0,

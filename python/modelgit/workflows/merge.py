@@ -151,7 +151,8 @@ def _load(repo: VersionStore, vid: int) -> StateDict:
 
 
 def fetched(repo: VersionStore, name: str | None = None) -> list[tuple[int, Version, str]]:
-    """Versions fetched aside by pull/push (diverged, not merged): (id, Version, remote)."""
+    """Versions fetched aside by pull/push and not merged yet (the model's latest version
+    does not descend from them): (id, Version, remote)."""
     with repo.catalog.transaction() as db:
         ensure_remote_table(db)
     sql = (
@@ -163,7 +164,15 @@ def fetched(repo: VersionStore, name: str | None = None) -> list[tuple[int, Vers
         sql += " WHERE v.model = ?"
         args = (name,)
     rows = repo.catalog.query(sql + " ORDER BY v.model, r.remote_number", args)
-    return [(r[0], version_from_row(repo.catalog, r[:-1]), r[-1]) for r in rows]
+    merged: dict[str, set[int]] = {}  # per model: what its latest version descends from
+    out = []
+    for r in rows:
+        model = r[2]
+        if model not in merged:
+            merged[model] = _ancestry(repo, repo.resolve(model)[0])
+        if r[0] not in merged[model]:
+            out.append((r[0], version_from_row(repo.catalog, r[:-1]), r[-1]))
+    return out
 
 
 def _resolve_other(repo: VersionStore, name: str, other: object) -> tuple[int, Version]:
@@ -233,32 +242,14 @@ def merge_versions(
 
 
 def _settle(repo: VersionStore, name: str, version: Version, ours_id: int) -> Version:
-    """After the merge commit: number the fetched versions it merged into the history
-    (between our previous latest and the merge) and give it our side files."""
+    """After the merge commit: give it our side files. The fetched versions it merged
+    keep their place and numbers (``name@fetched:N``): numbers never move."""
     with repo.catalog.transaction() as db:
-        ensure_remote_table(db)
         vid = db.execute("SELECT id FROM versions WHERE uid = ?", (version.id,)).fetchone()[0]
-        ancestors = _ancestry(repo, vid)
-        staged = [
-            (remote_number, v)
-            for v, remote_number in db.execute(
-                "SELECT r.version, r.remote_number FROM remote_versions r "
-                "JOIN versions v ON v.id = r.version WHERE v.model = ?",
-                (name,),
-            )
-            if v in ancestors
-        ]
-        staged.sort()
-        if staged:
-            top = version.number
-            db.execute("UPDATE versions SET number = ? WHERE id = ?", (top + len(staged), vid))
-            for i, (_, v) in enumerate(staged):
-                db.execute("UPDATE versions SET number = ? WHERE id = ?", (top + i, v))
-                db.execute("DELETE FROM remote_versions WHERE version = ?", (v,))
         db.execute(
             "INSERT OR IGNORE INTO files(version, path, data) "
             "SELECT ?, path, data FROM files WHERE version = ?",
             (vid, ours_id),
         )
-        checks.refresh(db, [vid] + [v for _, v in staged])
+        checks.refresh(db, [vid])
     return repo.version_by_id(vid)

@@ -8,20 +8,22 @@ all) into a new pack of the receiver, which is fsynced; then ONE catalog transac
 on the receiver publishes the rows. A crash before that commit leaves only unnamed
 records in a pack (garbage, reclaimed by ``gc``); after it, everything is there.
 
+Version numbers travel: a version keeps, in every repository, the number it was made
+with, and no transfer ever changes what ``name@N`` means in a repository that has it.
 Per model present on both sides:
 
 - the receiver has every version of the source: nothing to do;
-- the receiver's versions are all in the source (it is behind): *fast-forward*, the
-  missing versions are appended after the receiver's latest, in the source's order
-  (they keep their numbers unless those are taken);
+- the receiver's versions are all in the source, its own or fetched there (it is
+  behind): *fast-forward*. Each missing version takes its own number; one whose number
+  names another version here (a diverged line that the source has merged) is fetched
+  aside instead (below);
 - both sides have versions the other lacks: *diverged*. The receiver's history is left
-  untouched; the source's versions it lacks are *fetched*: stored as versions of the
-  same model with numbers 0, -1, -2, ... (so never the latest, not addressable as
-  ``name@N``) and listed in the table ``remote_versions``. ``repo.merge(name)`` then
-  merges the fetched head; the fetched versions are renumbered into the history
-  (after the receiver's latest, before the merge version) once they are merged.
+  untouched; the source's versions it lacks are *fetched*: stored aside as versions of
+  the same model, never the latest, reachable by id and as ``name@fetched:N`` (N: their
+  number where they were made). ``repo.merge(name)`` then merges the fetched head into
+  a new version numbered above every number the model has here, fetched ones included;
+  the fetched versions stay reachable as they were.
 
-The fetched versions are listed in the table ``remote_versions``
 (``catalog.schema.REMOTE_TABLE``, created on first use).
 """
 
@@ -140,6 +142,12 @@ class _Source:
     model_order: list[str]
     edges: list[tuple[str, str, str]]
     tags: list[tuple[str, int]]
+    fetched_numbers: dict[int, int] = field(default_factory=dict)  # id -> number where made
+
+    def origin_number(self, vid: int) -> int:
+        """The number version ``vid`` has where it was made (it travels with it)."""
+        row = self.versions[vid]
+        return row.number if row.number >= 1 else self.fetched_numbers.get(vid, row.number)
 
 
 def _snapshot(src: VersionStore) -> _Source:
@@ -160,6 +168,14 @@ def _snapshot(src: VersionStore) -> _Source:
         model_rows = models.fetchall()
         edges = db.execute("SELECT parent, child, relation FROM edges ORDER BY rowid").fetchall()
         tags = db.execute("SELECT name, version FROM tags ORDER BY name").fetchall()
+        has_remote = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
+        ).fetchone()
+        fetched_numbers = dict(
+            db.execute("SELECT version, remote_number FROM remote_versions").fetchall()
+            if has_remote
+            else []
+        )
     finally:
         db.execute("COMMIT")
     return _Source(
@@ -171,6 +187,7 @@ def _snapshot(src: VersionStore) -> _Source:
         model_order=[n for n, _, _ in model_rows],
         edges=edges,
         tags=tags,
+        fetched_numbers=fetched_numbers,
     )
 
 
@@ -214,15 +231,23 @@ def _plan(s: _Source, db: sqlite3.Connection) -> _Plan:
         missing = [r for r in chain if r.uid not in have or r.uid in fetched_here]
         if not missing:
             continue
-        src_uids = {r.uid for r in chain}
+        # every version the source has of the model, those it only fetched included
+        src_uids = {r.uid for r in s.versions.values() if r.model == model}
         ahead = [uid for _, uid in ours if uid not in src_uids]
         if not ahead:  # the receiver is behind: fast-forward
-            top = max((n for n, _ in ours), default=0)
-            for i, r in enumerate(missing):
-                if r.uid in have:
-                    plan.renumber.append((have[r.uid][0], top + 1 + i))
-                else:
-                    plan.inserts.append((r.id, top + 1 + i))
+            # a version keeps the number it was made with; where that number already
+            # names another version here (a diverged line merged since), it is fetched
+            # aside instead: name@N never changes meaning in a repository
+            taken = {n: uid for n, uid in ours}
+            for r in missing:
+                if r.number not in taken:
+                    if r.uid in have:
+                        plan.renumber.append((have[r.uid][0], r.number))
+                    else:
+                        plan.inserts.append((r.id, r.number))
+                    taken[r.number] = r.uid
+                elif r.uid not in have:
+                    plan.stages.append(r.id)
             plan.fast_forwarded.append(model)
         else:  # both sides moved: keep theirs aside
             fetched = []
@@ -405,7 +430,7 @@ def _publish(
             db.execute(
                 "INSERT INTO remote_versions(version, remote, remote_number, fetched)"
                 " VALUES (?,?,?,?)",
-                (new_ids[sid], s.path, row.number, now),
+                (new_ids[sid], s.path, s.origin_number(sid), now),
             )
         else:
             report.versions_added.append(f"{row.model}@{number}")
