@@ -661,3 +661,20 @@ def test_fsck_text_mentions_garbage(cli: Callable, repo_dir: Path) -> None:
     assert "of garbage" in out and "modelgit gc" in out
     assert cli("gc", cwd=repo_dir).code == 0
     assert "garbage" not in cli("fsck", cwd=repo_dir).out
+
+
+def test_errors_are_worded_for_the_command_line(
+    cli: Callable, repo_dir: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    r = cli("add", "base", files["base.safetensors"], cwd=repo_dir)
+    assert_one_line_error(r, 1, "use `modelgit commit`")
+    assert "commit()" not in r.err
+    r = cli("init", repo_dir)
+    assert "modelgit.open()" not in r.err and "--repo" in r.err
+    assert cli("tag", "prod", "base", cwd=repo_dir).code == 0
+    r = cli("tag", "prod", "ft", cwd=repo_dir)
+    assert "force=True" not in r.err and "--force" in r.err
+    r = cli("edge", "add", "base", "ft", "-r", "distill", cwd=repo_dir)
+    assert "remove_edge()" not in r.err and "modelgit edge rm" in r.err
+    r = cli("show", "nothing-here", cwd=tmp_path)
+    assert "modelgit.init()" not in r.err

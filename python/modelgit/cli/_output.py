@@ -61,8 +61,28 @@ def emit(as_json: bool, data: Any, text: str | None = None) -> None:
         print(str(data) if text is None else text)
 
 
+# The library's messages name its Python API; on the command line the same advice is
+# worded as commands and flags.
+CLI_WORDING = (
+    ("use commit() for a new version", "use `modelgit commit` for a new version"),
+    ("; use modelgit.open()", "; use it with --repo (or run modelgit inside it)"),
+    ("create one with `modelgit init` or modelgit.init()", "create one with `modelgit init`"),
+    ("remove_edge() first to change it", "`modelgit edge rm PARENT CHILD` first to change it"),
+    ("pass replace=True", "pass --replace"),
+    ("untag it or pass force=True", "untag it (`modelgit tag -d`) or pass --force"),
+    ("pass follow_symlinks=True, --follow-symlinks,", "pass --follow-symlinks"),
+)
+
+
+def cli_wording(text: str) -> str:
+    """A library message with its Python advice worded for the command line."""
+    for python, cli in CLI_WORDING:
+        text = text.replace(python, cli)
+    return text
+
+
 def print_error(msg: object, prog: str = "modelgit") -> None:
-    print(f"{prog}: error: {one_line(msg)}", file=sys.stderr)
+    print(f"{prog}: error: {cli_wording(one_line(msg))}", file=sys.stderr)
 
 
 def human(n: float | None) -> str:
