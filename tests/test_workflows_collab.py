@@ -362,3 +362,34 @@ def test_three_repositories_numbers_never_change_meaning(tmp_path):
     assert team.version("base@2").id == alice.version("base@2").id == a2
     assert team.version("base@fetched:2").id == alice.version("base@fetched:2").id == b2
     assert torch.equal(alice.load("base")["w"], bob.load("base")["w"])
+
+
+def test_named_remotes(pair, tmp_path, capsys):
+    from modelgit.cli import main
+
+    a, b = pair
+    a.add("m", sd(30))
+    b.add_remote("origin", a.root)
+    assert b.remotes() == {"origin": str(a.root.resolve())}
+    assert b.pull("origin").versions_added == ["m@1"]
+    b.commit("m", bump(sd(30), 1.0))
+    assert b.push("origin").fast_forwarded == ["m"]
+    assert a.version("m").id == b.version("m").id
+    with pytest.raises(mg.ModelExists, match="exists already"):
+        b.add_remote("origin", tmp_path)
+    b.add_remote("origin", a.root)  # the same URL again: fine
+    with pytest.raises(mg.InvalidName):
+        b.add_remote("bad/name", a.root)
+    capsys.readouterr()
+    assert main(["--repo", str(b.root), "remote", "add", "team", str(a.root)]) == 0
+    assert main(["--repo", str(b.root), "remote", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in listed} == {"origin", "team"}
+    assert main(["--repo", str(b.root), "pull", "team"]) == 0
+    assert main(["--repo", str(b.root), "remote", "add", "team", str(tmp_path)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert main(["--repo", str(b.root), "remote", "rm", "team"]) == 0
+    assert main(["--repo", str(b.root), "remote", "rm", "team"]) == 1
+    b.remove_remote("origin")
+    assert b.remotes() == {}
+    ok(a, b)

@@ -73,6 +73,7 @@ _PRIMARY_KEYS = {
     "storage_bases": ("version", "base"),
     "sketch_lsh": ("version", "name", "tree"),
     "row_checks": ("kind", "key"),
+    "remotes": ("name",),
 }
 _IDENTITY_TABLES = {"versions", "test_results"}
 
@@ -337,7 +338,8 @@ class PostgresCatalog:
         """PostgreSQL enforces the foreign keys itself; check that the schema is ours."""
         have = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
         lazy = {"tests", "creators", "factories", "workflow_settings", "remote_versions",
-                "tensor_sketches", "storage_bases", "sketch_lsh", "row_checks"}  # fmt: skip
+                "tensor_sketches", "storage_bases", "sketch_lsh", "row_checks",
+                "remotes"}  # fmt: skip
         missing = sorted(set(_PRIMARY_KEYS) - have - lazy)
         return [f"catalog: tables missing: {', '.join(missing)}"] if missing else []
 

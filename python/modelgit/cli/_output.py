@@ -70,6 +70,7 @@ CLI_WORDING = (
     ("remove_edge() first to change it", "`modelgit edge rm PARENT CHILD` first to change it"),
     ("pass replace=True", "pass --replace"),
     ("untag it or pass force=True", "untag it (`modelgit tag -d`) or pass --force"),
+    ("pass force=True to change it", "pass --force to change it"),
     ("pass follow_symlinks=True, --follow-symlinks,", "pass --follow-symlinks"),
 )
 

@@ -33,7 +33,34 @@ def register(sub: Any) -> None:
             ),
             epilog=f"examples:\n  modelgit {name} ../team-models\n  modelgit {name} /mnt/x --json",
         )
-        p.add_argument("other", metavar="OTHER", help="path of the other repository")
+        p.add_argument(
+            "other",
+            metavar="OTHER",
+            help="the other repository: a path, a team URL, or a remote's name (modelgit remote)",
+        )
+
+    p = command(
+        sub,
+        "remote",
+        cmd_remote,
+        help="name other repositories for push and pull",
+        description=(
+            "`remote add NAME URL` remembers a repository (a folder, stored absolute, or a "
+            "team repository's postgresql:// URL) as NAME, so that `push NAME` and "
+            "`pull NAME` reach it; `remote rm NAME` forgets it; `remote` lists them."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit remote add origin ../team-models\n"
+            "  modelgit push origin\n"
+            "  modelgit remote --json\n"
+            "  modelgit remote rm origin"
+        ),
+    )
+    p.add_argument("action", nargs="?", choices=["add", "rm", "ls"], default="ls")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("url", metavar="URL", nargs="?")
+    p.add_argument("-f", "--force", action="store_true", help="change an existing remote")
 
     p = command(
         sub,
@@ -82,6 +109,25 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         emit(args.json, repo.pull(args.other))
+    return 0
+
+
+def cmd_remote(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        if args.action == "add":
+            if not args.name or not args.url:
+                raise CliError("usage: modelgit remote add NAME URL")
+            repo.add_remote(args.name, args.url, force=args.force)
+        elif args.action == "rm":
+            if not args.name or args.url:
+                raise CliError("usage: modelgit remote rm NAME")
+            repo.remove_remote(args.name)
+        elif args.name:
+            raise CliError("usage: modelgit remote [ls] | add NAME URL | rm NAME")
+        known = repo.remotes()
+        if args.action == "ls" or args.json:
+            text = "\n".join(f"{n}\t{u}" for n, u in known.items()) or "no remotes"
+            emit(args.json, [{"name": n, "url": u} for n, u in known.items()], text)
     return 0
 
 

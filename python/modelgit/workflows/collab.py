@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..catalog import is_team_url
+from ..errors import ModelExists, UnknownModel, UnsupportedInput
+from ..names import validate_name
 from ..versions import Version, VersionStore
 from .merge import fetched, merge_versions
 from .transfer import TransferReport, transfer
@@ -40,21 +43,71 @@ def _other(other: VersionStore | str | os.PathLike[str]) -> Iterator[VersionStor
         repo.close()
 
 
+REMOTES_TABLE = """
+CREATE TABLE IF NOT EXISTS remotes (
+    name TEXT PRIMARY KEY,
+    url  TEXT NOT NULL
+)"""
+
+
 class CollabMixin(_Base):
-    """push, pull, merge."""
+    """push, pull, merge, and named remotes."""
 
     def push(self, other: VersionStore | str | os.PathLike[str]) -> TransferReport:
-        """Copy into the repository ``other`` (a path) the versions, chunks, edges and
-        tags it lacks. Models both sides changed are reported as diverged: ``other``
-        keeps its history and receives ours aside, to be merged there."""
-        with _other(other) as dst:
+        """Copy into the repository ``other`` (a path, a team URL, or the name of a
+        remote) the versions, chunks, edges and tags it lacks. Models both sides changed
+        are reported as diverged: ``other`` keeps its history and receives ours aside,
+        to be merged there."""
+        with _other(self._remote_or(other)) as dst:
             return transfer(self, dst)
 
     def pull(self, other: VersionStore | str | os.PathLike[str]) -> TransferReport:
-        """Copy from the repository ``other`` what this one lacks (see :meth:`push`).
-        Diverged models keep our history; theirs is fetched aside for :meth:`merge`."""
-        with _other(other) as src:
+        """Copy from the repository ``other`` (a path, a team URL, or the name of a
+        remote) what this one lacks (see :meth:`push`). Diverged models keep our history;
+        theirs is fetched aside for :meth:`merge`."""
+        with _other(self._remote_or(other)) as src:
             return transfer(src, self)
+
+    # -- named remotes ----------------------------------------------------------------
+    def add_remote(self, name: str, url: str | os.PathLike[str], force: bool = False) -> None:
+        """Remember another repository as ``name`` (``repo.push("origin")``). A folder
+        path is stored absolute; a team repository's URL as given."""
+        validate_name(name, "remote name")
+        if not isinstance(url, (str, os.PathLike)):
+            raise UnsupportedInput(f"a remote's URL must be a path or a string, not {url!r}")
+        text = str(url)
+        if not is_team_url(text):
+            text = str(Path(text).expanduser().resolve())
+        with self.catalog.transaction() as db:
+            db.execute(REMOTES_TABLE)
+            old = db.execute("SELECT url FROM remotes WHERE name = ?", (name,)).fetchone()
+            if old is not None and old[0] != text and not force:
+                raise ModelExists(
+                    f"remote {name!r} exists already ({old[0]}); pass force=True to change it"
+                )
+            db.execute("INSERT OR REPLACE INTO remotes(name, url) VALUES (?, ?)", (name, text))
+
+    def remove_remote(self, name: str) -> None:
+        """Forget the remote ``name``."""
+        with self.catalog.transaction() as db:
+            db.execute(REMOTES_TABLE)
+            if db.execute("DELETE FROM remotes WHERE name = ?", (name,)).rowcount == 0:
+                raise UnknownModel(f"no remote named {name!r}")
+
+    def remotes(self) -> dict[str, str]:
+        """The named remotes: ``{name: url}``."""
+        has = self.catalog.one(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remotes'"
+        )
+        if has is None:
+            return {}
+        return dict(self.catalog.query("SELECT name, url FROM remotes ORDER BY name"))
+
+    def _remote_or(self, other: object) -> object:
+        """A remote's URL for its name; anything else as it is."""
+        if isinstance(other, str) and other in (known := self.remotes()):
+            return known[other]
+        return other
 
     def fetched(self, name: str | None = None) -> list[Version]:
         """Versions fetched by a pull (or received by a push) that diverge from our
