@@ -147,7 +147,7 @@ def test_add_commit_and_read_back(cli: Callable, repo_dir: Path, files: dict[str
     items = {m["name"]: m for m in cli("ls", "--json", cwd=repo_dir).json()}
     assert list(items) == ["base", "ft", "hf"]
     assert items["ft"]["versions"] == 2
-    assert items["hf"]["parents"] == [{"model": "ft", "relation": "adapter"}]
+    assert items["hf"]["parents"] == [{"name": "ft", "relation": "adapter"}]
     text = cli("ls").out
     assert "ft (adapter)" in text and "base (finetune)" in text
 
@@ -175,7 +175,7 @@ def test_add_json_and_side_files_roundtrip(
     cli: Callable, repo_dir: Path, tmp_path: Path, files: dict[str, Path]
 ) -> None:
     v = cli("add", "again", files["base.safetensors"], "--json", cwd=repo_dir).json()
-    assert v["model"] == "again" and v["number"] == 1
+    assert v["name"] == "again" and v["number"] == 1
     out = tmp_path / "exported"
     r = cli("export", "hf", out)
     assert r.code == 0 and "exported hf@1" in r.out
@@ -520,7 +520,7 @@ def test_process_add_is_quiet_and_machine_readable(user_runs: dict[str, Result])
     assert r.code == 0, r.err
     assert r.err == ""  # no progress bar when stderr is not a terminal
     v = json.loads(r.out)
-    assert v["model"] == "new" and v["parents"][0]["ref"] == "base@1"
+    assert v["name"] == "new" and v["parents"][0]["ref"] == "base@1"
 
 
 def test_process_not_a_repository(user_runs: dict[str, Result]) -> None:
@@ -678,3 +678,26 @@ def test_errors_are_worded_for_the_command_line(
     assert "remove_edge()" not in r.err and "modelgit edge rm" in r.err
     r = cli("show", "nothing-here", cwd=tmp_path)
     assert "modelgit.init()" not in r.err
+
+
+def test_one_json_schema(cli: Callable, repo_dir: Path, files: dict[str, Path]) -> None:
+    """The model key is always `name`, dates are ISO 8601, add/commit --json carry the
+    write stats the text output shows."""
+    from datetime import datetime
+
+    added = json.loads(cli("add", "x", files["ft.safetensors"], "--json", cwd=repo_dir).out)
+    assert added["name"] == "x" and "model" not in added
+    assert added["write"]["chunks"] >= 1 and added["write"]["logical_bytes"] > 0
+    assert {"dedup", "delta", "standalone", "new_bytes"} <= set(added["write"])
+    committed = json.loads(cli("commit", "x", files["base.safetensors"], "--json").out)
+    assert committed["number"] == 2 and committed["write"]["dedup"] >= 1
+    listed = json.loads(cli("ls", "--json", cwd=repo_dir).out)
+    assert all("name" in m and "model" not in m for m in listed)
+    assert all("name" in p for m in listed for p in m["parents"])
+    graph = json.loads(cli("graph", "--json", cwd=repo_dir).out)
+    for node in graph["models"]:
+        for v in node["versions"]:
+            datetime.fromisoformat(v["created"])
+    for v in json.loads(cli("log", "--json", cwd=repo_dir).out):
+        datetime.fromisoformat(v["created"])
+        assert v["name"] and "model" not in v

@@ -245,7 +245,7 @@ def test_cli_cascade_and_creator(family: mg.Repository, capsys: pytest.CaptureFi
     code, out, _ = cli("cascade", "base", "--dry-run", "--json")
     plan = json.loads(out)
     assert code == 0 and plan["dry_run"]
-    assert [s["model"] for s in plan["steps"] if s["status"] == "would-update"] == [
+    assert [s["name"] for s in plan["steps"] if s["status"] == "would-update"] == [
         "a", "b", "d", "c", "m"
     ]  # fmt: skip
     code, out, _ = cli("creator", "a")

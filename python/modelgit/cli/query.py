@@ -93,7 +93,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "logical_bytes": n.logical_bytes,
                 "lossy": n.lossy,
                 "parents": [
-                    {"model": p, "relation": e.relation}
+                    {"name": p, "relation": e.relation}
                     for p in graph.parents(n.name)
                     if (e := graph.edge(p, n.name))
                 ],
@@ -101,7 +101,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             })  # fmt: skip
     rows: list[list[object]] = [["model", "versions", "size", "parents", "tags", ""]]
     for it in items:
-        parents = ", ".join(f"{p['model']} ({p['relation']})" for p in it["parents"])
+        parents = ", ".join(f"{p['name']} ({p['relation']})" for p in it["parents"])
         rows.append([
             it["name"],
             it["versions"],

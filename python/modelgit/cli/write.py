@@ -272,6 +272,15 @@ def _saved_anyway(repo: Any, name: str, before: int) -> Any:
     return versions[-1]
 
 
+def _with_stats(repo: Any, v: Any) -> dict[str, Any]:
+    """The version's JSON plus ``write``: what the text output says of the write (chunks
+    written, reused, delta-coded, standalone, lossy; logical and new bytes)."""
+    stats = getattr(repo, "last_write", None)
+    out = v.to_json()
+    out["write"] = None if stats is None else dict(stats.__dict__)
+    return out
+
+
 def _describe(repo: Any, v: Any) -> str:
     stats = getattr(repo, "last_write", None)
     parts = [f"{v.ref}", f"id {v.id}", human(v.logical_bytes)]
@@ -309,7 +318,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                 )
         except KeyboardInterrupt:
             v = _saved_anyway(repo, args.name, 0)
-        emit(args.json, v, f"added {_describe(repo, v)}")
+        emit(args.json, _with_stats(repo, v), f"added {_describe(repo, v)}")
     return 0
 
 
@@ -333,7 +342,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
                 v = call_with_progress(repo.commit, args.name, model, progress=bar, **kw)
         except KeyboardInterrupt:
             v = _saved_anyway(repo, args.name, before)
-        emit(args.json, v, f"committed {_describe(repo, v)}")
+        emit(args.json, _with_stats(repo, v), f"committed {_describe(repo, v)}")
     return 0
 
 

@@ -20,6 +20,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LineageError, UnknownModel
@@ -56,6 +57,11 @@ class Edge:
         }
 
 
+def _iso(ts: float) -> str:
+    """A catalog timestamp as ISO 8601 (UTC), as every JSON output writes dates."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """What the graph knows of one version (enough to draw it)."""
@@ -68,7 +74,9 @@ class VersionInfo:
     message: str
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["created"] = _iso(self.created)
+        return out
 
 
 @dataclass(frozen=True)

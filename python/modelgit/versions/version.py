@@ -77,7 +77,7 @@ class Version:
 
     def to_json(self) -> dict:
         return {
-            "model": self.model,
+            "name": self.model,
             "number": self.number,
             "ref": self.ref,
             "fetched_number": self.fetched_number,

@@ -62,7 +62,7 @@ class Creator:
     args: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "fn": self.fn, "args": self.args}
+        return {"name": self.model, "fn": self.fn, "args": self.args}
 
 
 @dataclass
@@ -80,7 +80,7 @@ class CascadeStep:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.model,
+            "name": self.model,
             "status": self.status,
             "rederived": self.rederived,
             "parents": self.parents,

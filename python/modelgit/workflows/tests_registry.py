@@ -257,7 +257,7 @@ class TestResult:
         return {
             "test": self.test,
             "ref": self.ref,
-            "model": self.model,
+            "name": self.model,
             "version": self.number,
             "kind": self.kind,
             "value": self.value,
