@@ -3,6 +3,8 @@ lossy tolerances (ErrorBound, LowBit, Auto)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -209,3 +211,53 @@ def test_layout_is_kept_in_the_repository(tmp_path) -> None:  # noqa: ANN001
         again.add("b", tune(model(1, n=50_000), 2), parents="a")
         again.add("c", tune(tune(model(1, n=50_000), 2), 3), parents="b")
         assert max(r[0] for r in again.catalog.query("SELECT depth FROM chunks")) == 1
+
+
+def test_auto_tolerance_strings_and_relative_drops(repo: mg.Repository) -> None:
+    assert parse_tolerance("auto:wf_funcs:mean_w:0.01") == mg.Auto("wf_funcs:mean_w", 0.01)
+    rel = parse_tolerance("auto:wf_funcs:mean_w:2%")
+    assert rel == mg.Auto("wf_funcs:mean_w", 0.02, relative=True)
+    assert rel.allowed_drop(-50.0) == pytest.approx(1.0)
+    low = parse_tolerance("auto-lower:wf_funcs:loss:0.1")
+    assert low.higher_is_better is False and low.relative is False
+    for bad in ("auto:", "auto:fn", "auto:wf_funcs:mean_w:lots", "auto:wf_funcs:mean_w"):
+        with pytest.raises(mg.UnsupportedInput):
+            parse_tolerance(bad)
+    # relative: 1% of a metric of ~0.01 allows ~1e-4, absolute 1e-4 the same here
+    base = model(21)
+    tuned = tune(base, 22, scale=1e-2)
+    REFERENCE.clear()
+    REFERENCE.update(tuned)
+    repo.add("base", base)
+
+    def closeness(sd: dict[str, torch.Tensor]) -> float:
+        return 0.01 - float((sd["w"] - REFERENCE["w"]).abs().max())
+
+    v = repo.add("auto", tuned, parents="base",
+                 tolerance=mg.Auto(test=closeness, max_drop=0.02, relative=True))  # fmt: skip
+    assert v.tolerance is not None and v.metadata["auto_trials"][-1]["accepted"]
+    assert float((repo.load("auto")["w"] - tuned["w"]).abs().max()) <= 0.02 * 0.01 + 1e-12
+
+
+def test_cli_auto_tolerance(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from safetensors.torch import save_file
+
+    from modelgit.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    base = model(23)
+    tuned = tune(base, 24, scale=1e-2)
+    REFERENCE.clear()
+    REFERENCE.update(tuned)
+    save_file(base, str(tmp_path / "base.safetensors"))
+    save_file(tuned, str(tmp_path / "ft.safetensors"))
+    repo = tmp_path / "r"
+    assert main(["init", str(repo)]) == 0
+    assert main(["--repo", str(repo), "add", "base", str(tmp_path / "base.safetensors")]) == 0
+    args = ["--repo", str(repo), "add", "ft", str(tmp_path / "ft.safetensors"), "-p", "base",
+            "--tolerance", "auto:test_storage_policy:neg_error:0.0002"]  # fmt: skip
+    assert main(args) == 0
+    with mg.open(repo) as r:
+        v = r.version("ft")
+        assert v.metadata["auto_trials"] and v.metadata["auto_trials"][-1]["accepted"]
+        assert v.lossy and float((r.load("ft")["w"] - tuned["w"]).abs().max()) <= 2e-4

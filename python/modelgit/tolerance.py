@@ -70,7 +70,11 @@ class Auto:
 
     ``test`` is an import path ``"pkg.module:function"`` (or a callable) called with the
     decoded state_dict; it returns a number (or a bool). ``higher_is_better`` says which
-    way is a drop: for a loss, pass False. ``max_drop`` is absolute, in the metric's units.
+    way is a drop: for a loss, pass False. ``max_drop`` is absolute, in the metric's units,
+    or, with ``relative=True``, a fraction of the lossless model's metric (MGit's
+    relative accuracy drop: ``max_drop=0.01`` allows 1% of it). On the command line:
+    ``--tolerance auto:pkg.mod:fn:0.005`` (absolute) or ``auto:pkg.mod:fn:1%``
+    (relative), ``auto-lower:...`` for a metric where lower is better.
     """
 
     test: object
@@ -88,9 +92,15 @@ class Auto:
         )
     )
 
+    relative: bool = False
+
     def __post_init__(self) -> None:
         if not (isinstance(self.max_drop, (int, float)) and self.max_drop >= 0):
             raise UnsupportedInput("Auto max_drop must be a number >= 0")
+
+    def allowed_drop(self, reference: float) -> float:
+        """The drop allowed from the lossless model's metric ``reference``."""
+        return self.max_drop * abs(reference) if self.relative else self.max_drop
 
     def to_json(self) -> dict:
         test = self.test if isinstance(self.test, str) else getattr(self.test, "__qualname__", "")
@@ -98,6 +108,7 @@ class Auto:
             "kind": "auto",
             "test": test,
             "max_drop": self.max_drop,
+            "relative": self.relative,
             "higher_is_better": self.higher_is_better,
         }
 
@@ -114,6 +125,8 @@ def parse_tolerance(spec: object) -> ErrorBound | LowBit | Auto | None:
         return tolerance_from_json(spec)
     if not isinstance(spec, str):
         raise UnsupportedInput(f"tolerance must be None, ErrorBound, LowBit or Auto, not {spec!r}")
+    if spec.strip().startswith(("auto:", "auto-lower:")):
+        return _parse_auto(spec.strip())
     fields: dict[str, str] = {}
     for part in spec.replace(" ", "").split(","):
         key, sep, value = part.partition("=")
@@ -132,6 +145,24 @@ def parse_tolerance(spec: object) -> ErrorBound | LowBit | Auto | None:
     except ValueError:
         pass
     raise UnsupportedInput(f"bad tolerance {spec!r}: write abs=1e-4, rel=1e-3 or bits=4,group=64")
+
+
+def _parse_auto(spec: str) -> Auto:
+    """``auto:MODULE:FUNCTION:MAX_DROP`` (absolute) or ``...:N%`` (relative);
+    ``auto-lower:`` for a metric where lower is better (a loss)."""
+    kind, _, rest = spec.partition(":")
+    path, sep, drop = rest.rpartition(":")
+    if not sep or ":" not in path:
+        raise UnsupportedInput(
+            f"bad tolerance {spec!r}: write auto:mypkg.tests:accuracy:0.005 (an absolute "
+            "drop of the test's metric) or auto:mypkg.tests:accuracy:1% (relative)"
+        )
+    relative = drop.endswith("%")
+    try:
+        value = float(drop.rstrip("%")) / (100 if relative else 1)
+    except ValueError:
+        raise UnsupportedInput(f"bad tolerance {spec!r}: {drop!r} is not a number") from None
+    return Auto(path, value, higher_is_better=kind == "auto", relative=relative)
 
 
 def tolerance_from_json(d: dict) -> ErrorBound | LowBit:

@@ -168,8 +168,10 @@ def _write_options(p: argparse.ArgumentParser) -> None:
         "--tolerance",
         metavar="BOUND",
         help="store lossily: abs=1e-4 (every element within 1e-4), rel=1e-3 (within 1e-3 "
-        "of the tensor's largest magnitude) or bits=4,group=64 (4-bit delta to the parent, "
-        "one scale per 64 elements); default: lossless",
+        "of the tensor's largest magnitude), bits=4,group=64 (4-bit delta to the parent, "
+        "one scale per 64 elements), or auto:PKG.MODULE:TEST:MAX_DROP (the most compact "
+        "bound whose test metric drops at most MAX_DROP; MAX_DROP as N%% is relative; "
+        "auto-lower: for a loss); default: lossless",
     )
     p.add_argument(
         "--base",

@@ -99,7 +99,7 @@ def choose_tolerance(
     for cand in auto.candidates:
         m = _metric(fn, apply_tolerance(sd, parent, cand, chunk_elems))
         drop = reference - m if auto.higher_is_better else m - reference
-        ok = drop <= auto.max_drop
+        ok = drop <= auto.allowed_drop(reference)
         trials.append(AutoTrial(cand, m, drop, ok))
         if ok:
             return cand, trials
