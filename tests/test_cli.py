@@ -701,3 +701,12 @@ def test_one_json_schema(cli: Callable, repo_dir: Path, files: dict[str, Path]) 
     for v in json.loads(cli("log", "--json", cwd=repo_dir).out):
         datetime.fromisoformat(v["created"])
         assert v["name"] and "model" not in v
+
+
+def test_fsck_progress_counts_chunks() -> None:
+    import io
+
+    bar = Progress("checking", unit="chunks", stream=io.StringIO())
+    bar.update(3, 10)
+    assert "3 chunks/10 chunks" in bar._line()
+    assert "B/" not in bar._line() and "KiB" not in bar._line()

@@ -66,7 +66,7 @@ class Progress:
         self.done += n
 
     def _fmt(self, x: float) -> str:
-        return human_bytes(x) if self.unit == "B" else f"{x:.0f}"
+        return human_bytes(x) if self.unit == "B" else f"{x:.0f} {self.unit}"
 
     def _line(self) -> str:
         elapsed = time.monotonic() - self._start

@@ -159,7 +159,7 @@ def cmd_du(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    with open_repo(args) as repo, Progress("checking") as bar:
+    with open_repo(args) as repo, Progress("checking", unit="chunks") as bar:
         report = call_with_progress(repo.fsck, full=not args.quick, progress=bar)
     emit(args.json, report)
     return 0 if report.ok else 1
