@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from modelgit.cli import main
+from modelgit.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -188,6 +188,18 @@ def test_page_runs(
     assert ran > 0
 
 
+def test_cli_page_covers_every_command() -> None:
+    """docs/cli.md has a `### `modelgit NAME ...`` section for every command of the parser."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    names = set(sub.choices)  # type: ignore[attr-defined]
+    assert len(names) > 25
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    documented = set(re.findall(r"^### `modelgit ([\w-]+)", doc, re.M))
+    assert sorted(names - documented) == []
+    assert sorted(documented - names) == []
+
+
 _PATH = re.compile(
     r"(?<![\w/.-])((?:python|csrc|tests|bench|docs)/[\w./-]*\w\.(?:pyi?|md|[ch]pp|cuh?))"
 )
@@ -219,3 +231,13 @@ def test_architecture_names_real_modules() -> None:
 
     missing = [n for n in names if not exists(n)]
     assert missing == []
+
+
+def test_git_users_table_names_every_git_verb_the_cli_explains() -> None:
+    """The git verbs `modelgit` answers with a hint have a row in "modelgit for git users"."""
+    from modelgit.cli import GIT_VERBS
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    section = doc.split("## modelgit for git users", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"`git ([\w-]+)", section))
+    assert sorted(set(GIT_VERBS) - rows) == []
