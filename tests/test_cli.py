@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,6 @@ from safetensors.torch import load_file, save_file
 import modelgit as mg
 from modelgit.cli import build_parser, main
 from modelgit.cli._progress import Progress, call_with_progress
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -378,24 +375,6 @@ def test_demo_without_sklearn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     *_, source = demo.load_data()
     assert source.startswith("synthetic")
-
-
-def test_docs_examples_run(cli: Callable, tmp_path: Path) -> None:
-    """Every `$ ` line of docs/cli.md's console blocks runs, in order, successfully."""
-    doc = (ROOT / "docs" / "cli.md").read_text()
-    blocks = re.findall(r"```console\n(.*?)```", doc, re.S)
-    commands = [ln[2:] for b in blocks for ln in b.splitlines() if ln.startswith("$ ")]
-    assert len(commands) > 20
-    cwd = tmp_path
-    for line in commands:
-        argv = shlex.split(line)
-        if argv[0] == "cd":
-            cwd = (cwd / argv[1]).resolve()
-            continue
-        assert argv[0] == "modelgit", line
-        r = cli(*argv[1:], cwd=cwd)
-        assert r.code == 0, f"{line}: {r.err}"
-    assert (cwd / "lineage.svg").is_file() and (cwd / "lineage.html").is_file()
 
 
 # -- progress -----------------------------------------------------------------------------

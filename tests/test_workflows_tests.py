@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -218,16 +216,3 @@ def test_workflow_tables_are_created_lazily(tmp_path: Path) -> None:
     with mg.open(tmp_path / "r") as r:
         assert [t.name for t in r.tests()] == ["q"]
         assert r.fsck().ok
-
-
-def test_docs_workflows_page_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    page = Path(__file__).resolve().parents[1] / "docs" / "workflows.md"
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
-    assert blocks
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the page adds "." to it
-    monkeypatch.delitem(sys.modules, "mywork", raising=False)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"workflows.md[block {i}]", "exec"), namespace)  # noqa: S102
-    sys.modules.pop("mywork", None)
