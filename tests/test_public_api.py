@@ -15,6 +15,7 @@ PUBLIC = {
     "LineageGraph", "Edge", "infer_lineage",
     "ErrorBound", "LowBit", "Auto",
     "Version", "ParentLink", "WriteStats", "Diff", "TensorChange", "TensorInfo",
+    "FileChange",
     "RepoStats", "ModelStats", "FsckReport", "GcReport", "RepackReport", "TransferReport",
     "DivergedModel",
     "TestSpec", "TestResult", "TestTable", "CascadeReport", "CascadeStep", "Creator",

@@ -40,6 +40,7 @@ from .storage.writer import WriteStats
 from .tolerance import Auto, ErrorBound, LowBit
 from .versions import ParentLink, Version
 from .versions.diff import Diff, TensorChange, TensorInfo
+from .versions.file_diff import FileChange
 from .versions.repack import RepackReport
 from .workflows import (
     BisectResult,
@@ -79,6 +80,7 @@ __all__ = [
     "Diff",
     "TensorChange",
     "TensorInfo",
+    "FileChange",
     "RepoStats",
     "ModelStats",
     "FsckReport",

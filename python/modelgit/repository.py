@@ -22,6 +22,7 @@ from .progress import ProgressFn
 from .storage.backend import FORMAT_FILE, FORMAT_NAME, FORMAT_VERSION
 from .storage.opening import open_backend
 from .versions import Version, VersionStore
+from .versions.write import SideFiles
 from .workflows import WorkflowMixin
 
 __all__ = ["Repository", "init", "open", "FORMAT_FILE", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -105,6 +106,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         base: str = "auto",
         *,
         follow_symlinks: bool = False,
+        files: SideFiles | None = None,
     ) -> Version:
         """Add a new model and store ``model`` as its version 1.
 
@@ -118,6 +120,11 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         declared parents or not; the default) or ``"parent"`` (the first parent's).
         In a folder, symlinks that lead outside it are refused unless
         ``follow_symlinks=True``; special files (devices, FIFOs, /proc) are never read.
+        Side files (config, tokenizer, generation config): a folder keeps its own; a
+        state_dict, an ``nn.Module`` or a single ``.safetensors`` file inherits the first
+        parent's, so that an exported cast or fine-tune loads with ``from_pretrained``;
+        ``files`` (a dict of path -> bytes, or a folder to read them from; ``{}`` for none)
+        gives others.
         """
         if creator is not None:
             links = self.new_model_links(name, parents, relation)  # the name's checks first
@@ -126,7 +133,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
             self._check_creator(creator, creator_args)  # a bad path or non-JSON args
         version = super().add(
             name, model, parents, relation, message, metadata, tolerance, progress, base,
-            follow_symlinks=follow_symlinks,
+            follow_symlinks=follow_symlinks, files=files,
         )  # fmt: skip
         if creator is not None:
             self.set_creator(name, creator, creator_args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..versions.diff import TensorInfo, architecture
+from ..versions.diff import TensorInfo, architecture, module_order
 from ._command import command
 from ._output import emit, human, table, when
 from ._progress import Progress
@@ -158,6 +158,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         files = repo.files(v.ref)
         tags = [t for t, tv in repo.tags(v.ref).items()]
         bases = [b.ref for b in repo.storage_bases(v.ref)]
+    by_name = {r.name: r for r in rows}
+    rows = [by_name[n] for n in module_order(by_name)]  # layer.2 before layer.10
     infos = [TensorInfo(r.name, r.dtype, tuple(r.shape), r.nbytes) for r in rows]
     arch = architecture(infos)
     data = v.to_json()

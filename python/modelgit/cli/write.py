@@ -37,7 +37,12 @@ def register(sub: Any) -> None:
             "  modelgit add soup soup.safetensors -p chat -p code --relation merge\n"
             "  modelgit add small small.pt --parent base@2 --relation distill --meta acc=0.91\n"
             "  modelgit add q4 q4.safetensors --parent base --relation quantize "
-            "--tolerance bits=4,group=64"
+            "--tolerance bits=4,group=64\n"
+            "  modelgit add chat-bf16 chat-bf16.safetensors -p chat -r cast   # chat's configs\n"
+            "  modelgit add long long.safetensors -p chat --files ./long-configs/\n\n"
+            "side files: a folder keeps its own; a .safetensors or .pt file gets those of the "
+            "first parent (config, tokenizer), so the export loads with from_pretrained, "
+            "unless --files DIR gives others"
         ),
     )
     p.add_argument("name", metavar="NAME", help="the new model's name")
@@ -68,7 +73,10 @@ def register(sub: Any) -> None:
         epilog=(
             "examples:\n"
             "  modelgit commit chat chat-v2.safetensors -m 'one more epoch'\n"
-            "  modelgit commit chat ./chat-model/ -m 'fixed tokenizer config'"
+            "  modelgit commit chat ./chat-model/ -m 'fixed tokenizer config'\n"
+            "  modelgit commit chat chat-v3.safetensors --files ./configs/ -m 'new tokenizer'\n\n"
+            "side files: a folder keeps its own; a .safetensors or .pt file keeps those of the "
+            "previous version unless --files DIR gives others"
         ),
     )
     p.add_argument("name", metavar="NAME", help="an existing model")
@@ -181,6 +189,13 @@ def _write_options(p: argparse.ArgumentParser) -> None:
         "declared parent or not) or parent (the first declared parent only)",
     )
     p.add_argument(
+        "--files",
+        metavar="DIR",
+        help="take the side files (config.json, tokenizer, generation config...) from DIR "
+        "(its weights are ignored); default: a folder's own, else those of the first parent "
+        "(add) or the previous version (commit)",
+    )
+    p.add_argument(
         "--follow-symlinks",
         action="store_true",
         help="read symlinks in a model folder that lead outside it (refused by default; "
@@ -259,6 +274,15 @@ def load_model_arg(path_text: str) -> Any:
     return str(path)
 
 
+def _files_arg(text: str | None) -> str | None:
+    """``--files DIR``: the folder, checked before any weights are read."""
+    if text is None:
+        return None
+    if not Path(text).is_dir():
+        raise CliError(f"--files {text}: not a folder")
+    return text
+
+
 def _saved_anyway(repo: Any, name: str, before: int) -> Any:
     """After Ctrl-C during add/commit: the version, if its transaction committed before
     the interrupt landed (then the command did its work: it reports it and finishes
@@ -304,6 +328,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             "metadata": meta or None,
             "base": args.base,
             "follow_symlinks": args.follow_symlinks,
+            "files": _files_arg(args.files),
         }
         if tolerance is not None:
             kw["tolerance"] = tolerance
@@ -335,6 +360,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
             "metadata": meta or None,
             "base": args.base,
             "follow_symlinks": args.follow_symlinks,
+            "files": _files_arg(args.files),
         }
         if tolerance is not None:
             kw["tolerance"] = tolerance

@@ -27,6 +27,7 @@ __all__ = [
     "ModelSource",
     "FolderReader",
     "open_model",
+    "side_files",
     "tensor_bytes",
     "tensor_from_buffer",
 ]
@@ -54,6 +55,7 @@ class ModelSource:
     tensors: list[TensorSource]
     files: dict[str, bytes] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    folder: bool = False  # read from a model folder: ``files`` are the folder's own
     _closers: list[object] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -215,14 +217,22 @@ class FolderReader:
         yield from sorted(found)
 
 
-def _side_files(reader: FolderReader) -> dict[str, bytes]:
+WEIGHT_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf"}
+INDEX_NAME = "model.safetensors.index.json"  # rebuilt by export, never a side file
+
+
+def _side_files(reader: FolderReader, skip_weights: bool = False) -> dict[str, bytes]:
+    """The side files of a folder. Weights in another format than safetensors are refused
+    (or, with ``skip_weights``, left out)."""
     files: dict[str, bytes] = {}
     for rel, p in reader.files():
         if p.suffix == ".safetensors" or rel.startswith("."):
             continue
-        if rel == "model.safetensors.index.json":
+        if rel == INDEX_NAME:
             continue  # rebuilt by export
-        if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf"}:
+        if p.suffix in WEIGHT_SUFFIXES:
+            if skip_weights:
+                continue
             raise UnsupportedInput(
                 f"{p} holds weights in a format modelgit does not read; "
                 "convert the folder to safetensors first"
@@ -240,6 +250,55 @@ def _side_files(reader: FolderReader) -> dict[str, bytes]:
     return files
 
 
+def _check_side_path(rel: object) -> str:
+    """A side file's path as given in ``files=``: relative, inside the folder, no weights."""
+    if not isinstance(rel, str) or not rel:
+        raise UnsupportedInput(f"side file paths must be non-empty strings, got {rel!r}")
+    parts = rel.split("/")
+    if (
+        rel.startswith("/")
+        or "\\" in rel
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 for c in rel)
+    ):
+        raise UnsupportedInput(
+            f"side file path {rel!r} must be a relative path inside the model folder "
+            "(parts separated by '/', no '..', no empty parts)"
+        )
+    if rel.endswith(".safetensors") or rel == INDEX_NAME:
+        raise UnsupportedInput(f"{rel!r} is where export writes the weights; not a side file")
+    return rel
+
+
+def side_files(
+    files: Mapping[str, bytes] | str | os.PathLike[str], follow_symlinks: bool = False
+) -> dict[str, bytes]:
+    """The side files given as ``files=`` to add or commit: a mapping of relative paths
+    to bytes, or a folder whose files (all but weights) are read, as from a model folder.
+    An empty mapping means none."""
+    if isinstance(files, (str, os.PathLike)):
+        path = Path(files)
+        if not path.is_dir():
+            raise UnsupportedInput(f"files={str(path)!r} is not a folder")
+        return _side_files(FolderReader(path, follow_symlinks), skip_weights=True)
+    if not isinstance(files, Mapping):
+        raise UnsupportedInput(
+            f"files must be a folder or a dict of path -> bytes, not a {type(files).__name__}"
+        )
+    out: dict[str, bytes] = {}
+    for rel, data in files.items():
+        rel = _check_side_path(rel)
+        if isinstance(data, str):
+            data = data.encode()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UnsupportedInput(f"side file {rel!r} must be bytes, not {type(data).__name__}")
+        data = bytes(data)
+        if len(data) > MAX_SIDE_FILE:
+            raise UnsupportedInput(f"side file {rel!r} is larger than {MAX_SIDE_FILE} bytes")
+        out[rel] = data
+    return out
+
+
 def open_model(model: object, follow_symlinks: bool = False) -> ModelSource:
     """Turn any accepted model object into a :class:`ModelSource` (close it when done).
     In a folder, symlinks that leave it are refused unless ``follow_symlinks``
@@ -255,6 +314,7 @@ def open_model(model: object, follow_symlinks: bool = False) -> ModelSource:
             src = _from_safetensors([reader.check(p) for p in iter_shards(path)])
             try:
                 src.files = _side_files(reader)
+                src.folder = True
             except BaseException:
                 src.close()
                 raise

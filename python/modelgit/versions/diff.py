@@ -1,8 +1,10 @@
 """Differences between two stored versions, and architecture summaries.
 
 ``repo.diff(a, b)`` compares any two versions (of one model or of two): tensors
-added, removed and changed. A change is of shape, of dtype, or of values; for values
-(and for dtype changes of the same shape) it counts changed elements and gives the
+added, removed and changed, and side files (config, tokenizer) added, removed and
+changed, with the keys that changed in JSON files (``model_max_length: 512 -> 256``;
+``versions/file_diff.py``). A tensor's change is of shape, of dtype, or of values; for
+values (and for dtype changes of the same shape) it counts changed elements and gives the
 largest absolute difference and the relative L2 difference ``||b - a|| / ||a||``.
 Tensors whose content ids match are identical and are never decoded; the others are
 decoded in batches bounded by a memory budget and compared in slices.
@@ -10,6 +12,8 @@ decoded in batches bounded by a memory budget and compared in slices.
 An architecture summary is a module tree built from tensor names and shapes alone
 (``encoder.layer.3.attention.query.weight`` -> module ``encoder.layer.3.attention.query``);
 runs of numbered sibling modules of identical structure are folded (``layer.0..11 x12``).
+Numbered siblings are ordered as numbers (0, 1, 2, ..., 10, 11), whatever order the
+tensors were stored in (a ``.safetensors`` file sorts its names as strings).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..units import human_bytes
+from .file_diff import FileChange, compare_files
 
 if TYPE_CHECKING:
     from ..catalog.records import TensorRow
@@ -31,7 +36,10 @@ if TYPE_CHECKING:
 __all__ = [
     "TensorInfo",
     "TensorChange",
+    "FileChange",
     "Module",
+    "compare_files",
+    "module_order",
     "Diff",
     "architecture",
     "compare_tensors",
@@ -187,6 +195,11 @@ def _shapes(m: Module, limit: int = 8) -> str:
     return ", ".join(items[:limit]) + more
 
 
+def _numbered(key: str) -> bool:
+    """A module name that is a layer number (``0``, ``11``)."""
+    return key.isascii() and key.isdigit()
+
+
 def _fold(items: list[tuple[str, Module]]) -> list[tuple[str, list[Module]]]:
     """Group consecutive numbered siblings of identical structure: 0..11."""
     out: list[tuple[str, list[Module]]] = []
@@ -194,11 +207,11 @@ def _fold(items: list[tuple[str, Module]]) -> list[tuple[str, list[Module]]]:
     while i < len(items):
         key, mod = items[i]
         j = i + 1
-        if key.isdigit():
+        if _numbered(key):
             sig = mod.signature()
             while (
                 j < len(items)
-                and items[j][0].isdigit()
+                and _numbered(items[j][0])
                 and int(items[j][0]) == int(items[j - 1][0]) + 1
                 and items[j][1].signature() == sig
             ):
@@ -222,7 +235,50 @@ def architecture(tensors: Iterable[TensorInfo]) -> Module:
                 child = node.children[p] = Module(".".join(parts[: i + 1]))
             node = child
         node.params[parts[-1]] = t
+    _number_order(root)
     return root
+
+
+def module_order(names: Iterable[str]) -> list[str]:
+    """Tensor names in their given order, except that numbered siblings come in numeric
+    order: ``layer.2`` before ``layer.10`` (a ``.safetensors`` file sorts names as
+    strings, so its layers read 0, 1, 10, 11, 2, ...)."""
+    names = list(names)
+    # per module path: its entries (sub-module or tensor leaf) in order of appearance
+    entries: dict[tuple[str, ...], dict[tuple[bool, str], int]] = {}
+    for n in names:
+        parts = n.split(".")
+        for i, p in enumerate(parts):
+            here = entries.setdefault(tuple(parts[:i]), {})
+            here.setdefault((i < len(parts) - 1, p), len(here))
+    for here in entries.values():
+        keys = list(here)
+        slots = [i for i, (sub, p) in enumerate(keys) if sub and _numbered(p)]
+        numbered = sorted((keys[i] for i in slots), key=lambda k: (int(k[1]), k[1]))
+        for i, k in zip(slots, numbered, strict=True):
+            here[k] = i
+
+    def rank(n: str) -> tuple[int, ...]:
+        parts = n.split(".")
+        return tuple(
+            entries[tuple(parts[:i])][(i < len(parts) - 1, p)] for i, p in enumerate(parts)
+        )
+
+    return sorted(names, key=rank)
+
+
+def _number_order(node: Module) -> None:
+    """Put numbered children in numeric order (0, 1, 2, ..., 10), in the places the
+    numbered ones held; named children keep theirs."""
+    items = list(node.children.items())
+    slots = [i for i, (k, _) in enumerate(items) if _numbered(k)]
+    if len(slots) > 1:
+        numbered = sorted((items[i] for i in slots), key=lambda kv: (int(kv[0]), kv[0]))
+        for i, kv in zip(slots, numbered, strict=True):
+            items[i] = kv
+        node.children = dict(items)
+    for child in node.children.values():
+        _number_order(child)
 
 
 def _count(n: int) -> str:
@@ -247,10 +303,20 @@ class Diff:
     unchanged: int
     arch_a: Module
     arch_b: Module
+    files_added: dict[str, int] = field(default_factory=dict)  # side file path -> size
+    files_removed: dict[str, int] = field(default_factory=dict)
+    files_changed: list[FileChange] = field(default_factory=list)
+    files_unchanged: int = 0
 
     @property
     def identical(self) -> bool:
-        return not (self.added or self.removed or self.changed)
+        """No tensor and no side file differs."""
+        return not (self.added or self.removed or self.changed or self.files_differ)
+
+    @property
+    def files_differ(self) -> bool:
+        """Some side file (config, tokenizer...) was added, removed or changed."""
+        return bool(self.files_added or self.files_removed or self.files_changed)
 
     @property
     def same_architecture(self) -> bool:
@@ -269,6 +335,12 @@ class Diff:
             "removed": [t.to_json() for t in self.removed],
             "changed": [c.to_json() for c in self.changed],
             "unchanged": self.unchanged,
+            "files": {
+                "added": [{"path": p, "size": n} for p, n in self.files_added.items()],
+                "removed": [{"path": p, "size": n} for p, n in self.files_removed.items()],
+                "changed": [f.to_json() for f in self.files_changed],
+                "unchanged": self.files_unchanged,
+            },
             "architecture": {
                 "a": {"params": self.arch_a.numel, "tensors": self.arch_a.tensors},
                 "b": {"params": self.arch_b.numel, "tensors": self.arch_b.tensors},
@@ -277,19 +349,35 @@ class Diff:
 
     def __str__(self) -> str:
         lines = [f"diff {self.a} {self.b}"]
+        files = len(self.files_added) + len(self.files_removed) + len(self.files_changed)
         if self.identical:
-            lines.append(f"identical ({self.unchanged} tensors)")
-        else:
+            lines.append(f"identical ({self.unchanged} tensors, {self.files_unchanged} side files)")
+        elif self.added or self.removed or self.changed:
             lines.append(
                 f"{len(self.added)} added, {len(self.removed)} removed, "
                 f"{len(self.changed)} changed, {self.unchanged} unchanged"
             )
+        else:
+            lines.append(f"tensors identical ({self.unchanged}); side files differ")
         for t in self.removed:
             lines.append(f"- {t.name}  {t.describe()}")
         for t in self.added:
             lines.append(f"+ {t.name}  {t.describe()}")
         for c in self.changed:
             lines.append(f"~ {c.name}  {c.describe()}")
+        if files:
+            lines.append(
+                f"side files: {len(self.files_added)} added, {len(self.files_removed)} "
+                f"removed, {len(self.files_changed)} changed, {self.files_unchanged} unchanged"
+            )
+            for p, n in self.files_removed.items():
+                lines.append(f"- {p}  ({human_bytes(n)})")
+            for p, n in self.files_added.items():
+                lines.append(f"+ {p}  ({human_bytes(n)})")
+            for f in self.files_changed:
+                head, *keys = f.describe()
+                lines.append(f"~ {f.path}  {head}")
+                lines.extend(f"    {k}" for k in keys)
         if self.same_architecture:
             lines.append("architecture: same")
             lines.extend(self.arch_b.lines())
@@ -383,10 +471,13 @@ def diff_versions(
     batch_bytes: int = BATCH_BYTES,
 ) -> Diff:
     """Implementation of :meth:`Repository.diff`."""
-    vid_a, va = engine.resolve(a)
-    vid_b, vb = engine.resolve(b)
-    rows_a = {r.name: r for r in engine.tensor_rows(vid_a)}
-    rows_b = {r.name: r for r in engine.tensor_rows(vid_b)}
+    _, va, list_a, files_a = engine.read_verified(a)
+    _, vb, list_b, files_b = engine.read_verified(b)
+    arch_a = architecture(_info(r) for r in list_a)
+    arch_b = architecture(_info(r) for r in list_b)
+    # in the order of the module trees: numbered layers as numbers (layer.2 before 10)
+    rows_a = _in_order(list_a)
+    rows_b = _in_order(list_b)
     added = [_info(r) for n, r in rows_b.items() if n not in rows_a]
     removed = [_info(r) for n, r in rows_a.items() if n not in rows_b]
     changed: list[TensorChange] = []
@@ -421,9 +512,23 @@ def diff_versions(
         removed=removed,
         changed=changed,
         unchanged=unchanged,
-        arch_a=architecture(_info(r) for r in rows_a.values()),
-        arch_b=architecture(_info(r) for r in rows_b.values()),
+        arch_a=arch_a,
+        arch_b=arch_b,
+        files_added={p: len(d) for p, d in sorted(files_b.items()) if p not in files_a},
+        files_removed={p: len(d) for p, d in sorted(files_a.items()) if p not in files_b},
+        files_changed=[
+            compare_files(p, d, files_b[p])
+            for p, d in sorted(files_a.items())
+            if p in files_b and files_b[p] != d
+        ],
+        files_unchanged=sum(1 for p, d in files_a.items() if files_b.get(p) == d),
     )
+
+
+def _in_order(rows: list[TensorRow]) -> dict[str, TensorRow]:
+    """``rows`` by name, in :func:`module_order`."""
+    by_name = {r.name: r for r in rows}
+    return {n: by_name[n] for n in module_order(by_name)}
 
 
 def _compare_values(

@@ -25,7 +25,9 @@ import torch
 
 from ..catalog import Catalog, checks
 from ..catalog.records import TensorRow
+from ..dtypes import by_name
 from ..errors import ModelExists, UnknownVersion, UnsupportedInput
+from ..formats import hf
 from ..memory import MemoryBudget
 from ..names import validate_name
 from ..pool import WorkerPool
@@ -43,7 +45,7 @@ from .load_into import load_into_module
 from .repack import RepackReport
 from .repack import repack as repack_versions
 from .version import Version
-from .write import Link, provenance_links, write_version
+from .write import Link, SideFiles, provenance_links, write_version
 
 if TYPE_CHECKING:
     from ..storage.team import TeamBackend
@@ -57,6 +59,16 @@ def _check_depth(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DEPTH_LIMIT:
         raise UnsupportedInput(f"max_depth must be a whole number from 0 to {MAX_DEPTH_LIMIT}")
     return value
+
+
+def _weights_dtype(rows: Sequence[TensorRow]) -> torch.dtype | None:
+    """The floating dtype holding most of a version's bytes (None: no float tensor)."""
+    size: dict[torch.dtype, int] = {}
+    for r in rows:
+        dt = by_name(r.dtype).torch
+        if dt.is_floating_point:
+            size[dt] = size.get(dt, 0) + r.nbytes
+    return max(size, key=lambda d: size[d]) if size else None
 
 
 _S = TypeVar("_S", bound="VersionStore")
@@ -283,11 +295,12 @@ class VersionStore:
         base: str = "auto",
         *,
         follow_symlinks: bool = False,
+        files: SideFiles | None = None,
     ) -> Version:
         """Add a new model and store ``model`` as its version 1 (see ``Repository.add``)."""
         links = self.new_model_links(name, parents, relation)
         return self.write(name, model, links, message, metadata, tolerance, True, progress, base,
-                          follow_symlinks=follow_symlinks)  # fmt: skip
+                          follow_symlinks=follow_symlinks, files=files)  # fmt: skip
 
     def commit(
         self,
@@ -300,16 +313,19 @@ class VersionStore:
         base: str = "auto",
         *,
         follow_symlinks: bool = False,
+        files: SideFiles | None = None,
     ) -> Version:
         """Store ``model`` as the next version of the existing model ``name``. ``base``:
         what its tensors are coded against, ``"auto"`` (the closest stored tensors) or
         ``"parent"`` (the previous version's), as for :meth:`add`; ``follow_symlinks``
-        as for :meth:`add`."""
+        as for :meth:`add`. Side files (config, tokenizer): a folder's own; for a
+        state_dict, an ``nn.Module`` or a single ``.safetensors`` file, the previous
+        version's, unless ``files`` (a dict of path -> bytes, or a folder) gives others."""
         self.require_model(name)
         prev_id, prev = self.resolve(name)
         links: list[Link] = [(prev_id, prev, "version", "version")]
         return self.write(name, model, links, message, metadata, tolerance, False, progress,
-                          base, follow_symlinks=follow_symlinks)  # fmt: skip
+                          base, follow_symlinks=follow_symlinks, files=files)  # fmt: skip
 
     def write(
         self,
@@ -324,14 +340,17 @@ class VersionStore:
         base: str = "auto",
         *,
         follow_symlinks: bool = False,
+        files: SideFiles | None = None,
     ) -> Version:
         """Store ``model`` as a new version of ``name`` with the given parent links
         (``(internal id, Version, kind, relation)``) and publish it in one transaction;
         its chunks are coded against the stored tensors ``base`` picks (``"auto"`` or
-        ``"parent"``: ``versions.bases``). :attr:`last_write` tells how it was stored."""
+        ``"parent"``: ``versions.bases``). Side files: ``files``, else a folder's own,
+        else those of the linked version ``versions.write.inherited_from`` names.
+        :attr:`last_write` tells how it was stored."""
         return write_version(
             self, name, model, links, message, metadata, tolerance, new_model, progress, base,
-            follow_symlinks=follow_symlinks,
+            follow_symlinks=follow_symlinks, files=files,
         )  # fmt: skip
 
     # -- reading --------------------------------------------------------------------
@@ -373,6 +392,29 @@ class VersionStore:
         written; returns ``(missing_keys, unexpected_keys)``."""
         vid, v, rows, _ = self.read_verified(ref, version)
         return load_into_module(self, vid, v, module, strict=strict, progress=progress, rows=rows)
+
+    def load_model(
+        self,
+        ref: str,
+        version: int | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        progress: ProgressFn | None = None,
+    ) -> torch.nn.Module:
+        """A ready ``transformers`` model of a version stored with a Hugging Face
+        ``config.json`` (from a folder, or inherited from such a parent): built from the
+        config (the architecture it names, else ``AutoModel``), in ``dtype`` (default:
+        the stored weights' dtype), filled with :meth:`load_into`, in eval mode.
+
+        Needs ``transformers`` (``pip install "modelgit[hf]"``); UnsupportedInput names
+        it when it is missing, and says so when the version has no ``config.json`` or
+        its tensors do not fit the architecture. Code shipped with a model is never run.
+        """
+        vid, v, rows, files = self.read_verified(ref, version)
+        model = hf.build_model(files, v.ref, dtype if dtype is not None else _weights_dtype(rows))
+        hf.check_names(model, {r.name for r in rows}, v.ref)
+        load_into_module(self, vid, v, model, strict=False, progress=progress, rows=rows)
+        return model
 
     def export(
         self,

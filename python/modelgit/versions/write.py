@@ -11,6 +11,7 @@ for gc.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from ..catalog.records import (
     version_content_id,
 )
 from ..errors import LineageError, ModelExists, UnknownModel, UnsupportedInput
-from ..formats.sources import TensorSource, open_model, tensor_from_buffer
+from ..formats.sources import ModelSource, TensorSource, open_model, side_files, tensor_from_buffer
 from ..progress import Counter, ProgressFn
 from ..storage.similarity import TensorSketch, insert_sketches, sketch_source
 from ..storage.writer import WriteStats, write_tensors
@@ -44,11 +45,23 @@ from .version import Version
 if TYPE_CHECKING:
     from .engine import VersionStore
 
-__all__ = ["Link", "Index", "provenance_links", "write_version", "publish"]
+__all__ = [
+    "Link",
+    "Index",
+    "SideFiles",
+    "provenance_links",
+    "inherited_from",
+    "choose_files",
+    "write_version",
+    "publish",
+]
 
 # A parent link being written: (parent's internal id, parent Version, kind, relation);
 # kind is "provenance" (derived from) or "version" (the previous version).
 Link = tuple[int, Version, str, str]
+
+# What ``files=`` takes: side files by relative path, or a folder to read them from.
+SideFiles = Mapping[str, bytes] | str | os.PathLike[str]
 
 
 def provenance_links(
@@ -83,6 +96,43 @@ class Index:
     bases: set[int]
 
 
+def inherited_from(links: Sequence[Link]) -> Link | None:
+    """The version whose side files a new version without its own inherits: the previous
+    version of the model (a commit, a merge, a cascade step), else its first parent."""
+    for link in links:
+        if link[2] == "version":
+            return link
+    return links[0] if links else None
+
+
+def _files_of(engine: VersionStore, link: Link) -> dict[str, bytes]:
+    """The side files of a linked version, checked against its digest."""
+    pid, pv, _, _ = link
+    with engine.catalog.snapshot():
+        checks.verify_version(engine.catalog, pid, pv.ref)
+        rows = engine.catalog.query("SELECT path, data FROM files WHERE version = ?", (pid,))
+    return {path: bytes(data) for path, data in rows}
+
+
+def choose_files(
+    engine: VersionStore,
+    source: ModelSource,
+    links: Sequence[Link],
+    given: dict[str, bytes] | None,
+) -> dict[str, bytes]:
+    """The side files a new version gets: ``given`` (what ``files=`` named, read with
+    ``formats.sources.side_files``) when there is one; else a model folder's own; else
+    (a state_dict, an ``nn.Module``, a single ``.safetensors`` file) those of the version
+    it inherits from (:func:`inherited_from`), so that a cast or a fine-tune exports as a
+    folder ``from_pretrained`` loads."""
+    if given is not None:
+        return given
+    if source.folder:
+        return source.files
+    link = inherited_from(links)
+    return _files_of(engine, link) if link is not None else {}
+
+
 def _materialize(t: TensorSource) -> Any:
     """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
     return tensor_from_buffer(bytearray(t.view()[:]), t.dtype, t.shape)
@@ -106,12 +156,15 @@ def write_version(
     base: str = "auto",
     *,
     follow_symlinks: bool = False,
+    files: SideFiles | None = None,
 ) -> Version:
     """Store ``model`` as a new version of ``name`` (a new model when ``new_model``),
     coded against the stored tensors ``base`` chooses (``versions.bases``: ``"auto"``,
-    or ``"parent"``: the versions ``links`` name), and publish it. A folder's symlinks
-    that lead outside it are read only with ``follow_symlinks``."""
+    or ``"parent"``: the versions ``links`` name), and publish it with the side files
+    :func:`choose_files` picks. A folder's symlinks that lead outside it are read only
+    with ``follow_symlinks``."""
     base = check_base(base)
+    given = None if files is None else side_files(files, follow_symlinks)
     tol = parse_tolerance(tolerance)
     meta = dict(metadata or {})
     try:
@@ -121,6 +174,7 @@ def write_version(
     parents = [{r.name: r for r in engine.tensor_rows(pid)} for pid, _, _, _ in links]
     store = engine.store
     with open_model(model, follow_symlinks) as source:
+        chosen_files = choose_files(engine, source, links, given)
         if isinstance(tol, Auto):
             sd = {t.name: _materialize(t) for t in source.tensors}
             parent_sd = engine.load(links[0][1].ref) if links else None
@@ -164,7 +218,7 @@ def write_version(
                     links,
                     message,
                     meta_json,
-                    source.files,
+                    chosen_files,
                     stats,
                     new_model,
                     tol if stats.lossy else None,

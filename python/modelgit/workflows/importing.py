@@ -294,10 +294,12 @@ class ImportMixin(_Base):
             meta["inferred_lineage"] = {"parents": m.parents, "confidence": m.confidence,
                                         "directed": m.directed, "relation": m.guess}  # fmt: skip
         message = f"imported from {m.path}"
+        # what is on disk, nothing inherited: a lone file gets no side files of a parent
+        files = None if Path(m.path).is_dir() else {}
         if not first and renamed.get(m.name, m.name) in self:  # a later hub snapshot
             v = self.commit(renamed.get(m.name, m.name), m.path, message=message,
                             metadata=meta, base=base, progress=progress,
-                            follow_symlinks=follow_symlinks)  # fmt: skip
+                            follow_symlinks=follow_symlinks, files=files)  # fmt: skip
             m.status, m.version = "committed", v.ref
             return
         if m.name in self:  # taken by a model this import did not make: a fresh name
@@ -307,7 +309,7 @@ class ImportMixin(_Base):
         parents = [p for p in m.parents if p in self]
         v = self.add(m.name, m.path, parents=parents or None, relation=INFERRED,
                      message=message, metadata=meta, base=base, progress=progress,
-                     follow_symlinks=follow_symlinks)  # fmt: skip
+                     follow_symlinks=follow_symlinks, files=files)  # fmt: skip
         m.status, m.version = "added", v.ref
 
 
