@@ -63,17 +63,21 @@ def _modelgit_classes(tp: object) -> set[type]:
 
 
 def test_every_returned_record_is_exported() -> None:
+    import torch
+
+    from modelgit.storage.team import TeamBackend
+
+    # named only for type checkers (torch is imported where tensors are made)
+    local = {"TeamBackend": TeamBackend, "torch": torch}
     returned: dict[str, set[type]] = {}
     for name, fn in inspect.getmembers(mg.Repository, inspect.isfunction):
         if name.startswith("_") or name in ENGINE:
             continue
-        hint = typing.get_type_hints(fn).get("return")
+        hint = typing.get_type_hints(fn, localns=local).get("return")
         for cls in _modelgit_classes(hint):
             returned.setdefault(cls.__name__, set()).add(cls)
-    from modelgit.storage.team import TeamBackend  # named only for type checkers
-
     for _, prop in inspect.getmembers(mg.Repository, lambda p: isinstance(p, property)):
-        hint = typing.get_type_hints(prop.fget, localns={"TeamBackend": TeamBackend}).get("return")
+        hint = typing.get_type_hints(prop.fget, localns=local).get("return")
         for cls in _modelgit_classes(hint):
             returned.setdefault(cls.__name__, set()).add(cls)
     assert {"Version", "Diff", "TransferReport", "CascadeReport", "BisectResult"} <= set(returned)

@@ -11,7 +11,7 @@ methods return, and every exception. docs/architecture.md shows the layers below
 
 from __future__ import annotations
 
-from importlib.metadata import version as _dist_version
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._native import backends
@@ -33,7 +33,7 @@ from .errors import (
     UnsupportedInput,
     WorkflowError,
 )
-from .lineage import Edge, LineageGraph, infer_lineage
+from .lineage import Edge, LineageGraph
 from .repository import Repository, init, open
 from .storage.maintenance import FsckReport, GcReport, ModelStats, RepoStats
 from .storage.writer import WriteStats
@@ -56,7 +56,10 @@ from .workflows import (
     TransferReport,
 )
 
-__version__: str = _dist_version("modelgit")  # one source: pyproject.toml
+if TYPE_CHECKING:
+    from .lineage.inference import infer_lineage
+
+    __version__: str
 __all__ = [
     "__version__",
     "backends",
@@ -115,3 +118,25 @@ __all__ = [
     "CatalogUnavailable",
     "WorkflowError",
 ]
+
+
+# loaded on first use, so that `import modelgit` and the read-only commands stay fast:
+# __version__ (importlib.metadata) and infer_lineage (numpy)
+_LAZY = ("__version__", "infer_lineage")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        value: Any = version("modelgit")  # one source: pyproject.toml
+    elif name == "infer_lineage":
+        from .lineage.inference import infer_lineage as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

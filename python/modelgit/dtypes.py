@@ -1,12 +1,20 @@
-"""The element types modelgit stores, and their names in torch and safetensors."""
+"""The element types modelgit stores, and their names in torch and safetensors.
+
+The table is static, so that naming a dtype never imports torch: ``DType.torch`` (the
+torch dtype) imports it on first use, and :func:`by_torch` is only called with a torch
+dtype in hand.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .errors import UnsupportedInput
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DType", "DTYPES", "by_name", "by_torch", "by_safetensors", "by_code"]
 
@@ -17,12 +25,18 @@ class DType:
     safetensors: str  # the dtype code in a safetensors header
     size: int  # bytes per element
     kind: str  # "float", "int", "uint", "bool"
-    torch: torch.dtype
     code: int  # stable number used in codec parameters (docs/FORMAT.md)
 
     @property
     def is_float(self) -> bool:
         return self.kind == "float"
+
+    @cached_property
+    def torch(self) -> torch.dtype:
+        """The torch dtype (imports torch on first use)."""
+        import torch
+
+        return getattr(torch, self.name)
 
 
 def _table() -> list[DType]:
@@ -43,17 +57,12 @@ def _table() -> list[DType]:
         ("uint8", "U8", 1, "uint", 14),
         ("bool", "BOOL", 1, "bool", 15),
     ]
-    out = []
-    for name, st, size, kind, code in rows:
-        tdt = getattr(torch, name, None)
-        if tdt is not None:
-            out.append(DType(name, st, size, kind, tdt, code))
-    return out
+    return [DType(name, st, size, kind, code) for name, st, size, kind, code in rows]
 
 
 DTYPES: tuple[DType, ...] = tuple(_table())
 _BY_NAME = {d.name: d for d in DTYPES}
-_BY_TORCH = {d.torch: d for d in DTYPES}
+_BY_TORCH: dict[torch.dtype, DType] | None = None  # made by the first by_torch
 _BY_ST = {d.safetensors: d for d in DTYPES}
 _BY_CODE = {d.code: d for d in DTYPES}
 
@@ -74,8 +83,12 @@ def by_name(name: str) -> DType:
 
 
 def by_torch(dtype: torch.dtype) -> DType:
+    global _BY_TORCH
+    table = _BY_TORCH
+    if table is None:  # torch is loaded: the caller holds one of its dtypes
+        table = _BY_TORCH = {d.torch: d for d in DTYPES}
     try:
-        return _BY_TORCH[dtype]
+        return table[dtype]
     except KeyError:
         supported = ", ".join(d.name for d in DTYPES)
         raise UnsupportedInput(

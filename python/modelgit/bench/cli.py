@@ -32,7 +32,7 @@ examples:
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the options of ``bench`` to ``p``."""
-    from .strategies import strategy_help
+    from .choices import strategy_help
 
     p.add_argument(
         "source", metavar="ZOO_DIR", help="zoo folder (with manifest.json) or repository"

@@ -46,6 +46,7 @@ import torch
 import xxhash
 import zstandard
 
+from .choices import DEFAULT_STRATEGIES, strategy_help
 from .source import BenchModel, raw_view
 
 __all__ = [
@@ -515,24 +516,8 @@ class Modelgit(Strategy):
 
 
 # ----------------------------------------------------------------------------------------
-# Names
+# Names (DEFAULT_STRATEGIES and strategy_help live in choices.py)
 # ----------------------------------------------------------------------------------------
-
-DEFAULT_STRATEGIES = (
-    "safetensors",
-    "zstd-3",
-    "zipnn",
-    "bitx",
-    "mgit",
-    "modelgit",
-    "modelgit-abs1e-5",
-    "modelgit-abs1e-4",
-    "modelgit-abs1e-3",
-    "modelgit-8bit",
-    "modelgit-4bit",
-    "modelgit-2bit",
-    "modelgit-1bit",
-)
 
 _MG = re.compile(
     r"^modelgit(?:-(?:(?P<kind>abs|rel)(?P<bound>[0-9.eE+-]+)|(?P<bits>[1248])bit(?:-g(?P<group>\d+))?))?$"
@@ -572,11 +557,3 @@ def make_strategy(spec: str | Strategy) -> Strategy:
             tol = None
         return Modelgit(tol, name=s)
     raise ValueError(f"unknown strategy {spec!r}; {strategy_help()}")
-
-
-def strategy_help() -> str:
-    return (
-        "strategies: safetensors, zstd-<level>, zipnn, bitx, mgit[-eps<E>], modelgit, "
-        "modelgit-abs<E>, modelgit-rel<E>, modelgit-<bits>bit[-g<group>] "
-        f"(default: {','.join(DEFAULT_STRATEGIES)})"
-    )

@@ -91,6 +91,19 @@ def _suggestion(message: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+class _Version(argparse.Action):
+    """``--version``: the package's metadata is read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from .. import __version__
+
+        print(f"modelgit {__version__}")
+        parser.exit()
+
+
 def build_parser() -> Parser:
     from . import (
         bench,
@@ -111,9 +124,7 @@ def build_parser() -> Parser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from .. import __version__
-
-    parser.add_argument("--version", action="version", version=f"modelgit {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     repo_option(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in (

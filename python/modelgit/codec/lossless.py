@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
 from .._native import _core
 from ..dtypes import DType, by_code
 from ..errors import CorruptObject
@@ -119,6 +117,8 @@ def encode_predicted(
     optional zero mask; ``pred``: the prediction when the caller has computed it.
 
     Floats are coded with rotation unless ``delta`` is OSUB (which orders them itself)."""
+    import numpy as np
+
     n = len(data) // dtype.size
     if pred is None:
         pred = predict(predictor, bases, base_dtype, dtype, n, coeffs=coeffs)
@@ -228,6 +228,8 @@ def decode_planes(
 def decode_predicted(
     params: bytes, payload: memoryview, out: memoryview, bases: Bases, where: str
 ) -> None:
+    import numpy as np
+
     if len(params) < PRED_PARAMS.size:
         raise CorruptObject(f"{where}: bad predicted-codec parameters")
     predictor, dcode, bcode, delta, rotate, k, flags, _ = PRED_PARAMS.unpack_from(params)

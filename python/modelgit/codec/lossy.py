@@ -9,9 +9,7 @@ a lossy chunk is the hash of what ``load`` will return.
 from __future__ import annotations
 
 import struct
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .._native import _core
 from ..dtypes import DType, by_code
@@ -19,6 +17,10 @@ from ..errors import CorruptObject
 from ..scratch import scratch
 from .entropy import Sections, section
 from .predict import predict
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "QDELTA_PARAMS",
@@ -42,11 +44,15 @@ KERNEL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 def _exceptions(idx: np.ndarray, values: bytes | memoryview) -> list[bytes | memoryview]:
+    import numpy as np
+
     gaps = np.diff(idx.astype(np.uint64), prepend=np.uint64(0)) if len(idx) else idx
     return [_U64.pack(len(idx)), *section(gaps.astype("<u8").tobytes()), *section(values)]
 
 
 def _read_exceptions(r: Sections, n: int, elem: int) -> tuple[np.ndarray, bytes | memoryview]:
+    import numpy as np
+
     (k,) = r.unpack(_U64)
     if k > n:
         raise CorruptObject(f"{r.where}: more exceptions than elements")
@@ -72,6 +78,8 @@ def encode_qdelta(
     base_dtype: DType,
 ) -> tuple[bytes, bytes, bytes]:
     """(params, payload, decoded bytes) of an error-bounded delta of a float chunk."""
+    import numpy as np
+
     n = len(data) // dtype.size
     pred = predict(predictor, bases, base_dtype, dtype, n)
     codes_b, exc_idx_b, exc_val_b = _core.qdelta_encode(data, pred, dtype.name, eps)
@@ -127,6 +135,8 @@ def _prediction(
 
 
 def decode_qdelta(params: bytes, payload: memoryview, out: memoryview, bases, where: str) -> None:
+    import numpy as np
+
     (predictor, dcode, bcode, _, _, _, _, eps), ids = _parse(params, QDELTA_PARAMS, where)
     try:
         dtype, base_dtype = by_code(dcode), by_code(bcode)
@@ -158,12 +168,16 @@ def decode_qdelta(params: bytes, payload: memoryview, out: memoryview, bases, wh
 
 # -- low-bit ---------------------------------------------------------------------
 def _to32(buf: memoryview | bytes, dtype: DType) -> torch.Tensor:
+    import torch
+
     return torch.frombuffer(bytearray(buf), dtype=torch.uint8).view(dtype.torch).to(torch.float32)
 
 
 def _lowbit_decoded(
     pred32: torch.Tensor, deq: torch.Tensor, pred: memoryview, dtype: DType
 ) -> torch.Tensor:
+    import torch
+
     if dtype.name == "float64":
         p64 = torch.frombuffer(bytearray(pred), dtype=torch.uint8).view(torch.float64)
         return p64 + deq.to(torch.float64)
@@ -181,6 +195,8 @@ def encode_lowbit(
     base_dtype: DType,
 ) -> tuple[bytes, bytes, bytes]:
     """(params, payload, decoded bytes) of a low-bit quantized delta of a float chunk."""
+    import torch
+
     n = len(data) // dtype.size
     pred = predict(predictor, bases, base_dtype, dtype, n)
     x32 = _to32(data, dtype)
@@ -204,6 +220,9 @@ def encode_lowbit(
 
 
 def decode_lowbit(params: bytes, payload: memoryview, out: memoryview, bases, where: str) -> None:
+    import numpy as np
+    import torch
+
     (predictor, dcode, bcode, _, bits, _, _, group), ids = _parse(params, LOWBIT_PARAMS, where)
     try:
         dtype, base_dtype = by_code(dcode), by_code(bcode)

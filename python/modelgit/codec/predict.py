@@ -22,11 +22,13 @@ torch's); other float dtypes (float8) go through torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from .._native import _core
 from ..dtypes import DType
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "IDENT",
@@ -60,10 +62,14 @@ PREDICTOR_NAMES = {
 
 
 def _as(buf: memoryview | bytes, dtype: DType) -> torch.Tensor:
+    import torch
+
     return torch.frombuffer(bytearray(buf), dtype=torch.uint8).view(dtype.torch)
 
 
 def _bytes(t: torch.Tensor, out: memoryview | None) -> memoryview:
+    import torch
+
     got = memoryview(t.contiguous().view(torch.uint8).numpy())
     if out is None:
         return got
@@ -118,6 +124,8 @@ def predict(
             return memoryview(
                 _core.mean_cast(bases, base_dtype.name, dtype.name, out=out, threads=1)
             )
+        import torch  # float8: torch's rounding (the other dtypes never come here)
+
         acc = _as(bases[0], base_dtype).to(torch.float32)
         for b in bases[1:]:
             acc = acc + _as(b, base_dtype).to(torch.float32)

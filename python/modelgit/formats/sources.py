@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from ..dtypes import DType, by_torch
 from ..errors import UnsupportedInput
 from .safetensors_io import FileRange, SafetensorsFile, iter_shards
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "TensorSource",
@@ -72,6 +74,8 @@ class ModelSource:
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw little-endian bytes of a CPU tensor, contiguous, as a memoryview."""
+    import torch
+
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
@@ -86,6 +90,9 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
 
 def tensor_from_buffer(buf: object, dtype: DType, shape: tuple[int, ...]) -> torch.Tensor:
     """A tensor over ``buf`` (a writable buffer of the exact size), without a copy."""
+    import numpy as np
+    import torch
+
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if count == 0:
         return torch.empty(shape, dtype=dtype.torch)
@@ -96,6 +103,8 @@ def tensor_from_buffer(buf: object, dtype: DType, shape: tuple[int, ...]) -> tor
 
 
 def _from_state_dict(sd: Mapping[str, object]) -> ModelSource:
+    import torch
+
     tensors: list[TensorSource] = []
     seen: dict[tuple[object, ...], str] = {}
     for name, t in sd.items():
@@ -303,7 +312,8 @@ def open_model(model: object, follow_symlinks: bool = False) -> ModelSource:
     """Turn any accepted model object into a :class:`ModelSource` (close it when done).
     In a folder, symlinks that leave it are refused unless ``follow_symlinks``
     (:class:`FolderReader`)."""
-    if isinstance(model, torch.nn.Module):
+    torch = sys.modules.get("torch")  # an nn.Module comes with torch loaded; files need none
+    if torch is not None and isinstance(model, torch.nn.Module):
         return _from_state_dict(model.state_dict(keep_vars=False))
     if isinstance(model, Mapping):
         return _from_state_dict(model)

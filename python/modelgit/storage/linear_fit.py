@@ -17,12 +17,14 @@ does not code against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .._native import _core
 from ..codec import LINEAR, LINEAR_ANCHORED, LINEAR_PREDICTORS, LINEAR_SEQ
 from ..dtypes import DType
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["LinearFit", "fit_linear", "SAMPLE"]
 
@@ -55,6 +57,8 @@ class LinearFit:
 
 
 def _sample(buf: memoryview, dtype: DType, n: int, size: int) -> np.ndarray:
+    import numpy as np
+
     words = np.frombuffer(buf, dtype=f"<u{dtype.size}", count=n)
     if n <= size:
         return words.copy()
@@ -63,6 +67,8 @@ def _sample(buf: memoryview, dtype: DType, n: int, size: int) -> np.ndarray:
 
 
 def _values(words: np.ndarray, dtype: DType) -> np.ndarray:
+    import numpy as np
+
     if dtype.name == "bfloat16":
         return (words.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
     npdt = {"float64": np.float64, "float32": np.float32, "float16": np.float16}[dtype.name]
@@ -70,6 +76,8 @@ def _values(words: np.ndarray, dtype: DType) -> np.ndarray:
 
 
 def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    import numpy as np
+
     ok = np.isfinite(y) & np.isfinite(x).all(axis=1)
     if ok.sum() < 2 * x.shape[1]:
         return None
@@ -93,6 +101,8 @@ def _snapped(c: np.ndarray) -> list[tuple[float, ...]]:
 def _forms(xs: np.ndarray, y: np.ndarray) -> list[tuple[int, tuple[int, ...], np.ndarray]]:
     """Least-squares coefficients of each form: plain (exact and torch-style), and
     anchored on each base in turn (y - x_a ~ sum of l_j (x_j - x_a): task arithmetic)."""
+    import numpy as np
+
     k = xs.shape[1]
     forms: list[tuple[int, tuple[int, ...], np.ndarray]] = []
     c = _lstsq(xs, y)
@@ -109,6 +119,8 @@ def _forms(xs: np.ndarray, y: np.ndarray) -> list[tuple[int, tuple[int, ...], np
 
 def _bits(a: np.ndarray, b: np.ndarray) -> float:
     """Mean log2(1 + |a - b|) of two arrays of bit patterns (a residual's cost, roughly)."""
+    import numpy as np
+
     d = np.abs(a.astype(np.float64) - b.astype(np.float64))  # no overflow for 64 bits
     return float(np.mean(np.log2(1 + d)))
 
@@ -117,6 +129,8 @@ class _Judge:
     """Predicts a sample of the chunk as the decoder would and prices the residual."""
 
     def __init__(self, data: memoryview, dtype: DType, bases: list[memoryview], size: int):
+        import numpy as np
+
         n = len(data) // dtype.size
         self.dtype = dtype
         y = _sample(data, dtype, n, SAMPLE)
@@ -131,11 +145,15 @@ class _Judge:
         self.single = min(_bits(w, self.y) for w in self.b)
 
     def xs_y(self) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
         return np.stack([_values(w, self.dtype) for w in self.b], 1), _values(self.y, self.dtype)
 
     def __call__(
         self, predictor: int, order: tuple[int, ...], coeffs: tuple[float, ...]
     ) -> LinearFit:
+        import numpy as np
+
         pred = _core.linear_cast(
             [self.views[i] for i in order],
             list(coeffs),

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from .._native import _core
@@ -25,6 +23,9 @@ from ..dtypes import DType, by_name
 from ..tolerance import ErrorBound, LowBit
 from .linear_fit import fit_linear
 from .store import ChunkStore, chunk_id
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "BasePlan",
@@ -187,6 +188,8 @@ class _Option:
 
 
 def _strided(buf: memoryview, size: int, n: int) -> np.ndarray:
+    import numpy as np
+
     words = np.frombuffer(buf, dtype=f"<u{size}", count=n)
     step = max(1, n // ESTIMATE_SAMPLE)
     return np.ascontiguousarray(words[::step][:ESTIMATE_SAMPLE])
@@ -195,6 +198,8 @@ def _strided(buf: memoryview, size: int, n: int) -> np.ndarray:
 def _price(y: np.ndarray, pred: np.ndarray, mask: bool) -> float:
     """Mean bits per element of the residual, log2(1 + |difference of the patterns|);
     with a zero mask, the zero elements cost only their share of the mask."""
+    import numpy as np
+
     d = np.log2(1 + np.abs(y.astype(np.float64) - pred.astype(np.float64)))
     if not mask:
         return float(np.mean(d))
@@ -206,6 +211,8 @@ def _price(y: np.ndarray, pred: np.ndarray, mask: bool) -> float:
 
 
 def _options(store: ChunkStore, job: ChunkJob, max_depth: int, try_mask: bool) -> list[_Option]:
+    import numpy as np
+
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     y = _strided(data, dtype.size, n)
@@ -243,6 +250,8 @@ def _options(store: ChunkStore, job: ChunkJob, max_depth: int, try_mask: bool) -
 def _standalone_estimate(data: memoryview, dtype: DType) -> float:
     """Bytes standalone coding would take, about: the order-0 entropy of each byte plane
     of a sample (floats rotated left by one bit, as the codec does)."""
+    import numpy as np
+
     n = len(data) // dtype.size
     w = _strided(data, dtype.size, n)
     if dtype.is_float:
@@ -271,6 +280,8 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
     deltas are priced on a sample first; only the cheapest (and those within
     ``ESTIMATE_SLACK`` of it) are encoded. Standalone coding is tried where the best
     delta is poor, or where the sampled byte-plane entropy says standalone may win."""
+    import numpy as np
+
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     zeros = np.count_nonzero(np.frombuffer(data, dtype=f"<u{dtype.size}") == 0)

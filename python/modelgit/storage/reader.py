@@ -14,14 +14,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..catalog.records import ChunkRow, TensorRow, tensor_content_id
 from ..dtypes import by_name
 from ..errors import CorruptObject
 from ..pool import WorkerPool, settle_jobs
 from .store import ChunkStore
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "read_tensors",
@@ -144,6 +146,8 @@ def read_tensors(
 ) -> dict[str, torch.Tensor]:
     """Decode the given tensor rows into new tensors; tied rows come back sharing
     storage. ``progress(n)`` is called with the decoded bytes of each batch."""
+    import torch
+
     rows = sorted(rows, key=lambda r: r.position)
     buffers: dict[str, torch.Tensor] = {}
     targets: list[tuple[TensorRow, memoryview]] = []

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-
-import torch
+from typing import TYPE_CHECKING
 
 from .. import codec, cuda
 from ..catalog.records import ChunkRow, TensorRow
@@ -27,6 +26,9 @@ from ..errors import CorruptObject
 from ..pool import WorkerPool
 from .reader import verify_row
 from .store import ChunkStore
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["read_tensors_cuda", "gpu_worthwhile", "host_stage"]
 
@@ -60,6 +62,8 @@ def host_stage(store: ChunkStore, row: ChunkRow, out: memoryview) -> object:
 
 
 def _pinned_stage(store: ChunkStore, row: ChunkRow) -> tuple[object, torch.Tensor]:
+    import torch
+
     pinned = torch.empty(row.raw_length, dtype=torch.uint8, pin_memory=True)
     return host_stage(store, row, memoryview(pinned.numpy())), pinned
 
@@ -70,6 +74,8 @@ def read_tensors_cuda(
     pool: WorkerPool,
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
+    import torch
+
     rows = sorted(rows, key=lambda r: r.position)
     for r in rows:
         verify_row(r)

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import xxhash
 
 from .._native import _core
 from ..catalog import Catalog
 from ..formats.sources import ModelSource
 from . import sketch_index
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "K",
@@ -87,6 +89,8 @@ class TensorSketch:
 
     @classmethod
     def unpack(cls, name: str, blob: bytes, norm2: float, numel: int) -> TensorSketch:
+        import numpy as np
+
         return cls(name, np.frombuffer(blob, "<f4").astype(np.float64), float(norm2), numel)
 
 
@@ -95,6 +99,8 @@ def _seed(name: str, index: int) -> int:
 
 
 def _as_float(view: memoryview, dtype: str) -> np.ndarray:
+    import numpy as np
+
     if dtype == "bfloat16":
         return (np.frombuffer(view, np.uint16).astype(np.uint32) << 16).view(np.float32)
     if dtype == "float16":
@@ -113,6 +119,8 @@ def _sampled_chunks(count: int) -> list[int]:
 def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSketch]:
     """The sketch of every float tensor of ``source`` (only the sampled part of each
     sampled chunk is read)."""
+    import numpy as np
+
     out: dict[str, TensorSketch] = {}
     for t in source.tensors:
         if t.tie is not None or t.dtype.name not in SKETCHABLE or t.nbytes == 0:
@@ -214,6 +222,8 @@ def storage_bases_of(catalog: Catalog, vids: Sequence[int]) -> dict[int, list[in
 
 def relative_distance(a: TensorSketch, b: TensorSketch) -> float:
     """||a - b||^2 / ||a||^2, estimated from the sketches (0: the same; ~2: unrelated)."""
+    import numpy as np
+
     if a.numel != b.numel:
         return float("inf")
     with np.errstate(over="ignore", invalid="ignore"):
@@ -257,6 +267,8 @@ def candidates(
 ) -> list[tuple[int, float]]:
     """The stored versions closest to the model sketched as ``new``: (version id, mean
     relative distance over its largest tensors), best first, unrelated ones left out."""
+    import numpy as np
+
     if not new or not _has_tables(catalog):
         return []
     probes = sorted(new.values(), key=lambda s: (-s.numel, s.name))[:PROBES]

@@ -32,10 +32,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import xxhash
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "TREES",
@@ -92,11 +94,15 @@ def _gaussian(row: int, col: int) -> float:
 def _directions(k: int, rows: int) -> np.ndarray:
     """``rows`` directions in the sketch space of ``k`` sums, as the columns of a k x rows
     matrix; direction ``tree * KEY_BITS + bit`` gives that bit of that tree's keys."""
+    import numpy as np
+
     return np.array([[_gaussian(r, c) for r in range(rows)] for c in range(k)], np.float64)
 
 
 def keys_of(sketch: np.ndarray) -> list[bytes]:
     """The TREES keys of a sketch, taken of its float32 rounding (as stored)."""
+    import numpy as np
+
     return _keys(np.asarray(sketch)[None, :])[0]
 
 
@@ -104,6 +110,8 @@ def _keys(sketches: np.ndarray) -> list[list[bytes]]:
     """The TREES keys of each row of ``sketches`` (n x K): the signs of the float64 dot
     products of its float32 rounding with the directions, 1 for positive, packed most
     significant bit first."""
+    import numpy as np
+
     s = np.asarray(sketches, "<f4").astype(np.float64)
     with np.errstate(all="ignore"):
         signs = s @ _directions(s.shape[1], TREES * KEY_BITS) > 0
@@ -121,6 +129,8 @@ def _largest(sketches: Iterable[Sketched], count: int) -> list[Sketched]:
 
 def index_rows(vid: int, sketches: Iterable[Sketched]) -> list[tuple]:
     """The ``sketch_lsh`` rows of a version: its INDEXED largest sketched tensors."""
+    import numpy as np
+
     chosen = _largest(sketches, INDEXED)
     if not chosen:
         return []
@@ -179,6 +189,8 @@ def is_current(catalog: Any) -> bool:
 def backfill(catalog: Any, table: str) -> int:
     """Key every version with sketches that is not keyed yet (one transaction); the
     number of versions keyed. ``table`` is the DDL of ``sketch_lsh``."""
+    import numpy as np
+
     with catalog.transaction() as db:
         for stmt in table.split(";"):
             if stmt.strip():
@@ -235,6 +247,8 @@ def shortlist(catalog: Any, probes: Sequence[Sketched]) -> list[int]:
     """The SHORTLIST versions whose keyed tensors share the most key bits with those of
     the LOOKUP largest probes (best first): indexed reads of at most 2 * NEIGHBOURS keys
     per probe and tree, whatever the repository holds."""
+    import numpy as np
+
     probes = probes[:LOOKUP]
     if not probes:
         return []

@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-import torch
-
 from ..catalog.records import TensorRow, tensor_content_id
 from ..formats.sources import ModelSource, TensorSource
 from ..pool import WorkerPool, settle_jobs
@@ -51,6 +49,8 @@ def _chunk_spans(nbytes: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
 
 def _max_abs(t: TensorSource, step: int) -> float:
     """The largest finite magnitude in a float tensor, read one chunk at a time."""
+    import torch
+
     view = t.view()
     best = 0.0
     for s, e in _chunk_spans(t.nbytes, step):

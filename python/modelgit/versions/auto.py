@@ -10,8 +10,7 @@ for loss-like metrics. If none qualifies, the version is stored losslessly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .. import codec
 from ..callables import resolve_callable
@@ -19,6 +18,9 @@ from ..codec import lossy
 from ..dtypes import by_torch
 from ..formats.sources import tensor_bytes
 from ..tolerance import Auto, ErrorBound, LowBit
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["AutoTrial", "choose_tolerance", "apply_tolerance"]
 
@@ -45,6 +47,8 @@ def apply_tolerance(
     chunk_elems: int,
 ) -> dict[str, torch.Tensor]:
     """What ``load`` would return after storing ``sd`` with ``tol`` against ``parent``."""
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     for name, t in sd.items():
         dt = by_torch(t.dtype)

@@ -27,8 +27,6 @@ from collections.abc import Callable
 from itertools import combinations
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..catalog.records import TensorRow
 from ..errors import UnsupportedInput
 from ..storage.policy import LinearOnly
@@ -42,6 +40,8 @@ from ..storage.similarity import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .engine import VersionStore
     from .write import Link
 
@@ -71,6 +71,8 @@ def _merge_fit(
     much better than any single member does (a weighted average, a task-arithmetic
     merge: base + sum of l_i (ft_i - base)), fitted by least squares on the sketches,
     which are linear in the weights: the members and their coefficients, or None."""
+    import numpy as np
+
     best: tuple[float, tuple[int, ...], np.ndarray] | None = None
     for size in (2, 3):
         for combo in combinations(members, size):
@@ -111,6 +113,8 @@ def choose_bases(
     (to record the versions the writer did code against). A tensor left out is coded
     against the declared parents', as with ``base="parent"``.
     ``allowed``: which stored versions may be bases (a repack: only older ones)."""
+    import numpy as np
+
     parent_ids = [pid for pid, _, _, _ in links]
     ranked = candidates(engine.catalog, new, limit=limit)
     if allowed is not None:

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import xxhash
 
 from ..catalog.records import TensorRow
@@ -36,6 +36,9 @@ from ..dtypes import by_name
 from ..errors import ModelgitError, UnsupportedInput
 from ..formats.safetensors_io import SafetensorsFile, SafetensorsWriter
 from ..units import human_bytes, parse_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CheckoutCache", "CacheEntry", "cache_base", "ENV"]
 
@@ -210,6 +213,8 @@ class CheckoutCache:
     def _write(
         self, content_id: str, rows: Sequence[TensorRow], sd: dict[str, torch.Tensor], force: bool
     ) -> Path | None:
+        import torch
+
         stored = [r for r in rows if r.tie is None]
         total = sum(r.nbytes for r in stored)
         path = self.path(content_id)
@@ -249,6 +254,8 @@ class CheckoutCache:
 
 def _mapped(path: Path, rows: Sequence[TensorRow]) -> dict[str, torch.Tensor] | None:
     """The tensors of ``rows`` from the file at ``path``, verified, or None."""
+    import torch
+
     with SafetensorsFile(path) as st:
         entries = {e.name: e for e in st.entries}
         stored = [r for r in rows if r.tie is None]

@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ..units import human_bytes
 from .file_diff import FileChange, compare_files
 
 if TYPE_CHECKING:
+    import torch
+
     from ..catalog.records import TensorRow
     from .engine import VersionStore
     from .version import Version
@@ -399,6 +399,8 @@ class _Stats:
 
 
 def _int_view(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
     size = t.element_size()
     if t.dtype == torch.bool:
         return t.view(torch.uint8)
@@ -412,6 +414,8 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor) -> tuple[int, float | None
     count). Different dtypes: if its values differ as float64 (NaN equals NaN).
     Statistics ignore non-finite differences; None when no difference is finite.
     """
+    import torch
+
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     fa, fb = a.reshape(-1), b.reshape(-1)

@@ -21,8 +21,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-
 from ..catalog import Catalog, checks
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
@@ -48,6 +46,8 @@ from .version import Version
 from .write import Link, SideFiles, provenance_links, write_version
 
 if TYPE_CHECKING:
+    import torch
+
     from ..storage.team import TeamBackend
 
 __all__ = ["VersionStore"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import torch
-
 from .. import cuda
 from ..catalog.records import TensorRow
 from ..progress import Counter, ProgressFn
@@ -15,6 +13,8 @@ from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
 from .refs import pick_rows
 
 if TYPE_CHECKING:
+    import torch
+
     from .engine import VersionStore
     from .version import Version
 
@@ -44,6 +44,8 @@ def load_state_dict(
     has a GPU kernel, the transforms run on the GPU (``storage.reader_cuda``);
     otherwise tensors are decoded on the CPU and moved. ``rows``: the version's tensor
     rows when the caller has read them (``VersionStore.read_verified``)."""
+    import torch
+
     every = engine.tensor_rows(vid) if rows is None else rows
     rows = pick_rows(every, keys)  # KeyError for a name the version lacks
     cache = engine.checkout_cache

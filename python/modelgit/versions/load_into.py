@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
-
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
 from ..progress import Counter, ProgressFn
 from ..storage.reader import decode_rows_into, read_tensors
 
 if TYPE_CHECKING:
+    import torch
+
     from .engine import VersionStore
     from .version import Version
 
@@ -36,6 +36,7 @@ class IncompatibleKeys(NamedTuple):
 
 def _plain_loading(module: torch.nn.Module) -> bool:
     """Whether every submodule loads with torch's default per-tensor copy."""
+    import torch
     from torch.nn.modules.batchnorm import _NormBase
 
     default = torch.nn.Module._load_from_state_dict
@@ -56,6 +57,8 @@ def _check(
     rows: dict[str, TensorRow],
     strict: bool,
 ) -> IncompatibleKeys:
+    import torch
+
     missing = [k for k in targets if k not in rows]
     unexpected = [k for k in rows if k not in targets]
     errors: list[str] = []
@@ -89,6 +92,8 @@ def load_into_module(
     progress: ProgressFn | None = None,
     rows: list[TensorRow] | None = None,
 ) -> Any:
+    import torch
+
     rows = {r.name: r for r in (engine.tensor_rows(vid) if rows is None else rows)}
     cache = engine.checkout_cache
     hit = cache.load(version.content_id, list(rows.values())) if cache.enabled else None

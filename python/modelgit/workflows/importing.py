@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedInput
 from ..lineage.graph import INFERRED, Edge
-from ..lineage.inference import infer_edges
 from ..names import validate_name
 
 if TYPE_CHECKING:
@@ -235,6 +234,8 @@ class ImportMixin(_Base):
         for m in models:
             firsts.setdefault(m.name, m)  # lineage is inferred among each model's first
         paths_of = {m.name: m.path for m in firsts.values()}
+        from ..lineage.inference import infer_edges  # numpy: loaded when a model comes in
+
         for e in infer_edges(paths_of, follow_symlinks=follow_symlinks):
             child = firsts[e.child]
             child.parents.append(e.parent)

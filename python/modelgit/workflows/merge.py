@@ -20,8 +20,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ..callables import resolve_callable
 from ..catalog import checks
 from ..catalog.records import VERSION_COLUMNS
@@ -32,17 +30,21 @@ from ..versions.refs import version_from_row
 from ..versions.version import Version
 
 if TYPE_CHECKING:
+    import torch
+
     from ..versions import VersionStore
 
 __all__ = ["STRATEGIES", "merge_state_dicts", "merge_versions", "common_ancestor"]
 
 STRATEGIES = ("ours", "theirs", "average", "task-arithmetic")
 
-StateDict = dict[str, torch.Tensor]
+StateDict = dict[str, "torch.Tensor"]
 
 
 # -- strategies ------------------------------------------------------------------------
 def _work_dtype(*ts: torch.Tensor) -> torch.dtype:
+    import torch
+
     return torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
 
 
@@ -83,6 +85,8 @@ def merge_state_dicts(
     strategy: str | Callable[..., Any],
 ) -> StateDict:
     """Combine two state_dicts (``base``: their common ancestor, or None)."""
+    import torch
+
     if strategy == "ours":
         return dict(ours)
     if strategy == "theirs":

@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ..callables import callable_path, resolve_callable
 from ..errors import UnsupportedInput, WorkflowError
 from ..lineage.api import graph_of
@@ -40,6 +38,8 @@ from ..names import parse_ref, validate_name
 from ..text import one_line, table
 
 if TYPE_CHECKING:
+    import torch
+
     from ..versions import VersionStore
 
 __all__ = [
@@ -194,6 +194,8 @@ def verdict(value: float | bool | None, higher_is_better: bool, threshold: float
 
 def to_metric(value: object) -> tuple[str, float | bool]:
     """('bool', verdict) or ('float', metric) from what a test returned."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise UnsupportedInput(
@@ -396,6 +398,8 @@ def store_result(db: Any, vid: int, r: TestResult) -> None:
 # -- running -----------------------------------------------------------------------------
 def build_input(sd: dict[str, torch.Tensor], factory: str | None) -> Any:
     """What a test receives: the state_dict, or the factory's module with it loaded."""
+    import torch
+
     if factory is None:
         return dict(sd)
     module = resolve_callable(factory)()
