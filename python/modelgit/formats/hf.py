@@ -17,11 +17,12 @@ import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedInput
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["HF_EXTRA_HINT", "CONFIG_FILE", "import_transformers", "build_model", "check_names"]
 
