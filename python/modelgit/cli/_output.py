@@ -15,6 +15,7 @@ __all__ = [
     "CliError",
     "emit",
     "print_error",
+    "print_warning",
     "one_line",
     "human",
     "table",
@@ -63,6 +64,10 @@ def emit(as_json: bool, data: Any, text: str | None = None) -> None:
 
 def print_error(msg: object, prog: str = "modelgit") -> None:
     print(f"{prog}: error: {one_line(msg)}", file=sys.stderr)
+
+
+def print_warning(msg: object, prog: str = "modelgit") -> None:
+    print(f"{prog}: warning: {one_line(msg)}", file=sys.stderr)
 
 
 def human(n: float | None) -> str:

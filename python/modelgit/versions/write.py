@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,9 @@ from ..catalog.records import (
     insert_version,
     version_content_id,
 )
-from ..errors import LineageError, ModelExists, UnknownModel, UnsupportedInput
+from ..errors import LineageError, ModelExists, ModelgitWarning, UnknownModel, UnsupportedInput
 from ..formats.sources import TensorSource, open_model, tensor_from_buffer
+from ..names import warn_misspelt_relation
 from ..progress import Counter, ProgressFn
 from ..storage.similarity import TensorSketch, insert_sketches, sketch_source
 from ..storage.writer import WriteStats, write_tensors
@@ -63,6 +65,8 @@ def provenance_links(
         refs = list(parents)
     if not isinstance(relation, str) or not relation or len(relation) > 64:
         raise LineageError("relation must be a short non-empty string, e.g. 'finetune'")
+    if refs:
+        warn_misspelt_relation(relation)
     links: list[Link] = []
     for p in refs:
         pid, pv = engine.resolve(p)
@@ -175,7 +179,45 @@ def write_version(
                 raise
             store.published()
     engine.last_write = stats
+    _warn_mistakes(engine, version, links, parents, {r.name for r in rows}, source.files)
     return version
+
+
+def _warn_mistakes(
+    engine: VersionStore,
+    version: Version,
+    links: list[Link],
+    parents: list[dict[str, TensorRow]],
+    names: set[str],
+    files: dict[str, bytes],
+) -> None:
+    """:class:`~modelgit.ModelgitWarning` for a stored version that looks like a mistake:
+    a commit with the previous version's weights and side files, or a parent sharing no
+    tensor name."""
+    for (pid, pv, kind, _), rows in zip(links, parents, strict=True):
+        if (
+            kind == "version"
+            and len(links) == 1  # a plain commit (a merge may keep one side's weights)
+            and pv.content_id == version.content_id
+            and _files_of(engine, pid) == dict(files)
+        ):
+            warnings.warn(
+                f"{version.ref} has the same weights as {pv.ref}: the commit changes nothing",
+                ModelgitWarning,
+                stacklevel=5,
+            )
+        elif kind == "provenance" and names and rows and not names & rows.keys():
+            warnings.warn(
+                f"parent {pv.ref} shares no tensor names with {version.ref}: is it the "
+                "right parent?",
+                ModelgitWarning,
+                stacklevel=5,
+            )
+
+
+def _files_of(engine: VersionStore, vid: int) -> dict[str, bytes]:
+    rows = engine.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,))
+    return {path: bytes(data) for path, data in rows}
 
 
 def _exists(db: Any, vid: int) -> bool:
