@@ -46,7 +46,8 @@ def test_symlink_leaving_the_folder_is_refused(repo: mg.Repository, tmp_path: Pa
     assert repo.files("m")["config.json"] == SECRET
     with pytest.raises(mg.UnsupportedInput, match="outside the model folder"):
         repo.commit("m", folder)
-    repo.commit("m", folder, follow_symlinks=True)
+    with pytest.warns(mg.ModelgitWarning, match="changes nothing"):
+        repo.commit("m", folder, follow_symlinks=True)
 
 
 def test_special_files_are_never_read(repo: mg.Repository, tmp_path: Path) -> None:

@@ -202,12 +202,61 @@ def test_tag_errors(family: mg.Repository) -> None:
 
 def test_remove_updates_graph(family: mg.Repository) -> None:
     family.tag("ft-b", "keep")
-    family.remove("ft-b")
+    with pytest.raises(mg.LineageError, match="'ft-b' has descendants: merged"):
+        family.remove("ft-b")
+    assert "ft-b" in family and family.fsck().ok
+    family.remove("ft-b", force=True)
     g = family.graph
     assert "ft-b" not in g
-    assert g.parents("merged") == ["ft-a"]
+    # merged keeps its ancestry: its edge from ft-b now comes from ft-b's parent
+    assert g.parents("merged") == ["ft-a", "base"]
+    assert g.edge("base", "merged") == Edge("base", "merged", "merge", via="ft-b")
+    assert g.edge("base", "merged").label == "merge via removed ft-b"
+    assert [(p.ref, p.relation) for p in family.version("merged").parents] == [
+        ("ft-a@1", "merge"),
+        ("base@1", "merge"),
+    ]
     assert "keep" not in family.tags()
     assert torch.equal(family.load("merged")["layers.0.bias"], sd(3)["layers.0.bias"])
+    assert family.fsck().ok
+
+
+def test_forced_remove_relinks_to_grandparents_across_versions(repo: mg.Repository) -> None:
+    repo.add("root", sd(0))
+    repo.commit("root", sd(1))
+    repo.add("mid", sd(2), parents="root@1", relation="distill")
+    repo.commit("mid", sd(3))
+    repo.add("leaf", sd(4), parents="mid@2", relation="prune")
+    repo.add("twig", sd(5), parents="mid")
+    assert repo.fsck().ok
+    with pytest.raises(mg.LineageError, match="descendants: leaf, twig.*force=True"):
+        repo.remove("mid")
+    repo.remove("mid", force=True)
+    assert repo.fsck().ok
+    g = repo.graph
+    assert g.edge("root", "leaf") == Edge("root", "leaf", "prune", via="mid")
+    assert g.edge("root", "twig") == Edge("root", "twig", "finetune", via="mid")
+    # leaf@1 came from mid@2, whose nearest provenance parent is root@1 (via mid@1)
+    assert [(p.ref, p.kind, p.relation) for p in repo.version("leaf").parents] == [
+        ("root@1", "provenance", "prune")
+    ]
+    assert repo.removed_ancestors("leaf") == [
+        {"model": "mid", "relation": "prune", "linked_to": ["root"], "versions": [1]}
+    ]
+    assert "prune via removed mid" in g.to_text()
+    assert "prune via removed mid" in g.to_dot()
+    # a root with descendants: they keep a tombstone
+    repo.remove("root", force=True)
+    assert repo.fsck().ok
+    g = repo.graph
+    assert g.roots() == ["leaf", "twig"] and g.node("leaf").removed_parents == (("root", "prune"),)
+    assert "from removed root [prune]" in g.to_text()
+    assert g.node("leaf").to_json()["removed_parents"] == [{"model": "root", "relation": "prune"}]
+    assert [n["model"] for n in repo.removed_ancestors("leaf")] == ["mid", "root"]
+    repo.rename("leaf", "leaf2")  # the notes follow the model
+    assert [n["model"] for n in repo.removed_ancestors("leaf2")] == ["mid", "root"]
+    assert torch.equal(repo.load("leaf2")["layers.0.bias"], sd(4)["layers.0.bias"])
+    assert repo.fsck().ok
 
 
 def test_graph_drawings_from_repository(family: mg.Repository) -> None:

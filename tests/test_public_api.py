@@ -23,7 +23,8 @@ PUBLIC = {
     "ModelgitError", "NotARepository", "RepositoryExists", "UnknownModel", "UnknownVersion",
     "ModelExists", "CorruptObject", "InvalidName", "InvalidArgument", "UnsupportedInput",
     "LineageError", "FormatVersionError", "StorageUnavailable", "CatalogUnavailable",
-    "WorkflowError", "ReadOnlyRepository",
+    "WorkflowError", "ReadOnlyRepository", "DivergedHistory", "TargetExists",
+    "ModelgitWarning",
 }  # fmt: skip
 
 # the engine's internal API (docs/architecture.md): on Repository, but not the user's

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import modelgit as mg
 from conftest import assert_same_state, damage_a_pack
@@ -66,10 +66,12 @@ def test_reexport_replaces_stale_weights(repo: mg.Repository, tmp_path: Path) ->
     out = tmp_path / "out"
     repo.export("m", out, max_shard_size=20_000)
     (out / "notes.txt").write_text("mine")
-    repo.export("m", out)  # fits in one file now: old shards and index go
+    with pytest.raises(mg.TargetExists, match="not empty; pass --force"):
+        repo.export("m", out)
+    repo.export("m", out, force=True)  # fits in one file now: old shards and index go
     assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "notes.txt"]
     assert_same_state(load_file(str(out / "model.safetensors")), sd)
-    repo.export("m", out, max_shard_size=20_000)  # and back: the single file goes
+    repo.export("m", out, max_shard_size=20_000, force=True)  # and back: the single file goes
     assert not (out / "model.safetensors").exists()
     assert (out / "notes.txt").read_text() == "mine"
     got = _read_folder(out)
@@ -104,3 +106,76 @@ def test_export_of_a_corrupt_chunk_leaves_no_file(repo: mg.Repository, tmp_path:
     with pytest.raises(mg.errors.CorruptObject):
         repo.export("m", tmp_path / "m.safetensors")
     assert not list(tmp_path.glob("m.safetensors*"))
+
+
+def test_export_refuses_to_overwrite_without_force(repo: mg.Repository, tmp_path: Path) -> None:
+    repo.add("m", {"w": torch.ones(3)})
+    repo.commit("m", {"w": torch.zeros(3)})
+    target = tmp_path / "m.safetensors"
+    target.write_bytes(b"precious")
+    with pytest.raises(mg.TargetExists, match="exists; pass --force"):
+        repo.export("m@1", target)
+    with pytest.raises(mg.TargetExists):
+        repo.export("m@1", target, link=True)
+    assert target.read_bytes() == b"precious"
+    repo.export("m@1", target, force=True)
+    assert torch.equal(load_file(str(target))["w"], torch.ones(3))
+    with pytest.raises(mg.TargetExists):
+        repo.export("m@2", target)
+    assert torch.equal(load_file(str(target))["w"], torch.ones(3))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    repo.export("m", empty)  # an empty folder is fine
+    assert repo.fsck().ok
+
+
+def test_export_refuses_pickle_targets(repo: mg.Repository, tmp_path: Path) -> None:
+    repo.add("m", {"w": torch.ones(3)})
+    for name in ("m.pt", "m.bin", "m.pth", "M.BIN"):
+        with pytest.raises(UnsupportedInput, match=r"not \.(pt|bin|pth|BIN).*\.safetensors"):
+            repo.export("m", tmp_path / name, force=True)
+        assert not (tmp_path / name).exists()
+
+
+def test_reexport_removes_stale_side_files(repo: mg.Repository, tmp_path: Path) -> None:
+    model = tmp_path / "hf"
+    (model / "tok").mkdir(parents=True)
+    save_file({"w": torch.ones(4)}, str(model / "model.safetensors"))
+    (model / "config.json").write_text('{"a": 1}')
+    (model / "tok" / "vocab.txt").write_text("a b")
+    (model / "generation_config.json").write_text("{}")
+    repo.add("m", model)
+    for extra in ("generation_config.json", "tok/vocab.txt"):
+        (model / extra).unlink()
+    (model / "tok").rmdir()
+    (model / "config.json").write_text('{"a": 2}')
+    repo.commit("m", model)
+    out = tmp_path / "out"
+    repo.export("m@1", out)
+    assert (out / "tok" / "vocab.txt").exists() and (out / "generation_config.json").exists()
+    (out / "README.md").write_text("my notes")  # not an export's: never removed
+    repo.export("m@2", out, force=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        ".modelgit-export.json", "README.md", "config.json", "model.safetensors"
+    ]  # fmt: skip
+    assert (out / "config.json").read_text() == '{"a": 2}'
+    assert (out / "README.md").read_text() == "my notes"
+    # the folder adds back as the version it holds (the hidden manifest is no side file)
+    repo.add("again", out)
+    assert set(repo.files("again")) == {"config.json", "README.md"}
+    assert repo.fsck().ok
+
+
+def test_cli_export_force_and_pickle(repo: mg.Repository, tmp_path: Path, capsys) -> None:
+    from modelgit.cli import main
+
+    repo.add("m", {"w": torch.ones(3)})
+    where = ["--repo", str(repo.root)]
+    target = str(tmp_path / "m.safetensors")
+    assert main(["export", "m", target, *where]) == 0
+    assert main(["export", "m", target, *where]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["export", "m", target, "--force", *where]) == 0
+    assert main(["export", "m", str(tmp_path / "m.pt"), *where]) == 1
+    err = capsys.readouterr().err
+    assert "modelgit: error:" in err and ".safetensors" in err and "folder" in err

@@ -584,7 +584,8 @@ def test_same_model_twice_stores_no_new_chunk_bytes(repo: mg.Repository, tmp_pat
     repo.add("a", sd)
     s1 = repo.stats()
     repo.add("b", {k: v.clone() for k, v in sd.items()})
-    repo.commit("a", sd)
+    with pytest.warns(mg.ModelgitWarning, match="a@2 has the same weights as a@1"):
+        repo.commit("a", sd)
     save_file(sd, str(tmp_path / "same.safetensors"))
     repo.add("c", tmp_path / "same.safetensors")
     s2 = repo.stats()

@@ -108,7 +108,7 @@ def test_remove_then_gc_reclaims_and_keeps_reachable(repo: mg.Repository) -> Non
     assert f.ok and f.garbage_bytes == 0, f.problems
 
     # removing the base keeps the chunks the fine-tune's deltas need
-    repo.remove("base")
+    repo.remove("base", force=True)
     repo.gc()
     assert repo.models() == ["ft"]
     assert_same_state(repo.load("ft@1"), ft1)
@@ -149,7 +149,7 @@ def test_removing_a_middle_version_of_a_lineage(repo: mg.Repository) -> None:
     repo.add("a", a)
     repo.add("b", b, parents="a")
     repo.add("c", c, parents="b")
-    repo.remove("b")
+    repo.remove("b", force=True)
     repo.gc()
     assert_same_state(repo.load("a"), a)
     assert_same_state(repo.load("c"), c)

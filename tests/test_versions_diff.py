@@ -161,7 +161,8 @@ def test_diff_kinds_of_change(repo: mg.Repository) -> None:
 def test_diff_identical_and_versions(repo: mg.Repository) -> None:
     sd = base_sd()
     repo.add("m", sd)
-    repo.commit("m", sd)
+    with pytest.warns(mg.ModelgitWarning, match="changes nothing"):
+        repo.commit("m", sd)
     d = repo.diff("m@1", "m@2")
     assert d.identical and d.unchanged == len(sd) and d.same_architecture
     assert "identical" in str(d) and "architecture: same" in str(d)

@@ -72,9 +72,11 @@ def test_child_from_state_dict_or_module_inherits_the_first_parent_files(
     assert repo.files("cast") == base
     net = torch.nn.Linear(8, 2)
     repo.add("other", {"x": torch.zeros(3)})  # no files: a second parent adds none
-    repo.add("net", net, parents=["base", "other"])
+    with pytest.warns(mg.ModelgitWarning, match="shares no tensor names"):
+        repo.add("net", net, parents=["base", "other"])
     assert repo.files("net") == base
-    repo.add("soup", {"x": torch.ones(3)}, parents=["other", "base"])
+    with pytest.warns(mg.ModelgitWarning, match="shares no tensor names"):
+        repo.add("soup", {"x": torch.ones(3)}, parents=["other", "base"])
     assert repo.files("soup") == {}  # the first parent's: none
     save_file(weights(1), str(tmp_path / "one.safetensors"))
     repo.add("file-child", tmp_path / "one.safetensors", parents="base")
@@ -377,7 +379,8 @@ def test_load_model_minilm_is_ready(repo: mg.Repository) -> None:
         b = m32(input_ids=ids).last_hidden_state
     assert torch.allclose(a, b, atol=0.1)
     # tensors that do not fit the config's architecture: a clear error
-    repo.add("wrong", weights(), parents="minilm")
+    with pytest.warns(mg.ModelgitWarning, match="shares no tensor names"):
+        repo.add("wrong", weights(), parents="minilm")
     with pytest.raises(mg.UnsupportedInput, match="do not fit the BertModel"):
         repo.load_model("wrong")
 

@@ -181,7 +181,7 @@ def test_set_creator_checks(family: mg.Repository) -> None:
     assert family.creator("a") is not None and family.creator("a").args == {"shift": 0.5}
     family.set_creator("a", None)
     assert family.creator("a") is None
-    family.remove("b")  # removing a model forgets its creator
+    family.remove("b", force=True)  # removing a model forgets its creator
     assert family.catalog.query("SELECT COUNT(*) FROM creators WHERE model = 'b'") == [(0,)]
 
 

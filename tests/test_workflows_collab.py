@@ -16,6 +16,7 @@ import torch
 
 import modelgit as mg
 from conftest import assert_same_tensor
+from modelgit.cli import main
 from modelgit.errors import LineageError, ModelgitError, UnsupportedInput
 from modelgit.workflows import transfer as transfer_mod
 
@@ -102,7 +103,7 @@ def test_delta_bases_travel_with_their_chunks(pair):
     a, b = pair
     a.add("base", sd(3))
     a.add("ft", bump(sd(3), 1e-3), parents="base")
-    a.remove("base")  # ft's chunks stay deltas against base's chunks
+    a.remove("base", force=True)  # ft's chunks stay deltas against base's chunks
     r = b.pull(a.root)
     assert r.models_added == ["ft"]
     assert torch.equal(b.load("ft")["w"], a.load("ft")["w"])
@@ -129,6 +130,38 @@ def test_divergence_is_detected_and_nothing_is_overwritten(pair):
     again = b.pull(a.root)  # pulling again fetches nothing new
     assert again.chunks == 0 and [x.name for x in again.diverged] == ["m"]
     ok(b)
+
+
+def test_a_diverged_push_uploads_nothing_unless_allowed(pair, capsys):
+    a, b = pair
+    a.add("m", sd(4))
+    a.push(b.root)
+    a.commit("m", bump(sd(4), 0.1), message="ours")
+    a.add("other", sd(9))  # would travel too: a refused push moves nothing at all
+    b.commit("m", bump(sd(4), -0.1), message="theirs, pushed by a colleague")
+    packs = sorted(p.name for p in (b.root / "packs").rglob("*") if p.is_file())
+    with pytest.raises(mg.DivergedHistory, match="nothing was uploaded") as info:
+        a.push(b.root)
+    assert "m (there m@2" in str(info.value) and "--allow-diverged" in str(info.value)
+    assert [d.name for d in info.value.diverged] == ["m"]
+    assert "other" not in b and b.fetched() == [] and len(b.versions("m")) == 2
+    assert sorted(p.name for p in (b.root / "packs").rglob("*") if p.is_file()) == packs
+    ok(a, b)
+    # the command line: exit 1, the same message, nothing moved
+    code = main(["push", str(b.root), "--repo", str(a.root)])
+    assert code == 1 and "modelgit: error: push refused" in capsys.readouterr().err
+    assert "other" not in b
+    # allowed: theirs stay, ours arrive aside for a merge there
+    r = a.push(b.root, allow_diverged=True)
+    assert [d.name for d in r.diverged] == ["m"] and "other" in b
+    assert b.version("m").message.startswith("theirs")
+    assert [v.id for v in b.fetched("m")] == [a.version("m").id]
+    ok(a, b)
+    # a pull is never refused: it keeps ours and fetches theirs aside
+    a.commit("m", bump(sd(4), 0.3))
+    assert [d.name for d in b.pull(a.root).diverged] == ["m"]
+    assert main(["push", str(b.root), "--allow-diverged", "--repo", str(a.root)]) == 0
+    ok(a, b)
 
 
 def diverge(a: mg.Repository, b: mg.Repository) -> str:
@@ -304,7 +337,9 @@ def test_cli_push_pull_merge(pair, capsys):
     assert out["versions_added"] == ["m@1"]
     a.commit("m", bump(sd(12), 1.0))
     b.commit("m", bump(sd(12), 2.0))
-    assert main(["--repo", str(a.root), "push", str(b.root)]) == 0
+    assert main(["--repo", str(a.root), "push", str(b.root)]) == 1
+    assert "push refused" in capsys.readouterr().err
+    assert main(["--repo", str(a.root), "push", str(b.root), "--allow-diverged"]) == 0
     assert "diverged" in capsys.readouterr().out
     uid = a.version("m").id
     assert main(["--repo", str(b.root), "merge", "m", uid, "--strategy", "theirs"]) == 0

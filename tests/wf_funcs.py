@@ -41,6 +41,11 @@ def loss(sd: dict[str, torch.Tensor]) -> float:
     return float((sd["weight"] - 1).abs().mean())
 
 
+def drift(sd: dict[str, torch.Tensor]) -> float:
+    """Loss-like: distance of the weights from 16 (lower is better)."""
+    return float((sd["weight"] - 16).abs().mean())
+
+
 def bias_nonnegative(sd: dict[str, torch.Tensor]) -> bool:
     return bool(sd["bias"].item() >= 0)
 

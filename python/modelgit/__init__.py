@@ -18,16 +18,19 @@ from ._native import backends
 from .errors import (
     CatalogUnavailable,
     CorruptObject,
+    DivergedHistory,
     FormatVersionError,
     InvalidArgument,
     InvalidName,
     LineageError,
     ModelExists,
     ModelgitError,
+    ModelgitWarning,
     NotARepository,
     ReadOnlyRepository,
     RepositoryExists,
     StorageUnavailable,
+    TargetExists,
     UnknownModel,
     UnknownVersion,
     UnsupportedInput,
@@ -117,6 +120,10 @@ __all__ = [
     "StorageUnavailable",
     "CatalogUnavailable",
     "WorkflowError",
+    "DivergedHistory",
+    "TargetExists",
+    # warnings
+    "ModelgitWarning",
 ]
 
 

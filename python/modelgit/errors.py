@@ -22,6 +22,9 @@ __all__ = [
     "CatalogUnavailable",
     "ReadOnlyRepository",
     "WorkflowError",
+    "DivergedHistory",
+    "TargetExists",
+    "ModelgitWarning",
 ]
 
 TEAM_EXTRA_HINT = 'install the team backends with: pip install "modelgit[team]"'
@@ -94,3 +97,20 @@ class ReadOnlyRepository(ModelgitError, PermissionError):
 
 class WorkflowError(ModelgitError):
     """A workflow cannot run: unknown test, no creation function, cascade already running."""
+
+
+class DivergedHistory(ModelgitError):
+    """A push found models whose history diverged (the destination has versions the
+    source lacks); nothing was uploaded. Pull and merge first, or push with
+    ``allow_diverged=True`` (``--allow-diverged``) to send ours aside."""
+
+
+class TargetExists(ModelgitError, FileExistsError):
+    """An export would overwrite an existing file or a non-empty folder; pass
+    ``force=True`` (``--force``) to replace it."""
+
+
+class ModelgitWarning(UserWarning):
+    """A likely mistake that modelgit carried out anyway: a commit that changes nothing,
+    a relation that looks like a misspelt known one, a parent that shares no tensor names
+    with its child. The command line prints these as ``modelgit: warning: ...``."""

@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from dataclasses import dataclass
 
-from .errors import InvalidName
+from .errors import InvalidName, ModelgitWarning
 
-__all__ = ["MAX_NAME_LENGTH", "validate_name", "Ref", "parse_ref"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "validate_name",
+    "Ref",
+    "parse_ref",
+    "KNOWN_RELATIONS",
+    "edit_distance",
+    "warn_misspelt_relation",
+]
+
+# the relations modelgit names in its docs; any other word is allowed too
+KNOWN_RELATIONS = ("finetune", "distill", "prune", "quantize", "cast", "adapter", "merge")
 
 MAX_NAME_LENGTH = 200
 MAX_VERSION = 2**63 - 1  # version numbers are SQLite INTEGERs
@@ -92,3 +104,29 @@ def parse_ref(ref: str, version: int | None = None) -> Ref:
             raise InvalidName(f"{ref!r} conflicts with version={version}")
         number = version
     return Ref(name, number)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions) between two words."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def warn_misspelt_relation(relation: str) -> None:
+    """A :class:`~modelgit.ModelgitWarning` when ``relation`` is not a known relation but
+    within edit distance 2 of one (``finetuen``): likely a typo, recorded as given."""
+    if relation in KNOWN_RELATIONS or len(relation) > 32:
+        return
+    close = [k for k in KNOWN_RELATIONS if edit_distance(relation.lower(), k) <= 2]
+    if close:
+        warnings.warn(
+            f"relation {relation!r} is not a known relation; did you mean {close[0]!r}? "
+            f"(recorded as {relation!r}; known: {', '.join(KNOWN_RELATIONS)})",
+            ModelgitWarning,
+            stacklevel=4,
+        )

@@ -19,11 +19,14 @@ import argparse
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-from ..errors import ModelgitError
+from ..errors import ModelgitError, ModelgitWarning
 from ._command import repo_option
-from ._output import CliError, print_error
+from ._output import CliError, print_error, print_warning
 
 __all__ = ["main", "build_parser"]
 
@@ -143,6 +146,24 @@ def _close_stdout() -> None:
         pass
 
 
+@contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """modelgit's own warnings (likely mistakes) as ``modelgit: warning: ...`` lines on
+    stderr, each time they happen; other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ModelgitWarning)
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+            if issubclass(category, ModelgitWarning):
+                print_warning(message)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -155,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error("a command is required (see `modelgit --help`)")
         return EXIT_USAGE
     try:
-        code = args.func(args)
+        with _warnings_on_stderr():
+            code = args.func(args)
         sys.stdout.flush()
         return int(code or 0)
     except BrokenPipeError:

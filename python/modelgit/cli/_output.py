@@ -15,6 +15,7 @@ __all__ = [
     "CliError",
     "emit",
     "print_error",
+    "print_warning",
     "one_line",
     "human",
     "table",
@@ -84,6 +85,10 @@ def cli_wording(text: str) -> str:
 
 def print_error(msg: object, prog: str = "modelgit") -> None:
     print(f"{prog}: error: {cli_wording(one_line(msg))}", file=sys.stderr)
+
+
+def print_warning(msg: object, prog: str = "modelgit") -> None:
+    print(f"{prog}: warning: {one_line(msg)}", file=sys.stderr)
 
 
 def human(n: float | None) -> str:

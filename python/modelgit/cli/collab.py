@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
                 f"{desc}: versions (matched by uid), the chunks they need, edges and tags. "
                 "A model both sides changed is reported as diverged: the receiver keeps its "
                 "history and gets the other side's versions aside, for `modelgit merge`."
+                + (
+                    " A push that finds a diverged model uploads nothing and exits 1 unless "
+                    "--allow-diverged: pull and merge first."
+                    if name == "push"
+                    else ""
+                )
             ),
             epilog=f"examples:\n  modelgit {name} ../team-models\n  modelgit {name} /mnt/x --json",
         )
@@ -38,6 +44,13 @@ def register(sub: Any) -> None:
             metavar="OTHER",
             help="the other repository: a path, a team URL, or a remote's name (modelgit remote)",
         )
+        if name == "push":
+            p.add_argument(
+                "--allow-diverged",
+                action="store_true",
+                help="push even when OTHER has versions this repository lacks (they are "
+                "kept; ours are stored aside there for a merge); refused by default",
+            )
 
     p = command(
         sub,
@@ -102,7 +115,7 @@ def register(sub: Any) -> None:
 
 def cmd_push(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
-        emit(args.json, repo.push(args.other))
+        emit(args.json, repo.push(args.other, allow_diverged=args.allow_diverged))
     return 0
 
 

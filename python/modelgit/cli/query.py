@@ -93,15 +93,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "logical_bytes": n.logical_bytes,
                 "lossy": n.lossy,
                 "parents": [
-                    {"name": p, "relation": e.relation}
+                    {"name": p, "relation": e.relation, **({"via": e.via} if e.via else {})}
                     for p in graph.parents(n.name)
                     if (e := graph.edge(p, n.name))
+                ] + [
+                    {"name": m, "relation": r, "removed": True} for m, r in n.removed_parents
                 ],
                 "tags": tags.get(n.name, []),
             })  # fmt: skip
     rows: list[list[object]] = [["model", "versions", "size", "parents", "tags", ""]]
     for it in items:
-        parents = ", ".join(f"{p['name']} ({p['relation']})" for p in it["parents"])
+        parents = ", ".join(_parent_text(p) for p in it["parents"])
         rows.append([
             it["name"],
             it["versions"],
@@ -115,6 +117,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parent_text(p: dict[str, Any]) -> str:
+    if p.get("removed"):
+        return f"removed {p['name']} ({p['relation']})"
+    via = f" via removed {p['via']}" if p.get("via") else ""
+    return f"{p['name']} ({p['relation']}{via})"
+
+
 def _tolerance_text(tol: Any) -> str:
     if not tol:
         return ""
@@ -126,7 +135,7 @@ def _tolerance_text(tol: Any) -> str:
         return f"({tol})"
 
 
-def _version_text(v: Any) -> str:
+def _version_text(v: Any, notes: dict[str, list[dict[str, Any]]] | None = None) -> str:
     head = f"{v.ref}  {v.id}  {when(v.created)}  {human(v.logical_bytes)}"
     if v.lossy:
         head += f"  LOSSY {_tolerance_text(v.tolerance)}".rstrip()
@@ -134,8 +143,16 @@ def _version_text(v: Any) -> str:
     if v.message:
         lines.append(f"    {v.message}")
     prov = [p for p in v.parents if p.kind == "provenance"]
-    if prov:
-        lines.append("    from " + ", ".join(f"{p.ref} ({p.relation})" for p in prov))
+    mine = [n for n in (notes or {}).get(v.model, []) if v.number in n.get("versions", ())]
+    via = {m: n["model"] for n in mine for m in n.get("linked_to") or ()}
+    shown = [
+        f"{p.ref} ({p.relation}" + (f", via removed {via[p.model]})" if p.model in via else ")")
+        for p in prov
+    ]
+    shown += [f"removed {n['model']} ({n.get('relation', '')})" for n in mine
+              if not n.get("linked_to")]  # fmt: skip
+    if shown:
+        lines.append("    from " + ", ".join(shown))
     return "\n".join(lines)
 
 
@@ -143,10 +160,11 @@ def cmd_log(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         names = [args.model] if args.model else repo.models()
         versions = [v for n in names for v in repo.versions(n)]
+        notes = {n: repo.removed_ancestors(n) for n in names}
     versions.sort(key=lambda v: (v.created, v.number), reverse=True)
     if args.max_count is not None:
         versions = versions[: max(0, args.max_count)]
-    text = "\n".join(_version_text(v) for v in versions) or "(no versions)"
+    text = "\n".join(_version_text(v, notes) for v in versions) or "(no versions)"
     emit(args.json, [v.to_json() for v in versions], text)
     return 0
 

@@ -192,7 +192,8 @@ def register(sub: Any) -> None:
         description=(
             "Binary search along the lineage path (provenance and version links) from GOOD "
             "to BAD for the first version at which TEST fails. TEST is a registered test "
-            "(its results are stored) or an import path pkg.module:function."
+            "(its results are stored) or an import path pkg.module:function. BAD must "
+            "descend from GOOD; both ends are tested first unless --no-verify."
         ),
         epilog=(
             "examples:\n"
@@ -207,7 +208,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--lower-is-better", action="store_true", help="smaller is better (import paths only)"
     )
-    p.add_argument("--verify", action="store_true", help="test both ends first")
+    p.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="test both ends first: GOOD must pass and BAD fail (default; --no-verify trusts them)",
+    )
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidName, UnknownModel
 from ._command import command
 from ._output import CliError, emit, human
 from ._progress import Progress, call_with_progress
@@ -89,13 +90,25 @@ def register(sub: Any) -> None:
         cmd_rm,
         help="remove models",
         description=(
-            "Remove models and all their versions. Models derived from them stay readable; "
-            "their edges to the removed models go. Run `modelgit gc` to reclaim the space."
+            "Remove models and all their versions. A model with descendants (models "
+            "derived from it, other than those removed with it) is refused, listing them, "
+            "unless --force: they are then re-linked to its parents with their relation (or "
+            "keep a tombstone when it has none), and log, ls and graph say 'via removed "
+            "NAME'. Their weights stay readable. Run `modelgit gc` to reclaim the space."
         ),
-        epilog="examples:\n  modelgit rm old-exp\n  modelgit rm a b c && modelgit gc",
+        epilog=(
+            "examples:\n  modelgit rm old-exp\n  modelgit rm a b c && modelgit gc\n"
+            "  modelgit rm base --force      # its fine-tunes keep their ancestry"
+        ),
         json=False,
     )
     p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="remove models that have descendants (re-linked to the removed model's parents)",
+    )
 
     p = command(
         sub,
@@ -167,6 +180,13 @@ def register(sub: Any) -> None:
         "--link",
         action="store_true",
         help="hard-link the version's checkout-cache file (read-only) instead of writing a copy",
+    )
+    p.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="overwrite an existing file, or replace an earlier export in a folder (its "
+        "files this version lacks are removed; files no export wrote stay)",
     )
 
 
@@ -378,8 +398,21 @@ def cmd_rm(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         for name in args.names:  # check all before removing any
             repo.require_model(name)
-        for name in dict.fromkeys(args.names):
-            repo.remove(name)
+        graph = repo.graph
+        todo = list(dict.fromkeys(args.names))
+        kept = {n: [c for c in graph.descendants(n) if c not in todo] for n in todo}
+        if not args.force and any(kept.values()):
+            listed = "; ".join(f"{n}: {', '.join(k)}" for n, k in kept.items() if k)
+            raise CliError(
+                f"models derived from what you remove would lose their ancestry ({listed}). "
+                "Remove them too, or use --force: they are re-linked to the removed "
+                "models' parents (or keep a tombstone)"
+            )
+        while todo:  # descendants first: a model goes once nothing it leaves behind needs it
+            name = next((n for n in todo if not set(graph.children(n)) & set(todo)), todo[0])
+            todo.remove(name)
+            repo.remove(name, force=args.force)
+            graph = repo.graph
             print(f"removed {name}")
     print("run `modelgit gc` to reclaim the space")
     return 0
@@ -407,9 +440,23 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 raise CliError(f"no tag named {args.tag!r}; to create it: modelgit tag TAG REF")
             emit(args.json, {args.tag: tags[args.tag].ref}, tags[args.tag].ref)
             return 0
+        if _names_version(repo, args.tag) and not _names_version(repo, args.ref):
+            raise CliError(
+                f"{args.ref!r} names no version but {args.tag!r} does: `modelgit tag` takes the "
+                f"tag's name first, then the version; did you mean "
+                f"`modelgit tag {args.ref} {args.tag}`?"
+            )
         v = repo.tag(args.ref, args.tag, force=args.force)
         emit(args.json, {args.tag: v.ref}, f"tagged {v.ref} as {args.tag}")
     return 0
+
+
+def _names_version(repo: Any, ref: str) -> bool:
+    try:
+        repo.version(ref)
+    except (UnknownModel, InvalidName):
+        return False
+    return True
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
@@ -424,10 +471,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         v = repo.version(args.ref)
         with Progress(f"exporting {v.ref}") as bar:
             if args.link:
-                out = repo.export(v.ref, args.path, max_shard_size=args.max_shard_size, link=True)
+                out = repo.export(
+                    v.ref, args.path, max_shard_size=args.max_shard_size, link=True,
+                    force=args.force,
+                )  # fmt: skip
             else:
                 out = call_with_progress(
-                    repo.export, v.ref, args.path, progress=bar, max_shard_size=args.max_shard_size
-                )
+                    repo.export, v.ref, args.path, progress=bar,
+                    max_shard_size=args.max_shard_size, force=args.force,
+                )  # fmt: skip
     print(f"exported {v.ref} to {out}")
     return 0

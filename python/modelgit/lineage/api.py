@@ -6,16 +6,25 @@ Mixed into :class:`modelgit.Repository`; they use the engine's internal API
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..catalog import checks
 from ..catalog.records import VERSION_COLUMNS
 from ..catalog.schema import rename_model_rows
-from ..errors import InvalidName, LineageError, ModelExists, UnknownVersion
-from ..names import parse_ref, validate_name
+from ..errors import (
+    InvalidName,
+    LineageError,
+    ModelExists,
+    ModelgitWarning,
+    UnknownModel,
+    UnknownVersion,
+)
+from ..names import parse_ref, validate_name, warn_misspelt_relation
 from ..versions.diff import Diff, diff_versions
-from ..versions.refs import version_from_row
+from ..versions.refs import names_a_version_id, version_from_row
+from ..versions.remove import removed_ancestors
 from ..versions.version import Version
 from .graph import INFERRED, Edge, LineageGraph, check_no_cycle
 
@@ -67,6 +76,7 @@ class LineageMixin(_Base):
         relation it is an error (remove it first).
         """
         relation = _check_relation(relation)
+        warn_misspelt_relation(relation)
         pid, pv = self.resolve(parent)
         cref = parse_ref(child)
         self.require_model(cref.name)
@@ -111,7 +121,29 @@ class LineageMixin(_Base):
                 (cid, pid, relation, pos),
             )
             checks.refresh(db, [cid], edges=[(pv.model, cv.model)])
+            disjoint = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM tensors WHERE version = ?)"
+                " AND EXISTS (SELECT 1 FROM tensors WHERE version = ?) AND NOT EXISTS"
+                " (SELECT 1 FROM tensors a JOIN tensors b ON b.version = ? AND b.name = a.name"
+                " WHERE a.version = ?)",
+                (pid, cid, pid, cid),
+            ).fetchone()[0]
+        if disjoint:
+            warnings.warn(
+                f"parent {pv.ref} shares no tensor names with {cv.ref}: is it the right parent?",
+                ModelgitWarning,
+                stacklevel=2,
+            )
         return Edge(pv.model, cv.model, relation)
+
+    def removed_ancestors(self, name: str) -> list[dict[str, Any]]:
+        """What model ``name`` keeps of ancestors removed with ``remove(..., force=True)``:
+        one dict per removed model, ``{"model", "relation", "linked_to", "versions"}``
+        (``linked_to``: the models its edge was re-linked to, empty for a tombstone;
+        ``versions``: the numbers of its versions that were linked to it)."""
+        self.require_model(name)
+        row = self.catalog.one("SELECT metadata FROM models WHERE name = ?", (name,))
+        return removed_ancestors(row[0] if row else None)
 
     def remove_edge(self, parent: str, child: str) -> Edge:
         """Forget that ``child`` was derived from ``parent`` (model names).
@@ -163,15 +195,26 @@ class LineageMixin(_Base):
 
     # -- tags -----------------------------------------------------------------------
     def tag(self, ref: str, tag: str, force: bool = False) -> Version:
-        """Name a version: ``repo.tag("base@2", "prod")``; then ``repo.load("prod")``.
+        """Name a version: ``repo.tag("base@2", "prod")`` (the version first, then the
+        tag's name); then ``repo.load("prod")``. The command line is ``modelgit tag prod
+        base@2`` (git's order); a call with the two swapped (a ``ref`` that names nothing
+        and a ``tag`` that names a version) is refused with InvalidName, never carried out.
 
         A tag names one version and is not moved by later commits. ``force=True`` moves
-        an existing tag; otherwise reusing a tag name is an error.
+        an existing tag; otherwise reusing a tag name is an error. A tag may not take the
+        name of a model, nor look like the id of a version (it would hide it).
         """
         validate_name(tag, "tag name")
+        if self._tag_args_swapped(ref, tag):
+            raise InvalidName(
+                f"{ref!r} names no version but {tag!r} does: repo.tag takes the version "
+                f"first, then the tag's name; did you mean repo.tag({tag!r}, {ref!r})?"
+            )
         vid, v = self.resolve(ref)
         if tag in self:
             raise InvalidName(f"{tag!r} is a model name; a tag must not shadow a model")
+        if names_a_version_id(self.catalog, tag):
+            raise InvalidName(f"{tag!r} is the start of a version id; a tag must not hide it")
         with self.catalog.transaction() as db:
             old = db.execute("SELECT version FROM tags WHERE name = ?", (tag,)).fetchone()
             if old is not None and old[0] != vid and not force:
@@ -179,6 +222,23 @@ class LineageMixin(_Base):
             db.execute("INSERT OR REPLACE INTO tags(name, version) VALUES (?, ?)", (tag, vid))
             checks.refresh(db, tags=[tag])
         return v
+
+    def _tag_args_swapped(self, ref: str, tag: str) -> bool:
+        """Whether ``tag(ref, tag)`` looks like a call with its arguments swapped: ``ref``
+        names no version (and could be a new tag's name) while ``tag`` names one."""
+        if not isinstance(ref, str) or not isinstance(tag, str):
+            return False
+        try:
+            self.resolve(ref)
+            return False
+        except (UnknownModel, InvalidName):
+            pass
+        try:
+            validate_name(ref, "tag name")
+            self.resolve(tag)
+        except (UnknownModel, InvalidName):
+            return False
+        return True
 
     def untag(self, tag: str) -> None:
         """Delete a tag (the version stays)."""

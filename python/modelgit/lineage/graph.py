@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LineageError, UnknownModel
+from ..names import KNOWN_RELATIONS
+from ..versions.remove import removed_ancestors
 
 if TYPE_CHECKING:
     import sqlite3
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
     from ..storage.maintenance import RepoStats
 
 __all__ = ["Edge", "Node", "LineageGraph", "check_no_cycle", "KNOWN_RELATIONS", "INFERRED"]
-
-KNOWN_RELATIONS = ("finetune", "distill", "prune", "quantize", "cast", "adapter", "merge")
 
 
 INFERRED = "inferred"  # the relation of an edge an import guessed; edge add confirms it
@@ -47,14 +47,23 @@ class Edge:
     child: str
     relation: str
     kind: str = "provenance"  # "provenance" or "version"
+    via: str = ""  # the removed model this edge was re-linked across (``rm --force``)
+
+    @property
+    def label(self) -> str:
+        """The relation, with "via removed X" for an edge re-linked across a removal."""
+        return f"{self.relation} via removed {self.via}" if self.via else self.relation
 
     def to_json(self) -> dict[str, str]:
-        return {
+        out = {
             "parent": self.parent,
             "child": self.child,
             "relation": self.relation,
             "kind": self.kind,
         }
+        if self.via:
+            out["via"] = self.via
+        return out
 
 
 def _iso(ts: float) -> str:
@@ -86,6 +95,8 @@ class Node:
     name: str
     created: float
     versions: tuple[VersionInfo, ...]
+    # tombstones: (removed model, relation) of removed ancestors it was not re-linked past
+    removed_parents: tuple[tuple[str, str], ...] = ()
 
     @property
     def latest(self) -> int:
@@ -107,6 +118,11 @@ class Node:
             "latest": self.latest,
             "lossy": self.lossy,
             "logical_bytes": self.logical_bytes,
+            **(
+                {"removed_parents": [{"model": m, "relation": r} for m, r in self.removed_parents]}
+                if self.removed_parents
+                else {}
+            ),
         }
 
 
@@ -155,7 +171,9 @@ class LineageGraph:
     @classmethod
     def from_rows(cls, db: sqlite3.Connection, stats: Any = None) -> LineageGraph:
         """Build from an open connection (inside the caller's transaction)."""
-        models = db.execute("SELECT name, created FROM models ORDER BY created, name").fetchall()
+        models = db.execute(
+            "SELECT name, created, metadata FROM models ORDER BY created, name"
+        ).fetchall()
         versions = db.execute(
             "SELECT model, number, uid, logical_bytes, lossy, created, message "
             "FROM versions ORDER BY model, number"
@@ -171,8 +189,27 @@ class LineageGraph:
             per_model.setdefault(model, []).append(
                 VersionInfo(number, uid, logical, bool(lossy), created, message)
             )
-        nodes = [Node(name, created, tuple(per_model.get(name, ()))) for name, created in models]
-        model_edges = [Edge(p, c, r, "provenance") for p, c, r in edges]
+        notes = {name: removed_ancestors(meta) for name, _, meta in models}
+        nodes = [
+            Node(
+                name,
+                created,
+                tuple(per_model.get(name, ())),
+                tuple(
+                    (n["model"], str(n.get("relation", "")))
+                    for n in notes[name]
+                    if not n.get("linked_to")
+                ),
+            )  # fmt: skip
+            for name, created, _ in models
+        ]
+        via = {
+            (p, c): n["model"]
+            for c, ns in notes.items()
+            for n in ns
+            for p in n.get("linked_to") or ()
+        }
+        model_edges = [Edge(p, c, r, "provenance", via.get((p, c), "")) for p, c, r in edges]
         v_edges = [
             Edge(f"{pm}@{pn}", f"{cm}@{cn}", rel, kind) for kind, rel, pm, pn, cm, cn in vparents
         ]

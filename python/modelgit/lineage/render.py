@@ -68,6 +68,11 @@ class _Link:
     relation: str
     kind: str
     points: list[tuple[float, float]] = field(default_factory=list)
+    label: str = ""  # the relation as drawn ("finetune via removed X")
+
+    @property
+    def text(self) -> str:
+        return self.label or self.relation
 
 
 def _model_stats(graph: LineageGraph) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def _boxes(graph: LineageGraph, versions: bool) -> tuple[list[_Box], list[_Link]
                 for v in n.versions
             )
             boxes.append(_Box(n.name, lines, n.lossy, tip))
-        links = [_Link(e.parent, e.child, e.relation, e.kind) for e in graph.edges()]
+        links = [_Link(e.parent, e.child, e.relation, e.kind, label=e.label) for e in graph.edges()]
         return boxes, links
     for n in graph.nodes():
         for v in n.versions:
@@ -145,7 +150,7 @@ def to_dot(graph: LineageGraph, versions: bool = False) -> str:
         if e.kind == "version":
             attrs.append("style=dashed")
         else:
-            attrs.append(f"label={_dot_id(e.relation)}, fontcolor={_dot_id(color)}")
+            attrs.append(f"label={_dot_id(e.text)}, fontcolor={_dot_id(color)}")
         out.append(f"  {_dot_id(e.parent)} -> {_dot_id(e.child)} [{', '.join(attrs)}];")
     out.append("}")
     return "\n".join(out) + "\n"
@@ -389,14 +394,14 @@ def to_svg(graph: LineageGraph, versions: bool = False) -> str:
         out.append(
             f'<path class="edge {_esc(e.kind)}" d="{_path(e.points)}" fill="none" stroke="{c}" '
             f'stroke-width="1.6"{dash} marker-end="url(#arrow-{c[1:]})">'
-            f"<title>{_esc(e.parent)} → {_esc(e.child)} ({_esc(e.relation)})</title></path>"
+            f"<title>{_esc(e.parent)} → {_esc(e.child)} ({_esc(e.text)})</title></path>"
         )
         if e.kind == "provenance":
             (xa, ya), (xb, yb) = e.points[0], e.points[1]
             mx, my = (xa + xb) / 2, (ya + yb) / 2
             out.append(
                 f'<text x="{mx + 4:.1f}" y="{my + 4:.1f}" fill="{c}" font-size="10" '
-                f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{_esc(e.relation)}</text>'
+                f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{_esc(e.text)}</text>'
             )
     out.append("</g>")
     out.append('<g class="nodes">')
@@ -470,7 +475,8 @@ def to_html(graph: LineageGraph, versions: bool = False, title: str = "modelgit 
     for n in graph.nodes():
         ms = stats.get(n.name)
         parents = ", ".join(
-            f"{p} ({e.relation})" for p in graph.parents(n.name) if (e := graph.edge(p, n.name))
+            [f"{p} ({e.label})" for p in graph.parents(n.name) if (e := graph.edge(p, n.name))]
+            + [f"removed {m} ({r})" for m, r in n.removed_parents]
         )
         stored = _human(ms.stored_bytes) if ms else "?"
         ratio = f"{ms.logical_bytes / ms.stored_bytes:.2f}x" if ms and ms.stored_bytes else "-"
@@ -531,6 +537,7 @@ def to_text(graph: LineageGraph, ascii_only: bool = False) -> str:
             return
         done.add(name)
         also = f"  (also from {', '.join(parents[1:])})" if len(parents) > 1 else ""
+        also += "".join(f"  (from removed {m} [{r}])" for m, r in graph.node(name).removed_parents)
         lines.append(f"{prefix}{connector}{name}{rel}  {label(name)}{also}")
         if connector == "":
             child_prefix = prefix
@@ -540,7 +547,7 @@ def to_text(graph: LineageGraph, ascii_only: bool = False) -> str:
         for i, c in enumerate(kids):
             e = graph.edge(name, c)
             conn = last if i == len(kids) - 1 else tee
-            visit(c, child_prefix, conn, name, e.relation if e else "")
+            visit(c, child_prefix, conn, name, e.label if e else "")
 
     for r in graph.roots():
         visit(r, "", "", None, "")

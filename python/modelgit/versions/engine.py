@@ -40,6 +40,7 @@ from .checkout import CheckoutCache
 from .export import export_link, export_version
 from .load import load_state_dict
 from .load_into import load_into_module
+from .remove import remove_model
 from .repack import RepackReport
 from .repack import repack as repack_versions
 from .version import Version
@@ -424,44 +425,38 @@ class VersionStore:
         progress: ProgressFn | None = None,
         max_shard_size: int | str | None = None,
         link: bool = False,
+        force: bool = False,
     ) -> Path:
         """Write a version as a ``.safetensors`` file, or as a folder with side files and
         the weights in shards of at most ``max_shard_size`` (default 5GB, as
         ``save_pretrained``; one ``model.safetensors`` when it fits) plus an index.
 
         ``link=True`` hard-links the version's checkout-cache file (made now if it is
-        missing) instead of writing a copy: instant, no extra space, read-only."""
+        missing) instead of writing a copy: instant, no extra space, read-only.
+
+        An existing file or non-empty folder is refused (TargetExists) unless
+        ``force=True``; then the files an earlier export wrote there (weights, index, the
+        side files its ``.modelgit-export.json`` lists) that this version lacks are
+        removed, and files no export wrote are left alone. ``.pt``/``.bin`` targets are
+        refused: the output is safetensors."""
         vid, v, rows, files = self.read_verified(ref, version)
         if link:
             return export_link(self, vid, v, Path(path), max_shard_size=max_shard_size,
-                               rows=rows, files=files)  # fmt: skip
+                               rows=rows, files=files, force=force)  # fmt: skip
         return export_version(self, vid, v, Path(path), progress=progress,
-                              max_shard_size=max_shard_size, rows=rows, files=files)  # fmt: skip
+                              max_shard_size=max_shard_size, rows=rows, files=files,
+                              force=force)  # fmt: skip
 
     # -- maintenance ----------------------------------------------------------------
-    def remove(self, name: str) -> None:
-        """Delete a model and all its versions; its chunks are reclaimed by :meth:`gc`."""
-        self.require_model(name)
-        with self.catalog.transaction() as db:
-            vids = [r[0] for r in db.execute("SELECT id FROM versions WHERE model = ?", (name,))]
-            marks = ",".join("?" * len(vids))
-            children: list[int] = []
-            tags: list[str] = []
-            if vids:
-                children = [r[0] for r in db.execute(
-                    f"SELECT version FROM version_parents WHERE parent IN ({marks})", vids
-                )]  # fmt: skip
-                tags = [r[0] for r in db.execute(
-                    f"SELECT name FROM tags WHERE version IN ({marks})", vids
-                )]  # fmt: skip
-                db.execute(f"DELETE FROM version_parents WHERE parent IN ({marks})", vids)
-                db.execute(f"DELETE FROM tags WHERE version IN ({marks})", vids)
-            edges = db.execute(
-                "SELECT parent, child FROM edges WHERE parent = ? OR child = ?", (name, name)
-            ).fetchall()
-            db.execute("DELETE FROM models WHERE name = ?", (name,))
-            # the children's digests cover their parent links; the rest lose theirs
-            checks.refresh(db, vids + children, tags, [tuple(e) for e in edges])
+    def remove(self, name: str, force: bool = False) -> None:
+        """Delete a model and all its versions; its chunks are reclaimed by :meth:`gc`.
+
+        A model with descendants (models derived from it) is refused with
+        :class:`~modelgit.LineageError` naming them, unless ``force=True``: they are then
+        re-linked to its parents with their relation, or keep a tombstone when it had
+        none; ``log``, ``ls`` and ``graph`` say "via removed NAME" (see
+        :mod:`modelgit.versions.remove`). Their weights stay readable either way."""
+        remove_model(self, name, force)
         self._prune_checkouts()
 
     def _prune_checkouts(self) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
-from ..errors import InvalidArgument, UnsupportedInput
+from ..errors import InvalidArgument, TargetExists, UnsupportedInput
 from ..formats.safetensors_io import SafetensorsWriter
 from ..progress import Counter, ProgressFn
 from ..storage.packs import fsync_dir
@@ -41,7 +41,71 @@ __all__ = [
 DEFAULT_MAX_SHARD_SIZE = 5 * 1000**3  # as transformers' save_pretrained
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+MANIFEST = ".modelgit-export.json"  # what a folder export wrote (its side files)
 _SHARD = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")
+PICKLE_TARGETS = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+def check_target(path: Path, force: bool) -> list[str]:
+    """Refuse an export target that would lose data or mislead: a pickle suffix, an
+    existing file, or a non-empty folder (unless ``force``). Returns the side files the
+    previous export into the folder wrote (its manifest), to be removed if this version
+    does not have them; files no export wrote are never removed."""
+    if path.suffix.lower() in PICKLE_TARGETS:
+        raise UnsupportedInput(
+            f"{path}: modelgit exports safetensors, not {path.suffix} (a pickle format); "
+            f"give a path ending in .safetensors (one file) or a folder path "
+            f"(model.safetensors plus the side files)"
+        )
+    if path.suffix == ".safetensors":
+        if path.is_dir():
+            raise UnsupportedInput(f"{path} is a folder; give a folder path without .safetensors")
+        if path.exists() and not force:
+            raise TargetExists(f"{path} exists; pass --force (force=True) to overwrite it")
+        return []
+    if not path.exists():
+        return []
+    if not path.is_dir():
+        raise UnsupportedInput(f"{path} exists and is not a folder")
+    present = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if not p.is_dir())
+    if not present:
+        return []
+    if not force:
+        raise TargetExists(
+            f"{path} is not empty; pass --force (force=True) to replace an earlier export in it"
+        )
+    return _previous_side_files(path)
+
+
+def _previous_side_files(folder: Path) -> list[str]:
+    try:
+        listed = json.loads((folder / MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in listed if isinstance(f, str)]
+
+
+def _finish_folder(folder: Path, files: dict[str, bytes], previous: list[str]) -> None:
+    """Remove the side files of the previous export that this version does not have, and
+    record the side files written now (the manifest, a hidden file written only when
+    there are side files; a later add of the folder skips it)."""
+    root = folder.resolve()
+    for rel in previous:
+        if rel in files:
+            continue
+        stale = (folder / rel).resolve()
+        if root in stale.parents and stale.is_file():
+            stale.unlink()
+            for parent in stale.parents:  # folders left empty
+                if parent == root or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+    if not files:  # weights and index are known by their names: nothing to list
+        (folder / MANIFEST).unlink(missing_ok=True)
+        return
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"files": sorted(files)}, indent=1) + "\n")
+    os.replace(tmp, folder / MANIFEST)
 
 
 def plan_shards(rows: list[TensorRow], max_shard_size: int) -> list[list[TensorRow]]:
@@ -103,15 +167,22 @@ def export_version(
     max_shard_size: int | str | None = None,
     rows: list[TensorRow] | None = None,
     files: dict[str, bytes] | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``version`` to ``path``: a ``.safetensors`` file when the path ends so, else a
     folder holding the weights (one file or shards with an index) and the side files
     stored with the version.
 
+    An existing file or non-empty folder is refused (TargetExists) unless ``force``;
+    then what an earlier export wrote there (weights, index, the side files listed in
+    its ``.modelgit-export.json``) and this version lacks is removed; files no export
+    wrote stay. Pickle suffixes (``.pt``, ``.bin``...) are refused.
+
     Files are written to temporary names, synced and renamed, so a crash never leaves a
     half-written file under a final name. Tied tensors are written once each (by name).
     ``rows`` and ``files``: the version's, when the caller has read them.
     """
+    previous = check_target(path, force)
     rows = engine.tensor_rows(vid) if rows is None else rows
     files = engine.files(version.model, version.number) if files is None else files
     metadata = {"format": "pt", "modelgit": version.ref}
@@ -157,6 +228,7 @@ def export_version(
         if stale.name not in names and _SHARD.fullmatch(stale.name):
             stale.unlink(missing_ok=True)
     _write_side_files(files, folder)
+    _finish_folder(folder, files, previous)
     fsync_dir(folder)
     return path
 
@@ -178,12 +250,14 @@ def export_link(
     max_shard_size: int | str | None = None,
     rows: list[TensorRow] | None = None,
     files: dict[str, bytes] | None = None,
+    force: bool = False,
 ) -> Path:
     """Like :func:`export_version`, but the weights are a hard link to the version's
     checkout-cache entry (written first if it is missing): no copy, no extra space. The
     linked file is read-only; the cache would notice a change and drop its entry."""
     if max_shard_size is not None:
         raise UnsupportedInput("a linked export is one file: leave out max_shard_size")
+    previous = check_target(path, force)
     rows = engine.tensor_rows(vid) if rows is None else rows
     files = engine.files(version.model, version.number) if files is None else files
     cache = engine.checkout_cache
@@ -215,6 +289,7 @@ def export_link(
             if _SHARD.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
         _write_side_files(files, folder)
+        _finish_folder(folder, files, previous)
     fsync_dir(target.parent)
     return path
 

@@ -17,6 +17,7 @@ from ..names import parse_ref, validate_name
 from .version import ParentLink, Version
 
 __all__ = [
+    "names_a_version_id",
     "model_names",
     "has_model",
     "require_model",
@@ -166,6 +167,17 @@ def _fetched(catalog: Catalog, name: str, number: int, ref: str) -> tuple[int, V
 
 MIN_ID_PREFIX = 6
 _ID = re.compile(rf"^[0-9a-f]{{{MIN_ID_PREFIX},32}}$")
+
+
+def names_a_version_id(catalog: Catalog, name: str) -> bool:
+    """Whether ``name`` is an id, or the start of the id, of a version here (a tag of
+    that name would hide it)."""
+    if not _ID.match(name):
+        return False
+    try:
+        return by_id_prefix(catalog, name) is not None
+    except InvalidName:  # the start of several
+        return True
 
 
 def by_id_prefix(catalog: Catalog, prefix: str) -> tuple[int, Version] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,9 @@ from ..catalog.records import (
     insert_version,
     version_content_id,
 )
-from ..errors import LineageError, ModelExists, UnknownModel, UnsupportedInput
+from ..errors import LineageError, ModelExists, ModelgitWarning, UnknownModel, UnsupportedInput
 from ..formats.sources import ModelSource, TensorSource, open_model, side_files, tensor_from_buffer
+from ..names import warn_misspelt_relation
 from ..progress import Counter, ProgressFn
 from ..storage.similarity import TensorSketch, insert_sketches, sketch_source
 from ..storage.writer import WriteStats, write_tensors
@@ -76,6 +78,8 @@ def provenance_links(
         refs = list(parents)
     if not isinstance(relation, str) or not relation or len(relation) > 64:
         raise LineageError("relation must be a short non-empty string, e.g. 'finetune'")
+    if refs:
+        warn_misspelt_relation(relation)
     links: list[Link] = []
     for p in refs:
         pid, pv = engine.resolve(p)
@@ -229,6 +233,7 @@ def write_version(
                 raise
             store.published()
     engine.last_write = stats
+    _warn_mistakes(engine, version, links, parents, {r.name for r in rows}, chosen_files)
     return version
 
 
@@ -250,6 +255,38 @@ def _next_number(db: Any, name: str) -> int:
         if row is not None and row[0] is not None:
             best = max(best, row[0])
     return int(best) + 1
+
+
+def _warn_mistakes(
+    engine: VersionStore,
+    version: Version,
+    links: list[Link],
+    parents: list[dict[str, TensorRow]],
+    names: set[str],
+    files: dict[str, bytes],
+) -> None:
+    """:class:`~modelgit.ModelgitWarning` for a stored version that looks like a mistake:
+    a commit with the previous version's weights and side files, or a parent sharing no
+    tensor name."""
+    for (pid, pv, kind, _), rows in zip(links, parents, strict=True):
+        if (
+            kind == "version"
+            and len(links) == 1  # a plain commit (a merge may keep one side's weights)
+            and pv.content_id == version.content_id
+            and _files_of(engine, (pid, pv, kind, "")) == dict(files)
+        ):
+            warnings.warn(
+                f"{version.ref} has the same weights as {pv.ref}: the commit changes nothing",
+                ModelgitWarning,
+                stacklevel=5,
+            )
+        elif kind == "provenance" and names and rows and not names & rows.keys():
+            warnings.warn(
+                f"parent {pv.ref} shares no tensor names with {version.ref}: is it the "
+                "right parent?",
+                ModelgitWarning,
+                stacklevel=5,
+            )
 
 
 def _exists(db: Any, vid: int) -> bool:

@@ -3,12 +3,13 @@
 The path runs over the version-level graph (provenance links and version links), from
 the good version to the bad one: ``base@1 -> ft@1 -> ft@2 -> ft@3`` when ft@3 is bad
 and base@1 good, or simply ``m@2 -> m@3 -> ... -> m@9`` for two versions of one model.
-Following the edges forward is tried first; if the bad version does not descend from
-the good one, the edges are walked either way (relatives joined through a common
-ancestor). Like ``git bisect``, the two ends are trusted (``verify=True`` tests them
-first); a binary search then needs about log2(len(path)) test runs. A test that
-raises on a version counts as failing there (the model broke the evaluation); a test
-function that cannot be imported stops bisect before any run.
+The bad version must descend from the good one: swapped ends (good descends from bad)
+and unrelated ends (neither descends from the other) are refused before any test
+runs. Both ends are tested first (``verify=False`` trusts them, as ``git bisect``
+does): the good end must pass and the bad end fail. A binary search then needs about
+log2(len(path)) more test runs. A test that raises on a version counts as failing
+there (the model broke the evaluation); a test function that cannot be imported stops
+bisect before any run.
 """
 
 from __future__ import annotations
@@ -92,15 +93,21 @@ def version_path(repo: VersionStore, good: str, bad: str) -> list[str]:
         raise WorkflowError(f"good and bad are the same version ({gv.ref})")
     edges = graph_of(repo).edges(kind=None)
     forward: dict[str, list[str]] = {}
-    both: dict[str, list[str]] = {}
     for e in edges:
         forward.setdefault(e.parent, []).append(e.child)
-        both.setdefault(e.parent, []).append(e.child)
-        both.setdefault(e.child, []).append(e.parent)
-    path = _bfs(forward, gv.ref, bv.ref) or _bfs(both, gv.ref, bv.ref)
-    if path is None:
-        raise LineageError(f"no lineage path joins {gv.ref} and {bv.ref}")
-    return path
+    path = _bfs(forward, gv.ref, bv.ref)
+    if path is not None:
+        return path
+    if _bfs(forward, bv.ref, gv.ref) is not None:
+        raise WorkflowError(
+            f"the ends are swapped: the good end {gv.ref} descends from the bad end {bv.ref}; "
+            f"bisect runs from an ancestor that passes to a descendant that fails "
+            f"(good {bv.ref}, bad {gv.ref}?)"
+        )
+    raise LineageError(
+        f"{gv.ref} and {bv.ref} are unrelated: neither descends from the other, so no "
+        "lineage path runs from the good end to the bad one"
+    )
 
 
 def run_bisect(
@@ -109,7 +116,7 @@ def run_bisect(
     good: str,
     bad: str,
     store: bool,
-    verify: bool = False,
+    verify: bool = True,
 ) -> BisectResult:
     path = version_path(repo, good, bad)
     resolve_callable(spec.fn)  # a test that cannot be imported stops here, not as "bad"

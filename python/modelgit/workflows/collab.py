@@ -53,13 +53,19 @@ CREATE TABLE IF NOT EXISTS remotes (
 class CollabMixin(_Base):
     """push, pull, merge, and named remotes."""
 
-    def push(self, other: VersionStore | str | os.PathLike[str]) -> TransferReport:
+    def push(
+        self, other: VersionStore | str | os.PathLike[str], *, allow_diverged: bool = False
+    ) -> TransferReport:
         """Copy into the repository ``other`` (a path, a team URL, or the name of a
-        remote) the versions, chunks, edges and tags it lacks. Models both sides changed
-        are reported as diverged: ``other`` keeps its history and receives ours aside,
-        to be merged there."""
+        remote) the versions, chunks, edges and tags it lacks.
+
+        A model whose history diverged (``other`` has versions of it that we lack) makes
+        the push raise :class:`~modelgit.DivergedHistory` before anything is uploaded:
+        pull and merge first. With ``allow_diverged=True`` the push goes on: ``other``
+        keeps its history and receives ours aside (reported as diverged), to be merged
+        there."""
         with _other(self._remote_or(other)) as dst:
-            return transfer(self, dst)
+            return transfer(self, dst, allow_diverged=allow_diverged)
 
     def pull(self, other: VersionStore | str | os.PathLike[str]) -> TransferReport:
         """Copy from the repository ``other`` (a path, a team URL, or the name of a

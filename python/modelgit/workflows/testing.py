@@ -272,10 +272,14 @@ class TestingMixin(_Base):
         *,
         threshold: float | None = None,
         higher_is_better: bool = True,
-        verify: bool = False,
+        verify: bool = True,
     ) -> BisectResult:
         """The first version on the lineage path from ``good`` to ``bad`` that fails
         ``test``, by binary search; ``.first_bad``, ``.runs`` (test runs), ``.path``.
+
+        ``bad`` must descend from ``good`` (swapped or unrelated ends are refused). Both
+        ends are tested first: WorkflowError unless ``good`` passes and ``bad`` fails;
+        ``verify=False`` trusts them (two test runs fewer).
 
         ``test``: a registered test's name (its results are stored), or an import path /
         function (then ``threshold`` and ``higher_is_better`` apply; nothing stored).

@@ -48,7 +48,7 @@ from ..catalog.records import (
     tensor_rows,
 )
 from ..catalog.schema import ensure_remote_table
-from ..errors import LineageError, ModelgitError
+from ..errors import DivergedHistory, LineageError, ModelgitError
 from ..lineage.graph import LineageGraph, check_no_cycle
 from ..storage.packs import Record
 from ..storage.similarity import TensorSketch, insert_sketches, sketches_of, storage_bases_of
@@ -285,14 +285,31 @@ def _staged_number(db: sqlite3.Connection, model: str, used: dict[str, int]) -> 
 
 
 # -- the transfer ----------------------------------------------------------------------
-def transfer(src: VersionStore, dst: VersionStore) -> TransferReport:
-    """Copy into ``dst`` what it lacks of ``src``; see the module docstring."""
+def _refuse_diverged(plan: _Plan, dst: VersionStore) -> None:
+    names = ", ".join(f"{d.name} (there {d.ours}, here {d.theirs})" for d in plan.diverged)
+    first = plan.diverged[0].name
+    error = DivergedHistory(
+        f"push refused, nothing was uploaded: {dst.location} has versions that this repository "
+        f"lacks, so their histories diverged: {names}. Pull and merge first (modelgit pull "
+        f"OTHER, then modelgit merge {first}), or push with --allow-diverged "
+        "(allow_diverged=True) to send ours aside for a merge there"
+    )
+    error.diverged = list(plan.diverged)  # type: ignore[attr-defined]
+    raise error
+
+
+def transfer(src: VersionStore, dst: VersionStore, allow_diverged: bool = True) -> TransferReport:
+    """Copy into ``dst`` what it lacks of ``src``; see the module docstring. With
+    ``allow_diverged=False`` (push), a diverged model raises :class:`DivergedHistory`
+    before anything is copied."""
     if _where(src) == _where(dst):
         raise ModelgitError("cannot push or pull a repository into itself")
     report = TransferReport(src.location, dst.location)
     with src.lock(exclusive=False, writes=False), dst.lock(exclusive=False):
         s = _snapshot(src)
         plan = _plan(s, dst.catalog.connection())
+        if plan.diverged and not allow_diverged:
+            _refuse_diverged(plan, dst)
         tensors = _tensor_rows(src, plan.source_ids)
         needed = _chunk_closure(src, tensors)
         present = set(dst.store.rows(list(needed)))
@@ -306,6 +323,8 @@ def transfer(src: VersionStore, dst: VersionStore) -> TransferReport:
             ensure_remote_table(db)
             # the receiver may have changed meanwhile: plan again inside the transaction
             plan = _plan(s, db)
+            if plan.diverged and not allow_diverged:
+                _refuse_diverged(plan, dst)  # (the copied records are garbage for gc)
             tensors = _tensor_rows(src, plan.source_ids)
             files = _files(src, plan.source_ids)
             index = (
