@@ -261,3 +261,37 @@ def test_cli_auto_tolerance(tmp_path, monkeypatch) -> None:  # noqa: ANN001
         v = r.version("ft")
         assert v.metadata["auto_trials"] and v.metadata["auto_trials"][-1]["accepted"]
         assert v.lossy and float((r.load("ft")["w"] - tuned["w"]).abs().max()) <= 2e-4
+        r.register_test("close", "test_storage_policy:neg_error", threshold=-1e-5)
+    ft = str(tmp_path / "ft.safetensors")
+    assert main(["--repo", str(repo), "commit", "ft", ft, "--guard-tests"]) == 1  # no auto
+    guarded = ["--repo", str(repo), "commit", "ft", ft, "--guard-tests",
+               "--tolerance", "auto:test_storage_policy:neg_error:0.0002"]  # fmt: skip
+    assert main(guarded) == 0
+    with mg.open(repo) as r:
+        assert float((r.load("ft")["w"] - tuned["w"]).abs().max()) <= 1e-5
+
+
+def test_auto_guarded_by_the_registered_tests(repo: mg.Repository) -> None:
+    """Auto(guard=True): every test registered on the model (with a threshold) must pass
+    on the lossy candidate too; with test=None they alone decide."""
+    base = model(25)
+    tuned = tune(base, 26, scale=1e-2)
+    REFERENCE.clear()
+    REFERENCE.update(tuned)
+    repo.add("base", base)
+    lenient = mg.Auto(test="test_storage_policy:neg_error", max_drop=1.0)
+    loose = repo.add("loose", tuned, parents="base", tolerance=lenient)
+    repo.register_test("close", "test_storage_policy:neg_error", threshold=-2e-4)  # every model
+    guarded = repo.add("guarded", tuned, parents="base",
+                       tolerance=mg.Auto(test="test_storage_policy:neg_error", max_drop=1.0,
+                                         guard=True))  # fmt: skip
+    only = repo.add("only", tuned, parents="base", tolerance=mg.Auto(test=None, guard=True))
+    assert loose.tolerance == loose.metadata["auto_trials"][0]["tolerance"]  # the first
+    for v in (guarded, only):
+        trials = v.metadata["auto_trials"]
+        assert not trials[0]["accepted"] and trials[-1]["accepted"]
+        assert float((repo.load(v.ref)["w"] - tuned["w"]).abs().max()) <= 2e-4
+    assert guarded.metadata["auto_trials"] != loose.metadata["auto_trials"]
+    with pytest.raises(mg.UnsupportedInput, match="needs a test, a guard"):
+        mg.Auto(test=None)
+    assert repo.fsck().ok

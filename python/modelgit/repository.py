@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .errors import LineageError
@@ -21,6 +22,7 @@ from .memory import MemoryBudget
 from .progress import ProgressFn
 from .storage.backend import FORMAT_FILE, FORMAT_NAME, FORMAT_VERSION
 from .storage.opening import open_backend
+from .tolerance import Auto
 from .versions import Version, VersionStore
 from .versions.write import SideFiles
 from .workflows import WorkflowMixin
@@ -90,6 +92,32 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
 
     def __repr__(self) -> str:
         return f"<modelgit.Repository {self.location!r}>"
+
+    def write(
+        self,
+        name: str,
+        model: Any,
+        links: list[Any],
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        tolerance: object = None,
+        new_model: bool = False,
+        progress: ProgressFn | None = None,
+        base: str = "auto",
+        *,
+        follow_symlinks: bool = False,
+        files: SideFiles | None = None,
+    ) -> Version:
+        """The engine's write (every add, commit, merge and cascade step goes through
+        it), with ``Auto(guard=True)`` turned into the check of the tests registered on
+        the model (:meth:`registered_guard`)."""
+        if isinstance(tolerance, Auto) and tolerance.guard is True:
+            parents = [v.model for _, v, kind, _ in links if kind == "provenance"]
+            tolerance = replace(tolerance, guard=self.registered_guard(name, parents))
+        return super().write(
+            name, model, links, message, metadata, tolerance, new_model, progress, base,
+            follow_symlinks=follow_symlinks, files=files,
+        )  # fmt: skip
 
     def add(
         self,

@@ -70,7 +70,10 @@ class Auto:
 
     ``test`` is an import path ``"pkg.module:function"`` (or a callable) called with the
     decoded state_dict; it returns a number (or a bool). ``higher_is_better`` says which
-    way is a drop: for a loss, pass False. ``max_drop`` is absolute, in the metric's units,
+    way is a drop: for a loss, pass False. ``guard=True`` also requires that every test
+    registered on the model (with a threshold; ``register_test``) still passes on the
+    candidate; with ``test=None`` the registered tests alone decide. ``max_drop`` is
+    absolute, in the metric's units,
     or, with ``relative=True``, a fraction of the lossless model's metric (MGit's
     relative accuracy drop: ``max_drop=0.01`` allows 1% of it). On the command line:
     ``--tolerance auto:pkg.mod:fn:0.005`` (absolute) or ``auto:pkg.mod:fn:1%``
@@ -93,10 +96,14 @@ class Auto:
     )
 
     relative: bool = False
+    guard: object = None  # True: the tests registered on the model must still pass
+    # (``Repository.add``/``commit`` turn it into a callable(state_dict) -> bool)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_drop, (int, float)) and self.max_drop >= 0):
             raise UnsupportedInput("Auto max_drop must be a number >= 0")
+        if self.test is None and self.guard is None:
+            raise UnsupportedInput("Auto needs a test, a guard (guard=True), or both")
 
     def allowed_drop(self, reference: float) -> float:
         """The drop allowed from the lossless model's metric ``reference``."""
@@ -110,6 +117,7 @@ class Auto:
             "max_drop": self.max_drop,
             "relative": self.relative,
             "higher_is_better": self.higher_is_better,
+            "guard": "registered tests" if self.guard is not None else None,
         }
 
 

@@ -216,6 +216,12 @@ def _write_options(p: argparse.ArgumentParser) -> None:
         "(add) or the previous version (commit)",
     )
     p.add_argument(
+        "--guard-tests",
+        action="store_true",
+        help="with --tolerance auto:...: the tests registered on the model (with a "
+        "threshold) must still pass on the lossy candidate",
+    )
+    p.add_argument(
         "--follow-symlinks",
         action="store_true",
         help="read symlinks in a model folder that lead outside it (refused by default; "
@@ -231,6 +237,19 @@ def _write_options(p: argparse.ArgumentParser) -> None:
 
 
 # -- argument parsing --------------------------------------------------------------------
+
+
+def guarded(tolerance: Any, guard: bool) -> Any:
+    """``--guard-tests``: the Auto tolerance with ``guard=True``."""
+    if not guard:
+        return tolerance
+    from dataclasses import replace
+
+    from ..tolerance import Auto
+
+    if not isinstance(tolerance, Auto):
+        raise CliError("--guard-tests goes with --tolerance auto:PKG.MODULE:TEST:MAX_DROP")
+    return replace(tolerance, guard=True)
 
 
 def parse_tolerance(text: str | None) -> Any:
@@ -339,7 +358,7 @@ def _describe(repo: Any, v: Any) -> str:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    tolerance = parse_tolerance(args.tolerance)
+    tolerance = guarded(parse_tolerance(args.tolerance), args.guard_tests)
     meta = parse_meta(args.meta)
     with open_repo(args) as repo:
         model = load_model_arg(args.path)
@@ -370,7 +389,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    tolerance = parse_tolerance(args.tolerance)
+    tolerance = guarded(parse_tolerance(args.tolerance), args.guard_tests)
     meta = parse_meta(args.meta)
     with open_repo(args) as repo:
         repo.require_model(args.name)

@@ -16,6 +16,7 @@ from .. import codec
 from ..callables import resolve_callable
 from ..codec import lossy
 from ..dtypes import by_torch
+from ..errors import UnsupportedInput
 from ..formats.sources import tensor_bytes
 from ..tolerance import Auto, ErrorBound, LowBit
 
@@ -96,14 +97,23 @@ def choose_tolerance(
     parent: dict[str, torch.Tensor] | None,
     chunk_elems: int,
 ) -> tuple[ErrorBound | LowBit | None, list[AutoTrial]]:
-    """The first candidate of ``auto`` that keeps the test metric, and every trial."""
-    fn = resolve_callable(auto.test)  # type: ignore[arg-type]
-    reference = _metric(fn, sd)
+    """The first candidate of ``auto`` that keeps the test metric (and passes its guard),
+    and every trial."""
+    if auto.guard is not None and not callable(auto.guard):
+        raise UnsupportedInput(
+            "Auto(guard=True) is resolved by Repository.add/commit (the tests registered "
+            "on the model); pass a callable(state_dict) -> bool here"
+        )
+    fn = resolve_callable(auto.test) if auto.test is not None else None  # type: ignore[arg-type]
+    reference = _metric(fn, sd) if fn is not None else 0.0
     trials: list[AutoTrial] = []
     for cand in auto.candidates:
-        m = _metric(fn, apply_tolerance(sd, parent, cand, chunk_elems))
+        lossy_sd = apply_tolerance(sd, parent, cand, chunk_elems)
+        m = _metric(fn, lossy_sd) if fn is not None else 0.0
         drop = reference - m if auto.higher_is_better else m - reference
         ok = drop <= auto.allowed_drop(reference)
+        if ok and auto.guard is not None:
+            ok = bool(auto.guard(lossy_sd))  # type: ignore[operator]
         trials.append(AutoTrial(cand, m, drop, ok))
         if ok:
             return cand, trials

@@ -106,6 +106,29 @@ class TestingMixin(_Base):
             )
         return TestSpec(name, fn_path, selector, higher_is_better, threshold, factory_path, now)
 
+    def registered_guard(self, name: str, parents: Sequence[str] = ()) -> Callable[..., bool]:
+        """A check for ``Auto(guard=True)``: callable(state_dict) -> whether every test
+        registered on model ``name`` (for a model not added yet: on its ``parents``)
+        that has a verdict (a threshold, or a bool result) still passes."""
+        db = self._workflow_db()
+        graph = graph_of(self)
+        targets = {name} if name in graph else set(parents)
+        specs = [
+            s
+            for s in _tests.load_tests(db)
+            if targets & set(_tests.select_models(graph, s.selector))
+        ]
+        factories = {s.name: _tests.factory_for(db, s, name) for s in specs}
+
+        def guard(sd: Any) -> bool:
+            for spec in specs:
+                r = _tests.run_one(spec, name, 0, sd, factories[spec.name])
+                if r.kind == "error" or r.passed is False:
+                    return False
+            return True
+
+        return guard
+
     def tests(self) -> list[TestSpec]:
         """The registered tests, in registration order."""
         return _tests.load_tests(self._workflow_db())
