@@ -235,7 +235,12 @@ def test_graph_outputs(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
 def test_tags_edges_rename_rm_gc_fsck(cli: Callable, repo_dir: Path) -> None:
     assert cli("tag", cwd=repo_dir).out.strip() == "(no tags)"
     assert cli("tag", "prod", "ft@1").code == 0
-    assert cli("tag", "--json").json() == {"prod": "ft@1"}
+    mid = cli("show", "ft@1", "--json").json()["id"]
+    assert cli("tag", "--json").json() == [{"name": "prod", "ref": "ft@1", "id": mid}]
+    assert cli("tag", "prod", "--json").json() == {"name": "prod", "ref": "ft@1", "id": mid}
+    ls_tags = {m["name"]: m["tags"] for m in cli("ls", "--json").json()}
+    assert ls_tags["ft"] == [{"name": "prod", "ref": "ft@1", "id": mid}]
+    assert "prod=@1" in cli("ls").out
     assert cli("tag", "prod").out.strip() == "ft@1"
     assert cli("show", "prod", "--json").json()["tags"] == ["prod"]
     assert_one_line_error(cli("tag", "prod", "ft@2"), match="exists")

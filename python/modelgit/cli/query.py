@@ -81,9 +81,9 @@ def register(sub: Any) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         graph = repo.graph
-        tags: dict[str, list[str]] = {}
+        tags: dict[str, list[dict[str, str]]] = {}
         for t, v in repo.tags().items():
-            tags.setdefault(v.model, []).append(f"{t}=@{v.number}")
+            tags.setdefault(v.model, []).append({"name": t, "ref": v.ref, "id": v.id})
         items = []
         for n in graph.nodes():
             items.append({
@@ -109,7 +109,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             it["versions"],
             human(it["logical_bytes"]),
             parents or "-",
-            " ".join(it["tags"]),
+            " ".join(f"{t['name']}=@{t['ref'].split('@', 1)[1]}" for t in it["tags"]),
             "lossy" if it["lossy"] else "",
         ])  # fmt: skip
     text = table(rows, right=(1, 2)) if items else "(no models; add one with `modelgit add`)"

@@ -346,6 +346,11 @@ def _with_stats(repo: Any, v: Any) -> dict[str, Any]:
     return out
 
 
+def _tag_json(tag: str, v: Any) -> dict[str, str]:
+    """A tag in the JSON of every command: its name, and the version it names."""
+    return {"name": tag, "ref": v.ref, "id": v.id}
+
+
 def _describe(repo: Any, v: Any) -> str:
     stats = getattr(repo, "last_write", None)
     parts = [f"{v.ref}", f"id {v.id}", human(v.logical_bytes)]
@@ -449,7 +454,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             tags = repo.tags()
             emit(
                 args.json,
-                {t: v.ref for t, v in tags.items()},
+                [_tag_json(t, v) for t, v in tags.items()],
                 "\n".join(f"{t}  {v.ref}" for t, v in tags.items()) or "(no tags)",
             )
             return 0
@@ -457,7 +462,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             tags = repo.tags()
             if args.tag not in tags:
                 raise CliError(f"no tag named {args.tag!r}; to create it: modelgit tag TAG REF")
-            emit(args.json, {args.tag: tags[args.tag].ref}, tags[args.tag].ref)
+            emit(args.json, _tag_json(args.tag, tags[args.tag]), tags[args.tag].ref)
             return 0
         if _names_version(repo, args.tag) and not _names_version(repo, args.ref):
             raise CliError(
@@ -466,7 +471,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 f"`modelgit tag {args.ref} {args.tag}`?"
             )
         v = repo.tag(args.ref, args.tag, force=args.force)
-        emit(args.json, {args.tag: v.ref}, f"tagged {v.ref} as {args.tag}")
+        emit(args.json, _tag_json(args.tag, v), f"tagged {v.ref} as {args.tag}")
     return 0
 
 
