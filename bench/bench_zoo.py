@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             "Command (from the project root; the harness alone is "
             f"`modelgit bench {rel} -o bench/out/{name}`):",
             "",
-            "```sh",
+            "```sh no-run",  # minutes to hours: shown, not run by tests/test_docs.py
             command,
             "```",
             "",
