@@ -117,7 +117,9 @@ class CollabMixin(_Base):
 
     def fetched(self, name: str | None = None) -> list[Version]:
         """Versions fetched by a pull (or received by a push) that diverge from our
-        history and are not merged yet. Their numbers are <= 0 until merged."""
+        history and are not merged yet. Each keeps the number it was made with, as
+        ``Version.fetched_number`` (its ref is ``name@fetched:N``); ``Version.number`` is a
+        local placeholder <= 0."""
         return [v for _, v, _ in fetched(self, name)]
 
     def merge(

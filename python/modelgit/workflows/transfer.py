@@ -196,6 +196,7 @@ def _snapshot(src: VersionStore) -> _Source:
 class _Plan:
     inserts: list[tuple[int, int]] = field(default_factory=list)  # (source id, number)
     stages: list[int] = field(default_factory=list)  # source ids fetched aside
+    # versions the receiver held aside that join its history under their own number
     renumber: list[tuple[int, int]] = field(default_factory=list)  # (receiver id, number)
     new_models: list[str] = field(default_factory=list)
     fast_forwarded: list[str] = field(default_factory=list)
