@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
+STANDALONE_SLACK = 1.1  # standalone is tried where its sampled estimate is below this x the delta
 _MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
 LINEAR_MISSES = 4  # chunks without a hit after which a write stops fitting
 
@@ -299,7 +300,7 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
     if (
         best is None
         or len(best.payload) > _STANDALONE_RETRY * len(data)
-        or _standalone_estimate(data, dtype) < 1.1 * len(best.payload)
+        or _standalone_estimate(data, dtype) < STANDALONE_SLACK * len(best.payload)
     ):
         alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
         if best is None or len(alt.payload) < len(best.payload):
