@@ -98,6 +98,8 @@ def test_reserved_names_are_refused(repo: mg.Repository) -> None:
         repo.add("m", {"@state/x": torch.zeros(3)})
     with pytest.raises(UnsupportedInput, match="reserves"):
         repo.checkpoint("m", {"@state/x": torch.zeros(3)}, torch.optim.SGD([torch.zeros(1)]))
+    with pytest.raises(UnsupportedInput, match="step must be an integer"):
+        repo.checkpoint("m", {"w": torch.zeros(3)}, step=2.5)
     with pytest.raises(UnsupportedInput, match="cannot store"):
         repo.checkpoint("m", {"w": torch.zeros(3)}, {"state": {}, "odd": object()})
     assert "m" not in repo

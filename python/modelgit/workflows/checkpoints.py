@@ -18,6 +18,7 @@ kept apart from the weights (docs/FORMAT.md, "Training checkpoints"):
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,10 +138,10 @@ class CheckpointMixin:
         in the same version apart from the weights (load, export, diff and show see the
         weights only); ``step`` and ``metrics`` (numbers by name) go into its metadata,
         which ``log`` shows. :meth:`restore` resumes from it."""
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-            if not (hasattr(step, "__index__")):
+        if step is not None:
+            if isinstance(step, bool) or not hasattr(step, "__index__"):
                 raise UnsupportedInput(f"step must be an integer, not {step!r}")
-            step = int(step)
+            step = operator.index(step)
         info = {"step": step, "metrics": _metrics(metrics)}
         tensors: dict[str, Any] = {}
         skeleton: dict[str, Any] = {}

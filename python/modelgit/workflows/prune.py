@@ -106,6 +106,7 @@ def prune_checkpoints(
         kept = choose_kept(cps, keep_last, keep_best, maximize)
         latest = max(ids) if ids else None
         changed: list[int] = []
+        gone: list[int] = []
         for v in cps:
             vid = ids[v.number]
             if v.number in kept or (mode == "versions" and v.number == latest):
@@ -120,8 +121,8 @@ def prune_checkpoints(
                 report.skipped.append(v.ref)
                 continue
             changed += _delete_version(db, vid)
+            gone.append(vid)
             report.versions.append(v.ref)
-        gone = [ids[int(r.rpartition("@")[2])] for r in report.versions]
         checks.refresh(db, set(changed) | set(gone))
     return report
 
