@@ -283,3 +283,19 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.delitem(sys.modules, f"modelgit.integrations.{integration}", raising=False)
         with pytest.raises(ImportError, match=rf'pip install "modelgit\[{extra}\]"'):
             __import__(f"modelgit.integrations.{integration}")
+
+
+def test_checkpoints_travel_with_push(trained, tmp_path: Path) -> None:
+    repo, losses = trained
+    repo.prune_checkpoints("mlp", keep_last=3, mode="versions")
+    other = mg.init(tmp_path / "other")
+    try:
+        repo.push(other.root)
+        assert [v.number for v in other.versions("mlp")] == [8, 9, 10]
+        model, opt, sched = _setup()
+        v = other.restore("mlp@8", model, opt, sched)
+        step = v.metadata["checkpoint"]["step"]
+        assert _train(model, opt, sched, step, STEPS) == losses[step:]
+        assert other.fsck().ok
+    finally:
+        other.close()
