@@ -152,8 +152,6 @@ class CheckpointMixin:
         meta: dict[str, Any] = {CHECKPOINT_KEY: info}
         if skeleton:
             meta[STATE_KEY] = skeleton
-        if not message:
-            message = "checkpoint" + (f" step {step}" if step is not None else "")
         if name in self:
             prev_id, prev = self.resolve(name)
             links: list[Any] = [(prev_id, prev, "version", "version")]
