@@ -44,7 +44,8 @@ TEXT = {"text"}
 # page gives next to the block.
 NO_RUN = {
     "README.md": 2,  # pip install
-    "docs/guide.md": 2,  # a PostgreSQL server and an S3 bucket; transformers + MiniLM
+    "docs/guide.md": 3,  # a PostgreSQL server and an S3 bucket; transformers + MiniLM;
+    # the Trainer and Lightning callbacks (tests/test_workflows_checkpoints.py runs them)
     "docs/cli.md": 1,  # a Hugging Face folder with side files
     "docs/benchmarks.md": 2,  # a GPU
     "docs/benchmarks_core.md": 1,  # the benchmarks: minutes to hours each

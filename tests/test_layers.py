@@ -41,6 +41,7 @@ RANK = {
     "repository": 6,
     "zoo": 6,  # the reference zoos (used by bench)
     "bench": 7,
+    "integrations": 7,  # training-framework callbacks (take a repository)
     "app": 7,  # demo, __init__, __main__
     "cli": 8,
 }

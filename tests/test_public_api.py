@@ -19,7 +19,7 @@ PUBLIC = {
     "RepoStats", "ModelStats", "FsckReport", "GcReport", "RepackReport", "TransferReport",
     "DivergedModel",
     "TestSpec", "TestResult", "TestTable", "CascadeReport", "CascadeStep", "Creator",
-    "BisectResult", "ImportReport", "ImportedModel",
+    "BisectResult", "ImportReport", "ImportedModel", "PruneReport",
     "ModelgitError", "NotARepository", "RepositoryExists", "UnknownModel", "UnknownVersion",
     "ModelExists", "CorruptObject", "InvalidName", "InvalidArgument", "UnsupportedInput",
     "LineageError", "FormatVersionError", "StorageUnavailable", "CatalogUnavailable",

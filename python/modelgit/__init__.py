@@ -53,6 +53,7 @@ from .workflows import (
     DivergedModel,
     ImportedModel,
     ImportReport,
+    PruneReport,
     TestResult,
     TestSpec,
     TestTable,
@@ -103,6 +104,7 @@ __all__ = [
     "BisectResult",
     "ImportReport",
     "ImportedModel",
+    "PruneReport",
     # errors
     "ModelgitError",
     "NotARepository",

@@ -107,6 +107,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         *,
         follow_symlinks: bool = False,
         files: SideFiles | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> Version:
         """The engine's write (every add, commit, merge and cascade step goes through
         it), with ``Auto(guard=True)`` turned into the check of the tests registered on
@@ -116,7 +117,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
             tolerance = replace(tolerance, guard=self.registered_guard(name, parents))
         return super().write(
             name, model, links, message, metadata, tolerance, new_model, progress, base,
-            follow_symlinks=follow_symlinks, files=files,
+            follow_symlinks=follow_symlinks, files=files, state=state,
         )  # fmt: skip
 
     def add(

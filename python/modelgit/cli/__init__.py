@@ -6,11 +6,11 @@ print one line on stderr and exit non-zero: 1 for an error of use or data (unkno
 model, corrupt repository...), 2 for wrong arguments, 130 when interrupted.
 Set ``MODELGIT_DEBUG=1`` to see the traceback of an unexpected error.
 
-One module per group of commands: ``maintain`` (init, du, fsck, gc, repack), ``write``
-(add, commit, rm, tag, rename, export), ``importing`` (import), ``query`` (ls, log,
-show, diff), ``lineage`` (graph, edge), ``workflows`` (test, creator, cascade, bisect),
-``collab`` (push, pull, merge, infer), ``settings`` (cache, layout), ``demo``, and
-``bench``.
+One module per group of commands: ``maintain`` (init, du, fsck, gc, repack,
+prune-checkpoints), ``write`` (add, commit, rm, tag, rename, export), ``importing``
+(import), ``query`` (ls, log, show, diff), ``lineage`` (graph, edge), ``workflows``
+(test, creator, cascade, bisect), ``collab`` (push, pull, merge, infer), ``settings``
+(cache, layout), ``demo``, and ``bench``.
 """
 
 from __future__ import annotations

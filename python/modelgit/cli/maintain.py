@@ -1,4 +1,4 @@
-"""Repository commands: init, du, fsck, gc."""
+"""Repository commands: init, du, fsck, gc, repack, prune-checkpoints."""
 
 from __future__ import annotations
 
@@ -60,6 +60,34 @@ def register(sub: Any) -> None:
         description="Delete chunks no version needs (after rm) and compact the packs.",
         epilog="examples:\n  modelgit rm old-model && modelgit gc",
     )
+    p = command(
+        sub,
+        "prune-checkpoints",
+        cmd_prune_checkpoints,
+        help="drop the optimizer state (or the versions) of old training checkpoints",
+        description=(
+            "Of the checkpoint versions of NAME (written by repo.checkpoint or the training "
+            "callbacks), keep the last K and the best by a metric whole; drop the optimizer "
+            "and scheduler state of the others and keep their weights, or, with "
+            "--drop-versions, remove those versions (tagged ones, those another model "
+            "derives from and the latest version stay). Then run `modelgit gc`."
+        ),
+        epilog=(
+            "examples:\n"
+            "  modelgit prune-checkpoints mlp --keep-last 2\n"
+            "  modelgit prune-checkpoints mlp --keep-last 1 --keep-best loss\n"
+            "  modelgit prune-checkpoints mlp --keep-last 1 --drop-versions && modelgit gc"
+        ),
+    )
+    p.add_argument("name", metavar="NAME", help="the model")
+    p.add_argument("--keep-last", type=int, default=1, metavar="K",
+                   help="keep the last K checkpoints whole (default: 1)")  # fmt: skip
+    p.add_argument("--keep-best", metavar="METRIC",
+                   help="also keep the checkpoint with the lowest METRIC")  # fmt: skip
+    p.add_argument("--maximize", action="store_true", help="with --keep-best: the highest")
+    p.add_argument("--drop-versions", action="store_true",
+                   help="remove the pruned versions, not only their training state")  # fmt: skip
+
     p = command(
         sub,
         "repack",
@@ -169,6 +197,30 @@ def cmd_repack(args: argparse.Namespace) -> int:
     with open_repo(args) as repo, Progress("repacking") as bar:
         report = call_with_progress(repo.repack, gc=not args.no_gc, progress=bar)
     emit(args.json, report)
+    return 0
+
+
+def cmd_prune_checkpoints(args: argparse.Namespace) -> int:
+    with open_repo(args) as repo:
+        report = repo.prune_checkpoints(
+            args.name,
+            keep_last=args.keep_last,
+            keep_best=args.keep_best,
+            mode="versions" if args.drop_versions else "state",
+            maximize=args.maximize,
+        )
+    lines = []
+    if report.states:
+        lines.append("dropped the training state of " + ", ".join(report.states))
+    if report.versions:
+        lines.append("removed " + ", ".join(report.versions))
+    if report.skipped:
+        lines.append("kept (tagged, or a parent of another model): " + ", ".join(report.skipped))
+    if not (report.states or report.versions):
+        lines.append("nothing to prune")
+    else:
+        lines.append("run `modelgit gc` to reclaim the space")
+    emit(args.json, report, "\n".join(lines))
     return 0
 
 

@@ -153,7 +153,40 @@ def _version_text(v: Any, notes: dict[str, list[dict[str, Any]]] | None = None) 
               if not n.get("linked_to")]  # fmt: skip
     if shown:
         lines.append("    from " + ", ".join(shown))
+    cp = _checkpoint_text(v)
+    if cp:
+        lines.append("    " + cp)
     return "\n".join(lines)
+
+
+def _checkpoint_info(v: Any) -> dict[str, Any] | None:
+    info = v.metadata.get("checkpoint") if isinstance(v.metadata, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+def _checkpoint_text(v: Any) -> str:
+    """``checkpoint step 300  loss=0.25`` for a training checkpoint, else ''."""
+    info = _checkpoint_info(v)
+    if info is None:
+        return ""
+    parts = ["checkpoint"] + ([f"step {info['step']}"] if info.get("step") is not None else [])
+    metrics = info.get("metrics") if isinstance(info.get("metrics"), dict) else {}
+    parts += [f"{k}={val:.6g}" if isinstance(val, float) else f"{k}={val}"
+              for k, val in metrics.items()]  # fmt: skip
+    if info.get("state_dropped"):
+        parts.append("(training state dropped)")
+    elif isinstance(v.metadata.get("@state"), dict):
+        parts.append("(+ " + ", ".join(v.metadata["@state"]) + " state)")
+    return "  ".join(parts)
+
+
+def _log_json(v: Any) -> dict[str, Any]:
+    data = v.to_json()
+    info = _checkpoint_info(v)
+    if info is not None:
+        data["step"] = info.get("step")
+        data["metrics"] = info.get("metrics") or {}
+    return data
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -165,7 +198,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.max_count is not None:
         versions = versions[: max(0, args.max_count)]
     text = "\n".join(_version_text(v, notes) for v in versions) or "(no versions)"
-    emit(args.json, [v.to_json() for v in versions], text)
+    emit(args.json, [_log_json(v) for v in versions], text)
     return 0
 
 
@@ -191,8 +224,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(f"    tags: {', '.join(tags)}")
     if bases:
         lines.append(f"    stored against: {', '.join(bases)}")
-    if v.metadata:
-        lines.append("    metadata: " + ", ".join(f"{k}={val}" for k, val in v.metadata.items()))
+    meta = {k: val for k, val in v.metadata.items() if k not in ("@state", "checkpoint")}
+    if meta:  # a checkpoint's step, metrics and state are on the line above
+        lines.append("    metadata: " + ", ".join(f"{k}={val}" for k, val in meta.items()))
     lines.append("")
     lines.extend(arch.lines())
     lines.append("")

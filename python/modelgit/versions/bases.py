@@ -125,7 +125,7 @@ def choose_bases(
         return {}, {}
     sk = sketches_of(engine.catalog, pool)
     deep = delta_coded(engine.catalog, pool)
-    rows = {vid: {r.name: r for r in engine.tensor_rows(vid)} for vid in pool}
+    rows = {vid: {r.name: r for r in engine.tensor_rows(vid, state=True)} for vid in pool}
     fitted = _merge_fit(new, pool, sk)
     merge, mean_too = None, False
     if fitted is not None:

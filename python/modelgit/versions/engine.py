@@ -225,10 +225,12 @@ class VersionStore:
             raise UnknownVersion(f"version #{vid} is gone")
         return v
 
-    def tensor_rows(self, vid: int, keys: Sequence[str] | None = None) -> list[TensorRow]:
-        """The tensor rows of version ``vid`` (of the tensors ``keys`` and those they are
-        tied to, when given)."""
-        return refs.select_tensor_rows(self.catalog, vid, keys)
+    def tensor_rows(
+        self, vid: int, keys: Sequence[str] | None = None, *, state: bool = False
+    ) -> list[TensorRow]:
+        """The tensor rows of version ``vid``'s weights (of the tensors ``keys`` and those
+        they are tied to, when given); a checkpoint's training state too with ``state``."""
+        return refs.select_tensor_rows(self.catalog, vid, keys, state=state)
 
     def storage_bases(self, ref: str, version: int | None = None) -> list[Version]:
         """The versions a version's weights were coded against when it was written (its
@@ -342,16 +344,18 @@ class VersionStore:
         *,
         follow_symlinks: bool = False,
         files: SideFiles | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> Version:
         """Store ``model`` as a new version of ``name`` with the given parent links
         (``(internal id, Version, kind, relation)``) and publish it in one transaction;
         its chunks are coded against the stored tensors ``base`` picks (``"auto"`` or
         ``"parent"``: ``versions.bases``). Side files: ``files``, else a folder's own,
         else those of the linked version ``versions.write.inherited_from`` names.
-        :attr:`last_write` tells how it was stored."""
+        :attr:`last_write` tells how it was stored. ``state``: a checkpoint's training
+        state tensors, stored beside the weights under ``refs.STATE_PREFIX``."""
         return write_version(
             self, name, model, links, message, metadata, tolerance, new_model, progress, base,
-            follow_symlinks=follow_symlinks, files=files,
+            follow_symlinks=follow_symlinks, files=files, state=state,
         )  # fmt: skip
 
     # -- reading --------------------------------------------------------------------

@@ -27,8 +27,15 @@ __all__ = [
     "versions_of",
     "resolve",
     "select_tensor_rows",
+    "STATE_PREFIX",
+    "is_state_name",
     "pick_rows",
 ]
+
+# tensor rows of a checkpoint's training state (optimizer, scheduler) are named with this
+# prefix, which model tensors may not have (versions.write refuses them): readers of the
+# weights skip them (docs/FORMAT.md, "Training checkpoints")
+STATE_PREFIX = "@state/"
 
 
 def model_names(catalog: Catalog) -> list[str]:
@@ -197,12 +204,22 @@ def by_id_prefix(catalog: Catalog, prefix: str) -> tuple[int, Version] | None:
     return rows[0][0], v
 
 
+def is_state_name(name: str) -> bool:
+    """Whether a tensor row holds training state (a checkpoint's optimizer or scheduler
+    tensors, ``@state/...``) rather than a weight of the model."""
+    return name.startswith(STATE_PREFIX)
+
+
 def select_tensor_rows(
-    catalog: Catalog, vid: int, keys: Sequence[str] | None = None
+    catalog: Catalog, vid: int, keys: Sequence[str] | None = None, *, state: bool = False
 ) -> list[TensorRow]:
-    """The tensor rows of a version, or of the tensors named ``keys`` (plus the tensors
-    they are tied to). KeyError for a name the version does not have."""
-    return pick_rows(tensor_rows(catalog, vid), keys)
+    """The tensor rows of a version's weights, or of the tensors named ``keys`` (plus
+    the tensors they are tied to). KeyError for a name the version does not have. The
+    training state of a checkpoint (rows named ``@state/...``) only with ``state``."""
+    rows = tensor_rows(catalog, vid)
+    if not state:
+        rows = [r for r in rows if not r.name.startswith(STATE_PREFIX)]
+    return pick_rows(rows, keys)
 
 
 def pick_rows(rows: list[TensorRow], keys: Sequence[str] | None) -> list[TensorRow]:

@@ -152,7 +152,7 @@ def _repack_version(
     engine: VersionStore, vid: int, state: _State, report: RepackReport, count: Counter
 ) -> None:
     store = engine.store
-    rows = engine.tensor_rows(vid)
+    rows = engine.tensor_rows(vid, state=True)
     mine = [(t, i, c) for t in rows if t.tie is None for i, c in enumerate(t.chunk_ids)
             if state.owner.get(c) == vid]  # fmt: skip
     if not mine:
@@ -162,7 +162,7 @@ def _repack_version(
     choices, _ = choose_bases(
         engine, sketches, links, limit=CANDIDATES, allowed=lambda other: other < vid
     )
-    parents = [{r.name: r for r in engine.tensor_rows(pid)} for pid, _, _, _ in links]
+    parents = [{r.name: r for r in engine.tensor_rows(pid, state=True)} for pid, _, _, _ in links]
     plans = {
         t.name: plan_bases(t.name, by_name(t.dtype), tuple(t.shape), t.chunk_bytes
                            // by_name(t.dtype).size, parents, choices.get(t.name))

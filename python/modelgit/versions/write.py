@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from ..storage.writer import WriteStats, write_tensors
 from ..tolerance import Auto, ErrorBound, LowBit, parse_tolerance
 from .auto import choose_tolerance
 from .bases import check_base, choose_bases
-from .refs import version_from_row
+from .refs import STATE_PREFIX, is_state_name, version_from_row
 from .version import Version
 
 if TYPE_CHECKING:
@@ -137,6 +138,29 @@ def choose_files(
     return _files_of(engine, link) if link is not None else {}
 
 
+def _refuse_state_names(names: Iterable[str]) -> None:
+    bad = next((n for n in names if is_state_name(n)), None)
+    if bad is not None:
+        raise UnsupportedInput(
+            f"tensor name {bad!r} starts with {STATE_PREFIX!r}, which modelgit reserves for "
+            "the training state of checkpoints; rename the tensor"
+        )
+
+
+def with_state(model: Any, state: Mapping[str, Any] | None) -> Any:
+    """``model`` (an ``nn.Module`` or a state_dict) with the training-state tensors
+    ``state`` added under ``STATE_PREFIX``; ``model`` itself when there are none."""
+    if state is None:
+        return model
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        model = model.state_dict()
+    if not isinstance(model, Mapping):
+        raise UnsupportedInput("a checkpoint's model must be an nn.Module or a state_dict")
+    _refuse_state_names(model)
+    return {**model, **{STATE_PREFIX + k: v for k, v in state.items()}}
+
+
 def _materialize(t: TensorSource) -> Any:
     """A tensor holding a copy of a source tensor's bytes (for tests run on it)."""
     return tensor_from_buffer(bytearray(t.view()[:]), t.dtype, t.shape)
@@ -161,13 +185,16 @@ def write_version(
     *,
     follow_symlinks: bool = False,
     files: SideFiles | None = None,
+    state: Mapping[str, Any] | None = None,
 ) -> Version:
     """Store ``model`` as a new version of ``name`` (a new model when ``new_model``),
     coded against the stored tensors ``base`` chooses (``versions.bases``: ``"auto"``,
     or ``"parent"``: the versions ``links`` name), and publish it with the side files
     :func:`choose_files` picks. A folder's symlinks that lead outside it are read only
-    with ``follow_symlinks``."""
+    with ``follow_symlinks``. ``state``: tensors of a checkpoint's training state, stored
+    in the same version under ``STATE_PREFIX`` (:func:`with_state`)."""
     base = check_base(base)
+    model = with_state(model, state)
     given = None if files is None else side_files(files, follow_symlinks)
     tol = parse_tolerance(tolerance)
     meta = dict(metadata or {})
@@ -175,9 +202,11 @@ def write_version(
         meta_json = json.dumps(meta, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise UnsupportedInput(f"metadata must be JSON-serialisable: {exc}") from None
-    parents = [{r.name: r for r in engine.tensor_rows(pid)} for pid, _, _, _ in links]
+    parents = [{r.name: r for r in engine.tensor_rows(pid, state=True)} for pid, _, _, _ in links]
     store = engine.store
     with open_model(model, follow_symlinks) as source:
+        if state is None:
+            _refuse_state_names(t.name for t in source.tensors)
         chosen_files = choose_files(engine, source, links, given)
         if isinstance(tol, Auto):
             sd = {t.name: _materialize(t) for t in source.tensors}

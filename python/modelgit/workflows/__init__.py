@@ -2,7 +2,8 @@
 
 Tests registered on the graph and their results (``tests_registry``), the update
 cascade (``cascade``), bisect (``bisect``), push/pull between repositories
-(``transfer``) and merge (``merge``), importing folders of models (``importing``);
+(``transfer``) and merge (``merge``), importing folders of models (``importing``),
+training checkpoints (``checkpoints``, ``prune``);
 ``testing``, ``collab`` and ``importing`` hold the mixins of the repository front
 (:class:`WorkflowMixin`). Services take the engine
 (:class:`~modelgit.versions.VersionStore`), never the front class; this layer never
@@ -15,6 +16,7 @@ from .bisect import BisectResult
 from .cascade import CascadeReport, CascadeStep, Creator
 from .importing import ImportedModel, ImportReport
 from .mixin import WorkflowMixin
+from .prune import PruneReport
 from .tests_registry import TestResult, TestSpec, TestTable
 from .transfer import DivergedModel, TransferReport
 
@@ -31,4 +33,5 @@ __all__ = [
     "TransferReport",
     "ImportReport",
     "ImportedModel",
+    "PruneReport",
 ]
