@@ -161,12 +161,18 @@ def main() -> None:
               f" {r['safetensors_bytes']:10,d} {r['zipnn_bytes']:10,d}"
               f" {r['modelgit_weights_bytes']:11,d} {r['modelgit_optimizer_bytes']:10,d}"
               f" {r['torch_save_s']:7.2f} {r['modelgit_commit_s']:8.2f}")  # fmt: skip
-    print(f"weights: {s['weights_raw']:,d} raw -> {s['weights_modelgit']:,d} stored "
-          f"({s['weights_ratio']:.2f}x; ZipNN per checkpoint {s['weights_zipnn_ratio']:.2f}x)")
-    print(f"optimizer state: {s['optimizer_raw']:,d} raw -> {s['optimizer_modelgit']:,d} "
-          f"stored ({s['optimizer_ratio']:.2f}x)")
-    print(f"commit / torch.save time (medians): {s['commit_vs_torch_save']:.2f}x; "
-          f"fsck {'ok' if res['fsck_ok'] else 'FAILED'}")
+    print(
+        f"weights: {s['weights_raw']:,d} raw -> {s['weights_modelgit']:,d} stored "
+        f"({s['weights_ratio']:.2f}x; ZipNN per checkpoint {s['weights_zipnn_ratio']:.2f}x)"
+    )
+    print(
+        f"optimizer state: {s['optimizer_raw']:,d} raw -> {s['optimizer_modelgit']:,d} "
+        f"stored ({s['optimizer_ratio']:.2f}x)"
+    )
+    print(
+        f"commit / torch.save time (medians): {s['commit_vs_torch_save']:.2f}x; "
+        f"fsck {'ok' if res['fsck_ok'] else 'FAILED'}"
+    )
 
 
 if __name__ == "__main__":
