@@ -11,7 +11,9 @@ side, as:
   tensor (round trip checked);
 * ``repo.checkpoint(name, model, optimizer, step=, metrics=)`` into one modelgit
   repository (weights + optimizer state), and ``repo.checkpoint(name, model)`` into a
-  second one (weights only): the optimizer state's stored bytes are the difference.
+  second one (weights only): the optimizer state's stored bytes are the difference;
+  and into a third with ``optimizer_tolerance=ErrorBound(rel=1e-4)`` (the state within
+  1e-4 of each tensor's largest magnitude, the weights lossless).
 
 Commit time is the median over the checkpoints of ``repo.checkpoint`` against
 ``torch.save`` of the same state, timed back to back (2 cores; noisy machines: read the
@@ -35,6 +37,8 @@ from safetensors.torch import save_file
 
 import modelgit as mg
 from modelgit.zoo import minilm
+
+BOUND = 1e-4  # optimizer_tolerance=ErrorBound(rel=BOUND) in the third repository
 
 
 def _zipnn_bytes(sd: dict[str, torch.Tensor]) -> int:
@@ -77,6 +81,8 @@ def run(steps: int, every: int, work: Path) -> dict:
     g = torch.Generator().manual_seed(0)
     full = mg.init(work / "full")
     weights_only = mg.init(work / "weights")
+    bounded = mg.init(work / "bounded")
+    bound = mg.ErrorBound(rel=BOUND)
     rows = []
     model.train()
     for step in range(1, steps + 1):
@@ -101,6 +107,9 @@ def run(steps: int, every: int, work: Path) -> dict:
         full_new = full.last_write.new_bytes
         weights_only.checkpoint("run", model, step=step, metrics=metrics)
         weights_new = weights_only.last_write.new_bytes
+        bounded.checkpoint("run", model, opt, step=step, metrics=metrics,
+                           optimizer_tolerance=bound)  # fmt: skip
+        bounded_new = bounded.last_write.new_bytes
         save_file(weights, str(work / f"w-{step}.safetensors"))
         rows.append({
             "step": step,
@@ -112,14 +121,16 @@ def run(steps: int, every: int, work: Path) -> dict:
             "optimizer_raw": _state_bytes(opt),
             "modelgit_weights_bytes": weights_new,
             "modelgit_optimizer_bytes": full_new - weights_new,
+            "modelgit_optimizer_bounded_bytes": bounded_new - weights_new,
             "torch_save_s": t_save,
             "modelgit_commit_s": t_mg,
         })  # fmt: skip
         (work / f"ckpt-{step}.pt").unlink()
         (work / f"w-{step}.safetensors").unlink()
-    fsck_ok = full.fsck().ok and weights_only.fsck().ok
+    fsck_ok = full.fsck().ok and weights_only.fsck().ok and bounded.fsck().ok
     full.close()
     weights_only.close()
+    bounded.close()
     return {"steps": steps, "every": every, "rows": rows, "fsck_ok": fsck_ok}
 
 
@@ -135,6 +146,9 @@ def summary(res: dict) -> dict:
         "optimizer_raw": tot["optimizer_raw"],
         "optimizer_modelgit": tot["modelgit_optimizer_bytes"],
         "optimizer_ratio": tot["optimizer_raw"] / max(1, tot["modelgit_optimizer_bytes"]),
+        "optimizer_bounded": tot["modelgit_optimizer_bounded_bytes"],
+        "optimizer_bounded_ratio": tot["optimizer_raw"]
+        / max(1, tot["modelgit_optimizer_bounded_bytes"]),
         "torch_save_total": tot["torch_save_bytes"],
         "safetensors_total": tot["safetensors_bytes"],
         "commit_vs_torch_save": statistics.median(r["modelgit_commit_s"] for r in rows)
@@ -167,7 +181,8 @@ def main() -> None:
     )
     print(
         f"optimizer state: {s['optimizer_raw']:,d} raw -> {s['optimizer_modelgit']:,d} "
-        f"stored ({s['optimizer_ratio']:.2f}x)"
+        f"stored ({s['optimizer_ratio']:.2f}x); within ErrorBound(rel={BOUND}): "
+        f"{s['optimizer_bounded']:,d} ({s['optimizer_bounded_ratio']:.2f}x)"
     )
     print(
         f"commit / torch.save time (medians): {s['commit_vs_torch_save']:.2f}x; "

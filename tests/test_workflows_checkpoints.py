@@ -299,3 +299,35 @@ def test_checkpoints_travel_with_push(trained, tmp_path: Path) -> None:
         assert other.fsck().ok
     finally:
         other.close()
+
+
+def test_optimizer_tolerance_bounds_the_state_and_keeps_the_weights(
+    repo: mg.Repository, tmp_path: Path
+) -> None:
+    """optimizer_tolerance: the optimizer tensors within the bound (rel: of each tensor's
+    largest magnitude), the weights bit-exact, the version not marked lossy, fewer bytes."""
+    exact = mg.init(tmp_path / "exact")
+    model, opt, sched = _setup()
+    _train(model, opt, sched, 0, 3)
+    bound = mg.ErrorBound(rel=1e-3)
+    for step in (3, 6):
+        if step == 6:
+            _train(model, opt, sched, 3, 6)
+        v = repo.checkpoint("mlp", model, opt, step=step, optimizer_tolerance=bound)
+        exact.checkpoint("mlp", model, opt, step=step)
+        assert not v.lossy and v.metadata["checkpoint"]["state_tolerance"] == bound.to_json()
+        assert repo.last_write.new_bytes < exact.last_write.new_bytes
+    assert_same_state(repo.load("mlp"), model.state_dict())
+    fresh = _mlp()
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=3e-2, weight_decay=0.01)
+    repo.restore("mlp", fresh, fresh_opt)
+    assert_same_state(fresh.state_dict(), model.state_dict())
+    want, got = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    for i, s in want.items():
+        for k in ("exp_avg", "exp_avg_sq"):
+            limit = 1e-3 * float(s[k].abs().max())
+            assert float((got[i][k] - s[k]).abs().max()) <= limit * (1 + 1e-6)
+        assert torch.equal(got[i]["step"], s["step"])
+    with pytest.raises(UnsupportedInput):
+        repo.checkpoint("mlp", model, opt, optimizer_tolerance=mg.Auto(test="x:y"))
+    assert repo.fsck().ok

@@ -108,6 +108,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         follow_symlinks: bool = False,
         files: SideFiles | None = None,
         state: Mapping[str, Any] | None = None,
+        state_tolerance: object = None,
     ) -> Version:
         """The engine's write (every add, commit, merge and cascade step goes through
         it), with ``Auto(guard=True)`` turned into the check of the tests registered on
@@ -118,6 +119,7 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
         return super().write(
             name, model, links, message, metadata, tolerance, new_model, progress, base,
             follow_symlinks=follow_symlinks, files=files, state=state,
+            state_tolerance=state_tolerance,
         )  # fmt: skip
 
     def add(

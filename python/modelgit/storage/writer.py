@@ -70,6 +70,7 @@ def write_tensors(
     chunk_elems: int = DEFAULT_CHUNK_ELEMS,
     max_depth: int = 8,
     tolerance: ErrorBound | LowBit | None = None,
+    tolerance_for: Callable[[str], ErrorBound | LowBit | None] | None = None,
     progress: Callable[[int], None] | None = None,
     window: int | None = None,
     choices: dict[str, list[list[TensorRow]]] | None = None,
@@ -81,7 +82,8 @@ def write_tensors(
     ``choices`` (by tensor name) replaces the parents' rows with groups of stored rows
     chosen for that tensor (automatic bases: one row a delta base, several a mean).
     At most ``window`` chunks are in flight (each read from the source when it is
-    submitted), so memory stays bounded.
+    submitted), so memory stays bounded. ``tolerance_for`` (a tensor name -> its bound)
+    replaces ``tolerance`` where given (a training state may be lossy, its weights not).
     """
     stats = WriteStats()
     if window is None:
@@ -116,11 +118,12 @@ def write_tensors(
             chosen = None if choices is None else choices.get(t.name)
             plans = plan_bases(t.name, t.dtype, t.shape, chunk_elems, parents, chosen, fits)
             eps = None
-            if isinstance(tolerance, ErrorBound) and t.dtype.is_float and t.nbytes:
-                eps = tolerance.eps_for(_max_abs(t, step) if tolerance.rel else 0.0)
+            tol = tolerance if tolerance_for is None else tolerance_for(t.name)
+            if isinstance(tol, ErrorBound) and t.dtype.is_float and t.nbytes:
+                eps = tol.eps_for(_max_abs(t, step) if tol.rel else 0.0)
             futures = []
             for i, (s, e) in enumerate(_chunk_spans(t.nbytes, step)):
-                j = ChunkJob(view[s:e], t.dtype, i, plans, tolerance, eps)
+                j = ChunkJob(view[s:e], t.dtype, i, plans, tol, eps)
                 fut = pool.submit(job, j)
                 futures.append(fut)
                 inflight.append((fut,))

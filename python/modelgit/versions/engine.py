@@ -345,6 +345,7 @@ class VersionStore:
         follow_symlinks: bool = False,
         files: SideFiles | None = None,
         state: Mapping[str, Any] | None = None,
+        state_tolerance: object = None,
     ) -> Version:
         """Store ``model`` as a new version of ``name`` with the given parent links
         (``(internal id, Version, kind, relation)``) and publish it in one transaction;
@@ -356,6 +357,7 @@ class VersionStore:
         return write_version(
             self, name, model, links, message, metadata, tolerance, new_model, progress, base,
             follow_symlinks=follow_symlinks, files=files, state=state,
+            state_tolerance=state_tolerance,
         )  # fmt: skip
 
     # -- reading --------------------------------------------------------------------

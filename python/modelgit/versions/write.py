@@ -186,17 +186,30 @@ def write_version(
     follow_symlinks: bool = False,
     files: SideFiles | None = None,
     state: Mapping[str, Any] | None = None,
+    state_tolerance: object = None,
 ) -> Version:
     """Store ``model`` as a new version of ``name`` (a new model when ``new_model``),
     coded against the stored tensors ``base`` chooses (``versions.bases``: ``"auto"``,
     or ``"parent"``: the versions ``links`` name), and publish it with the side files
     :func:`choose_files` picks. A folder's symlinks that lead outside it are read only
     with ``follow_symlinks``. ``state``: tensors of a checkpoint's training state, stored
-    in the same version under ``STATE_PREFIX`` (:func:`with_state`)."""
+    in the same version under ``STATE_PREFIX`` (:func:`with_state`); ``state_tolerance``
+    (an ErrorBound or LowBit) stores those alone lossily, the weights as ``tolerance``
+    says."""
     base = check_base(base)
+    # the bound of a training state applies to its tensors of more than one element
+    # (moments); counters such as Adam's step stay exact
+    lossy_state = {
+        STATE_PREFIX + k
+        for k, v in (state or {}).items()
+        if getattr(v, "is_floating_point", lambda: False)() and v.numel() > 1
+    }
     model = with_state(model, state)
     given = None if files is None else side_files(files, follow_symlinks)
     tol = parse_tolerance(tolerance)
+    state_tol = parse_tolerance(state_tolerance)
+    if isinstance(state_tol, Auto):
+        raise UnsupportedInput("a training state's tolerance is an ErrorBound or a LowBit")
     meta = dict(metadata or {})
     try:
         meta_json = json.dumps(meta, sort_keys=True)
@@ -234,6 +247,9 @@ def write_version(
                     chunk_elems=engine.chunk_elems,
                     max_depth=engine.max_depth,
                     tolerance=tol,
+                    tolerance_for=None if state_tol is None else (
+                        lambda n: state_tol if n in lossy_state else tol  # noqa: B023
+                    ),
                     progress=Counter(
                         progress, sum(t.nbytes for t in source.tensors if t.tie is None)
                     ),

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import UnsupportedInput
 from ..storage.reader import read_tensors
+from ..tolerance import ErrorBound, LowBit, parse_tolerance
 from ..versions.refs import STATE_PREFIX, is_state_name
 from ..versions.version import Version
 from .prune import PruneReport, prune_checkpoints
@@ -131,18 +132,28 @@ class CheckpointMixin:
         scheduler: Any = None,
         message: str = "",
         tolerance: object = None,
+        optimizer_tolerance: object = None,
     ) -> Version:
         """Commit a training checkpoint as the next version of ``name`` (a new model on
         first use). Its weights are ``model``'s state_dict (an ``nn.Module`` or a
         state_dict); ``optimizer.state_dict()`` and ``scheduler.state_dict()`` are kept
         in the same version apart from the weights (load, export, diff and show see the
         weights only); ``step`` and ``metrics`` (numbers by name) go into its metadata,
-        which ``log`` shows. :meth:`restore` resumes from it."""
+        which ``log`` shows. :meth:`restore` resumes from it. ``optimizer_tolerance``
+        (an :class:`~modelgit.ErrorBound` or :class:`~modelgit.LowBit`) stores the
+        optimizer and scheduler tensors within that bound while the weights stay as
+        ``tolerance`` says (lossless by default); it is kept in the checkpoint's
+        metadata."""
         if step is not None:
             if isinstance(step, bool) or not hasattr(step, "__index__"):
                 raise UnsupportedInput(f"step must be an integer, not {step!r}")
             step = operator.index(step)
-        info = {"step": step, "metrics": _metrics(metrics)}
+        info: dict[str, Any] = {"step": step, "metrics": _metrics(metrics)}
+        if optimizer_tolerance is not None:
+            bound = parse_tolerance(optimizer_tolerance)
+            if not isinstance(bound, (ErrorBound, LowBit)):
+                raise UnsupportedInput("optimizer_tolerance is an ErrorBound or a LowBit")
+            info["state_tolerance"] = bound.to_json()
         tensors: dict[str, Any] = {}
         skeleton: dict[str, Any] = {}
         for part, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
@@ -161,6 +172,7 @@ class CheckpointMixin:
         return self.write(
             name, model, links, message, meta, tolerance, new_model,
             state=tensors if skeleton else None,
+            state_tolerance=optimizer_tolerance if skeleton else None,
         )  # fmt: skip
 
     def checkpoints(self, name: str) -> list[Version]:
