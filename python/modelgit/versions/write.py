@@ -247,7 +247,9 @@ def write_version(
                     chunk_elems=engine.chunk_elems,
                     max_depth=engine.max_depth,
                     tolerance=tol,
-                    tolerance_for=None if state_tol is None else (
+                    tolerance_for=None
+                    if state_tol is None
+                    else (
                         lambda n: state_tol if n in lossy_state else tol  # noqa: B023
                     ),
                     progress=Counter(
