@@ -27,6 +27,7 @@ from typing import Any
 import xxhash
 
 from ..errors import CorruptObject, UnknownVersion
+from .schema import execute_script, has_table
 
 __all__ = [
     "TABLE",
@@ -120,9 +121,7 @@ def _edge_key(parent: str, child: str) -> str:
 
 
 def _ensure(db: Any) -> None:
-    for stmt in TABLE.split(";"):
-        if stmt.strip():
-            db.execute(stmt)
+    execute_script(db, TABLE)
 
 
 def _store(db: Any, kind: str, key: str, digest: bytes | None) -> None:
@@ -191,15 +190,13 @@ def is_required(catalog: Any) -> bool:
     damaged mark must not switch the checks off)."""
     if catalog.one("SELECT 1 FROM meta WHERE key = ?", (MARK,)) is not None:
         return True
-    has = catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'row_checks'")
-    return has is not None and catalog.one("SELECT 1 FROM row_checks LIMIT 1") is not None
+    return has_table(catalog, "row_checks") and (
+        catalog.one("SELECT 1 FROM row_checks LIMIT 1") is not None
+    )
 
 
 def _stored(catalog: Any, kind: str, key: str) -> bytes | None:
-    if (
-        catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'row_checks'")
-        is None
-    ):
+    if not has_table(catalog, "row_checks"):
         return None
     row = catalog.one("SELECT digest FROM row_checks WHERE kind = ? AND key = ?", (kind, key))
     return None if row is None else bytes(row[0])
@@ -236,11 +233,8 @@ def problems(catalog: Any) -> list[str]:
     """Every row whose digest is missing (where required) or does not match (fsck)."""
     out: list[str] = []
     required = is_required(catalog)
-    has_table = catalog.one(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'row_checks'"
-    )
     stored: dict[tuple[str, str], bytes] = {}
-    if has_table is not None:
+    if has_table(catalog, "row_checks"):
         stored = {(k, key): bytes(d) for k, key, d in catalog.query("SELECT * FROM row_checks")}
     if not required and not stored:
         return out

@@ -20,6 +20,8 @@ __all__ = [
     "REMOTE_TABLE",
     "ensure_workflow_tables",
     "ensure_remote_table",
+    "has_table",
+    "execute_script",
     "rename_model_rows",
 ]
 
@@ -170,15 +172,29 @@ def ensure_workflow_tables(db: Any) -> None:
     if own:
         db.execute("BEGIN IMMEDIATE")
     try:
-        for stmt in WORKFLOW_SCHEMA.split(";"):  # no ';' inside the statements
-            if stmt.strip():
-                db.execute(stmt)
+        execute_script(db, WORKFLOW_SCHEMA)
     except BaseException:
         if own:
             db.execute("ROLLBACK")
         raise
     if own:
         db.execute("COMMIT")
+
+
+def has_table(db: Any, name: str) -> bool:
+    """Whether the catalog holds table ``name`` (one created on first use may not exist
+    yet). ``db``: a catalog (``one``) or a connection (``execute``)."""
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if hasattr(db, "one"):
+        return db.one(sql, (name,)) is not None
+    return db.execute(sql, (name,)).fetchone() is not None
+
+
+def execute_script(db: Any, script: str) -> None:
+    """Run DDL statements separated by ``;`` on a connection (none may hold a ``;``)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
 
 
 def ensure_remote_table(db: Any) -> None:

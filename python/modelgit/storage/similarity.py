@@ -28,6 +28,7 @@ import xxhash
 
 from .._native import _core
 from ..catalog import Catalog
+from ..catalog.schema import execute_script, has_table
 from ..formats.sources import ModelSource
 from . import sketch_index
 
@@ -155,9 +156,7 @@ def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSket
 
 def ensure_tables(db: Any) -> None:
     """Create the index's tables if they are missing (inside the caller's transaction)."""
-    for stmt in (TABLES + sketch_index.TABLE).split(";"):
-        if stmt.strip():
-            db.execute(stmt)
+    execute_script(db, TABLES + ";" + sketch_index.TABLE)
 
 
 def insert_sketches(
@@ -180,11 +179,7 @@ def insert_sketches(
 
 
 def _has_tables(catalog: Catalog) -> bool:
-    return bool(
-        catalog.query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", ("tensor_sketches",)
-        )  # fmt: skip
-    )
+    return has_table(catalog, "tensor_sketches")
 
 
 def sketches_of(catalog: Catalog, vids: Sequence[int]) -> dict[int, dict[str, TensorSketch]]:

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import xxhash
 
+from ..catalog.schema import execute_script, has_table
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -170,14 +172,7 @@ def add_to_index(db: Any, vid: int, sketches: Sequence[Sketched]) -> None:
 
 def is_current(catalog: Any) -> bool:
     """Whether every version with sketches is keyed (two indexed reads)."""
-    tables = {
-        r[0]
-        for r in catalog.query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
-            ("sketch_lsh", "meta"),
-        )
-    }
-    if "sketch_lsh" not in tables:
+    if not has_table(catalog, "sketch_lsh"):
         return False
     top = catalog.one("SELECT MAX(version) FROM tensor_sketches")
     if top is None or top[0] is None:
@@ -192,9 +187,7 @@ def backfill(catalog: Any, table: str) -> int:
     import numpy as np
 
     with catalog.transaction() as db:
-        for stmt in table.split(";"):
-            if stmt.strip():
-                db.execute(stmt)
+        execute_script(db, table)
         mark = _mark(db)
         top = db.execute("SELECT MAX(version) FROM tensor_sketches").fetchone()
         if top is None or top[0] is None or top[0] <= mark:

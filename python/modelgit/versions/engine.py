@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..catalog import Catalog, checks
 from ..catalog.records import TensorRow
+from ..catalog.schema import has_table
 from ..dtypes import by_name
 from ..errors import ModelExists, UnknownVersion, UnsupportedInput
 from ..formats import hf
@@ -237,10 +238,7 @@ class VersionStore:
         storage bases; its declared parents are its lineage, ``Version.parents``).
         Empty for a version stored standalone or written before bases were recorded."""
         vid, _ = self.resolve(ref, version)
-        have = self.catalog.one(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'storage_bases'"
-        )
-        if have is None:
+        if not has_table(self.catalog, "storage_bases"):
             return []
         ids = [r[0] for r in self.catalog.query(
             "SELECT base FROM storage_bases WHERE version = ? ORDER BY base", (vid,)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ..catalog import Catalog, checks
 from ..catalog.records import VERSION_COLUMNS, TensorRow, VersionRow, tensor_rows
+from ..catalog.schema import has_table
 from ..errors import CorruptObject, InvalidName, UnknownModel, UnknownVersion
 from ..names import parse_ref, validate_name
 from .version import ParentLink, Version
@@ -77,10 +78,7 @@ def parents_of(catalog: Catalog, vid: int) -> tuple[ParentLink, ...]:
 def fetched_number(catalog: Catalog, vid: int) -> int | None:
     """The number a version fetched aside (diverged) has where it was made; None for a
     version of this repository's own history."""
-    has = catalog.one(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
-    )
-    if has is None:
+    if not has_table(catalog, "remote_versions"):
         return None
     row = catalog.one("SELECT remote_number FROM remote_versions WHERE version = ?", (vid,))
     return None if row is None or row[0] < 1 else int(row[0])
@@ -156,10 +154,7 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
 
 def _fetched(catalog: Catalog, name: str, number: int, ref: str) -> tuple[int, Version]:
     """``name@fetched:N``: the version fetched aside that is number N where it was made."""
-    has = catalog.one(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
-    )
-    rows = [] if has is None else catalog.query(
+    rows = [] if not has_table(catalog, "remote_versions") else catalog.query(
         f"SELECT {VERSION_COLUMNS} FROM versions v JOIN remote_versions r ON r.version = v.id"
         " WHERE v.model = ? AND r.remote_number = ?",
         (name, number),

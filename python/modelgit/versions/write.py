@@ -33,6 +33,7 @@ from ..catalog.records import (
     insert_version,
     version_content_id,
 )
+from ..catalog.schema import has_table
 from ..errors import LineageError, ModelExists, ModelgitWarning, UnknownModel, UnsupportedInput
 from ..formats.sources import ModelSource, TensorSource, open_model, side_files, tensor_from_buffer
 from ..names import warn_misspelt_relation
@@ -290,10 +291,7 @@ def _next_number(db: Any, name: str) -> int:
     the repositories those came from (numbers travel with versions)."""
     top = db.execute("SELECT COALESCE(MAX(number), 0) FROM versions WHERE model = ?", (name,))
     best = top.fetchone()[0]
-    has = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
-    ).fetchone()
-    if has is not None:
+    if has_table(db, "remote_versions"):
         row = db.execute(
             "SELECT MAX(r.remote_number) FROM remote_versions r JOIN versions v"
             " ON v.id = r.version WHERE v.model = ?",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import is_team_url
+from ..catalog.schema import has_table
 from ..errors import ModelExists, UnknownModel, UnsupportedInput
 from ..names import validate_name
 from ..versions import Version, VersionStore
@@ -102,10 +103,7 @@ class CollabMixin(_Base):
 
     def remotes(self) -> dict[str, str]:
         """The named remotes: ``{name: url}``."""
-        has = self.catalog.one(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remotes'"
-        )
-        if has is None:
+        if not has_table(self.catalog, "remotes"):
             return {}
         return dict(self.catalog.query("SELECT name, url FROM remotes ORDER BY name"))
 

@@ -47,7 +47,7 @@ from ..catalog.records import (
     insert_version,
     tensor_rows,
 )
-from ..catalog.schema import ensure_remote_table
+from ..catalog.schema import ensure_remote_table, has_table
 from ..errors import DivergedHistory, LineageError, ModelgitError
 from ..lineage.graph import LineageGraph, check_no_cycle
 from ..storage.packs import Record
@@ -168,9 +168,7 @@ def _snapshot(src: VersionStore) -> _Source:
         model_rows = models.fetchall()
         edges = db.execute("SELECT parent, child, relation FROM edges ORDER BY rowid").fetchall()
         tags = db.execute("SELECT name, version FROM tags ORDER BY name").fetchall()
-        has_remote = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_versions'"
-        ).fetchone()
+        has_remote = has_table(db, "remote_versions")
         fetched_numbers = dict(
             db.execute("SELECT version, remote_number FROM remote_versions").fetchall()
             if has_remote
