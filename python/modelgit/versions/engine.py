@@ -250,17 +250,22 @@ class VersionStore:
         return self.read_verified(ref, version)[3]
 
     def read_verified(
-        self, ref: str, version: int | None = None
+        self, ref: str, version: int | None = None, *, files: bool = True
     ) -> tuple[int, Version, list[TensorRow], dict[str, bytes]]:
         """(internal id, Version, tensor rows, side files) of a version, read in one
         snapshot of the catalog and checked against the version's digest. Decoding
         then needs the catalog no more (chunks verify themselves), so a remove, commit
-        or gc landing meanwhile changes nothing it returns."""
+        or gc landing meanwhile changes nothing it returns. ``files=False``: a caller
+        that needs no side files gets ``{}`` (they are not read again)."""
         with self.catalog.snapshot():
             vid, v = self.resolve_verified(ref, version)
             rows = self.tensor_rows(vid)
-            files = self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,))
-        return vid, v, rows, {path: bytes(data) for path, data in files}
+            stored = (
+                self.catalog.query("SELECT path, data FROM files WHERE version = ?", (vid,))
+                if files
+                else []
+            )
+        return vid, v, rows, {path: bytes(data) for path, data in stored}
 
     def resolve_verified(self, ref: str, version: int | None = None) -> tuple[int, Version]:
         """:meth:`resolve`, then the version's catalog rows checked against their digest
@@ -374,7 +379,7 @@ class VersionStore:
         ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
         (see ``storage.reader_cuda``); otherwise tensors are decoded on the CPU and moved.
         """
-        vid, v, rows, _ = self.read_verified(ref, version)
+        vid, v, rows, _ = self.read_verified(ref, version, files=False)
         return load_state_dict(self, vid, v, device=device, keys=keys, progress=progress, rows=rows)
 
     def load_tensor(self, ref: str, key: str, version: int | None = None) -> torch.Tensor:
@@ -395,7 +400,7 @@ class VersionStore:
         through one tensor at a time where dtype or layout differ), so no second copy
         of the model is ever held. Names and shapes are checked before anything is
         written; returns ``(missing_keys, unexpected_keys)``."""
-        vid, v, rows, _ = self.read_verified(ref, version)
+        vid, v, rows, _ = self.read_verified(ref, version, files=False)
         return load_into_module(self, vid, v, module, strict=strict, progress=progress, rows=rows)
 
     def load_model(
