@@ -362,20 +362,26 @@ def _describe(repo: Any, v: Any) -> str:
     return ", ".join(parts)
 
 
+def _write_options_of(args: argparse.Namespace, tolerance: Any, meta: dict) -> dict[str, Any]:
+    """The keyword arguments add and commit both take from their shared options."""
+    kw: dict[str, Any] = {
+        "message": args.message,
+        "metadata": meta or None,
+        "base": args.base,
+        "follow_symlinks": args.follow_symlinks,
+        "files": _files_arg(args.files),
+    }
+    if tolerance is not None:
+        kw["tolerance"] = tolerance
+    return kw
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     tolerance = guarded(parse_tolerance(args.tolerance), args.guard_tests)
     meta = parse_meta(args.meta)
     with open_repo(args) as repo:
         model = load_model_arg(args.path)
-        kw: dict[str, Any] = {
-            "message": args.message,
-            "metadata": meta or None,
-            "base": args.base,
-            "follow_symlinks": args.follow_symlinks,
-            "files": _files_arg(args.files),
-        }
-        if tolerance is not None:
-            kw["tolerance"] = tolerance
+        kw = _write_options_of(args, tolerance, meta)
         try:
             with Progress(f"adding {args.name}") as bar:
                 v = call_with_progress(
@@ -399,15 +405,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         repo.require_model(args.name)
         model = load_model_arg(args.path)
-        kw: dict[str, Any] = {
-            "message": args.message,
-            "metadata": meta or None,
-            "base": args.base,
-            "follow_symlinks": args.follow_symlinks,
-            "files": _files_arg(args.files),
-        }
-        if tolerance is not None:
-            kw["tolerance"] = tolerance
+        kw = _write_options_of(args, tolerance, meta)
         before = len(repo.versions(args.name))
         try:
             with Progress(f"committing {args.name}") as bar:
