@@ -332,3 +332,18 @@ def test_repository_input(repo):
     assert set(infer_lineage(repo)) <= set(edges)
     with pytest.raises(UnsupportedInput):
         infer_edges(42)
+
+
+def test_structural_divergence_ranks_relatives() -> None:
+    """The structural diff's divergence, offered to inference as a signal: a fine-tune
+    is closer to its base than an unrelated model, a renamed copy is the base itself."""
+    from modelgit.lineage.signals import structural_divergence
+
+    g = torch.Generator().manual_seed(4)
+    base = {f"layers.{i}.weight": torch.randn(64, 64, generator=g) for i in range(4)}
+    tuned = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in base.items()}
+    other = {k: torch.randn(v.shape, generator=g) for k, v in base.items()}
+    renamed = {k.replace("layers.", "blocks."): v for k, v in base.items()}
+    assert structural_divergence(base, renamed) == 0.0
+    assert 0.0 < structural_divergence(base, tuned) < 0.05
+    assert structural_divergence(base, other) == pytest.approx(1.0)

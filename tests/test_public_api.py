@@ -12,10 +12,10 @@ from modelgit import errors
 PUBLIC = {
     "__version__", "backends", "errors",
     "init", "open", "Repository",
-    "LineageGraph", "Edge", "infer_lineage",
+    "LineageGraph", "Edge", "infer_lineage", "structure_diff",
     "ErrorBound", "LowBit", "Auto",
     "Version", "ParentLink", "WriteStats", "Diff", "TensorChange", "TensorInfo",
-    "FileChange",
+    "FileChange", "StructureDiff", "StructureChange",
     "RepoStats", "ModelStats", "FsckReport", "GcReport", "RepackReport", "TransferReport",
     "DivergedModel",
     "TestSpec", "TestResult", "TestTable", "CascadeReport", "CascadeStep", "Creator",

@@ -45,6 +45,7 @@ from .versions import ParentLink, Version
 from .versions.diff import Diff, TensorChange, TensorInfo
 from .versions.file_diff import FileChange
 from .versions.repack import RepackReport
+from .versions.structure import StructureChange, StructureDiff, structure_diff
 from .workflows import (
     BisectResult,
     CascadeReport,
@@ -76,6 +77,7 @@ __all__ = [
     "LineageGraph",
     "Edge",
     "infer_lineage",
+    "structure_diff",
     # tolerances
     "ErrorBound",
     "LowBit",
@@ -88,6 +90,8 @@ __all__ = [
     "TensorChange",
     "TensorInfo",
     "FileChange",
+    "StructureDiff",
+    "StructureChange",
     "RepoStats",
     "ModelStats",
     "FsckReport",

@@ -61,18 +61,28 @@ def register(sub: Any) -> None:
         description=(
             "Compare any two versions (of one model or of two): tensors added, removed and "
             "changed (shape, dtype, values: changed elements, max |difference|, relative "
-            "L2 difference), and the architecture of each side."
+            "L2 difference), and the architecture of each side. --structure aligns the "
+            "two module trees by content as well as by name: layers renamed, inserted, "
+            "removed, changed, cast or reshaped, one line per layer, and a divergence "
+            "score in [0, 1] (0: identical; 1: nothing in common)."
         ),
         epilog=(
             "examples:\n"
             "  modelgit diff chat@1 chat@2\n"
             "  modelgit diff base chat --json\n"
-            "  modelgit diff base base-bf16 --no-values   # names, shapes and dtypes only"
+            "  modelgit diff base base-bf16 --no-values   # names, shapes and dtypes only\n"
+            "  modelgit diff base deeper --structure      # renamed 2, added 1 (a block)\n"
+            "  modelgit diff base deeper --structure --json   # .structure: changes, trees"
         ),
     )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--no-values", action="store_true", help="do not decode tensors")
+    p.add_argument(
+        "--structure",
+        action="store_true",
+        help="align the module trees: renamed, added, removed, changed layers; divergence",
+    )
     p.add_argument(
         "--exit-code", action="store_true", help="exit 1 when the versions differ (like git)"
     )
@@ -249,6 +259,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     with open_repo(args) as repo, Progress("comparing") as bar:
-        d = repo.diff(args.a, args.b, values=not args.no_values, progress=bar.update)
+        d = repo.diff(
+            args.a,
+            args.b,
+            values=not args.no_values,
+            structure=args.structure,
+            progress=bar.update,
+        )
     emit(args.json, d)
     return 1 if args.exit_code and not d.identical else 0

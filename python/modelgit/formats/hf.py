@@ -6,25 +6,42 @@ only when a model is built. The configuration goes through ``AutoConfig`` exactl
 ``from_pretrained`` reads it (from a private temporary folder, never from the network);
 the class is the architecture the config names (``architectures[0]``), else ``AutoModel``.
 Code shipped with a model (``auto_map``, ``trust_remote_code``) is never run.
+
+``config_modules`` builds the same model on the meta device (no weights are allocated)
+to name the class of every module, for the structural diff; what it finds is cached
+per config under ``$MODELGIT_CACHE/hf-modules`` (a JSON file, keyed by the config and
+the transformers and torch versions), so reading it again imports neither.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import os
 import re
 import tempfile
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import xxhash
 
 from ..errors import UnsupportedInput
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["HF_EXTRA_HINT", "CONFIG_FILE", "import_transformers", "build_model", "check_names"]
+__all__ = [
+    "HF_EXTRA_HINT",
+    "CONFIG_FILE",
+    "import_transformers",
+    "build_model",
+    "check_names",
+    "config_modules",
+]
 
 HF_EXTRA_HINT = 'install transformers with: pip install "modelgit[hf]"'
 CONFIG_FILE = "config.json"
@@ -132,3 +149,173 @@ def check_names(model: Any, stored: Collection[str], ref: str) -> None:
             f"describes: {'; '.join(parts)}; build the model yourself and use "
             "repo.load_into(module, ref, strict=False)"
         )
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    """What a config's model is made of, without weights: module classes, state_dict
+    keys (tied ones grouped), buffers and the model's own rules on missing keys."""
+
+    types: dict[str, str]
+    keys: dict[str, int]  # state_dict key -> group (keys of one tied tensor share it)
+    buffers: frozenset[str]
+    ignore_missing: tuple[re.Pattern[str], ...]
+    ignore_unexpected: tuple[re.Pattern[str], ...]
+
+    def misfit(self, stored: Collection[str]) -> str | None:
+        stored = set(stored)
+        groups = {self.keys[k] for k in stored if k in self.keys}
+        missing = [
+            k
+            for k, g in self.keys.items()
+            if k not in stored
+            and g not in groups
+            and not any(p.search(k) for p in self.ignore_missing)
+        ]
+        unexpected = [
+            k
+            for k in stored
+            if k not in self.keys
+            and k not in self.buffers
+            and not any(p.search(k) for p in self.ignore_unexpected)
+        ]
+        if not missing and not unexpected:
+            return None
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        return "; ".join(parts)
+
+
+def _skeleton(module: Any, prefix: str, rules: Any) -> _Skeleton:
+    def full(name: str) -> str:
+        return f"{prefix}.{name}" if prefix and name else prefix or name
+
+    groups: dict[int, int] = {}
+    keys = {
+        full(k): groups.setdefault(id(t), len(groups))
+        for k, t in module.state_dict(keep_vars=True).items()
+    }
+    return _Skeleton(
+        types={full(n): type(m).__name__ for n, m in module.named_modules(remove_duplicate=False)},
+        keys=keys,
+        buffers=frozenset(full(n) for n, _ in module.named_buffers()),
+        ignore_missing=tuple(_patterns(rules, "_keys_to_ignore_on_load_missing")),
+        ignore_unexpected=tuple(_patterns(rules, "_keys_to_ignore_on_load_unexpected")),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _skeletons(raw: bytes) -> tuple[_Skeleton, ...] | str:
+    """The skeletons a config's tensors may be named after: the model itself, its base
+    model (``bert.`` stripped) and the model under its base prefix; or why there are none.
+    Cached per config, in memory (versions of a model share theirs) and on disk (so that
+    a command need not import transformers to read them again)."""
+    cached = _read_cache(raw)
+    if cached is not None:
+        return cached
+    import torch
+
+    try:
+        transformers = import_transformers()
+        config = _config(transformers, raw, "this model")
+    except UnsupportedInput as exc:
+        return str(exc)
+    cls = _model_class(transformers, config)
+    try:
+        with torch.device("meta"):
+            model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
+    except Exception as exc:  # noqa: BLE001 - any failure of foreign code: no tree from it
+        return f"transformers cannot build its model: {' '.join(str(exc).split())[:200]}"
+    out = [_skeleton(model, "", model)]
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    base = getattr(model, prefix, None) if prefix else None
+    if base is not None and base is not model:
+        out.append(_skeleton(base, "", model))
+    elif prefix:
+        out.append(_skeleton(model, prefix, model))
+    _write_cache(raw, out)
+    return tuple(out)
+
+
+def _cache_file(raw: bytes) -> Path | None:
+    """``$MODELGIT_CACHE/hf-modules/KEY.json`` (default ``~/.cache/modelgit``), keyed by
+    the config's bytes and the versions of transformers and torch; None without
+    transformers."""
+    from importlib import metadata
+
+    try:
+        versions = f"{metadata.version('transformers')}|{metadata.version('torch')}"
+    except metadata.PackageNotFoundError:
+        return None
+    base = os.environ.get("MODELGIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelgit"
+    )
+    key = xxhash.xxh3_128_hexdigest(versions.encode() + b"\0" + raw)
+    return Path(base) / "hf-modules" / f"{key}.json"
+
+
+def _read_cache(raw: bytes) -> tuple[_Skeleton, ...] | None:
+    path = _cache_file(raw)
+    if path is None or not path.is_file():
+        return None
+    try:
+        out = []
+        for d in json.loads(path.read_text(encoding="utf-8")):
+            sk = _Skeleton(
+                types={str(k): str(v) for k, v in d["types"].items()},
+                keys={str(k): int(v) for k, v in d["keys"].items()},
+                buffers=frozenset(str(b) for b in d["buffers"]),
+                ignore_missing=tuple(re.compile(str(p)) for p in d["ignore_missing"]),
+                ignore_unexpected=tuple(re.compile(str(p)) for p in d["ignore_unexpected"]),
+            )
+            out.append(sk)
+        return tuple(out) or None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, re.error):
+        return None  # unreadable or damaged: built again, and rewritten
+
+
+def _write_cache(raw: bytes, skeletons: list[_Skeleton]) -> None:
+    path = _cache_file(raw)
+    if path is None:
+        return
+    body = [
+        {
+            "types": sk.types,
+            "keys": sk.keys,
+            "buffers": sorted(sk.buffers),
+            "ignore_missing": [p.pattern for p in sk.ignore_missing],
+            "ignore_unexpected": [p.pattern for p in sk.ignore_unexpected],
+        }
+        for sk in skeletons
+    ]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written is only a slower next time
+
+
+def config_modules(raw: bytes, stored: Collection[str], ref: str) -> dict[str, str]:
+    """The class name of every module of the model a ``config.json`` describes (module
+    path -> class; ``""`` is the model), built on the meta device. UnsupportedInput when
+    transformers is missing, cannot build it, or its tensors are not exactly ``stored``
+    (ties, buffers and the model's own ignore rules allowed)."""
+    found = _skeletons(bytes(raw))
+    if isinstance(found, str):
+        raise UnsupportedInput(f"no module tree from the {CONFIG_FILE} of {ref}: {found}")
+    why = ""
+    for sk in found:
+        misfit = sk.misfit(stored)
+        if misfit is None:
+            return dict(sk.types)
+        why = why or misfit
+    raise UnsupportedInput(
+        f"the {CONFIG_FILE} of {ref} does not describe its tensors ({why}); module tree "
+        "from the tensor names"
+    )

@@ -269,6 +269,7 @@ class LineageMixin(_Base):
         b: str,
         *,
         values: bool = True,
+        structure: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> Diff:
         """Compare two versions (any two, across models): tensors added, removed and
@@ -278,7 +279,20 @@ class LineageMixin(_Base):
         tensor is decoded). ``progress(done_bytes, total_bytes)`` is called as tensors
         are compared. Tensors are decoded in batches of at most a quarter of the memory
         budget per side (a larger tensor alone).
+
+        ``structure=True`` also aligns the two module trees (``Diff.structure``, a
+        :class:`~modelgit.StructureDiff`): layers renamed, added, removed, changed, cast
+        or reshaped, recognised by content id as well as by name, and a divergence
+        score in [0, 1]. The trees come from a stored ``config.json`` (built on the
+        meta device, when transformers is installed and the config fits the tensors),
+        else from the tensor names.
         """
         return diff_versions(
-            self, a, b, values=values, progress=progress, batch_bytes=self.budget.window
+            self,
+            a,
+            b,
+            values=values,
+            progress=progress,
+            batch_bytes=self.budget.window,
+            structure=structure,
         )

@@ -18,6 +18,10 @@ A model is read once (``sketch_model``) into a :class:`ModelSketch`:
   ``config.json``'s ``_name_or_path``, ``adapter_config.json``'s
   ``base_model_name_or_path``, and a README front matter's ``base_model:`` (one name or
   a list) with ``base_model_relation:``.
+
+``structural_divergence`` is the divergence of the structural diff (layers aligned by
+content and name), offered to inference as one more pairwise signal; inference does not
+weigh it yet.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np
 
 from .._native import _core
 from ..formats.sources import open_model
+from ..versions.structure import divergence
 
 __all__ = [
     "ModelSketch",
@@ -46,6 +51,7 @@ __all__ = [
     "masked_distance",
     "mask_fit",
     "identity_share",
+    "structural_divergence",
 ]
 
 _PRECISION_BITS = {
@@ -350,3 +356,13 @@ def identity_share(a: ModelSketch, b: ModelSketch, shared: list[tuple[int, int]]
         same += int(np.count_nonzero(ra == rb)) * per_row
         total += a.numel[i]
     return same / total if total else math.nan
+
+
+def structural_divergence(a: object, b: object, *, values: bool = True) -> float:
+    """The divergence of the structural diff of two models (``versions/structure.py``),
+    in [0, 1]: the parameter-weighted share of what they do not hold in common once
+    their layers are aligned by content and by name (renamed layers and shifted blocks
+    count as shared; a changed tensor counts by its relative L2 difference, capped at 1).
+    ``a`` and ``b`` are anything ``structure_diff`` takes. A signal for inference to
+    weigh; ``infer_lineage`` does not use it yet."""
+    return divergence(a, b, values=values)

@@ -8,6 +8,8 @@ values (and for dtype changes of the same shape) it counts changed elements and 
 largest absolute difference and the relative L2 difference ``||b - a|| / ||a||``.
 Tensors whose content ids match are identical and are never decoded; the others are
 decoded in batches bounded by a memory budget and compared in slices.
+``structure=True`` adds ``Diff.structure``, the structural diff of ``structure.py``
+(layers aligned by content and by name: renamed, inserted, removed).
 
 An architecture summary is a module tree built from tensor names and shapes alone
 (``encoder.layer.3.attention.query.weight`` -> module ``encoder.layer.3.attention.query``);
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
     from ..catalog.records import TensorRow
     from .engine import VersionStore
+    from .structure import StructureDiff
     from .version import Version
 
 __all__ = [
@@ -307,6 +310,7 @@ class Diff:
     files_removed: dict[str, int] = field(default_factory=dict)
     files_changed: list[FileChange] = field(default_factory=list)
     files_unchanged: int = 0
+    structure: StructureDiff | None = None  # repo.diff(..., structure=True)
 
     @property
     def identical(self) -> bool:
@@ -326,7 +330,7 @@ class Diff:
         return sa == sb
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "a": self.a,
             "b": self.b,
             "identical": self.identical,
@@ -346,6 +350,9 @@ class Diff:
                 "b": {"params": self.arch_b.numel, "tensors": self.arch_b.tensors},
             },
         }
+        if self.structure is not None:
+            out["structure"] = self.structure.to_json()
+        return out
 
     def __str__(self) -> str:
         lines = [f"diff {self.a} {self.b}"]
@@ -386,6 +393,8 @@ class Diff:
             lines.extend(self.arch_a.lines())
             lines.append(f"architecture of {self.b}:")
             lines.extend(self.arch_b.lines())
+        if self.structure is not None:
+            lines.extend(self.structure.lines())
         return "\n".join(lines)
 
 
@@ -473,6 +482,7 @@ def diff_versions(
     values: bool = True,
     progress: Callable[[int, int], None] | None = None,
     batch_bytes: int = BATCH_BYTES,
+    structure: bool = False,
 ) -> Diff:
     """Implementation of :meth:`Repository.diff`."""
     _, va, list_a, files_a = engine.read_verified(a)
@@ -506,10 +516,12 @@ def diff_versions(
             to_compare.append(name)
     if values and to_compare:
         _compare_values(engine, va, vb, changed, to_compare, rows_a, rows_b, progress, batch_bytes)
+    known = {c.name: (c.changed, c.rel_l2) for c in changed if c.changed is not None}
+    if values and to_compare:
         same = [c for c in changed if not c.kinds]  # equal values, other chunk layout
         unchanged += len(same)
         changed = [c for c in changed if c.kinds]
-    return Diff(
+    d = Diff(
         a=va.ref,
         b=vb.ref,
         added=added,
@@ -527,6 +539,17 @@ def diff_versions(
         ],
         files_unchanged=sum(1 for p, d in files_a.items() if files_b.get(p) == d),
     )
+    if structure:
+        from .structure import structure_of_versions  # lazy: structure imports this module
+
+        def load(ref: str, names: list[str]) -> dict[str, torch.Tensor]:
+            return engine.load(ref, keys=names)
+
+        d.structure = structure_of_versions(
+            list_a, list_b, files_a, files_b, (va.ref, vb.ref), load if values else None,
+            known, batch_bytes,
+        )  # fmt: skip
+    return d
 
 
 def _in_order(rows: list[TensorRow]) -> dict[str, TensorRow]:
