@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .diff import _count, compare_tensors
 from .structure_align import Alignment, align
 from .structure_tree import Node, StructureSide, TNode, build_tree, side_of, side_of_version
 
@@ -220,8 +221,6 @@ def _read_stats(
     batches of at most ``batch_bytes`` per side."""
     if a.values is None or b.values is None:
         return
-    from .diff import compare_tensors
-
     todo = [
         (t, u)
         for t, u in m.tl2r.items()
@@ -517,10 +516,3 @@ def _tdesc(t: TNode) -> str:
 
 def _tensors(n: int) -> str:
     return f"{n} tensor" + ("s" if n != 1 else "")
-
-
-def _count(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
