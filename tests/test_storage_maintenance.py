@@ -80,6 +80,33 @@ def test_stats_numbers_are_consistent(repo: mg.Repository) -> None:
     assert "base" in str(s) and "total" in str(s)
 
 
+def test_version_stats_add_up_to_the_model_stats(repo: mg.Repository) -> None:
+    """Per version: what it introduced, shares and how deep its deltas go; summed per
+    model they are ``stats()``'s numbers."""
+    from modelgit.storage.maintenance import version_stats
+
+    base = weights(1)
+    ft = finetune(base, 2)
+    repo.add("base", base)
+    repo.add("ft", ft, parents="base")
+    repo.commit("ft", finetune(ft, 3))
+    repo.add("copy", {k: v.clone() for k, v in base.items()})
+    vs = version_stats(repo.catalog)
+    assert [(v.model, v.number) for v in vs] == [("base", 1), ("ft", 1), ("ft", 2), ("copy", 1)]
+    per = {m.name: m for m in repo.stats().models}
+    for name, m in per.items():
+        mine = [v for v in vs if v.model == name]
+        assert len(mine) == m.versions
+        for field in ("logical_bytes", "stored_bytes", "dedup_bytes", "delta_bytes"):
+            assert sum(getattr(v, field) for v in mine) == getattr(m, field), (name, field)
+    by = {(v.model, v.number): v for v in vs}
+    assert by[("base", 1)].max_depth == 0 and by[("base", 1)].delta_bytes == 0
+    assert by[("ft", 1)].max_depth >= 1 and by[("ft", 2)].max_depth >= 1
+    assert by[("copy", 1)].stored_bytes == 0 and by[("copy", 1)].max_depth == 0
+    assert by[("copy", 1)].chunks == by[("base", 1)].chunks > 0
+    assert by[("ft", 2)].to_json()["number"] == 2
+
+
 def test_remove_then_gc_reclaims_and_keeps_reachable(repo: mg.Repository) -> None:
     base = weights(1)
     ft1 = finetune(base, 2)
