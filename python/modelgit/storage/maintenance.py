@@ -150,12 +150,14 @@ def version_stats(db: Catalog) -> list[VersionStats]:
     return out
 
 
-def stats(db: Catalog, store: ChunkStore) -> RepoStats:
+def stats(db: Catalog, store: ChunkStore, versions: list[VersionStats] | None = None) -> RepoStats:
+    """Storage per model (the sums of :func:`version_stats`; pass them when already read)
+    and of the whole repository."""
     per: dict[str, ModelStats] = {}
     model_order = [r[0] for r in db.query("SELECT name FROM models ORDER BY created, name")]
     for name in model_order:
         per[name] = ModelStats(name, 0, 0, 0, 0, 0, False)
-    for v in version_stats(db):
+    for v in version_stats(db) if versions is None else versions:
         m = per[v.model]
         m.versions += 1
         m.logical_bytes += v.logical_bytes
