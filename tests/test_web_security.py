@@ -250,8 +250,8 @@ def test_binds_loopback_unless_allowed(zoo: dict[str, Any]) -> None:
     try:
         assert s.server_address[0] == "127.0.0.1" and s.url.startswith("http://127.0.0.1:")
     finally:
-        s.server_close()
-        s.app.repo.close()
+        s.server_close()  # closes the repository it opened
+    assert s.owned is None
 
 
 def test_host_header_must_name_this_machine(server: str) -> None:

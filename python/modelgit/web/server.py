@@ -154,6 +154,7 @@ class WebServer(ThreadingHTTPServer):
         self.quiet = quiet
         self.local_names = {"localhost", "127.0.0.1", "::1", host.strip("[]").lower()}
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="modelgit-web")
+        self.owned: Any = None  # a repository make_server opened: closed with the server
         super().__init__((host.strip("[]"), address[1]), Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -162,6 +163,9 @@ class WebServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.owned is not None:
+            self.owned.close()
+            self.owned = None
 
     @property
     def url(self) -> str:
@@ -181,7 +185,8 @@ def make_server(
 ) -> WebServer:
     """A server for ``repo`` (a path, opened read-only, or an open Repository) bound to
     ``host:port`` (port 0: a free one; its URL is ``server.url``), not yet serving.
-    A ``host`` that is not a loopback address needs ``allow_remote=True``."""
+    A ``host`` that is not a loopback address needs ``allow_remote=True``. A repository
+    opened here is closed by ``server.server_close()``."""
     if not is_loopback(host) and not allow_remote:
         raise InvalidArgument(
             f"--host {host} makes the repository readable from other machines, with no "
@@ -189,12 +194,20 @@ def make_server(
         )
     if not 0 <= port <= 65535:
         raise InvalidArgument(f"port {port} is out of range (0-65535; 0 picks a free one)")
+    owned = None
     if isinstance(repo, (str, Path)):
         from ..repository import open as open_repository
 
-        repo = open_repository(repo, read_only=True, checkout_cache=0)
-    return WebServer((host, port), WebApp(repo, values=values), allow_remote=allow_remote,
-                     quiet=quiet)  # fmt: skip
+        repo = owned = open_repository(repo, read_only=True, checkout_cache=0)
+    try:
+        server = WebServer((host, port), WebApp(repo, values=values),
+                           allow_remote=allow_remote, quiet=quiet)  # fmt: skip
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    server.owned = owned
+    return server
 
 
 def run(server: WebServer, announce: Callable[[str], None] | None = None) -> None:

@@ -48,8 +48,8 @@
   }
   function start() {  // fit when that stays readable; else readable, from the top left
     var b = box(), fits = Math.min(b.w / full.w, b.h / full.h);
-    if (fits >= 0.45) { fit(); return; }
-    var s = Math.max(Math.min(b.w / full.w, 1), 0.45);
+    if (fits >= 0.6) { fit(); return; }
+    var s = Math.max(Math.min(b.w / full.w, 1), 0.6);
     view.w = b.w / s; view.h = b.h / s;
     view.x = full.w <= view.w ? (full.w - view.w) / 2 : 0; view.y = 0;
     apply();
