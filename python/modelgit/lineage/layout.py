@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Box", "Link", "layout", "place", "size_box"]
+__all__ = ["Box", "Link", "layout", "place", "size_box", "edge_path"]
 
 
 @dataclass
@@ -254,3 +254,18 @@ def layout(
             e.points = [(y, x) for x, y in e.points]
         width, height = height, width
     return [[all_boxes[n] for n in lay if not all_boxes[n].dummy] for lay in layers], width, height
+
+
+def edge_path(points: list[tuple[float, float]], horizontal: bool = False) -> str:
+    """SVG path data through a link's ``points``: cubic curves leaving each point along
+    the layers' direction (down, or right with ``horizontal``)."""
+    (x0, y0) = points[0]
+    d = [f"M{x0:.1f},{y0:.1f}"]
+    for (xa, ya), (xb, yb) in zip(points, points[1:], strict=False):
+        if horizontal:
+            mx = (xa + xb) / 2
+            d.append(f"C{mx:.1f},{ya:.1f} {mx:.1f},{yb:.1f} {xb:.1f},{yb:.1f}")
+        else:
+            my = (ya + yb) / 2
+            d.append(f"C{xa:.1f},{my:.1f} {xb:.1f},{my:.1f} {xb:.1f},{yb:.1f}")
+    return " ".join(d)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..units import human_bytes
-from .layout import FONT, LINE_H, MARGIN, PAD_Y, layout
+from .layout import FONT, LINE_H, MARGIN, PAD_Y, edge_path, layout
 from .layout import Box as _Box
 from .layout import Link as _Link
 
@@ -135,15 +135,6 @@ def _esc(s: str) -> str:
     return html.escape(s, quote=True)
 
 
-def _path(points: list[tuple[float, float]]) -> str:
-    (x0, y0) = points[0]
-    d = [f"M{x0:.1f},{y0:.1f}"]
-    for (xa, ya), (xb, yb) in zip(points, points[1:], strict=False):
-        my = (ya + yb) / 2
-        d.append(f"C{xa:.1f},{my:.1f} {xb:.1f},{my:.1f} {xb:.1f},{yb:.1f}")
-    return " ".join(d)
-
-
 def to_svg(graph: LineageGraph, versions: bool = False) -> str:
     """A standalone SVG document of the graph."""
     boxes, links = _boxes(graph, versions)
@@ -175,7 +166,7 @@ def to_svg(graph: LineageGraph, versions: bool = False) -> str:
         c = _color(rel)
         dash = ' stroke-dasharray="6,4"' if e.kind == "version" else ""
         out.append(
-            f'<path class="edge {_esc(e.kind)}" d="{_path(e.points)}" fill="none" stroke="{c}" '
+            f'<path class="edge {_esc(e.kind)}" d="{edge_path(e.points)}" fill="none" stroke="{c}" '
             f'stroke-width="1.6"{dash} marker-end="url(#arrow-{c[1:]})">'
             f"<title>{_esc(e.parent)} → {_esc(e.child)} ({_esc(e.text)})</title></path>"
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ...lineage.layout import Box, Link, layout
+from ...lineage.layout import Box, Link, edge_path, layout
 from ...lineage.render import LOSSY_COLOR, OTHER_COLOR, RELATION_COLORS
 from ..data import Snapshot
 from ..html import esc, human, js_data, page, ratio, when
@@ -47,15 +47,6 @@ def relation_color(relation: str) -> str:
 
 def _short(text: str, limit: int = MAX_LABEL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _path(points: list[tuple[float, float]]) -> str:
-    (x0, y0) = points[0]
-    d = [f"M{x0:.1f},{y0:.1f}"]
-    for (xa, ya), (xb, yb) in zip(points, points[1:], strict=False):
-        mx = (xa + xb) / 2
-        d.append(f"C{mx:.1f},{ya:.1f} {mx:.1f},{yb:.1f} {xb:.1f},{yb:.1f}")
-    return " ".join(d)
 
 
 def _text_width(first: str, rest: list[str]) -> float:
@@ -238,7 +229,8 @@ def _svg(boxes: list[Box], links: list[Link], info: dict[str, Any], view: str) -
         out.append(
             f'<path class="edge {"version" if e.kind == "version" else "provenance"}" '
             f'data-relation="{esc(rel)}" data-from="{esc(e.parent)}" data-to="{esc(e.child)}" '
-            f'd="{_path(e.points)}" stroke="{c}" marker-end="url(#arrow-{c[1:]})">'
+            f'd="{edge_path(e.points, horizontal=True)}" stroke="{c}" '
+            f'marker-end="url(#arrow-{c[1:]})">'
             f"<title>{esc(e.parent)} → {esc(e.child)} ({esc(e.text)})</title></path>"
         )
     out.append('</g><g class="nodes">')
