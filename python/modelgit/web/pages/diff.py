@@ -2,11 +2,13 @@
 site): per-tensor change statistics, side-file changes and the structural diff as two
 module trees side by side.
 
-The structure panel renders the JSON of ``StructureDiff.to_json()`` (see
-``/docs/guide.md``, "Browser"): ``divergence``, ``source``, ``summary``, ``changes``,
-and ``left``/``right`` trees whose nodes have ``name``, ``path``, ``type``, ``status``,
-``partner``, ``tensors`` and ``children``. Every tree node is an element of class
-``tnode`` plus its status, with ``data-path``; unchanged subtrees start folded.
+The structure panel renders the JSON of ``StructureDiff.to_json()``: ``divergence``,
+``source``, ``summary``, ``changes`` (``kind``, ``left``, ``right``, ``detail``), and
+``left``/``right`` trees whose nodes have ``name``, ``path``, ``type``, ``status``
+(same, changed, renamed, added, removed, mixed), ``partner`` (the path of the node it
+was aligned with), ``tensors`` and ``children``. Every tree node is an element of class
+``tnode`` plus its status, with ``data-path``; unchanged subtrees start folded. The JSON
+is read defensively: an unknown status shows as ``mixed``, a malformed node is skipped.
 """
 
 from __future__ import annotations
