@@ -7,6 +7,7 @@ messages, metadata, side files and their paths, creation arguments)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -189,13 +190,14 @@ def serving(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``modelgit serve --port 0`` on ``repo``; yields (base URL, process). Stops it
     with SIGINT (Ctrl-C) at the end and checks that it exited cleanly."""
-    env_path = f"{TESTS}"
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelgit", "serve", "--port", "0", "--repo", str(repo), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**_env(), "PYTHONPATH": env_path},
+        env=env,
     )
     try:
         line = _first_line(proc, timeout)
@@ -216,8 +218,6 @@ def serving(
 
 
 def _env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.pop("MODELGIT_DEBUG", None)
     env["MODELGIT_PROGRESS"] = "0"
