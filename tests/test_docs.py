@@ -46,7 +46,8 @@ NO_RUN = {
     "README.md": 2,  # pip install
     "docs/guide.md": 3,  # a PostgreSQL server and an S3 bucket; transformers + MiniLM;
     # the Trainer and Lightning callbacks (tests/test_workflows_checkpoints.py runs them)
-    "docs/cli.md": 1,  # a Hugging Face folder with side files
+    "docs/cli.md": 2,  # a Hugging Face folder with side files; `modelgit serve` (runs until
+    # Ctrl-C; tests/test_web_server.py runs it)
     "docs/benchmarks.md": 2,  # a GPU
     "docs/benchmarks_core.md": 1,  # the benchmarks: minutes to hours each
     "docs/benchmarks_inference.md": 1,

@@ -224,6 +224,32 @@ def test_svg_layout_keeps_layers_and_no_overlap(family: LineageGraph) -> None:
         assert lk.points and all(0 <= x <= width and 0 <= yy <= height for x, yy in lk.points)
 
 
+def test_layout_left_to_right(family: LineageGraph) -> None:
+    """horizontal=True: layers are columns (parents left of children), the boxes of a
+    column do not overlap, each keeps its own size, and edges run from a parent's right
+    side to a child's left side."""
+    from modelgit.lineage.render import _boxes
+
+    boxes, links = _boxes(family, versions=False)
+    boxes[0].width, boxes[0].height = 300.0, 90.0  # a size set by the caller is kept
+    layers, width, height = layout(boxes, links, horizontal=True, gap_across=10, gap_along=70)
+    by_id = {b.id: b for lay in layers for b in lay}
+    assert (by_id[boxes[0].id].width, by_id[boxes[0].id].height) == (300.0, 90.0)
+    for layer in layers:
+        assert len({b.x for b in layer}) == 1  # a column: boxes centred on one x
+        ys = sorted(layer, key=lambda b: b.y)
+        for a, b in zip(ys, ys[1:], strict=False):
+            assert a.y + a.height + 10 - 1e-6 <= b.y  # no overlap, the gap kept
+    for e in family.edges():
+        p, c = by_id[e.parent], by_id[e.child]
+        assert p.x + p.width / 2 + 70 - 1e-6 <= c.x - c.width / 2  # parents left
+    for lk in links:
+        (x0, _), (x1, _) = lk.points[0], lk.points[-1]
+        p, c = by_id[lk.parent], by_id[lk.child]
+        assert x0 == pytest.approx(p.x + p.width / 2) and x1 == pytest.approx(c.x - c.width / 2)
+        assert all(0 <= x <= width and 0 <= y <= height for x, y in lk.points)
+
+
 def test_svg_long_edges_get_routed() -> None:
     # a -> b -> c -> d and a -> d: the long edge passes through dummy points
     chain = [("a", "b", "x"), ("b", "c", "x"), ("c", "d", "x"), ("a", "d", "y")]
@@ -283,7 +309,7 @@ def test_text_tree(family: LineageGraph) -> None:
 
 
 def test_place_keeps_order_gaps_and_centres() -> None:
-    from modelgit.lineage.render import _place
+    from modelgit.lineage.layout import place as _place
 
     # three boxes all wanting x=100 with gaps of 10: centred around 100
     assert _place([100.0, 100.0, 100.0], [10.0, 10.0]) == pytest.approx([90.0, 100.0, 110.0])

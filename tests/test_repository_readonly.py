@@ -106,3 +106,39 @@ def test_damaged_catalog_still_says_restore(tmp_path: Path) -> None:
     db.write_bytes(bytes(raw))
     with pytest.raises(mg.CorruptObject, match="restore catalog.db from a backup"):
         mg.open(path)
+
+
+def test_open_read_only(tmp_path: Path) -> None:
+    """modelgit.open(read_only=True) on a folder this user could write: every read works
+    (workflow reads too, in a repository that never had a test registered), every write
+    is refused with ReadOnlyRepository, and the catalog and packs stay as they were;
+    versions a writer commits meanwhile are seen."""
+    path = tmp_path / "repo"
+    with mg.init(path) as repo:
+        repo.add("m", {"w": torch.arange(5.0)}, metadata={"k": "v"})
+    packs = {p.name: p.read_bytes() for p in (path / "packs").iterdir()}
+    with mg.open(path, read_only=True) as ro:
+        assert ro.models() == ["m"]
+        assert ro.load("m")["w"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert ro.tests() == [] and len(ro.test_results()) == 0 and ro.creator("m") is None
+        assert len(ro.test_results(model="m")) == 0
+        with pytest.raises(mg.UnknownModel):
+            ro.test_results(model="nope")
+        assert ro.fsck().ok and ro.stats().models[0].name == "m"
+        for write in (
+            lambda: ro.add("x", {"w": torch.zeros(3)}),
+            lambda: ro.commit("m", {"w": torch.zeros(5)}),
+            lambda: ro.tag("m", "prod"),
+            lambda: ro.register_test("t", "wf_funcs:mean_w"),
+            lambda: ro.gc(),
+        ):
+            with pytest.raises(mg.ReadOnlyRepository, match="opened read-only"):
+                write()
+        with mg.open(path) as rw:
+            rw.commit("m", {"w": torch.ones(5)}, message="by a writer")
+        assert [v.number for v in ro.versions("m")] == [1, 2]
+        assert ro.load("m")["w"].tolist() == [1.0] * 5
+    with mg.open(path) as repo:
+        assert repo.tags() == {} and repo.models() == ["m"]
+    for name, data in packs.items():
+        assert (path / "packs" / name).read_bytes() == data

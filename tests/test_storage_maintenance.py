@@ -41,6 +41,17 @@ def logical(sd: dict[str, torch.Tensor]) -> int:
     return sum(t.nbytes for t in sd.values())
 
 
+def a_family(repo: mg.Repository) -> dict[str, torch.Tensor]:
+    """base, ft (a fine-tune of it) in two versions, copy (base again); returns base."""
+    base = weights(1)
+    ft = finetune(base, 2)
+    repo.add("base", base)
+    repo.add("ft", ft, parents="base")
+    repo.commit("ft", finetune(ft, 3))
+    repo.add("copy", {k: v.clone() for k, v in base.items()})
+    return base
+
+
 def test_stats_of_an_empty_repository(repo: mg.Repository) -> None:
     s = repo.stats()
     assert (s.logical_bytes, s.stored_bytes, s.chunks, s.models) == (0, 0, 0, [])
@@ -50,12 +61,7 @@ def test_stats_of_an_empty_repository(repo: mg.Repository) -> None:
 
 
 def test_stats_numbers_are_consistent(repo: mg.Repository) -> None:
-    base = weights(1)
-    ft = finetune(base, 2)
-    repo.add("base", base)
-    repo.add("ft", ft, parents="base")
-    repo.commit("ft", finetune(ft, 3))
-    repo.add("copy", {k: v.clone() for k, v in base.items()})
+    base = a_family(repo)
     s = repo.stats()
     per = {m.name: m for m in s.models}
     assert [m.name for m in s.models] == ["base", "ft", "copy"]
@@ -78,6 +84,28 @@ def test_stats_numbers_are_consistent(repo: mg.Repository) -> None:
     j = s.to_json()
     assert j["logical_bytes"] == s.logical_bytes and len(j["models"]) == 3
     assert "base" in str(s) and "total" in str(s)
+
+
+def test_version_stats_add_up_to_the_model_stats(repo: mg.Repository) -> None:
+    """Per version: what it introduced, shares and how deep its deltas go; summed per
+    model they are ``stats()``'s numbers."""
+    from modelgit.storage.maintenance import version_stats
+
+    a_family(repo)
+    vs = version_stats(repo.catalog)
+    assert [(v.model, v.number) for v in vs] == [("base", 1), ("ft", 1), ("ft", 2), ("copy", 1)]
+    per = {m.name: m for m in repo.stats().models}
+    for name, m in per.items():
+        mine = [v for v in vs if v.model == name]
+        assert len(mine) == m.versions
+        for field in ("logical_bytes", "stored_bytes", "dedup_bytes", "delta_bytes"):
+            assert sum(getattr(v, field) for v in mine) == getattr(m, field), (name, field)
+    by = {(v.model, v.number): v for v in vs}
+    assert by[("base", 1)].max_depth == 0 and by[("base", 1)].delta_bytes == 0
+    assert by[("ft", 1)].max_depth >= 1 and by[("ft", 2)].max_depth >= 1
+    assert by[("copy", 1)].stored_bytes == 0 and by[("copy", 1)].max_depth == 0
+    assert by[("copy", 1)].chunks == by[("base", 1)].chunks > 0
+    assert by[("ft", 2)].to_json()["number"] == 2
 
 
 def test_remove_then_gc_reclaims_and_keeps_reachable(repo: mg.Repository) -> None:

@@ -62,9 +62,14 @@ def open(  # noqa: A001 - public API name
     storage_options: dict[str, Any] | None = None,
     memory_budget: int | str | None = None,
     checkout_cache: int | str | None = None,
+    read_only: bool = False,
 ) -> Repository:
     """Open the existing repository at ``path`` (a folder, or a ``postgresql://`` URL of
     a team repository; ``objects`` then overrides the object store it names).
+
+    ``read_only=True``: reads work, every write raises
+    :class:`~modelgit.ReadOnlyRepository`, and no file of the repository is written
+    (SQLite may leave its ``-wal``/``-shm`` reader files); ``modelgit serve`` uses it.
 
     ``memory_budget`` (bytes, or a string such as ``"256MiB"``) bounds the working
     memory of add, commit, export and load_into (see :mod:`modelgit.memory`); the
@@ -78,6 +83,7 @@ def open(  # noqa: A001 - public API name
         storage_options=storage_options,
         memory_budget=memory_budget,
         checkout_cache=checkout_cache,
+        read_only=read_only,
     )
 
 

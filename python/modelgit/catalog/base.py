@@ -17,6 +17,7 @@ class Catalog(Protocol):
     ``execute``/``executemany`` take SQLite-dialect SQL with ``?`` placeholders."""
 
     dialect: str  # "sqlite" or "postgresql"
+    read_only: bool  # every transaction raises ReadOnlyRepository
 
     def connection(self) -> Any: ...
 

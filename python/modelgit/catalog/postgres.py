@@ -36,6 +36,7 @@ from ..errors import (
     TEAM_EXTRA_HINT,
     CatalogUnavailable,
     ModelgitError,
+    ReadOnlyRepository,
     RepositoryExists,
     StorageUnavailable,
 )
@@ -240,6 +241,7 @@ class PostgresCatalog:
         self._local = threading.local()
         self._all: list[PgConnection] = []
         self._all_lock = threading.Lock()
+        self.read_only = False  # modelgit.open(url, read_only=True): transactions refused
         if create:
             try:
                 self._create()
@@ -283,6 +285,10 @@ class PostgresCatalog:
     @contextmanager
     def transaction(self) -> Iterator[PgConnection]:
         """A writing transaction, serialized with every other writer (advisory lock)."""
+        if self.read_only:
+            raise ReadOnlyRepository(
+                f"{self.safe_url} was opened read-only: reads work, writes do not"
+            )
         db = self.connection()
         db.execute("BEGIN IMMEDIATE")
         try:

@@ -81,12 +81,14 @@ class SqliteCatalog:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path, create: bool = False) -> None:
+    def __init__(self, path: Path, create: bool = False, read_only: bool = False) -> None:
         self.path = path
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, to close
         self._all_lock = threading.Lock()
-        self.read_only = False  # set when the catalog can only be opened for reading
+        # asked for (modelgit.open(read_only=True)), or found: this user cannot write it
+        self.read_only = read_only
+        self._asked_read_only = read_only
         if create:
             # executescript commits on its own: the whole schema is one script
             self.connection().executescript(
@@ -146,6 +148,10 @@ class SqliteCatalog:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: the writer lock is taken at the start."""
         db = self.connection()
+        if self._asked_read_only:
+            raise ReadOnlyRepository(
+                f"{self.path.parent} was opened read-only: reads work, writes do not"
+            )
         if self.read_only:
             raise ReadOnlyRepository(
                 f"{self.path.parent} is read-only for this user (permission denied or a "

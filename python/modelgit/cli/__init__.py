@@ -10,7 +10,7 @@ One module per group of commands: ``maintain`` (init, du, fsck, gc, repack,
 prune-checkpoints), ``write`` (add, commit, rm, tag, rename, export), ``importing``
 (import), ``query`` (ls, log, show, diff), ``lineage`` (graph, edge), ``workflows``
 (test, creator, cascade, bisect), ``collab`` (push, pull, merge, infer), ``settings``
-(cache, layout), ``demo``, and ``bench``.
+(cache, layout), ``web`` (serve, site), ``demo``, and ``bench``.
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ def build_parser() -> Parser:
         maintain,
         query,
         settings,
+        web,
         workflows,
         write,
     )
@@ -131,7 +132,7 @@ def build_parser() -> Parser:
     repo_option(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in (
-        maintain, write, importing, query, lineage, workflows, collab, settings, demo, bench
+        maintain, write, importing, query, lineage, workflows, collab, settings, web, demo, bench
     ):  # fmt: skip
         module.register(sub)
     return parser

@@ -25,21 +25,23 @@ def find_root(start: Path) -> Path | None:
     return None
 
 
-def open_repo(args: Any) -> Repository:
+def open_repo(args: Any, **options: Any) -> Repository:
+    """The repository a command acts on; ``options`` go to ``modelgit.open``
+    (``read_only=True``...)."""
     path = getattr(args, "repo", None) or os.environ.get("MODELGIT_REPO") or None
     if path is not None and is_team_url(path):
-        return open_repository(path)  # a team repository (its objects URL is in its catalog)
+        return open_repository(path, **options)  # its objects URL is in its catalog
     if path is not None:
         p = Path(path)
         if not p.exists():
             raise NotARepository(
                 f"{p} does not exist; create a repository with `modelgit init {p}`"
             )
-        return open_repository(p)
+        return open_repository(p, **options)
     root = find_root(Path.cwd())
     if root is None:
         raise NotARepository(
             f"not a modelgit repository (nor any parent folder): {Path.cwd()}; "
             "run `modelgit init` or pass --repo PATH"
         )
-    return open_repository(root)
+    return open_repository(root, **options)

@@ -102,16 +102,22 @@ class Backend:
         """The lock file, opened for writing (created if missing); for a reader of a
         repository this user cannot write, read-only (flock works on it) or None."""
         path = self.root / "locks" / "repo.lock"
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except (PermissionError, OSError) as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
+        if self.catalog.read_only:  # opened read-only: create nothing
             if writes:
                 raise ReadOnlyRepository(
-                    f"{self.root} is read-only for this user ({exc.strerror}): reads work, "
-                    "writes need write access"
-                ) from None
+                    f"{self.root} was opened read-only: reads work, writes do not"
+                )
+        else:
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except (PermissionError, OSError) as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                if writes:
+                    raise ReadOnlyRepository(
+                        f"{self.root} is read-only for this user ({exc.strerror}): reads "
+                        "work, writes need write access"
+                    ) from None
         try:
             return os.open(path, os.O_RDONLY)
         except OSError:
@@ -198,11 +204,12 @@ def _read_format(root: Path) -> int:
     return version
 
 
-def open_folder(root: Path, cache_bytes: int) -> Backend:
+def open_folder(root: Path, cache_bytes: int, read_only: bool = False) -> Backend:
     """Open the folder repository at ``root``; ``cache_bytes`` bounds its cache of
-    decoded delta bases."""
+    decoded delta bases. ``read_only``: the catalog is opened for reading only (every
+    write raises ReadOnlyRepository) and no lock file is created."""
     version = _read_format(root)
-    catalog = SqliteCatalog(root / CATALOG_FILE)
+    catalog = SqliteCatalog(root / CATALOG_FILE, read_only=read_only)
     try:
         schema = catalog.one("SELECT value FROM meta WHERE key = 'schema'")
     except ModelgitError:  # damaged (with the advice to restore it), unreadable, busy

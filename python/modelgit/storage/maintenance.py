@@ -23,7 +23,17 @@ from .store import ChunkStore
 MERGE_BELOW = 64 << 20  # gc merges packs smaller than this (when there are two or more)
 MAX_CHUNK_BYTES = 1 << 31  # no chunk decodes to more (fsck allocates none larger)
 
-__all__ = ["ModelStats", "RepoStats", "FsckReport", "GcReport", "stats", "fsck", "gc"]
+__all__ = [
+    "ModelStats",
+    "RepoStats",
+    "VersionStats",
+    "FsckReport",
+    "GcReport",
+    "stats",
+    "version_stats",
+    "fsck",
+    "gc",
+]
 
 
 @dataclass
@@ -87,44 +97,83 @@ def _ratio(a: int, b: int) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
 
-def stats(db: Catalog, store: ChunkStore) -> RepoStats:
+@dataclass
+class VersionStats:
+    """Where one version's bytes are: the chunk records it introduced (it was the first
+    version to list them), the bytes it shares with earlier versions, and how deep the
+    delta chains under its chunks go (what a load of it decodes)."""
+
+    model: str
+    number: int
+    logical_bytes: int  # its tensors' sizes
+    stored_bytes: int  # bytes of the chunk records it introduced
+    dedup_bytes: int  # logical bytes served by chunks an earlier version introduced
+    delta_bytes: int  # logical bytes of the chunks it introduced as deltas
+    chunks: int  # distinct chunks it lists
+    max_depth: int  # the longest delta chain under its chunks (0: all standalone)
+    lossy: bool
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def version_stats(db: Catalog) -> list[VersionStats]:
+    """Storage of every version, oldest first (the order that decides who introduced a
+    chunk: a chunk's bytes count for the first version that lists it)."""
     chunk_info = {
-        r[0]: (r[1], r[2], r[3] is not None)
-        for r in db.query("SELECT id, length, raw_length, base FROM chunks")
+        r[0]: (r[1], r[2], r[3] is not None, r[4] or 0)
+        for r in db.query("SELECT id, length, raw_length, base, depth FROM chunks")
     }
     seen: set[bytes] = set()
-    per: dict[str, ModelStats] = {}
-    model_order = [r[0] for r in db.query("SELECT name FROM models ORDER BY created, name")]
-    for name in model_order:
-        per[name] = ModelStats(name, 0, 0, 0, 0, 0, False)
-    versions = db.query("SELECT id, model, logical_bytes, lossy FROM versions ORDER BY id")
-    for vid, model, logical, lossy in versions:
-        m = per[model]
-        m.versions += 1
-        m.logical_bytes += logical
-        m.lossy = m.lossy or bool(lossy)
+    out: list[VersionStats] = []
+    rows = db.query("SELECT id, model, number, logical_bytes, lossy FROM versions ORDER BY id")
+    for vid, model, number, logical, lossy in rows:
+        v = VersionStats(model, number, logical, 0, 0, 0, 0, 0, bool(lossy))
+        mine: set[bytes] = set()
         for (chunks,) in db.query(
             "SELECT chunks FROM tensors WHERE version = ? AND tie IS NULL", (vid,)
         ):
             for i in range(0, len(chunks), 16):
                 cid = chunks[i : i + 16]
-                length, raw, is_delta = chunk_info.get(cid, (0, 0, False))
+                length, raw, is_delta, depth = chunk_info.get(cid, (0, 0, False, 0))
+                mine.add(cid)
+                v.max_depth = max(v.max_depth, depth)
                 if cid in seen:
-                    m.dedup_bytes += raw
+                    v.dedup_bytes += raw
                     continue
                 seen.add(cid)
-                m.stored_bytes += length
+                v.stored_bytes += length
                 if is_delta:
-                    m.delta_bytes += raw
+                    v.delta_bytes += raw
+        v.chunks = len(mine)
+        out.append(v)
+    return out
+
+
+def stats(db: Catalog, store: ChunkStore, versions: list[VersionStats] | None = None) -> RepoStats:
+    """Storage per model (the sums of :func:`version_stats`; pass them when already read)
+    and of the whole repository."""
+    per: dict[str, ModelStats] = {}
+    model_order = [r[0] for r in db.query("SELECT name FROM models ORDER BY created, name")]
+    for name in model_order:
+        per[name] = ModelStats(name, 0, 0, 0, 0, 0, False)
+    for v in version_stats(db) if versions is None else versions:
+        m = per[v.model]
+        m.versions += 1
+        m.logical_bytes += v.logical_bytes
+        m.lossy = m.lossy or v.lossy
+        m.stored_bytes += v.stored_bytes
+        m.dedup_bytes += v.dedup_bytes
+        m.delta_bytes += v.delta_bytes
     # delta bases that no version lists directly are still stored
-    stored = sum(length for length, _, _ in chunk_info.values())
+    stored, chunks = db.one("SELECT COALESCE(SUM(length), 0), COUNT(*) FROM chunks") or (0, 0)
     pack_bytes = sum(store.objects.list().values())
     return RepoStats(
         models=[per[n] for n in model_order],
         logical_bytes=sum(m.logical_bytes for m in per.values()),
         stored_bytes=stored,
         pack_bytes=pack_bytes,
-        chunks=len(chunk_info),
+        chunks=chunks,
     )
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "relative_distance",
     "delta_coded",
     "storage_bases_of",
+    "storage_base_refs",
 ]
 
 K = 32  # sums per sketch
@@ -212,6 +213,21 @@ def storage_bases_of(catalog: Catalog, vids: Sequence[int]) -> dict[int, list[in
     sql = f"SELECT version, base FROM storage_bases WHERE version IN ({marks}) ORDER BY base"
     for vid, base in catalog.query(sql, tuple(vids)):
         out[vid].append(base)
+    return out
+
+
+def storage_base_refs(catalog: Catalog) -> dict[tuple[str, int], list[tuple[str, int]]]:
+    """Every version's storage bases as (model, number) pairs, in one query (the web
+    UI's storage pages); versions stored standalone are absent."""
+    if not _has_tables(catalog):
+        return {}
+    out: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for model, number, bmodel, bnumber in catalog.query(
+        "SELECT v.model, v.number, b.model, b.number FROM storage_bases s "
+        "JOIN versions v ON v.id = s.version JOIN versions b ON b.id = s.base "
+        "ORDER BY v.id, s.base"
+    ):
+        out.setdefault((model, number), []).append((bmodel, bnumber))
     return out
 
 

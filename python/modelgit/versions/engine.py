@@ -106,11 +106,16 @@ class VersionStore:
         workers: int | None = None,
         memory_budget: MemoryBudget | int | str | None = None,
         checkout_cache: int | str | None = None,
+        read_only: bool = False,
     ) -> _S:
         """Open the repository at ``path`` (a folder, or a team repository's URL)."""
         budget = MemoryBudget.resolve(memory_budget)
         backend = open_backend(
-            path, objects=objects, storage_options=storage_options, cache_bytes=budget.cache
+            path,
+            objects=objects,
+            storage_options=storage_options,
+            cache_bytes=budget.cache,
+            read_only=read_only,
         )
         return cls(backend, workers=workers, memory_budget=budget, checkout_cache=checkout_cache)
 

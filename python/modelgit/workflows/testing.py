@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..catalog.schema import ensure_workflow_tables
-from ..errors import LineageError, UnsupportedInput, WorkflowError
+from ..catalog.schema import ensure_workflow_tables, has_table
+from ..errors import LineageError, ReadOnlyRepository, UnsupportedInput, WorkflowError
 from ..lineage.api import graph_of
-from ..names import validate_name
+from ..names import parse_ref, validate_name
 from . import bisect as _bisect
 from . import cascade as _cascade
 from . import tests_registry as _tests
@@ -45,9 +45,19 @@ class TestingMixin(_Base):
         """The catalog connection, with the workflow tables created on first use."""
         db = self.catalog.connection()
         if not getattr(self, "_workflow_schema_ready", False):
+            if self.catalog.read_only and not has_table(self.catalog, "tests"):
+                raise ReadOnlyRepository(
+                    f"{self.location} was opened read-only (or this user cannot write it): "
+                    "tests and creation functions cannot be registered"
+                )
             ensure_workflow_tables(db)
             self._workflow_schema_ready = True
         return db
+
+    def _workflow_table(self, table: str) -> bool:
+        """Whether the workflow table ``table`` exists, for reads: they create nothing
+        (a repository nobody registered a test in, read-only or not, has none)."""
+        return getattr(self, "_workflow_schema_ready", False) or has_table(self.catalog, table)
 
     # -- tests ----------------------------------------------------------------------
     def register_test(
@@ -131,7 +141,9 @@ class TestingMixin(_Base):
 
     def tests(self) -> list[TestSpec]:
         """The registered tests, in registration order."""
-        return _tests.load_tests(self._workflow_db())
+        if not self._workflow_table("tests"):
+            return []
+        return _tests.load_tests(self.catalog.connection())
 
     def remove_test(self, name: str, keep_results: bool = False) -> None:
         """Unregister a test (and delete its stored results unless ``keep_results``)."""
@@ -215,7 +227,10 @@ class TestingMixin(_Base):
         ``model``: a model name (all its versions) or a version ref (``name@2``, a tag).
         ``latest=True`` keeps only the newest result per (test, version).
         """
-        self._workflow_db()
+        if not self._workflow_table("test_results"):
+            if model is not None and not (parse_ref(model).version is None and model in self):
+                self.resolve(model)  # an unknown reference is an error all the same
+            return TestTable([])
         return _tests.stored_results(self, test, model, latest_only=latest)
 
     # -- creation functions ---------------------------------------------------------------
@@ -269,7 +284,9 @@ class TestingMixin(_Base):
     def creator(self, child: str) -> Creator | None:
         """The creation function of a model, or None."""
         self.require_model(child)
-        return _cascade.load_creators(self._workflow_db()).get(child)
+        if not self._workflow_table("creators"):
+            return None
+        return _cascade.load_creators(self.catalog.connection()).get(child)
 
     # -- cascade and bisect ---------------------------------------------------------------
     def cascade(self, name: str, dry_run: bool = False, run_tests: bool = False) -> CascadeReport:
