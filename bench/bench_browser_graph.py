@@ -7,11 +7,14 @@ second version) and the 12-model browser-test zoo for contrast, then opens each 
 ``--runs`` times in one headless Chromium, browser cache off, from ``modelgit serve``
 (a subprocess on a loopback port) and from the static ``modelgit site`` (file://).
 
-The time measured is from navigation start (``performance.timeOrigin``) until every
-``.node`` element of ``#graph`` is in the DOM and laid out: a probe installed before
-the page's own scripts (``Page.addScriptToEvaluateOnNewDocument``) checks on every
-animation frame, forces layout (``getBoundingClientRect`` of every node) and records
-``performance.now()``; "painted" is the next frame after that. Medians of the runs.
+Times are from navigation start (``performance.timeOrigin``), read by a probe installed
+before the page's own scripts (``Page.addScriptToEvaluateOnNewDocument``) that looks on
+every animation frame and forces layout (``getBoundingClientRect`` of every node):
+"nodes laid out" is the first frame where every ``.node`` of ``#graph`` is in the DOM
+and laid out; "ready" (the number the target is about) the first such frame after the
+load event and the page's own load handlers, i.e. the graph as its scripts left it;
+"painted" the frame after that. Medians of the runs; "first" is the first load after
+the server started (nothing cached by the server either).
 
 Run: ``python bench/bench_browser_graph.py`` (``--runs 7 --models 500``; ``--help``).
 Needs Debian's ``chromium`` and ``chromium-driver`` and selenium (as the browser tests).
@@ -41,6 +44,9 @@ from browser import (  # noqa: E402
 PROBE = """
 (() => {
   const want = %d;
+  let loaded = false;
+  // after the load event and every load handler of the page's own scripts
+  window.addEventListener('load', () => setTimeout(() => { loaded = true; }, 0));
   const tick = () => {
     const nodes = document.querySelectorAll('#graph .node');
     if (nodes.length >= want) {
@@ -49,10 +55,13 @@ PROBE = """
         const r = n.getBoundingClientRect();
         if (r.width > 0 && r.height > 0) shown += 1;
       }
-      window.__laidOut = performance.now();
-      window.__shown = shown;
-      requestAnimationFrame(() => { window.__painted = performance.now(); });
-      return;
+      if (window.__laidOut === undefined) window.__laidOut = performance.now();
+      if (loaded) {
+        window.__ready = performance.now();
+        window.__shown = shown;
+        requestAnimationFrame(() => { window.__painted = performance.now(); });
+        return;
+      }
     }
     requestAnimationFrame(tick);
   };
@@ -63,7 +72,8 @@ PROBE = """
 READ = """
 const nav = performance.getEntriesByType('navigation')[0] || {};
 return window.__painted === undefined ? null : {
-  laid_out: window.__laidOut, painted: window.__painted, shown: window.__shown,
+  laid_out: window.__laidOut, ready: window.__ready, painted: window.__painted,
+  shown: window.__shown,
   nodes: document.querySelectorAll('#graph .node').length,
   response_end: nav.responseEnd, dom_content_loaded: nav.domContentLoadedEventEnd,
   load: nav.loadEventEnd,
@@ -105,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=int, default=500, help="models in the synthetic graph")
     ap.add_argument("--runs", type=int, default=7, help="loads per page (median; >= 5)")
     args = ap.parse_args(argv)
+    if args.runs < 5:
+        ap.error("--runs must be at least 5")
     reason = missing_browser()
     if reason:
         raise SystemExit(f"cannot run: {reason}")
@@ -126,27 +138,30 @@ def main(argv: list[str] | None = None) -> int:
                     for where, url in (("serve", server.url), ("site", site.as_uri() + "/")):
                         got = measure(browser, url + "index.html", count, args.runs)
                         rows.append((label, where, got))
-                        print(f"{label:32s} {where:6s} laid out {median(got, 'laid_out'):7.0f} ms")
+                        print(f"{label:32s} {where:6s} ready {median(got, 'ready'):7.0f} ms")
                 finally:
                     server.stop()
         finally:
             browser.close()
     print()
-    print(f"median of {args.runs} cold loads, ms from navigation start (headless Chromium)")
+    print(f"median of {args.runs} loads (browser cache off), ms from navigation start")
     print(
-        "| graph | from | response end | DOMContentLoaded | all nodes laid out | painted "
-        "| nodes shown |"
+        "| graph | from | response end | DOMContentLoaded | nodes laid out | ready | painted "
+        "| ready, first load | nodes shown |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, where, got in rows:
         print(
             f"| {label} | {where} | {median(got, 'response_end'):.0f} | "
             f"{median(got, 'dom_content_loaded'):.0f} | {median(got, 'laid_out'):.0f} | "
-            f"{median(got, 'painted'):.0f} | {int(median(got, 'shown'))} |"
+            f"{median(got, 'ready'):.0f} | {median(got, 'painted'):.0f} | "
+            f"{got[0]['ready']:.0f} | {int(median(got, 'shown'))} |"
         )
-    worst = max(median(got, "laid_out") for label, _, got in rows if "synthetic" in label)
+    worst = max(
+        max(median(got, "ready"), got[0]["ready"]) for label, _, got in rows if "synthetic" in label
+    )
     verdict = "met" if worst < 2000 else "NOT met"
-    print(f"\ntarget: {args.models} models laid out in < 2000 ms: {verdict} ({worst:.0f} ms)")
+    print(f"\ntarget: {args.models} models ready in < 2000 ms: {verdict} (worst {worst:.0f} ms)")
     return 0
 
 

@@ -14,6 +14,7 @@ and photographs three pages in headless Chromium (Debian's ``chromium`` and
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import tempfile
 from pathlib import Path
@@ -22,13 +23,16 @@ from urllib.parse import quote, urljoin
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the browser harness: tests/browser.py
 
+import modelgit as mg  # noqa: E402
 from browser import Browser, Server, build_zoo, missing_browser  # noqa: E402
 
+# whether this modelgit has the structural diff (else the diff shows no trees)
+STRUCTURE = "structure" in inspect.signature(mg.Repository.diff).parameters
 LIMIT = 200_000  # bytes per image
 NAMES = ("browser-graph.png", "browser-model.png", "browser-diff.png")
 
 
-def shoot(out: Path, window: tuple[int, int] = (1000, 640)) -> dict[str, int]:
+def shoot(out: Path, window: tuple[int, int] = (1000, 720)) -> dict[str, int]:
     """Write the three screenshots into ``out``; their sizes in bytes."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="modelgit-shots-") as tmp:
@@ -49,7 +53,8 @@ def shoot(out: Path, window: tuple[int, int] = (1000, 640)) -> dict[str, int]:
             browser.wait("return document.querySelector('#model-name') !== null")
             browser.screenshot(out / NAMES[1])
             browser.open(urljoin(server.url, f"diff?a={quote('base@2')}&b=deep"))
-            browser.wait("return document.querySelector('#structure .tnode') !== null")
+            panel = "#structure .tnode" if STRUCTURE else "#structure"
+            browser.wait(f"return document.querySelector('{panel}') !== null")
             browser.js("document.querySelector('#structure').scrollIntoView()")
             browser.screenshot(out / NAMES[2])
             problems = browser.problems()
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img", help="folder to write")
     ap.add_argument("--width", type=int, default=1000)
-    ap.add_argument("--height", type=int, default=640)
+    ap.add_argument("--height", type=int, default=720)
     args = ap.parse_args(argv)
     reason = missing_browser()
     if reason:

@@ -183,6 +183,16 @@ class Browser:
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
+    def href(self, element: Any) -> str:
+        """The absolute URL an ``<a>`` (HTML or SVG) leads to."""
+        return self.js(
+            "const a = arguments[0];"
+            "const h = a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink',"
+            " 'href');"
+            "return h === null ? null : new URL(h, document.baseURI).href;",
+            element,
+        )
+
     # -- checks ---------------------------------------------------------------------
     def poll_requests(self) -> list[str]:
         """The URLs requested since the last call (also appended to ``requests``):
@@ -290,8 +300,12 @@ class Server:
             if first:
                 found.set()  # stdout closed: the process ended without the line
 
-        for stream, first in ((self.proc.stdout, True), (self.proc.stderr, False)):
-            threading.Thread(target=drain, args=(stream, first), daemon=True).start()
+        self._threads = [
+            threading.Thread(target=drain, args=(stream, first), daemon=True)
+            for stream, first in ((self.proc.stdout, True), (self.proc.stderr, False))
+        ]
+        for t in self._threads:
+            t.start()
         if not found.wait(timeout) or not _SERVING.match(self.first_line):
             self.stop()
             raise RuntimeError(
@@ -312,6 +326,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        for t in self._threads:
+            t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
         return self.proc.returncode
 
 
