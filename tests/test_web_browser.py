@@ -268,6 +268,90 @@ def test_pick_two_nodes_and_compare(browser: Browser, server: Server, zoo: Zoo) 
     trees(browser)
 
 
+_RECT = """
+const n = [...document.querySelectorAll('#graph .node')]
+  .find(n => n.getAttribute('data-name') === arguments[0]);
+const r = n.getBoundingClientRect(), s = getComputedStyle(n);
+return {x: r.x, y: r.y, w: r.width, h: r.height,
+        shown: r.width > 0 && s.display !== 'none' && s.visibility !== 'hidden'};
+"""
+# a point of the graph's background inside the window (where a drag pans)
+_BACKGROUND = """
+const svg = document.querySelector('#graph'), r = svg.getBoundingClientRect();
+const bottom = Math.min(r.bottom, innerHeight) - 60, right = Math.min(r.right, innerWidth) - 100;
+for (let y = Math.max(r.top, 0) + 10; y < bottom; y += 11) {
+  for (let x = r.left + 10; x < right; x += 13) {
+    const e = document.elementFromPoint(x, y);
+    if (e && svg.contains(e) && !e.closest('.node, .edge, a')) {
+      return [Math.round(x), Math.round(y)];
+    }
+  }
+}
+return null;
+"""
+
+
+@needs_browser
+def test_zoom_pan_and_collapse(browser: Browser, server: Server, zoo: Zoo) -> None:
+    """Real input on #graph: a drag on the background pans (a node moves with the
+    pointer), Ctrl+wheel zooms (nodes grow), a wheel scrolls the view; .collapse on
+    base hides what derives from it only, a second click brings it back."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+    from selenium.webdriver.common.keys import Keys
+
+    open_graph(browser, server.url, zoo)
+    svg = browser.one("#graph")
+    browser.js("arguments[0].scrollIntoView({block: 'center'})", svg)
+    start = browser.js(_RECT, "base")
+    x, y = browser.js(_BACKGROUND)
+    drag = ActionBuilder(browser.driver)
+    drag.pointer_action.move_to_location(x, y)
+    drag.pointer_action.pointer_down()
+    drag.pointer_action.move_to_location(x + 80, y + 40)
+    drag.pointer_action.pointer_up()
+    drag.perform()
+    moved = browser.js(_RECT, "base")
+    assert abs(moved["x"] - start["x"] - 80) < 2 and abs(moved["y"] - start["y"] - 40) < 2, (
+        start,
+        moved,
+    )
+    assert abs(moved["w"] - start["w"]) < 0.5  # a pan does not zoom
+    (
+        ActionChains(browser.driver)
+        .key_down(Keys.CONTROL)
+        .scroll_from_origin(ScrollOrigin.from_element(svg), 0, -300)
+        .key_up(Keys.CONTROL)
+        .perform()
+    )
+    zoomed = browser.js(_RECT, "base")
+    assert zoomed["w"] > moved["w"] * 1.2, (moved, zoomed)
+    wheel = ActionChains(browser.driver).scroll_from_origin(ScrollOrigin.from_element(svg), 0, 100)
+    wheel.perform()
+    scrolled = browser.js(_RECT, "base")
+    assert scrolled["y"] < zoomed["y"] - 10 and abs(scrolled["w"] - zoomed["w"]) < 0.5
+
+    open_graph(browser, server.url, zoo)  # back to the start
+    derived = [m for m in zoo.models if m not in ("base", "other-root")]
+    assert all(browser.js(_RECT, m)["shown"] for m in zoo.models)
+    collapse = node(browser, "base").find_element("css selector", ".collapse")
+    click(browser, collapse)
+    shown = {m: browser.js(_RECT, m)["shown"] for m in zoo.models}
+    assert [m for m in derived if shown[m]] == [] and shown["base"] and shown["other-root"]
+    hidden_edges = browser.js(
+        "return [...document.querySelectorAll('#graph path.edge')]"
+        ".filter(e => e.getBoundingClientRect().width > 0 &&"
+        " getComputedStyle(e).display !== 'none' && getComputedStyle(e).visibility !== 'hidden')"
+        ".length"
+    )
+    assert hidden_edges == 0  # every edge touches a hidden node
+    click(browser, node(browser, "base").find_element("css selector", ".collapse"))
+    assert all(browser.js(_RECT, m)["shown"] for m in zoo.models)
+    assert node(browser, "student").find_elements("css selector", ".collapse") == []  # a leaf
+    check_page(browser)
+
+
 # how each node looks: its class and the computed styles a filter or highlight changes
 _LOOKS = """
 const looks = () => {
@@ -446,6 +530,15 @@ def test_static_site_from_file_urls(browser: Browser, site: Path, zoo: Zoo, tmp_
     click(browser, browser.one("a.diff-link"))
     browser.wait_url(r"/diff/[^/]+\.html$")
     check_page(browser, tmp_path, "site-diff", file=True)
+    browser.one("table#tensor-changes")
+    # two nodes picked on the static graph: the precomputed diff of a model and its parent
+    open_graph(browser, (site / "index.html").as_uri(), zoo)
+    click(browser, node(browser, "ft-low").find_element("css selector", ".pick"))
+    click(browser, node(browser, "ft-low-2").find_element("css selector", ".pick"))
+    click(browser, browser.one("#compare"))
+    url = browser.wait_url(r"/diff/[^/]+\.html$")
+    check_page(browser, file=True)
+    assert "ft-low-2" in url.rsplit("/", 1)[1], url
     browser.one("table#tensor-changes")
     browser.open((site / "search.html").as_uri() + "?q=stable")
     browser.wait("return document.querySelectorAll('#results li a').length > 0")
