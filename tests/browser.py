@@ -75,7 +75,7 @@ XSS_CLOSE = "</script><script>window.__xss=3</script>"
 HOSTILE_NAME = "evil' onmouseover='window.__xss=4' x='&amp; #1 100%"
 HOSTILE_TAG = "t' onfocus='window.__xss=5"
 
-_XSS_CHECK = """
+_XSS_CHECK = r"""
 const fired = typeof window.__xss !== 'undefined';
 // attributes injected into elements (an event handler carrying a payload)
 const injected = [];
@@ -85,6 +85,10 @@ for (const el of document.querySelectorAll('*')) {
       injected.push(el.tagName + '.' + a.name);
     }
   }
+}
+// a payload's own <script> element (whether or not a Content-Security-Policy stopped it)
+for (const s of document.scripts) {
+  if (/^window\.__xss=\d+$/.test(s.text.trim())) injected.push('SCRIPT ' + s.text.trim());
 }
 // fire the events the payloads wait for on every element, then look again
 for (const el of document.querySelectorAll('*')) {

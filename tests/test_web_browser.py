@@ -491,24 +491,36 @@ def test_request_log_sees_foreign_hosts(browser: Browser) -> None:
     """The request log is not blind: a page that fetches from another host is caught
     (so an empty list of foreign requests above means something)."""
     browser.poll_requests()
+    before = len(browser.requests)
     browser.open("data:text/html,<img src='http://192.0.2.1/x.png'>")
     problems = browser.problems()
     assert any("192.0.2.1" in p for p in problems), problems
     browser.open("data:text/html,<script>window.__xss=9</script>")
     assert any("__xss = 9" in p for p in browser.problems())
+    browser.open("data:text/html,<p onmouseover='window.__xss=10'>x</p>")
+    problems = browser.problems()  # caught twice: the handler is there, and it ran
+    assert any("P.onmouseover" in p for p in problems), problems
+    assert any("__xss = 10" in p for p in problems), problems
+    del browser.requests[before:]  # the probes are not the UI's requests
 
 
 @needs_browser
-def test_every_request_stayed_on_loopback(browser: Browser, server: Server) -> None:
-    """Over all the pages this module opened: requests were made, all to 127.0.0.1
-    (apart from the harness's own probe of test_request_log_sees_foreign_hosts)."""
+def test_every_request_stayed_on_loopback(browser: Browser, server: Server, zoo: Zoo) -> None:
+    """Every page once more, then over all the requests the served pages of this module
+    made (the tests above included): many, every one to 127.0.0.1 at the server's port."""
+    for path in ("", "storage.html", "search.html?q=base", f"diff?a=base&b={quote('ft-low')}"):
+        browser.open(urljoin(server.url, path))
+        check_page(browser)
+    open_graph(browser, server.url, zoo)
+    browser.open(model_href(browser, "merged"))
+    check_page(browser)
     browser.poll_requests()
-    served = [u for u in browser.requests if urlsplit(u).scheme in ("http", "https")]
-    assert len(served) > 10
-    hosts = {urlsplit(u).hostname for u in served} - {"192.0.2.1"}
-    assert hosts == {"127.0.0.1"}
-    assert {urlsplit(u).port for u in served if urlsplit(u).hostname == "127.0.0.1"} == {
-        server.port
+    served = [u for u in browser.requests if urlsplit(u).scheme not in ("data", "about", "file")]
+    paths = {urlsplit(u).path for u in served}
+    assert {"/", "/storage.html", "/search.html", "/diff"} <= paths, paths
+    assert any(p.startswith("/model/") for p in paths) and len(served) >= 15, served
+    assert {(urlsplit(u).hostname, urlsplit(u).port) for u in served} == {
+        ("127.0.0.1", server.port)
     }
 
 
