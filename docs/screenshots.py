@@ -43,6 +43,8 @@ def shoot(out: Path, window: tuple[int, int] = (1000, 720)) -> dict[str, int]:
             count = f"return document.querySelectorAll('#graph .node').length === {len(zoo.models)}"
             browser.open(server.url)
             browser.wait(count)
+            browser.wait("return document.readyState === 'complete'")
+            browser.js("const fit = document.getElementById('fit'); if (fit) fit.click();")
             browser.screenshot(out / NAMES[0])
             link = browser.js(
                 "return [...document.querySelectorAll('#graph .node')]"
