@@ -44,8 +44,9 @@ TEXT = {"text"}
 # page gives next to the block.
 NO_RUN = {
     "README.md": 2,  # pip install
-    "docs/guide.md": 3,  # a PostgreSQL server and an S3 bucket; transformers + MiniLM;
-    # the Trainer and Lightning callbacks (tests/test_workflows_checkpoints.py runs them)
+    "docs/guide.md": 4,  # a PostgreSQL server and an S3 bucket; transformers + MiniLM;
+    # the Trainer and Lightning callbacks (tests/test_workflows_checkpoints.py runs them);
+    # the screenshots, in Chromium (tests/test_web_browser.py runs docs/screenshots.py)
     "docs/cli.md": 2,  # a Hugging Face folder with side files; `modelgit serve` (runs until
     # Ctrl-C; tests/test_web_server.py runs it)
     "docs/benchmarks.md": 2,  # a GPU
