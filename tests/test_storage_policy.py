@@ -295,3 +295,73 @@ def test_auto_guarded_by_the_registered_tests(repo: mg.Repository) -> None:
     with pytest.raises(mg.UnsupportedInput, match="needs a test, a guard"):
         mg.Auto(test=None)
     assert repo.fsck().ok
+
+
+def _second_moment(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam's exp_avg_sq at two checkpoints 20 steps apart: decayed by beta2^20, with
+    fresh squared gradients added where a feature was active."""
+    g = torch.Generator().manual_seed(seed)
+    old = torch.rand(n, generator=g) ** 4 * 1e-6
+    grad2 = torch.randn(n, generator=g) ** 2 * 1e-9
+    active = torch.rand(n, generator=g) < 0.3
+    return old, old * 0.999**20 + grad2 * 1e-3 * active
+
+
+def test_a_decaying_second_moment_is_predicted_scaled(
+    repo: mg.Repository, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    old, new = _second_moment(600_000, 0)
+    repo.add("opt", {"exp_avg_sq": old})
+    repo.commit("opt", {"exp_avg_sq": new})
+    scaled = new_bytes(repo)
+    assert torch.equal(repo.load("opt")["exp_avg_sq"], new)  # bit for bit
+    assert torch.equal(repo.load("opt@1")["exp_avg_sq"], old)
+    assert repo.fsck().ok
+    # the same pair without the scaled prediction: the plain delta carries the decay in
+    # every element
+    from modelgit.storage import policy
+
+    monkeypatch.setattr(policy, "fit_scale", lambda *a: None)
+    plain_repo = mg.init(tmp_path / "plain")
+    plain_repo.add("opt", {"exp_avg_sq": old})
+    plain_repo.commit("opt", {"exp_avg_sq": new})
+    assert scaled < 0.6 * new_bytes(plain_repo)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_fit_scale_finds_a_common_factor(dtype: torch.dtype) -> None:
+    import numpy as np
+
+    from modelgit.dtypes import by_name
+    from modelgit.storage.linear_fit import fit_scale
+
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(8192, generator=g).to(dtype)  # both signs: exp_avg decays too
+    noisy = (base.double() * 0.9 * (1 + 1e-3 * torch.randn(8192, generator=g))).to(dtype)
+    dt = by_name(str(dtype).removeprefix("torch."))
+    word = f"<u{dt.size}"
+
+    def words(t: torch.Tensor) -> np.ndarray:
+        return t.contiguous().view({1: torch.uint8, 2: torch.int16, 4: torch.int32,
+                                    8: torch.int64}[dt.size]).numpy().view(word)  # fmt: skip
+
+    c = fit_scale(words(noisy), words(base), dt)
+    assert c is not None and abs(c - 0.9) < 5e-3
+    # a fine-tune (no common factor), too few usable elements, a length mismatch
+    tuned = (base.double() * (1 + 1e-3 * torch.randn(8192, generator=g))).to(dtype)
+    assert fit_scale(words(tuned), words(base), dt) is None
+    zeros = torch.zeros(8192, dtype=dtype)
+    assert fit_scale(words(zeros), words(base), dt) is None
+    assert fit_scale(words(noisy)[:100], words(base), dt) is None
+
+
+def test_fit_scale_ignores_integers_and_non_finite_values() -> None:
+    import numpy as np
+
+    from modelgit.dtypes import by_name
+    from modelgit.storage.linear_fit import fit_scale
+
+    ints = np.arange(1, 8193, dtype="<u4")
+    assert fit_scale(ints * 2, ints, by_name("int32")) is None
+    base = np.full(8192, np.inf, dtype=np.float32)
+    assert fit_scale(base.view("<u4"), base.view("<u4"), by_name("float32")) is None

@@ -26,7 +26,7 @@ from ..dtypes import DType
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["LinearFit", "fit_linear", "SAMPLE"]
+__all__ = ["LinearFit", "fit_linear", "fit_scale", "SAMPLE"]
 
 SAMPLE = 8192  # elements of the chunk sampled for the fit and the choice
 QUICK = 512  # elements of the first look (and of the search over roundings)
@@ -195,3 +195,33 @@ def _bits_of(f: LinearFit) -> float:
 
 
 _FLOATS = ("float64", "float32", "float16", "bfloat16")
+
+
+SCALE_MIN_ELEMS = 256  # sampled elements, nonzero and of one sign in both, to fit a scale
+SCALE_MIN_LOG = 1e-3  # |log c| below this: the plain delta already predicts as well
+
+
+def fit_scale(y: np.ndarray, base: np.ndarray, dtype: DType) -> float | None:
+    """The scale ``c`` that best predicts the sampled chunk ``y`` as ``c * base`` in
+    the log domain: exp of the median of log(|y| / |base|) over the elements where
+    both are finite, nonzero and of one sign (samples as unsigned words). None where
+    too few elements qualify or ``c`` is within ``SCALE_MIN_LOG`` of 1.
+
+    What it is for: a tensor that drifts by a common factor between versions, such
+    as Adam's second moment between training checkpoints (it decays by beta2 per
+    step, and a gradient only adds to it). The integer difference of the ordered bit
+    patterns (the plain delta) is a difference of logarithms, so it carries that
+    factor in every element; predicting ``c * base`` takes it out."""
+    import numpy as np
+
+    if dtype.name not in _FLOATS or len(y) != len(base):
+        return None
+    fy, fb = _values(y, dtype), _values(base, dtype)
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(fy) & np.isfinite(fb) & (fy * fb > 0)
+        if int(ok.sum()) < SCALE_MIN_ELEMS:
+            return None
+        c = float(np.exp(np.median(np.log(np.abs(fy[ok]) / np.abs(fb[ok])))))
+    if not np.isfinite(c) or c <= 0 or abs(np.log(c)) < SCALE_MIN_LOG:
+        return None
+    return c

@@ -2,9 +2,10 @@
 
 Python owns this policy; the codecs (``codec``) and the native core do the work.
 Lossless (no tolerance): the smallest of every applicable delta (identity against the
-aligned parent chunk, a cast of it, the mean of several parents or a linear combination
-fitted to the chunk (``linear_fit``), each but the last optionally with a zero mask for
-pruning) and, when deltas do poorly, standalone coding. Lossy: an
+aligned parent chunk, the parent chunk times a common factor (a second moment decaying
+between checkpoints), a cast of it, the mean of several parents or a linear combination
+fitted to the chunk (``linear_fit``), each but the last two optionally with a zero mask
+for pruning) and, when deltas do poorly, standalone coding. Lossy: an
 error-bounded or low-bit delta against the same prediction, unless the chunk is an
 exact duplicate, or lossy coding would not beat storing it raw.
 """
@@ -21,7 +22,7 @@ from ..codec import lossy
 from ..codec.predict import predict
 from ..dtypes import DType, by_name
 from ..tolerance import ErrorBound, LowBit
-from .linear_fit import fit_linear
+from .linear_fit import fit_linear, fit_scale
 from .store import ChunkStore, chunk_id
 
 if TYPE_CHECKING:
@@ -245,7 +246,30 @@ def _options(store: ChunkStore, job: ChunkJob, max_depth: int, try_mask: bool) -
         for mask in (False, True) if try_mask and predictor != codec.LINEAR else (False,):
             out.append(_Option(predictor, ids, bases, plan.base_dtype, mask,
                                _price(y, p, mask), coeffs))  # fmt: skip
+        if predictor == codec.IDENT and plan.base_dtype == dtype:
+            scaled = _scaled_option(y, sampled[0], dtype, ids, bases)
+            if scaled is not None:
+                out.append(scaled)
     return out
+
+
+def _scaled_option(
+    y: np.ndarray, base: np.ndarray, dtype: DType, ids: list[bytes], bases: list[memoryview]
+) -> _Option | None:
+    """The parent chunk times a common factor (``fit_scale``), as a one-base linear
+    prediction, where the chunk drifted from its parent by such a factor."""
+    import numpy as np
+
+    c = fit_scale(y, base, dtype)
+    if c is None:
+        return None
+    try:
+        pred = predict(codec.LINEAR, [memoryview(base).cast("B")], dtype, dtype, len(y),
+                       coeffs=(c,))  # fmt: skip
+    except ValueError:
+        return None
+    bits = _price(y, np.frombuffer(pred, dtype=y.dtype), False)
+    return _Option(codec.LINEAR, ids, bases, dtype, False, bits, (c,))
 
 
 def _standalone_estimate(data: memoryview, dtype: DType) -> float:
