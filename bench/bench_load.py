@@ -8,7 +8,8 @@ every byte of every tensor once (a mapped tensor is materialized on every side).
 Sections (``--sections``, all by default):
 
 * ``standalone``: MiniLM fp32, MiniLM bf16 and a synthetic ``--gib`` GiB fp32 model, each
-  stored alone: ``repo.load`` against ``safetensors.load_file`` + clone.
+  stored alone: ``repo.load`` against ``safetensors.load_file`` + clone (and against the
+  same load by another build, ``--baseline PYTHON``: that interpreter's modelgit).
 * ``depth``: real relatives from the MiniLM reference zoo (``bench/cache/minilm``, built
   when missing): a fine-tune (topic-a), a fine-tune of it (topic-b), a bf16 cast of
   topic-b, and a chain of 20 versions of continued training of sent-a (2 AdamW steps a
@@ -24,7 +25,7 @@ Sections (``--sections``, all by default):
 * ``memory``: peak RSS of loading a ``--memory-gib`` GiB model in a fresh process.
 
 Run: ``python bench/bench_load.py`` (``--help`` for options); ``--profile`` prints where
-a load's time goes instead.
+the time of decoding a version goes instead (one thread, per stage, from cProfile).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def run_child(spec: dict[str, Any], cold: bool = False) -> dict[str, float]:
         os.sync()
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
     out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
+        [spec.get("python", sys.executable), __file__, "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
         check=False,
@@ -221,7 +222,9 @@ def ms(s: float) -> str:
     return f"{1000 * s:.1f} ms"
 
 
-def section_standalone(work: Path, runs: int, gib: float) -> str:
+def section_standalone(work: Path, runs: int, gib: float, baseline: str | None = None) -> str:
+    """With ``baseline`` (another build's python), its loads of the same repositories run
+    as a third contender, interleaved."""
     sd = minilm()
     models = {
         "MiniLM fp32": sd,
@@ -234,13 +237,19 @@ def section_standalone(work: Path, runs: int, gib: float) -> str:
     for label, m in models.items():
         name = label.split()[0].lower() + "-" + label.split()[-1]
         repo, st = standalone_repo(work, name, m)
-        t = medians(
-            {"st": {"kind": "st_clone", "path": str(st)},
-             "mg": {"kind": "mg_load", "repo": str(repo), "ref": name}}, runs)  # fmt: skip
-        rows.append([label, ms(t["st"]), ms(t["mg"]), f"{t['mg'] / t['st']:.2f}x"])
-    return "### Standalone models\n\n" + table(
-        ["model", "safetensors load_file + clone", "modelgit load", "ratio"], rows
-    )
+        specs = {"st": {"kind": "st_clone", "path": str(st)},
+                 "mg": {"kind": "mg_load", "repo": str(repo), "ref": name}}  # fmt: skip
+        if baseline:
+            specs["base"] = {**specs["mg"], "python": baseline}
+        t = medians(specs, runs)
+        row = [label, ms(t["st"])]
+        if baseline:
+            row += [ms(t["base"]), f"{t['base'] / t['st']:.2f}x"]
+        rows.append(row + [ms(t["mg"]), f"{t['mg'] / t['st']:.2f}x"])
+    head = ["model", "safetensors load_file + clone"]
+    if baseline:
+        head += ["modelgit load (baseline build)", "ratio"]
+    return "### Standalone models\n\n" + table(head + ["modelgit load", "ratio"], rows)
 
 
 def section_depth(work: Path, runs: int, chain_len: int) -> str:
@@ -364,20 +373,79 @@ def section_memory(work: Path, gib: float) -> str:
     )  # fmt: skip
 
 
-def profile(work: Path) -> None:
+PROFILE_REFS = ("minilm", "topic-a", "topic-b", "topic-b-bf16", "chain@20")
+STAGES = {  # stage -> names of the native calls (cProfile) whose own time it is
+    "rANS": ("rans_decode",),
+    "zstd": ("decompress",),
+    "transform (planes)": ("planes_decode_parts",),
+    "delta applied in place": ("planes_apply_parts",),
+    "read records": ("preadv", "pread"),
+    "checksums + chunk ids": ("xxh3_64_intdigest", "xxh3_128_digest"),
+    "cast": ("cast",),
+}
+
+
+def decode_version(repo: mg.Repository, ref: str, profiler: Any = None) -> float:
+    """Every chunk of ``ref`` decoded on this thread into preallocated, touched memory,
+    the decoded-base cache empty (bases that several chunks need decoded once first, as
+    a load does). Returns the seconds."""
+    from modelgit.storage.reader import prepare_bases
+
+    store = repo.store
+    vid, _ = repo.resolve(ref)
+    ids = list(dict.fromkeys(c for r in repo.tensor_rows(vid) for c in r.chunk_ids))
+    rows = store.rows(ids)
+    bufs = [memoryview(bytearray(b"\1" * rows[c].raw_length)) for c in ids]
+    store.cache.clear()
+    gc.collect()
+    if profiler is not None:
+        profiler.enable()
+    t0 = time.perf_counter()
+    prepare_bases(store, rows)
+    for c, buf in zip(ids, bufs, strict=True):
+        store.get_into(rows[c], buf)
+    dt = time.perf_counter() - t0
+    if profiler is not None:
+        profiler.disable()
+    return dt
+
+
+def profile(work: Path, runs: int) -> None:
+    """Where the time of decoding a version goes: medians of ``runs`` plain timed runs
+    (total) and of ``runs`` runs under cProfile (the own time of the native calls of
+    each stage); "Python and the rest" is the total less the stages."""
     import cProfile
     import pstats
 
-    fam, _ = family(work, 20)
+    fam = work / "family"
+    if not (fam / "MODELGIT").exists():
+        fam, _ = family(work, 20)
+    rows = []
     with mg.open(fam) as repo:
-        for ref in ("minilm", "topic-a", "topic-b-bf16"):
-            repo.store.cache.clear()
-            pr = cProfile.Profile()
-            pr.enable()
-            touch(repo.load(ref))
-            pr.disable()
-            print(f"--- {ref} (main thread; the pool's work shows as lock waits)")
-            pstats.Stats(pr).sort_stats("tottime").print_stats(8)
+        for ref in PROFILE_REFS:
+            totals, stages = [], {k: [] for k in STAGES}
+            for _ in range(runs):
+                totals.append(decode_version(repo, ref))
+                pr = cProfile.Profile()
+                decode_version(repo, ref, pr)
+                own: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+                calls = pstats.Stats(pr).stats.items()  # type: ignore[attr-defined]
+                for (where, _, func), (_, _, tt, _, _) in calls:
+                    for k, names in STAGES.items():
+                        if where == "~" and any(n in func for n in names):  # native calls
+                            own[k] += tt
+                            break
+                for k in STAGES:
+                    stages[k].append(own[k])
+            total = statistics.median(totals)
+            med = {k: statistics.median(v) for k, v in stages.items()}
+            rest = total - sum(med.values())
+            cells = [f"{1e3 * v:.1f}" if v > 5e-5 else "-" for v in med.values()]
+            rows.append(
+                [f"{ref} ({max_depth_of(fam, ref)})", ms(total), *cells, f"{1e3 * rest:.1f}"]
+            )
+    print(table(["version (depth)", "total", *STAGES, "Python and the rest"], rows))
+    print(f"\npython bench/bench_load.py --profile --runs {runs}")
 
 
 def main() -> None:
@@ -391,7 +459,12 @@ def main() -> None:
         help="comma-separated sections to run",
     )  # fmt: skip
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "cache" / "load")
-    ap.add_argument("--profile", action="store_true", help="profile three loads instead")
+    ap.add_argument(
+        "--profile", action="store_true", help="where the time of decoding a version goes, instead"
+    )
+    ap.add_argument(
+        "--baseline", help="python of another modelgit build: its loads join the standalone section"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -399,14 +472,14 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.profile:
-        profile(args.work)
+        profile(args.work, args.runs)
         return
     todo = args.sections.split(",")
     parts = []
     for name in todo:
         t = time.perf_counter()
         if name == "standalone":
-            parts.append(section_standalone(args.work, args.runs, args.gib))
+            parts.append(section_standalone(args.work, args.runs, args.gib, args.baseline))
         elif name == "depth":
             parts.append(section_depth(args.work, args.runs, args.chain))
         elif name == "layouts":
@@ -422,7 +495,8 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown section {name!r}")
         print(parts[-1] + f"\n\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
-    print(f"python bench/bench_load.py --runs {args.runs} --sections {args.sections}")
+    base = " --baseline PYTHON" if args.baseline else ""
+    print(f"python bench/bench_load.py --runs {args.runs} --sections {args.sections}{base}")
 
 
 if __name__ == "__main__":

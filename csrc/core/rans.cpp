@@ -13,6 +13,8 @@
 // the states that fell below L take the next words in state order.
 #include "core/rans.hpp"
 
+#include "core/common.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -128,92 +130,7 @@ inline uint32_t enc_put(uint32_t x, const EncSym& e, uint8_t*& p) {
   return (q << kRansScaleBits) + (x - q * e.freq) + e.start;
 }
 
-// The decoder's table: per slot one word, value << 24 | (frequency - 1) << 12 | slot - start
-// (frequencies are 1..2^12, offsets into a value's range 0..2^12 - 1).
-struct DecTable {
-  uint32_t e[kTotal];
-};
-
-inline void dec_step(uint32_t& x, const DecTable& t, uint8_t* o) {
-  const uint32_t e = t.e[x & kMask];
-  *o = uint8_t(e >> 24);
-  x = ((e >> 12 & kMask) + 1) * (x >> kRansScaleBits) + (e & kMask);
-}
-
 #ifdef MODELGIT_RANS_SSE41
-// 16 values per round with the states in four vectors; words are spread to the lanes
-// that need them with a byte shuffle chosen by the lanes' mask. Returns the number of
-// values decoded (a multiple of 16; the caller finishes with the scalar loop).
-struct ShuffleLut {
-  alignas(16) uint8_t ctl[16][16];
-  ShuffleLut() {
-    for (int m = 0; m < 16; ++m) {
-      int k = 0;
-      for (int lane = 0; lane < 4; ++lane) {
-        uint8_t* c = ctl[m] + 4 * lane;
-        if (m >> lane & 1) {
-          c[0] = uint8_t(2 * k);
-          c[1] = uint8_t(2 * k + 1);
-          ++k;
-        } else {
-          c[0] = c[1] = 0x80;
-        }
-        c[2] = c[3] = 0x80;
-      }
-    }
-  }
-};
-const ShuffleLut kShuffle;
-
-__attribute__((target("sse4.1,popcnt"))) inline __m128i renorm4(__m128i x, const uint8_t*& p) {
-  const __m128i need = _mm_cmpeq_epi32(_mm_srli_epi32(x, 16), _mm_setzero_si128());
-  const int m = _mm_movemask_ps(_mm_castsi128_ps(need));
-  const __m128i ctl = _mm_load_si128(reinterpret_cast<const __m128i*>(kShuffle.ctl[m]));
-  const __m128i words =
-      _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), ctl);
-  p += 2 * __builtin_popcount(unsigned(m));
-  return _mm_blendv_epi8(x, _mm_or_si128(_mm_slli_epi32(x, 16), words), need);
-}
-
-__attribute__((target("sse4.1,popcnt"))) inline __m128i step4(__m128i x, const DecTable& t,
-                                                                __m128i& e) {
-  const __m128i mask = _mm_set1_epi32(int(kMask)), one = _mm_set1_epi32(1);
-  alignas(16) uint32_t slot[4];
-  _mm_store_si128(reinterpret_cast<__m128i*>(slot), _mm_and_si128(x, mask));
-  e = _mm_setr_epi32(int(t.e[slot[0]]), int(t.e[slot[1]]), int(t.e[slot[2]]),
-                     int(t.e[slot[3]]));
-  const __m128i f = _mm_add_epi32(_mm_and_si128(_mm_srli_epi32(e, 12), mask), one);
-  return _mm_add_epi32(_mm_mullo_epi32(f, _mm_srli_epi32(x, kRansScaleBits)),
-                       _mm_and_si128(e, mask));
-}
-
-__attribute__((target("sse4.1,popcnt"))) size_t decode_sse41(uint32_t* x, const DecTable& t,
-                                                              const uint8_t*& p,
-                                                              const uint8_t* end, uint8_t* out,
-                                                              size_t n) {
-  constexpr int V = kRansStates / 4;  // state vectors: independent chains to overlap
-  __m128i xs[V];
-  for (int v = 0; v < V; ++v) xs[v] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 4 * v));
-  // The top byte of each lane's entry (its value) to bytes 0-3, the rest zero.
-  const __m128i top = _mm_setr_epi8(3, 7, 11, 15, -128, -128, -128, -128, -128, -128, -128,
-                                    -128, -128, -128, -128, -128);
-  size_t i = 0;
-  // A round reads at most 8 bytes per vector, so no bound check inside.
-  while (i + kRansStates <= n && size_t(end - p) >= 8 * V) {
-    __m128i e[V];
-    for (int v = 0; v < V; ++v) xs[v] = step4(xs[v], t, e[v]);
-    for (int v = 0; v < V; ++v) {
-      const __m128i vals = _mm_shuffle_epi8(e[v], top);
-      const int four = _mm_cvtsi128_si32(vals);
-      std::memcpy(out + i + 4 * v, &four, 4);
-    }
-    for (int v = 0; v < V; ++v) xs[v] = renorm4(xs[v], p);
-    i += kRansStates;
-  }
-  for (int v = 0; v < V; ++v) _mm_storeu_si128(reinterpret_cast<__m128i*>(x + 4 * v), xs[v]);
-  return i;
-}
-
 // The encoder's rounds, 16 values each, with the states in four vectors (vector 3
 // first, as the portable loop codes state 15 first). Per vector: the lanes that emit
 // a word put their low 16 bits, in lane order, right-aligned in 8 bytes stored at
@@ -296,6 +213,188 @@ bool have_sse41() {
     return __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt");
   }();
   return yes;
+}
+#endif
+
+// ---- decoder --------------------------------------------------------------------
+//
+// The table: per slot one word, f << 20 | (slot - c_s) << 8 | s, for the value s whose
+// range holds the slot (f = f_s < 2^12: a value of frequency 2^12 is the only one, and
+// its streams are decoded apart). A step is then e = t[x & (M - 1)], out = e & 0xff,
+// x = (e >> 20) * (x >> k) + (e >> 8 & (M - 1)).
+constexpr size_t kBlockWords = 2048;  // words per block of the SIMD loop (see decode_sse41)
+
+struct DecBuffers {
+  uint32_t t[kTotal];
+  uint32_t e[kBlockWords];   // SIMD loop: table entries of a block's words
+  uint16_t w[kBlockWords];   // SIMD loop: the block's words (zeros past the stream)
+};
+
+inline uint32_t dec_step(uint32_t x, uint32_t e) {
+  return (e >> 20) * (x >> kRansScaleBits) + (e >> 8 & kMask);
+}
+
+// One round of the portable loop: 16 steps, then the states below L take the next
+// words in state order, without a branch (which ones do is unpredictable). Reads at
+// most 32 bytes at q.
+inline void portable_round(uint32_t* MG_RESTRICT s, const uint32_t* MG_RESTRICT t,
+                           const uint8_t*& q, uint8_t* MG_RESTRICT o) {
+  for (int k = 0; k < kRansStates; ++k) {
+    const uint32_t e = t[s[k] & kMask];
+    o[k] = uint8_t(e);
+    s[k] = dec_step(s[k], e);
+  }
+  for (int k = 0; k < kRansStates; ++k) {
+    const uint32_t y = s[k], need = uint32_t(y < kL), m = 0u - need;
+    s[k] = (y & ~m) | ((y << 16 | get_u16(q)) & m);
+    q += 2 * need;
+  }
+}
+
+// Whole rounds of the portable loop: every value below n - n % 16. The last words are
+// copied into a zero-padded buffer so that the rounds run to the end; a stream that
+// needs more words than it has sets *overrun.
+size_t decode_portable(uint32_t* x, const uint32_t* t, const uint8_t*& p, const uint8_t* end,
+                       uint8_t* out, size_t n, bool* overrun) {
+  uint32_t s[kRansStates];
+  std::memcpy(s, x, sizeof s);
+  size_t i = 0;
+  for (; i + kRansStates <= n && end - p >= 2 * kRansStates; i += kRansStates)
+    portable_round(s, t, p, out + i);
+  if (i + kRansStates <= n) {
+    uint8_t pad[4 * kRansStates] = {};
+    const size_t rem = size_t(end - p);  // < 32
+    std::memcpy(pad, p, rem);
+    const uint8_t* q = pad;
+    for (; i + kRansStates <= n && size_t(q - pad) <= rem; i += kRansStates)
+      portable_round(s, t, q, out + i);
+    *overrun = size_t(q - pad) > rem;
+    p = *overrun ? end : p + (q - pad);
+  }
+  std::memcpy(x, s, sizeof s);
+  return i;
+}
+
+// Fills the block buffers with words [b0, b1) of a stream of nwords words at base (zeros
+// past its end) and their table entries. (The words are copied even inside the stream:
+// the loop ran 10-15% faster reading them from the buffer than from the stream.)
+void fill_block(DecBuffers& b, const uint8_t* base, size_t nwords, size_t b0, size_t b1) {
+  const size_t real = std::min(b1, nwords);
+  for (size_t j = b0; j < real; ++j) {
+    const uint32_t w = get_u16(base + 2 * j);
+    b.w[j - b0] = uint16_t(w);
+    b.e[j - b0] = b.t[w & kMask];
+  }
+  for (size_t j = real; j < b1; ++j) {
+    b.w[j - b0] = 0;
+    b.e[j - b0] = b.t[0];
+  }
+}
+
+#ifdef MODELGIT_RANS_SSE41
+// The SIMD loop: 16 values per round with the states in four 4 x u32 vectors. Its speed
+// is set by the dependency chain of a state from one round to the next; two things
+// keep that chain short:
+//  * the table lookups go through general registers (two 64-bit extracts, four loads),
+//    faster than a gather on the CPUs measured (docs/benchmarks_core.md);
+//  * a state that takes a word has its next table entry ready: a block's words are
+//    looked up in the table ahead (fill_block: e[j] = t[word j & (M - 1)], which is
+//    the slot of the state after it takes word j), so the renormalization only moves
+//    ready entries and words to their lanes (byte shuffles chosen by the lanes' mask)
+//    and is off the chain of lookups.
+// Words come from the block buffers, zero-padded past the stream so that the rounds
+// run to the end; reading more words than the stream has sets *overrun.
+struct SpreadLut {
+  alignas(16) uint8_t entry[16][16];  // mask -> the k-th needing lane gets u32 k
+  alignas(16) uint8_t word[16][16];   // mask -> the k-th needing lane gets u16 k, zero-extended
+  SpreadLut() {
+    for (int m = 0; m < 16; ++m) {
+      int k = 0;
+      for (int lane = 0; lane < 4; ++lane) {
+        const bool take = m >> lane & 1;
+        for (int b = 0; b < 4; ++b) entry[m][4 * lane + b] = take ? uint8_t(4 * k + b) : 0x80;
+        word[m][4 * lane] = take ? uint8_t(2 * k) : 0x80;
+        word[m][4 * lane + 1] = take ? uint8_t(2 * k + 1) : 0x80;
+        word[m][4 * lane + 2] = word[m][4 * lane + 3] = 0x80;
+        k += take;
+      }
+    }
+  }
+};
+const SpreadLut kSpread;
+
+__attribute__((target("sse4.1,popcnt"))) inline __m128i lookup4(__m128i slots,
+                                                                 const uint32_t* t) {
+#ifdef __x86_64__
+  const uint64_t a = uint64_t(_mm_cvtsi128_si64(slots));
+  const uint64_t b = uint64_t(_mm_extract_epi64(slots, 1));
+  const __m128i v0 = _mm_cvtsi32_si128(int(t[uint32_t(a)]));
+  const __m128i v1 = _mm_cvtsi32_si128(int(t[a >> 32]));
+  const __m128i v2 = _mm_cvtsi32_si128(int(t[uint32_t(b)]));
+  const __m128i v3 = _mm_cvtsi32_si128(int(t[b >> 32]));
+  return _mm_unpacklo_epi64(_mm_unpacklo_epi32(v0, v1), _mm_unpacklo_epi32(v2, v3));
+#else
+  alignas(16) uint32_t s[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(s), slots);
+  return _mm_setr_epi32(int(t[s[0]]), int(t[s[1]]), int(t[s[2]]), int(t[s[3]]));
+#endif
+}
+
+__attribute__((target("sse4.1,popcnt"))) size_t decode_sse41(uint32_t* x, DecBuffers& b,
+                                                              const uint8_t*& p,
+                                                              const uint8_t* end,
+                                                              uint8_t* out, size_t n,
+                                                              bool* overrun) {
+  constexpr int V = kRansStates / 4;
+  const uint32_t* const t = b.t;
+  const __m128i m12 = _mm_set1_epi32(int(kMask)), low = _mm_set1_epi32(0xff);
+  const __m128i zero = _mm_setzero_si128();
+  __m128i xs[V], es[V];  // the states and their table entries
+  for (int v = 0; v < V; ++v) {
+    xs[v] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 4 * v));
+    es[v] = lookup4(_mm_and_si128(xs[v], m12), t);
+  }
+  const uint8_t* const base = p;
+  const size_t nwords = size_t(end - p) / 2;
+  size_t i = 0, w = 0;  // values decoded, words taken
+  while (i + kRansStates <= n && w <= nwords) {
+    // A block: words [b0, b1), zero-padded to 16 past the stream; a round takes at
+    // most 16 words and reads 4 words and 4 entries at most 12 past w.
+    const size_t b0 = w, b1 = std::min(w + kBlockWords, nwords + kRansStates);
+    fill_block(b, base, nwords, b0, b1);
+    size_t j = 0;  // words taken in this block
+    for (; i + kRansStates <= n && j + kRansStates <= b1 - b0; i += kRansStates) {
+      const __m128i lo01 = _mm_packus_epi32(_mm_and_si128(es[0], low), _mm_and_si128(es[1], low));
+      const __m128i lo23 = _mm_packus_epi32(_mm_and_si128(es[2], low), _mm_and_si128(es[3], low));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm_packus_epi16(lo01, lo23));
+      for (int v = 0; v < V; ++v) {
+        const __m128i y = _mm_add_epi32(
+            _mm_mullo_epi32(_mm_srli_epi32(es[v], 20), _mm_srli_epi32(xs[v], kRansScaleBits)),
+            _mm_and_si128(_mm_srli_epi32(es[v], 8), m12));
+        // y < L: its high 16 bits are zero (the sign bit of the lane says so)
+        const __m128 need = _mm_castsi128_ps(_mm_cmpeq_epi16(y, zero));
+        const int m = _mm_movemask_ps(need);
+        const __m128i next = lookup4(_mm_and_si128(y, m12), t);
+        const __m128i ready = _mm_shuffle_epi8(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.e + j)),
+            _mm_load_si128(reinterpret_cast<const __m128i*>(kSpread.entry[m])));
+        const __m128i words = _mm_shuffle_epi8(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.w + j)),
+            _mm_load_si128(reinterpret_cast<const __m128i*>(kSpread.word[m])));
+        es[v] = _mm_castps_si128(
+            _mm_blendv_ps(_mm_castsi128_ps(next), _mm_castsi128_ps(ready), need));
+        xs[v] = _mm_castps_si128(_mm_blendv_ps(
+            _mm_castsi128_ps(y), _mm_castsi128_ps(_mm_or_si128(_mm_slli_epi32(y, 16), words)),
+            need));
+        j += size_t(__builtin_popcount(unsigned(m)));
+      }
+    }
+    w = b0 + j;
+  }
+  *overrun = w > nwords;
+  p = *overrun ? end : base + 2 * w;
+  for (int v = 0; v < V; ++v) _mm_storeu_si128(reinterpret_cast<__m128i*>(x + 4 * v), xs[v]);
+  return i;
 }
 #endif
 
@@ -404,7 +503,39 @@ std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel&
   return out;
 }
 
-std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n, bool simd) {
+const char* rans_decoder_name(RansDecoder d) {
+  switch (d) {
+    case RansDecoder::kPortable:
+      return "portable";
+    case RansDecoder::kSse41:
+      return "sse4.1";
+    default:
+      return "auto";
+  }
+}
+
+bool rans_decoder_supported(RansDecoder d) {
+  switch (d) {
+    case RansDecoder::kAuto:
+    case RansDecoder::kPortable:
+      return true;
+    case RansDecoder::kSse41:
+#ifdef MODELGIT_RANS_SSE41
+      return have_sse41();
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+RansDecoder rans_best_decoder() {
+  if (rans_decoder_supported(RansDecoder::kSse41)) return RansDecoder::kSse41;
+  return RansDecoder::kPortable;
+}
+
+std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n,
+                        RansDecoder decoder) {
   if (n == 0) return len == 0 ? "" : "data where none was expected";
   if (len < 1) return "empty stream";
   if (src[0] != kRansScaleBits) return "unsupported scale " + std::to_string(src[0]);
@@ -412,11 +543,6 @@ std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n, 
   uint32_t freq[256];
   if (!get_table(src, len, &pos, freq)) return "bad frequency table";
   if (len - pos < 4 * kRansStates) return "truncated states";
-  std::unique_ptr<DecTable> t(new DecTable);  // 16 KiB: not on the stack
-  for (uint32_t s = 0, c = 0; s < 256; ++s) {
-    for (uint32_t j = 0; j < freq[s]; ++j) t->e[c + j] = s << 24 | (freq[s] - 1) << 12 | j;
-    c += freq[s];
-  }
   uint32_t x[kRansStates];
   for (int k = 0; k < kRansStates; ++k) {
     x[k] = get_u32(src + pos + 4 * k);
@@ -425,17 +551,37 @@ std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n, 
   const uint8_t* p = src + pos + 4 * kRansStates;
   const uint8_t* const end = src + len;
   if ((end - p) % 2) return "stream is not whole 16-bit words";
-  // After a transition x >= f * 2^(16 - k) >= 16, so one word restores x >= L, even for
-  // a corrupt stream: every read stays in bounds.
+  // A value of frequency M is the only one: every step leaves its state as it was (>= L,
+  // so no word is read), and the decoder's table could not hold its frequency.
+  for (int s = 0; s < 256; ++s) {
+    if (freq[s] != kTotal) continue;
+    std::memset(out, s, n);
+    if (p != end) return "trailing bytes after the stream";
+    for (int k = 0; k < kRansStates; ++k)
+      if (x[k] != kL) return "final state mismatch (corrupt stream)";
+    return "";
+  }
+  std::unique_ptr<DecBuffers> b(new DecBuffers);  // 28 KiB: not on the stack
+  for (uint32_t s = 0, c = 0; s < 256; ++s) {
+    for (uint32_t j = 0; j < freq[s]; ++j) b->t[c + j] = freq[s] << 20 | j << 8 | s;
+    c += freq[s];
+  }
+  if (decoder == RansDecoder::kAuto || !rans_decoder_supported(decoder))
+    decoder = rans_best_decoder();
+  // Whole rounds; every read stays in bounds, even for a corrupt stream (after a step
+  // x >= f * 2^(16 - k) >= 16, so one word restores x >= L).
+  bool overrun = false;
   size_t i = 0;
 #ifdef MODELGIT_RANS_SSE41
-  if (simd && have_sse41()) i = decode_sse41(x, *t, p, end, out, n);
-#else
-  (void)simd;
+  if (decoder == RansDecoder::kSse41) i = decode_sse41(x, *b, p, end, out, n, &overrun);
 #endif
-  for (; i < n; ++i) {
+  if (decoder == RansDecoder::kPortable) i = decode_portable(x, b->t, p, end, out, n, &overrun);
+  if (overrun) return "truncated stream";
+  for (; i < n; ++i) {  // the last n mod 16 values
     uint32_t& st = x[i % kRansStates];
-    dec_step(st, *t, out + i);
+    const uint32_t e = b->t[st & kMask];
+    out[i] = uint8_t(e);
+    st = dec_step(st, e);
     if (st < kL) {
       if (p == end) return "truncated stream";
       st = (st << 16) | get_u16(p);

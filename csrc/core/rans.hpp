@@ -30,9 +30,17 @@ RansModel rans_model(const uint8_t* data, size_t n);  // n >= 1
 std::vector<uint8_t> rans_encode(const uint8_t* data, size_t n, const RansModel& model,
                                  bool simd = true);
 
-// Decode a stream into exactly n bytes at out. Returns an empty string on success, else
-// why the stream is invalid (truncated, bad table, trailing bytes, wrong final state).
-// simd = false forces the portable loop (the SSE4.1 one gives identical results).
-std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n, bool simd = true);
+// The decode loops. kAuto is the fastest one this CPU runs; every loop gives identical
+// results and refuses the same invalid streams (tests check each against the others).
+enum class RansDecoder { kAuto, kPortable, kSse41 };
+const char* rans_decoder_name(RansDecoder d);  // "auto", "portable", "sse4.1"
+bool rans_decoder_supported(RansDecoder d);     // built in and runnable on this CPU
+RansDecoder rans_best_decoder();                // the fastest supported loop (never kAuto)
+
+// Decode a stream into exactly n bytes at out with the given loop (one that is not
+// supported runs as kAuto). Returns an empty string on success, else why the stream is
+// invalid (truncated, bad table, trailing bytes, wrong final state).
+std::string rans_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n,
+                        RansDecoder decoder = RansDecoder::kAuto);
 
 }  // namespace modelgit

@@ -308,12 +308,31 @@ def rans_estimate(data: Buffer) -> int:
     one histogram pass, no coding."""
 
 def rans_decode(
-    stream: Buffer, size: int, out: Buffer | None = None, simd: bool = True
+    stream: Buffer,
+    size: int,
+    out: Buffer | None = None,
+    simd: bool = True,
+    decoder: str | None = None,
 ) -> bytearray:
     """Decode a rans_encode stream into exactly ``size`` bytes: a new bytearray, or the
     caller's writable ``out`` of exactly ``size`` bytes (returned). Raises ValueError
     naming the defect for a stream that is truncated, has trailing bytes, a malformed
     frequency table or final states that are not the encoder's initial ones.
 
-    x86 CPUs with SSE4.1 decode 4 states per instruction; ``simd=False`` forces the
-    portable loop, which gives identical results (tests check both)."""
+    ``decoder`` picks the decode loop: one of :func:`rans_decoders` or ``"auto"`` (the
+    fastest); None (the default) is the first of :func:`rans_decoders` (the fastest, or
+    ``$MODELGIT_RANS_DECODER``), and ``simd=False`` with None is ``"portable"``. A name
+    this CPU cannot run raises ValueError. Every loop gives identical bytes and refuses
+    the same streams with the same message (tests check each against the others):
+
+    - ``"sse4.1"`` (x86 CPUs with SSE4.1): the 16 states in four 4 x u32 vectors, table
+      lookups through general registers, and a block of words looked up in the table
+      ahead, so that a state that takes a word finds its next table entry ready;
+    - ``"portable"``: plain C++, rounds of 16 steps with a branch-free renormalization.
+    """
+
+def rans_decoders() -> list[str]:
+    """The rANS decode loops this CPU and build run, the one :func:`rans_decode` uses by
+    default first: ``$MODELGIT_RANS_DECODER`` when it names one of them (read once, at
+    import; any other value warns with RuntimeWarning and is ignored), else the fastest.
+    E.g. ``["sse4.1", "portable"]``."""
