@@ -13,7 +13,6 @@ The tests skip only where Chromium or chromedriver is absent; .ci/run installs t
 
 from __future__ import annotations
 
-import inspect
 import os
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
-import modelgit as mg
 from browser import (
     HOSTILE_NAME,
     HOSTILE_TAG,
@@ -44,9 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_BROWSER = missing_browser()
 needs_browser = pytest.mark.skipif(NO_BROWSER is not None, reason=str(NO_BROWSER))
 STATUSES = {"same", "changed", "renamed", "added", "removed", "mixed"}
-# whether this modelgit has the structural diff (repo.diff(..., structure=True)); the
-# server subprocess runs the same interpreter, so the same modelgit
-STRUCTURE = "structure" in inspect.signature(mg.Repository.diff).parameters
 
 # the relative references of a page (attribute values as written, not resolved)
 _REFS = """
@@ -124,20 +119,15 @@ def check_page(b: Browser, shots: Path | None = None, name: str = "", file: bool
         assert values > 32, f"{png} looks blank ({values} distinct byte values)"
 
 
-def trees(b: Browser) -> dict[str, dict[str, set[str]]] | None:
+def trees(b: Browser) -> dict[str, dict[str, set[str]]]:
     """The structure panel of a diff page: for "left" and "right", each tree node's
     ``data-path`` -> its status classes (every node checked: class ``tnode``, exactly one
-    status). None where this modelgit has no structural diff yet (``repo.diff`` without
-    ``structure=``: the web branch before the structure branch is merged); the panel then
-    says so and its two trees are empty."""
+    status)."""
     b.one("#structure")
     out: dict[str, dict[str, set[str]]] = {}
     for side in ("left", "right"):
         b.one(f"#structure .tree-{side}")
         nodes = b.css(f"#structure .tree-{side} .tnode")
-        if not STRUCTURE:
-            assert nodes == [] and b.one("#structure .unavailable").text
-            continue
         assert nodes, f"no .tnode in .tree-{side} of {b.driver.current_url}"
         out[side] = {}
         for t in nodes:
@@ -146,7 +136,7 @@ def trees(b: Browser) -> dict[str, dict[str, set[str]]] | None:
             path = t.get_attribute("data-path")
             assert path is not None, classes
             out[side][path] = classes & STATUSES
-    return out if STRUCTURE else None
+    return out
 
 
 def node(b: Browser, name: str) -> object:
@@ -242,9 +232,8 @@ def test_click_graph_to_model_to_diff(
     changes = browser.one("table#tensor-changes").text
     assert "layers.0.weight" in changes, changes
     browser.one("#file-changes")
-    got = trees(browser)
-    if got is not None:  # base@2 -> base@3: the same modules, values changed
-        assert got["left"]["layers.0"] == got["right"]["layers.0"] == {"changed"}, got
+    got = trees(browser)  # base@2 -> base@3: the same modules, values changed
+    assert got["left"]["layers.0"] == got["right"]["layers.0"] == {"changed"}, got
 
 
 @needs_browser
@@ -435,24 +424,22 @@ def test_structure_panel(browser: Browser, server: Server, zoo: Zoo, tmp_path: P
     browser.open(urljoin(server.url, f"diff?a={quote('base@2')}&b=deep"))
     check_page(browser, tmp_path, "structure-inserted")
     got = trees(browser)
-    if got is not None:
-        left, right = got["left"], got["right"]
-        assert right["layers.1"] == {"added"}, right
-        assert [p for p, st in right.items() if "added" in st] == ["layers.1"], right
-        assert all("added" not in st and "removed" not in st for st in left.values()), left
-        assert left["layers.2"] == right["layers.3"] == {"same"}, got
+    left, right = got["left"], got["right"]
+    assert right["layers.1"] == {"added"}, right
+    assert [p for p, st in right.items() if "added" in st] == ["layers.1"], right
+    assert all("added" not in st and "removed" not in st for st in left.values()), left
+    assert left["layers.2"] == right["layers.3"] == {"same"}, got
     browser.open(urljoin(server.url, f"diff?a={quote('base@2')}&b=renamed"))
     check_page(browser, tmp_path, "structure-renamed")
     got = trees(browser)
-    if got is not None:
-        assert got["left"]["layers"] == got["right"]["blocks"] == {"renamed"}, got
-        assert got["right"]["blocks.0"] == {"same"}, got
-        partner = browser.js(
-            "const n = [...document.querySelectorAll('#structure .tree-right .tnode')]"
-            ".find(n => n.getAttribute('data-path') === 'blocks');"
-            "return n.getAttribute('data-partner') || n.textContent;"
-        )
-        assert "layers" in partner, partner
+    assert got["left"]["layers"] == got["right"]["blocks"] == {"renamed"}, got
+    assert got["right"]["blocks.0"] == {"same"}, got
+    partner = browser.js(
+        "const n = [...document.querySelectorAll('#structure .tree-right .tnode')]"
+        ".find(n => n.getAttribute('data-path') === 'blocks');"
+        "return n.getAttribute('data-partner') || n.textContent;"
+    )
+    assert "layers" in partner, partner
 
 
 # -- security -------------------------------------------------------------------------------

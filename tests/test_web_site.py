@@ -17,7 +17,7 @@ import modelgit as mg
 from modelgit.cli import main
 from modelgit.web import WebApp, write_site
 from modelgit.web.app import ASSETS, asset_bytes
-from modelgit.web.data import compute_diff, has_structure, make_slugs
+from modelgit.web.data import compute_diff, make_slugs
 from modelgit.web.pages.diff import STATUSES, structure_panel
 from web_zoo import EVIL_NAME, PCT_NAME, UNICODE_NAME, XSS, build_zoo, data_file, parse
 
@@ -258,24 +258,13 @@ def test_deep_or_damaged_trees_do_not_break_the_page() -> None:
     assert structure_panel({"left": None, "right": None, "changes": "junk"})
 
 
-def test_the_structure_is_asked_for_when_the_library_has_it(zoo: dict[str, Any]) -> None:
-    """With this library's repo.diff: a structure panel if it takes structure=, else the
-    'unavailable' note; a diff that fails to structure keeps the rest of the page."""
+def test_the_diff_page_asks_for_the_structure(zoo: dict[str, Any]) -> None:
+    """compute_diff gives the tensor diff and the structure JSON, with no note."""
     with mg.open(zoo["path"], read_only=True) as repo:
         view = compute_diff(repo, "base@1", "base@2")
         assert view.diff.a == "base@1" and len(view.diff.changed) == 1
-        if has_structure(repo):
-            assert isinstance(view.structure, dict) and {"left", "right"} <= set(view.structure)
-        else:
-            assert view.structure is None and "unavailable" in view.note
-
-    class Old:
-        def diff(self, a: str, b: str, *, values: bool = True) -> None: ...
-
-    class New:
-        def diff(self, a: str, b: str, *, values: bool = True, structure: bool = False) -> None: ...
-
-    assert not has_structure(Old()) and has_structure(New())
+        assert isinstance(view.structure, dict) and {"left", "right"} <= set(view.structure)
+        assert view.note == ""
 
 
 # -- slugs and sizes ---------------------------------------------------------------------------

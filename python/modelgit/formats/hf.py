@@ -15,13 +15,15 @@ the transformers and torch versions), so reading it again imports neither.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +43,7 @@ __all__ = [
     "build_model",
     "check_names",
     "config_modules",
+    "no_disk_cache",
 ]
 
 HF_EXTRA_HINT = 'install transformers with: pip install "modelgit[hf]"'
@@ -64,16 +67,17 @@ def _config(transformers: ModuleType, raw: bytes, ref: str) -> Any:
         body = None
     if not isinstance(body, dict):
         raise UnsupportedInput(f"the {CONFIG_FILE} stored with {ref} is not a JSON object")
-    with tempfile.TemporaryDirectory(prefix="modelgit-config-") as tmp:
-        (Path(tmp) / CONFIG_FILE).write_bytes(raw)
-        try:
-            return transformers.AutoConfig.from_pretrained(tmp, trust_remote_code=False)
-        except (ValueError, KeyError, OSError) as exc:
-            raise UnsupportedInput(
-                f"transformers cannot read the {CONFIG_FILE} stored with {ref} (model_type "
-                f"{body.get('model_type')!r}; custom code is never run): "
-                f"{' '.join(str(exc).split())[:300]}"
-            ) from None
+    model_type = body.get("model_type")
+    try:  # from the bytes themselves: no file written, no custom code ever run
+        if not isinstance(model_type, str):
+            raise ValueError("it names no model_type")
+        return transformers.CONFIG_MAPPING[model_type].from_dict(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UnsupportedInput(
+            f"transformers cannot read the {CONFIG_FILE} stored with {ref} (model_type "
+            f"{model_type!r}; custom code is never run): "
+            f"{' '.join(str(exc).split())[:300]}"
+        ) from None
 
 
 def _model_class(transformers: ModuleType, config: Any) -> Any:
@@ -240,10 +244,27 @@ def _skeletons(raw: bytes) -> tuple[_Skeleton, ...] | str:
     return tuple(out)
 
 
+_DISK_CACHE = contextvars.ContextVar("modelgit_hf_disk_cache", default=True)
+
+
+@contextlib.contextmanager
+def no_disk_cache() -> Iterator[None]:
+    """Within this block (in this thread), the module trees of configs are neither read
+    from nor written to the disk cache: for callers that must touch no file outside
+    their repository, such as ``modelgit serve``."""
+    token = _DISK_CACHE.set(False)
+    try:
+        yield
+    finally:
+        _DISK_CACHE.reset(token)
+
+
 def _cache_file(raw: bytes) -> Path | None:
     """``$MODELGIT_CACHE/hf-modules/KEY.json`` (default ``~/.cache/modelgit``), keyed by
     the config's bytes and the versions of transformers and torch; None without
-    transformers."""
+    transformers, or inside :func:`no_disk_cache`."""
+    if not _DISK_CACHE.get():
+        return None
     from importlib import metadata
 
     try:

@@ -16,12 +16,12 @@ never by building a path from them.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelgitError, UnknownModel, UnknownVersion
+from ..formats.hf import no_disk_cache
 from ..storage.maintenance import ModelStats, RepoStats, VersionStats, stats, version_stats
 from ..storage.similarity import storage_base_refs
 from ..workflows.tests_registry import select_models
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..versions.diff import Diff
     from ..workflows import Creator, TestResult, TestSpec
 
-__all__ = ["Snapshot", "ModelView", "DiffView", "make_slugs", "compute_diff", "has_structure"]
+__all__ = ["Snapshot", "ModelView", "DiffView", "make_slugs", "compute_diff"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_SLUG = 60
@@ -100,32 +100,20 @@ class DiffView:
     note: str = ""  # why there is no structure panel
 
 
-def has_structure(repo: Any) -> bool:
-    """Whether ``repo.diff`` takes ``structure=`` (the structural diff of issue #20)."""
-    try:
-        return "structure" in inspect.signature(repo.diff).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def compute_diff(repo: Repository, a: str, b: str, *, values: bool = True) -> DiffView:
-    """``repo.diff(a, b)``, with the structural diff where available. An unknown ref
-    raises (UnknownModel, UnknownVersion); a structural diff that fails leaves the rest
-    of the page standing, with the reason in ``note``."""
-    if not has_structure(repo):
-        note = "structural diff unavailable: this modelgit's repo.diff has no structure= option"
-        return DiffView(repo.diff(a, b, values=values), None, note)
+    """``repo.diff(a, b, structure=True)``. An unknown ref raises (UnknownModel,
+    UnknownVersion); a structural diff that fails leaves the rest of the page standing,
+    with the reason in ``note``."""
     try:
-        d = repo.diff(a, b, values=values, structure=True)  # type: ignore[call-arg]
+        with no_disk_cache():  # the server reads no file outside the repository
+            d = repo.diff(a, b, values=values, structure=True)
     except (UnknownModel, UnknownVersion):
         raise
     except Exception as exc:  # noqa: BLE001 - the panel must not take the page down
         return DiffView(repo.diff(a, b, values=values), None, f"structural diff failed: {exc}")
-    structure = getattr(d, "structure", None)
-    if structure is None:
+    if d.structure is None:
         return DiffView(d, None, "structural diff unavailable for these versions")
-    data = structure.to_json() if hasattr(structure, "to_json") else structure
-    return DiffView(d, data if isinstance(data, dict) else None)
+    return DiffView(d, d.structure.to_json())
 
 
 def ref_slug(slug: str, v: Version) -> str:
