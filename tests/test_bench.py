@@ -132,6 +132,24 @@ def test_repository_source_and_cli(small_zoo: Path, tmp_path: Path) -> None:
         st.close()
 
 
+def test_dot_source_title_and_progress_off_by_env(
+    small_zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`modelgit bench .` names the folder in its title; MODELGIT_PROGRESS=0 silences
+    the progress lines as it does for every command."""
+    with mg.init(tmp_path / "zoo-repo") as repo:
+        repo.add("base", small_zoo / "base.safetensors")
+    monkeypatch.chdir(tmp_path / "zoo-repo")
+    monkeypatch.setenv("MODELGIT_PROGRESS", "0")
+    out = tmp_path / "out"
+    assert bench_main([".", "-o", str(out), "--strategies", "safetensors", "--repeats", "1",
+                       "--no-plots"]) == 0  # fmt: skip
+    assert "modelgit bench: `zoo-repo`" in (out / "results.md").read_text()
+    err = capsys.readouterr().err
+    assert "[1/" not in err and "bench:" not in err, err
+
+
 def _synthetic() -> list[BenchModel]:
     g = torch.Generator().manual_seed(0)
     w = torch.randn(64, 33, generator=g)

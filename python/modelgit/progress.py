@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import TextIO
 
-__all__ = ["ProgressFn", "Counter"]
+__all__ = ["ProgressFn", "Counter", "ENV", "progress_wanted"]
+
+ENV = "MODELGIT_PROGRESS"  # "0": never draw progress; "1": draw it even off a terminal
 
 ProgressFn = Callable[[int, int], None]
 
@@ -23,3 +27,15 @@ class Counter:
         self.done += n
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+def progress_wanted(stream: TextIO) -> bool:
+    """Whether to draw progress on ``stream``: ``MODELGIT_PROGRESS=0`` never, ``=1``
+    always, else only on a terminal."""
+    flag = os.environ.get(ENV, "")
+    if flag == "0":
+        return False
+    try:
+        return flag == "1" or stream.isatty()
+    except (AttributeError, ValueError):
+        return False

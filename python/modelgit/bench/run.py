@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..progress import ENV as PROGRESS_ENV
 from .source import BenchModel, Zoo, load_source, resolve_evaluator
 from .strategies import DEFAULT_STRATEGIES, Strategy, make_strategy
 
@@ -152,12 +153,13 @@ def compare_states(
 
 
 class _Progress:
-    """tqdm when it is installed, else a line per strategy on stderr; or nothing."""
+    """tqdm when it is installed, else a line per strategy on stderr; or nothing (also
+    under ``MODELGIT_PROGRESS=0``, as for every command)."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar = None
-        self.enabled = enabled
-        if not enabled:
+        self.enabled = enabled and os.environ.get(PROGRESS_ENV) != "0"
+        if not self.enabled:
             return
         try:
             from tqdm.auto import tqdm

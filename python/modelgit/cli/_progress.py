@@ -9,28 +9,18 @@ nothing at all.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ..progress import progress_wanted
 from ..units import human_bytes
 
 __all__ = ["Progress", "call_with_progress"]
 
 _SPIN = "|/-\\"
-
-
-def _enabled(stream: TextIO) -> bool:
-    flag = os.environ.get("MODELGIT_PROGRESS", "")
-    if flag == "0":
-        return False
-    try:
-        return flag == "1" or stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 class Progress:
@@ -49,7 +39,7 @@ class Progress:
         self.done = 0.0
         self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = _enabled(self.stream)
+        self.enabled = progress_wanted(self.stream)
         self.interval = interval
         self._start = time.monotonic()
         self._stop = threading.Event()
