@@ -187,7 +187,11 @@ def _diff(
     typed = a.source != "names" and b.source != "names"
     left, right = build_tree(a, keep_empty=typed), build_tree(b, keep_empty=typed)
     m = align(left, right)
-    stats = dict(known)
+    # ``known`` compared each tensor with the tensor of the same name: it holds only for
+    # pairs the alignment keeps in place (a shifted block pairs blocks.2 with blocks.3)
+    stats = {
+        t.path: known[t.path] for t, u in m.tl2r.items() if t.path == u.path and t.path in known
+    }
     if values:
         _read_stats(m, a, b, stats, batch_bytes)
     r = _Report(m, stats)
