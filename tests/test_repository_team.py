@@ -119,6 +119,24 @@ def test_team_repack(team: mg.Repository) -> None:
     assert team.fsck().ok
 
 
+def test_team_open_read_only_uploads_nothing(pg: LocalPostgres, tmp_path: Path) -> None:
+    """open(read_only=True) on a team repository: reads work; a write is refused before
+    any pack reaches the object store."""
+    url, packs = pg.new_database(), tmp_path / "shared" / "packs"
+    with mg.init(url, objects=str(packs)) as repo:
+        repo.add("base", state(3))
+    before = sorted(p.name for p in packs.rglob("*"))
+    with mg.open(url, objects=str(packs), read_only=True) as ro:
+        assert torch.equal(ro.load("base")["embed.weight"], state(3)["embed.weight"])
+        with pytest.raises(mg.ReadOnlyRepository, match="read-only"):
+            ro.add("other", state(4))
+        with pytest.raises(mg.ReadOnlyRepository):
+            ro.commit("base", finetune(state(3), 1))
+    assert sorted(p.name for p in packs.rglob("*")) == before
+    with mg.open(url, objects=str(packs)) as repo:
+        assert repo.models() == ["base"]
+
+
 def test_team_add_load_versions_lineage_fsck_gc(team: mg.Repository) -> None:
     base = state(1)
     v1 = team.add("base", base, message="first")

@@ -80,6 +80,10 @@ class Backend:
         holder may write records, so the repository is brought to the current format
         first (a reader that only guards against gc passes False)."""
         if self.team is not None:  # across hosts: a PostgreSQL advisory lock
+            if writes and self.catalog.read_only:  # before any pack is uploaded
+                raise ReadOnlyRepository(
+                    f"{self.location} was opened read-only: reads work, writes do not"
+                )
             with self.team.catalog.repo_lock(exclusive):
                 if writes:
                     self.upgrade_format()
