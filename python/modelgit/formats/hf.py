@@ -322,11 +322,48 @@ def _write_cache(raw: bytes, skeletons: list[_Skeleton]) -> None:
         pass  # a cache that cannot be written is only a slower next time
 
 
+_LAYER_KEY = re.compile(r"(^|_)(layers?|blocks?|depths?)$")
+
+
+def _layer_count(raw: bytes) -> int:
+    """The layers a config asks for: the sum of its integer values (or lists of them)
+    under keys such as ``num_hidden_layers``, ``n_layer``, ``encoder_layers`` or
+    ``depths``, nested configs included; 0 for what is not a JSON object."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return 0
+
+    def count(node: object, depth: int = 0) -> int:
+        if not isinstance(node, dict) or depth > 8:
+            return 0
+        total = 0
+        for key, value in node.items():
+            if isinstance(value, dict):
+                total += count(value, depth + 1)
+            elif _LAYER_KEY.search(str(key)):
+                items = value if isinstance(value, list) else [value]
+                total += sum(v for v in items if isinstance(v, int) and v > 0)
+        return total
+
+    return count(body)
+
+
 def config_modules(raw: bytes, stored: Collection[str], ref: str) -> dict[str, str]:
     """The class name of every module of the model a ``config.json`` describes (module
     path -> class; ``""`` is the model), built on the meta device. UnsupportedInput when
     transformers is missing, cannot build it, or its tensors are not exactly ``stored``
-    (ties, buffers and the model's own ignore rules allowed)."""
+    (ties, buffers and the model's own ignore rules allowed).
+
+    A config is hostile input: one that asks for more layers than there are stored
+    tensors cannot describe them, and is refused before anything is built (a million
+    layers would keep the caller busy for minutes)."""
+    layers = _layer_count(raw)
+    if layers > len(stored):
+        raise UnsupportedInput(
+            f"the {CONFIG_FILE} of {ref} asks for {layers} layers, more than its "
+            f"{len(stored)} tensors; module tree from the tensor names"
+        )
     found = _skeletons(bytes(raw))
     if isinstance(found, str):
         raise UnsupportedInput(f"no module tree from the {CONFIG_FILE} of {ref}: {found}")
