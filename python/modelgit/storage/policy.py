@@ -326,7 +326,7 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
         or len(best.payload) > _STANDALONE_RETRY * len(data)
         or _standalone_estimate(data, dtype) < STANDALONE_SLACK * len(best.payload)
     ):
-        alt = codec.encode_standalone(data, dtype.size, dtype.is_float)
+        alt = codec.encode_standalone(data, dtype.size, dtype.is_float, matches=best is None)
         if best is None or len(alt.payload) < len(best.payload):
             best = alt
     return best
