@@ -246,6 +246,12 @@ def _options(
             predictor, coeffs = fit.predictor, fit.coeffs
             ids, bases = [ids[i] for i in fit.order], [bases[i] for i in fit.order]
         sampled = [_strided(b, plan.base_dtype.size, n) for b in bases]
+        plain = predictor == codec.IDENT and plan.base_dtype == dtype
+        scaled = _scaled_option(y, sampled[0], dtype, ids, bases) if plain else None
+        if plain and scaled is None and not try_mask and len(job.plans) == 1:
+            # the one way to code it (a fine-tune's chunk, mostly): nothing to price
+            out.append(_Option(predictor, ids, bases, dtype, False, 0.0))
+            continue
         try:
             pred = predict(predictor, [memoryview(b).cast("B") for b in sampled],
                                  plan.base_dtype, dtype, len(y), coeffs=coeffs)  # fmt: skip
@@ -255,10 +261,8 @@ def _options(
         masks = (False, True) if try_mask and predictor != codec.LINEAR else (False,)
         for mask, bits in zip(masks, _price(y, p, masks), strict=True):
             out.append(_Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs))
-        if predictor == codec.IDENT and plan.base_dtype == dtype:
-            scaled = _scaled_option(y, sampled[0], dtype, ids, bases)
-            if scaled is not None:
-                out.append(scaled)
+        if scaled is not None:
+            out.append(scaled)
     return out
 
 
