@@ -71,10 +71,13 @@ def _plane_sections(
     return parts
 
 
-def encode_standalone(data: memoryview, elem_size: int, is_float: bool) -> Encoded:
-    """Best of raw / zstd / byte planes for a chunk with no base."""
+def encode_standalone(
+    data: memoryview, elem_size: int, is_float: bool, matches: bool = True
+) -> Encoded:
+    """Best of raw / zstd / byte planes for a chunk with no base; ``matches``: also try
+    the match-finding zstd level on the planes that compress (``_plane_sections``)."""
     if elem_size > 1:
-        enc = encode_planes(data, elem_size, rotate=is_float)
+        enc = encode_planes(data, elem_size, rotate=is_float, matches=matches)
         if len(enc.payload) < len(data):
             return enc
         return Encoded(RAW, b"", data)
@@ -91,12 +94,15 @@ def encode_planes(
     base: memoryview | None = None,
     base_id: bytes | None = None,
     delta: int = 0,
+    matches: bool = True,
 ) -> Encoded:
-    """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB."""
+    """Byte-plane coding, as a delta against ``base`` when ``delta`` is XOR or SUB
+    (``matches``: as in :func:`encode_standalone`, without a delta only)."""
     # a per-thread buffer: the sections are joined (copied) before the thread's next use
     planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]
     _core.planes_encode(data, elem_size, base=base, delta=delta, rotate=rotate, out=planes)
-    payload = b"".join(_plane_sections(planes, elem_size, len(data) // elem_size, not delta))
+    m = len(data) // elem_size
+    payload = b"".join(_plane_sections(planes, elem_size, m, matches and not delta))
     params = PLANES_PARAMS.pack(elem_size, delta, int(rotate), 0, base_id or ZERO_ID)
     return Encoded(PLANES, params, payload, (base_id,) if delta and base_id else ())
 

@@ -216,12 +216,35 @@ def fit_scale(y: np.ndarray, base: np.ndarray, dtype: DType) -> float | None:
 
     if dtype.name not in _FLOATS or len(y) != len(base):
         return None
+    if len(y) >= SCALE_QUICK_STEP * 2 * SCALE_MIN_ELEMS:  # a first look at every 4th
+        quick = _log_scale(y[::SCALE_QUICK_STEP], base[::SCALE_QUICK_STEP], dtype)
+        if quick is None or abs(quick) < SCALE_QUICK_LOG:
+            return None  # (a fine-tune: the median ratio is 1 within its noise)
+    log_c = _log_scale(y, base, dtype)
+    if log_c is None or abs(log_c) < SCALE_MIN_LOG:
+        return None
+    c = float(np.exp(log_c))
+    return c if np.isfinite(c) and c > 0 else None
+
+
+SCALE_QUICK_STEP = 4
+SCALE_QUICK_LOG = SCALE_MIN_LOG / 4  # a first look below this: no scale worth fitting
+
+
+def _log_scale(y: np.ndarray, base: np.ndarray, dtype: DType) -> float | None:
+    """The median of log(|y| / |base|) where both are finite, nonzero and of one sign;
+    None where fewer than ``SCALE_MIN_ELEMS`` elements qualify or it is not finite."""
+    import numpy as np
+
     fy, fb = _values(y, dtype), _values(base, dtype)
     with np.errstate(all="ignore"):
         ok = np.isfinite(fy) & np.isfinite(fb) & (fy * fb > 0)
         if int(ok.sum()) < SCALE_MIN_ELEMS:
             return None
-        c = float(np.exp(np.median(np.log(np.abs(fy[ok]) / np.abs(fb[ok])))))
-    if not np.isfinite(c) or c <= 0 or abs(np.log(c)) < SCALE_MIN_LOG:
-        return None
-    return c
+        r = np.log(np.abs(fy[ok]) / np.abs(fb[ok]))
+        # the median, as np.median computes it (the mean of the two middle values),
+        # without its overhead
+        lo, hi = (len(r) - 1) // 2, len(r) // 2
+        r.partition([lo, hi])
+        m = float((r[lo] + r[hi]) / 2)
+    return m if np.isfinite(m) else None
