@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelgitError, UnknownModel, UnknownVersion
-from ..formats.hf import no_disk_cache
+from ..formats.hf import import_transformers, no_disk_cache
 from ..storage.maintenance import ModelStats, RepoStats, VersionStats, stats, version_stats
 from ..storage.similarity import storage_base_refs
 from ..workflows.tests_registry import select_models
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..versions.diff import Diff
     from ..workflows import Creator, TestResult, TestSpec
 
-__all__ = ["Snapshot", "ModelView", "DiffView", "make_slugs", "compute_diff"]
+__all__ = ["Snapshot", "ModelView", "DiffView", "make_slugs", "compute_diff", "warm_up"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_SLUG = 60
@@ -98,6 +98,21 @@ class DiffView:
     diff: Diff
     structure: dict[str, Any] | None
     note: str = ""  # why there is no structure panel
+
+
+def warm_up() -> None:
+    """Import what a diff needs (torch, and transformers when it is installed) now, once.
+    Their first import reads files outside the repository (transformers, through
+    huggingface_hub and filelock, reads ``/proc/self/mountinfo`` and the boot id; both
+    read package metadata), so a server does it before it answers anything: then a
+    request opens no file outside the repository, the package and Python's installation.
+    It costs about 1-2 s once, at start (nothing afterwards)."""
+    import torch  # noqa: F401
+
+    try:
+        import_transformers()
+    except Exception:  # noqa: BLE001 - not installed or broken: the diff that needs it says so
+        pass
 
 
 def compute_diff(repo: Repository, a: str, b: str, *, values: bool = True) -> DiffView:
