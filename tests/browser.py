@@ -6,6 +6,9 @@ documentation screenshots (docs/screenshots.py).
   ``chromium-driver``), with a log of every network request its pages make (the
   DevTools performance log) and the checks every page must pass: no request leaves
   the loopback host, no XSS payload ran, no alert is open.
+- :func:`check_page`, :func:`node`, :func:`click`, :func:`open_graph`: the checks and
+  the gestures of the browser tests (every page: loaded, relative links only, no
+  request off the loopback host, no XSS, no alert).
 - :class:`Server`: ``modelgit serve --port 0`` as a real subprocess; the URL comes from
   the one line it prints (``serving http://127.0.0.1:PORT/ ...``).
 - :func:`build_zoo`: a small but real repository (families, versions, tags, metadata,
@@ -269,6 +272,76 @@ def png_summary(path: Path) -> tuple[int, int, int]:
     return width, height, len(set(zlib.decompress(idat)))
 
 
+# -- the checks of the browser tests -------------------------------------------------------
+
+# the relative references of a page (attribute values as written, not resolved)
+_REFS = """
+const refs = [];
+for (const el of document.querySelectorAll('[href], [src], [action]')) {
+  for (const a of ['href', 'src', 'action']) {
+    const v = el.getAttribute(a);
+    if (v !== null) refs.push(v);
+  }
+}
+for (const el of document.querySelectorAll('a')) {
+  const v = el.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
+  if (v !== null) refs.push(v);
+}
+return refs;
+"""
+
+
+def check_page(b: Browser, shots: Path | None = None, name: str = "", file: bool = False) -> None:
+    """The checks of every page: loaded, the nav bar, relative links only, nothing
+    left 127.0.0.1 (or, from file://, nothing went to the network), no XSS, no alert;
+    a screenshot into ``shots`` when given."""
+    b.wait("return document.readyState === 'complete'")
+    assert b.problems(allow_file=file) == [], b.driver.current_url
+    nav = b.one("nav#nav")
+    links = [b.href(a) for a in nav.find_elements("css selector", "a")]
+    assert len(links) >= 3, links
+    for want in ("index.html", "search.html", "storage.html"):
+        assert any(urlsplit(h).path.endswith(want) or (want == "index.html" and
+                   urlsplit(h).path.endswith("/")) for h in links), (want, links)  # fmt: skip
+    absolute = [r for r in b.js(_REFS) if r.startswith(("/", "http:", "https:", "//", "file:"))]
+    assert absolute == [], f"absolute links on {b.driver.current_url}: {absolute[:5]}"
+    if shots is not None:
+        png = b.screenshot(shots / f"{name}.png")
+        width, height, values = png_summary(png)
+        assert (width, height) == (1200, 800) or width >= 800, (width, height)
+        assert values > 32, f"{png} looks blank ({values} distinct byte values)"
+
+
+def node(b: Browser, name: str) -> object:
+    """The graph's ``g.node`` of model ``name`` (compared in JS: names are hostile)."""
+    el = b.js(
+        "return [...document.querySelectorAll('#graph .node')]"
+        ".find(n => n.getAttribute('data-name') === arguments[0]) || null",
+        name,
+    )
+    assert el is not None, f"no node for {name!r}"
+    return el
+
+
+def model_href(b: Browser, name: str) -> str:
+    return b.href(node(b, name).find_element("css selector", "a.model-link"))
+
+
+def click(b: Browser, element: object) -> None:
+    """A real click (mouse events at the element's centre), scrolled into view first."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    b.js("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", element)
+    ActionChains(b.driver).move_to_element(element).click().perform()
+
+
+def open_graph(b: Browser, url: str, zoo: Zoo) -> None:
+    """Open a graph page and wait for its nodes and its scripts (the load event)."""
+    b.open(url)
+    b.wait(f"return document.querySelectorAll('#graph .node').length === {len(zoo.models)}")
+    b.wait("return document.readyState === 'complete'")
+
+
 # -- the server -----------------------------------------------------------------------------
 
 _SERVING = re.compile(r"^serving (http://127\.0\.0\.1:(\d+)/)")
@@ -393,11 +466,13 @@ class Zoo:
 
 
 def build_zoo(root: Path, hostile: bool = True) -> Zoo:
-    """A 12-model repository in about a second: families with versions, a merge, a cast,
+    """A 14-model repository in about a second: families with versions, a merge, a cast,
     a distilled student, a model with an inserted block and one with renamed layers
     (for the structural diff), tags, metadata, README and config side files, a
     registered test with results, and (``hostile``) a model whose name, tag, message,
-    metadata and README carry XSS payloads and one named ``odd #1 & 100%``."""
+    metadata and README carry XSS payloads, one named ``odd #1 & 100%``, and
+    ``__proto__`` with its child ``constructor``. Without ``hostile``: the 10-model demo
+    of the documentation's screenshots."""
     base_files = {
         "README.md": b"# base\n\nA digits MLP (64 -> 32 -> 16 -> 10).\n",
         "config.json": json.dumps({"sizes": [64, 32, 16, 10], "task": "digits"}).encode(),
@@ -451,6 +526,10 @@ def build_zoo(root: Path, hostile: bool = True) -> Zoo:
             repo.tag(HOSTILE_NAME, HOSTILE_TAG)
             repo.add("odd #1 & 100%", nudged(base2, 10), parents="base", relation="prune",
                      message="a name with # & and %")  # fmt: skip
+            # names of JavaScript's own properties: each must be a node, a search entry
+            # and a link like any other (not a prototype, nor a hit in every table)
+            repo.add("__proto__", nudged(base2, 12), parents="base@2", message="proto")
+            repo.add("constructor", nudged(base2, 13), parents="__proto__", message="ctor")
         repo.add("other-root", mlp((64, 32, 16, 10), 11), message="an unrelated root")
         repo.register_test("accuracy", "modelgit.zoo.small:evaluate_small",
                            models=["base", "ft-low", "ft-high", "merged"])  # fmt: skip

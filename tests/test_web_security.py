@@ -202,8 +202,13 @@ def test_pages_hold_no_inline_script_style_or_handler(server: str) -> None:
 def test_data_files_escape_markup() -> None:
     text = js_data("X", {"a": "</script><b>&amp;\u2028\u2029", "<": [">"]})
     assert not set("<>&\u2028\u2029") & set(text)
-    assert text.startswith("window.X = ") and text.endswith(";\n")
+    assert text.startswith('window.X = JSON.parse("') and text.endswith('");\n')
     assert data_file(text) == {"a": "</script><b>&amp;\u2028\u2029", "<": [">"]}
+    # never an object literal, where a "__proto__" key would set the prototype (the
+    # browser test checks that such models have nodes, search entries and links)
+    proto = js_data("X", {"__proto__": {"a": 1}, "constructor": 2})
+    assert data_file(proto) == {"__proto__": {"a": 1}, "constructor": 2}
+    assert "{" not in proto.partition('JSON.parse("')[0]
     assert safe_json("x") == '"x"'
     with pytest.raises(ValueError):
         safe_json(float("nan"))  # strict JSON only

@@ -40,7 +40,7 @@ def site(zoo: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def n_diffs(zoo: dict[str, Any]) -> int:
     # each version against the one before it, each first version against its parents
-    return sum(len(v) - 1 for v in zoo["versions"].values()) + 6
+    return sum(len(v) - 1 for v in zoo["versions"].values()) + zoo["parent_edges"]
 
 
 def test_the_files_of_a_site(zoo: dict[str, Any], site: Path) -> None:

@@ -2,7 +2,8 @@
 two: a family with versions, tags, metadata, side files (a README and a config.json), a
 lossy version, a merge, a registered test with stored results and a creation function,
 and hostile text everywhere the repository lets a user put text (model names, relations,
-messages, metadata, side files and their paths, creation arguments)."""
+messages, metadata, side files and their paths, creation arguments), and models named
+``__proto__`` and ``constructor``."""
 
 from __future__ import annotations
 
@@ -86,12 +87,17 @@ def build_zoo(path: Path) -> dict[str, Any]:
         repo.add("merged", nudge(base, 0.07), parents=["ft", EVIL_NAME], relation="merge")
         repo.add("BASE", weights(1), message="another family")
         repo.add(UNICODE_NAME, nudge(weights(1), 0.3), parents="BASE", relation="cast")
+        repo.add("__proto__", nudge(weights(1), 0.4), parents="BASE")  # JS's own property
+        repo.add("constructor", nudge(weights(1), 0.5), parents="__proto__")  # names
         repo.register_test("head-mean", "web_zoo:mean_head", models=None, threshold=-10.0)
         repo.run_tests()
         models = repo.models()
         versions = {m: [v.number for v in repo.versions(m)] for m in models}
         stored = {m.name: m.stored_bytes for m in repo.stats().models}
-    return {"path": path, "models": models, "versions": versions, "stored": stored}
+    # the provenance edges added above (ft, EVIL_NAME, PCT_NAME, merged twice, UNICODE_NAME,
+    # __proto__, constructor): the static site writes one diff for each
+    return {"path": path, "models": models, "versions": versions, "stored": stored,
+            "parent_edges": 8}  # fmt: skip
 
 
 # -- a DOM good enough for the checks: elements with attributes, children and text -------
@@ -177,10 +183,12 @@ def parse(html: str) -> Element:
 
 
 def data_file(text: str) -> Any:
-    """The JSON of a ``window.NAME = JSON;`` data file."""
+    """The data of a ``window.NAME = JSON.parse("JSON");`` data file."""
     head, _, rest = text.partition(" = ")
-    assert head.startswith("window.") and rest.rstrip().endswith(";"), text[:80]
-    return json.loads(rest.rstrip()[:-1])
+    rest = rest.rstrip()
+    assert head.startswith("window.") and rest.startswith('JSON.parse("'), text[:80]
+    assert rest.endswith('");'), text[-80:]
+    return json.loads(json.loads(rest[len("JSON.parse(") : -len(");")]))
 
 
 # -- a `modelgit serve` subprocess ---------------------------------------------------------
