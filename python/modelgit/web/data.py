@@ -159,6 +159,13 @@ class Snapshot:
 
     @classmethod
     def read(cls, repo: Repository) -> Snapshot:
+        """Read in one snapshot of the catalog: a model removed or a version committed
+        meanwhile is either wholly in it or wholly out."""
+        with repo.catalog.snapshot():
+            return cls._read(repo)
+
+    @classmethod
+    def _read(cls, repo: Repository) -> Snapshot:
         graph = repo.graph
         names = graph.models
         slugs = make_slugs(names)
