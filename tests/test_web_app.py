@@ -15,7 +15,7 @@ import pytest
 import modelgit as mg
 from modelgit.web import WebApp
 from modelgit.web import app as app_module
-from modelgit.web.data import Snapshot
+from modelgit.web.data import Snapshot, compute_diff
 from web_zoo import nudge, parse, weights
 
 
@@ -111,3 +111,41 @@ def test_a_snapshot_is_one_state_of_the_catalog(
     assert [v.ref for v in snap.models["c"].versions] == ["c@1"]
     assert snap.models["c"].parents[0].parent == "m"
     assert sorted(Snapshot.read(ro).models) == ["late", "m"]
+
+
+def test_a_failing_structure_is_a_note_and_the_diff_runs_once(
+    repos: tuple[mg.Repository, mg.Repository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A structural diff that fails: the page shows the tensor diff and the reason, and
+    ``repo.diff`` ran once (the tensors are decoded once); a damaged version (a
+    ModelgitError) is an error page, not a page without its structure."""
+    from modelgit.versions import structure
+
+    ro, _ = repos
+    calls = []
+    real = type(ro).diff
+
+    def counted(self: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(args)
+        return real(self, *args, **kw)
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RecursionError("a tree too deep")
+
+    monkeypatch.setattr(type(ro), "diff", counted)
+    monkeypatch.setattr(structure, "structure_of_versions", broken)
+    view = compute_diff(ro, "m@1", "c@1")
+    assert len(calls) == 1
+    assert view.structure is None and view.diff.changed
+    assert view.note == "structural diff failed: RecursionError: a tree too deep"
+    body = WebApp(ro).get("/diff", "a=m@1&b=c@1").body.decode()
+    assert "RecursionError: a tree too deep" in body and 'id="tensor-changes"' in body
+
+    def damaged(*args: object, **kw: object) -> None:
+        raise mg.CorruptObject("chunk 1234 is damaged")
+
+    monkeypatch.setattr(structure, "structure_of_versions", damaged)
+    calls.clear()
+    resp = WebApp(ro).get("/diff", "a=m@1&b=c@1")
+    assert resp.status == 500 and "chunk 1234 is damaged" in resp.body.decode()
+    assert len(calls) == 1

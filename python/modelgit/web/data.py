@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelgitError, UnknownModel, UnknownVersion
+from ..errors import ModelgitError
 from ..formats.hf import import_transformers, no_disk_cache
 from ..storage.maintenance import ModelStats, RepoStats, VersionStats, stats, version_stats
 from ..storage.similarity import storage_base_refs
@@ -116,18 +116,13 @@ def warm_up() -> None:
 
 
 def compute_diff(repo: Repository, a: str, b: str, *, values: bool = True) -> DiffView:
-    """``repo.diff(a, b, structure=True)``. An unknown ref raises (UnknownModel,
-    UnknownVersion); a structural diff that fails leaves the rest of the page standing,
-    with the reason in ``note``."""
-    try:
-        with no_disk_cache():  # the server reads no file outside the repository
-            d = repo.diff(a, b, values=values, structure=True)
-    except (UnknownModel, UnknownVersion):
-        raise
-    except Exception as exc:  # noqa: BLE001 - the panel must not take the page down
-        return DiffView(repo.diff(a, b, values=values), None, f"structural diff failed: {exc}")
+    """``repo.diff(a, b, structure=True)``, computed once. An unknown ref or a damaged
+    version raises (a ModelgitError); a structural diff that fails otherwise leaves the
+    rest of the page standing, with the reason (``Diff.structure_note``) in ``note``."""
+    with no_disk_cache():  # the server reads no file outside the repository
+        d = repo.diff(a, b, values=values, structure=True)
     if d.structure is None:
-        return DiffView(d, None, "structural diff unavailable for these versions")
+        return DiffView(d, None, d.structure_note or "structural diff unavailable")
     return DiffView(d, d.structure.to_json())
 
 
