@@ -9,8 +9,8 @@ documentation screenshots (docs/screenshots.py).
 - :func:`check_page`, :func:`node`, :func:`click`, :func:`open_graph`: the checks and
   the gestures of the browser tests (every page: loaded, relative links only, no
   request off the loopback host, no XSS, no alert).
-- :class:`Server`: ``modelgit serve --port 0`` as a real subprocess; the URL comes from
-  the one line it prints (``serving http://127.0.0.1:PORT/ ...``).
+- :class:`Server` (from tests/web_zoo.py, the one harness of ``modelgit serve``):
+  ``modelgit serve --port 0`` as a real subprocess, its output drained as it runs.
 - :func:`build_zoo`: a small but real repository (families, versions, tags, metadata,
   side files, a registered test with results) with hostile names, metadata and README.
 - :func:`build_synthetic`: ``n`` tiny models in wide families and long chains (the
@@ -23,15 +23,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,23 @@ from urllib.parse import urlsplit
 import torch
 
 import modelgit as mg
+from web_zoo import Server
+
+__all__ = [
+    "Browser",
+    "Server",
+    "Zoo",
+    "build_zoo",
+    "build_synthetic",
+    "check_page",
+    "click",
+    "missing_browser",
+    "model_href",
+    "node",
+    "open_graph",
+    "png_summary",
+    "write_site",
+]
 
 # -- Chromium -------------------------------------------------------------------------------
 
@@ -342,84 +356,6 @@ def open_graph(b: Browser, url: str, zoo: Zoo) -> None:
     b.wait("return document.readyState === 'complete'")
 
 
-# -- the server -----------------------------------------------------------------------------
-
-_SERVING = re.compile(r"^serving (http://127\.0\.0\.1:(\d+)/)")
-
-
-class Server:
-    """``modelgit serve --port 0 --repo ROOT`` in a subprocess of this interpreter;
-    ``url`` is the address from its ``serving http://127.0.0.1:PORT/`` line."""
-
-    def __init__(self, root: Path, *extra: str, timeout: float = 30.0) -> None:
-        env = dict(os.environ, MODELGIT_PROGRESS="0")
-        env.setdefault("MODELGIT_CACHE", str(Path(root).parent / "serve-cache"))
-        argv = [sys.executable, "-m", "modelgit", "serve", "--port", "0", "--repo", str(root)]
-        self.argv = [*argv, *extra]
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=str(root),
-        )
-        self.output: list[str] = []  # every line it printed (stdout and stderr)
-        self.first_line = ""
-        found = threading.Event()
-
-        def drain(stream: Any, first: bool) -> None:
-            for line in stream:
-                self.output.append(line)
-                if first and not found.is_set():
-                    self.first_line = line.rstrip("\n")
-                    found.set()
-            if first:
-                found.set()  # stdout closed: the process ended without the line
-
-        self._threads = [
-            threading.Thread(target=drain, args=(stream, first), daemon=True)
-            for stream, first in ((self.proc.stdout, True), (self.proc.stderr, False))
-        ]
-        for t in self._threads:
-            t.start()
-        if not found.wait(timeout) or not _SERVING.match(self.first_line):
-            self.stop()
-            raise RuntimeError(
-                f"`{' '.join(self.argv)}` did not print `serving http://127.0.0.1:PORT/` "
-                f"within {timeout}s; it printed:\n{''.join(self.output)}"
-            )
-        m = _SERVING.match(self.first_line)
-        assert m is not None
-        self.url: str = m.group(1)
-        self.port = int(m.group(2))
-
-    def stop(self) -> int | None:
-        """Ctrl-C (SIGINT), then SIGKILL after 10 s; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for t in self._threads:
-            t.join(5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return self.proc.returncode
-
-
-@contextmanager
-def serving(root: Path) -> Iterator[Server]:
-    server = Server(root)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def write_site(root: Path, out: Path) -> Path:
     """``modelgit site -o OUT --repo ROOT`` as a subprocess; the folder of its index.html."""
     r = subprocess.run(
@@ -472,7 +408,8 @@ def build_zoo(root: Path, hostile: bool = True) -> Zoo:
     registered test with results, and (``hostile``) a model whose name, tag, message,
     metadata and README carry XSS payloads, one named ``odd #1 & 100%``, and
     ``__proto__`` with its child ``constructor``. Without ``hostile``: the 10-model demo
-    of the documentation's screenshots."""
+    of the documentation's screenshots. (tests/web_zoo.py has the zoo of the tests that
+    read HTML: hostile text in every field, a lossy version, a creation function.)"""
     base_files = {
         "README.md": b"# base\n\nA digits MLP (64 -> 32 -> 16 -> 10).\n",
         "config.json": json.dumps({"sizes": [64, 32, 16, 10], "task": "digits"}).encode(),

@@ -84,6 +84,18 @@ def test_prints_one_line_then_stops_cleanly_on_ctrl_c(zoo: dict[str, Any]) -> No
     assert "Traceback" not in err
 
 
+def test_a_logging_server_is_drained(zoo: dict[str, Any]) -> None:
+    """Without --quiet the server logs each request to stderr: more than a pipe holds
+    (64 KiB) must not block it (the harness reads both pipes as it runs)."""
+    with serving(zoo["path"]) as (url, server):
+        for _ in range(1400):  # ~55 bytes of log each
+            req = urllib.request.Request(url + "static/favicon.svg", method="HEAD")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200
+    logged = server.rest[1]
+    assert len(logged) > 64 << 10 and logged.count('"HEAD /static/favicon.svg') == 1400
+
+
 def test_a_port_in_use_is_a_clear_error(zoo: dict[str, Any], server: str) -> None:
     port = urlsplit(server).port
     run = subprocess.run(

@@ -231,9 +231,6 @@ class Snapshot:
         return file
 
     # -- lookups --------------------------------------------------------------------------
-    def slug_of(self, name: str) -> str:
-        return self.slugs[name]
-
     def model_href(self, name: str, number: int | None = None) -> str:
         """The model page of ``name`` (at version ``number``'s row), from the root."""
         anchor = f"#v{number}" if number is not None else ""
