@@ -3,7 +3,7 @@ models), recorded in docs/benchmarks.md ("Graph page in a browser").
 
 Builds a synthetic repository of ``--models`` models (two 8x8 tensors each: families of
 50 with a wide fan-out under each root, chains below it, merges, every 10th model with a
-second version) and the 12-model browser-test zoo for contrast, then opens each graph
+second version) and the browser-test zoo for contrast, then opens each graph
 ``--runs`` times in one headless Chromium, browser cache off, from ``modelgit serve``
 (a subprocess on a loopback port) and from the static ``modelgit site`` (file://).
 

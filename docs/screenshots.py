@@ -14,7 +14,6 @@ and photographs three pages in headless Chromium (Debian's ``chromium`` and
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import tempfile
 from pathlib import Path
@@ -23,11 +22,8 @@ from urllib.parse import quote, urljoin
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the browser harness: tests/browser.py
 
-import modelgit as mg  # noqa: E402
 from browser import Browser, Server, build_zoo, missing_browser  # noqa: E402
 
-# whether this modelgit has the structural diff (else the diff shows no trees)
-STRUCTURE = "structure" in inspect.signature(mg.Repository.diff).parameters
 LIMIT = 200_000  # bytes per image
 NAMES = ("browser-graph.png", "browser-model.png", "browser-diff.png")
 
@@ -55,8 +51,7 @@ def shoot(out: Path, window: tuple[int, int] = (1000, 720)) -> dict[str, int]:
             browser.wait("return document.querySelector('#model-name') !== null")
             browser.screenshot(out / NAMES[1])
             browser.open(urljoin(server.url, f"diff?a={quote('base@2')}&b=deep"))
-            panel = "#structure .tnode" if STRUCTURE else "#structure"
-            browser.wait(f"return document.querySelector('{panel}') !== null")
+            browser.wait("return document.querySelector('#structure .tnode') !== null")
             browser.js("document.querySelector('#structure').scrollIntoView()")
             browser.screenshot(out / NAMES[2])
             problems = browser.problems()

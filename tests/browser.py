@@ -6,8 +6,11 @@ documentation screenshots (docs/screenshots.py).
   ``chromium-driver``), with a log of every network request its pages make (the
   DevTools performance log) and the checks every page must pass: no request leaves
   the loopback host, no XSS payload ran, no alert is open.
-- :class:`Server`: ``modelgit serve --port 0`` as a real subprocess; the URL comes from
-  the one line it prints (``serving http://127.0.0.1:PORT/ ...``).
+- :func:`check_page`, :func:`node`, :func:`click`, :func:`open_graph`: the checks and
+  the gestures of the browser tests (every page: loaded, relative links only, no
+  request off the loopback host, no XSS, no alert).
+- :class:`Server` (from tests/web_zoo.py, the one harness of ``modelgit serve``):
+  ``modelgit serve --port 0`` as a real subprocess, its output drained as it runs.
 - :func:`build_zoo`: a small but real repository (families, versions, tags, metadata,
   side files, a registered test with results) with hostile names, metadata and README.
 - :func:`build_synthetic`: ``n`` tiny models in wide families and long chains (the
@@ -20,15 +23,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,23 @@ from urllib.parse import urlsplit
 import torch
 
 import modelgit as mg
+from web_zoo import Server
+
+__all__ = [
+    "Browser",
+    "Server",
+    "Zoo",
+    "build_zoo",
+    "build_synthetic",
+    "check_page",
+    "click",
+    "missing_browser",
+    "model_href",
+    "node",
+    "open_graph",
+    "png_summary",
+    "write_site",
+]
 
 # -- Chromium -------------------------------------------------------------------------------
 
@@ -269,82 +286,74 @@ def png_summary(path: Path) -> tuple[int, int, int]:
     return width, height, len(set(zlib.decompress(idat)))
 
 
-# -- the server -----------------------------------------------------------------------------
+# -- the checks of the browser tests -------------------------------------------------------
 
-_SERVING = re.compile(r"^serving (http://127\.0\.0\.1:(\d+)/)")
-
-
-class Server:
-    """``modelgit serve --port 0 --repo ROOT`` in a subprocess of this interpreter;
-    ``url`` is the address from its ``serving http://127.0.0.1:PORT/`` line."""
-
-    def __init__(self, root: Path, *extra: str, timeout: float = 30.0) -> None:
-        env = dict(os.environ, MODELGIT_PROGRESS="0")
-        env.setdefault("MODELGIT_CACHE", str(Path(root).parent / "serve-cache"))
-        argv = [sys.executable, "-m", "modelgit", "serve", "--port", "0", "--repo", str(root)]
-        self.argv = [*argv, *extra]
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=str(root),
-        )
-        self.output: list[str] = []  # every line it printed (stdout and stderr)
-        self.first_line = ""
-        found = threading.Event()
-
-        def drain(stream: Any, first: bool) -> None:
-            for line in stream:
-                self.output.append(line)
-                if first and not found.is_set():
-                    self.first_line = line.rstrip("\n")
-                    found.set()
-            if first:
-                found.set()  # stdout closed: the process ended without the line
-
-        self._threads = [
-            threading.Thread(target=drain, args=(stream, first), daemon=True)
-            for stream, first in ((self.proc.stdout, True), (self.proc.stderr, False))
-        ]
-        for t in self._threads:
-            t.start()
-        if not found.wait(timeout) or not _SERVING.match(self.first_line):
-            self.stop()
-            raise RuntimeError(
-                f"`{' '.join(self.argv)}` did not print `serving http://127.0.0.1:PORT/` "
-                f"within {timeout}s; it printed:\n{''.join(self.output)}"
-            )
-        m = _SERVING.match(self.first_line)
-        assert m is not None
-        self.url: str = m.group(1)
-        self.port = int(m.group(2))
-
-    def stop(self) -> int | None:
-        """Ctrl-C (SIGINT), then SIGKILL after 10 s; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for t in self._threads:
-            t.join(5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return self.proc.returncode
+# the relative references of a page (attribute values as written, not resolved)
+_REFS = """
+const refs = [];
+for (const el of document.querySelectorAll('[href], [src], [action]')) {
+  for (const a of ['href', 'src', 'action']) {
+    const v = el.getAttribute(a);
+    if (v !== null) refs.push(v);
+  }
+}
+for (const el of document.querySelectorAll('a')) {
+  const v = el.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
+  if (v !== null) refs.push(v);
+}
+return refs;
+"""
 
 
-@contextmanager
-def serving(root: Path) -> Iterator[Server]:
-    server = Server(root)
-    try:
-        yield server
-    finally:
-        server.stop()
+def check_page(b: Browser, shots: Path | None = None, name: str = "", file: bool = False) -> None:
+    """The checks of every page: loaded, the nav bar, relative links only, nothing
+    left 127.0.0.1 (or, from file://, nothing went to the network), no XSS, no alert;
+    a screenshot into ``shots`` when given."""
+    b.wait("return document.readyState === 'complete'")
+    assert b.problems(allow_file=file) == [], b.driver.current_url
+    nav = b.one("nav#nav")
+    links = [b.href(a) for a in nav.find_elements("css selector", "a")]
+    assert len(links) >= 3, links
+    for want in ("index.html", "search.html", "storage.html"):
+        assert any(urlsplit(h).path.endswith(want) or (want == "index.html" and
+                   urlsplit(h).path.endswith("/")) for h in links), (want, links)  # fmt: skip
+    absolute = [r for r in b.js(_REFS) if r.startswith(("/", "http:", "https:", "//", "file:"))]
+    assert absolute == [], f"absolute links on {b.driver.current_url}: {absolute[:5]}"
+    if shots is not None:
+        png = b.screenshot(shots / f"{name}.png")
+        width, height, values = png_summary(png)
+        assert (width, height) == (1200, 800) or width >= 800, (width, height)
+        assert values > 32, f"{png} looks blank ({values} distinct byte values)"
+
+
+def node(b: Browser, name: str) -> object:
+    """The graph's ``g.node`` of model ``name`` (compared in JS: names are hostile)."""
+    el = b.js(
+        "return [...document.querySelectorAll('#graph .node')]"
+        ".find(n => n.getAttribute('data-name') === arguments[0]) || null",
+        name,
+    )
+    assert el is not None, f"no node for {name!r}"
+    return el
+
+
+def model_href(b: Browser, name: str) -> str:
+    return b.href(node(b, name).find_element("css selector", "a.model-link"))
+
+
+def click(b: Browser, element: object) -> None:
+    """A real click (mouse events at the element's centre), scrolled into view first."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    b.js("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", element)
+    ActionChains(b.driver).move_to_element(element).click().perform()
+
+
+def open_graph(b: Browser, url: str, zoo: Zoo) -> None:
+    """Open a graph page and wait for its nodes and its scripts (the load event)."""
+    b.open(url)
+    b.wait(f"return document.querySelectorAll('#graph .node').length === {len(zoo.models)}")
+    b.wait("return document.readyState === 'complete'")
 
 
 def write_site(root: Path, out: Path) -> Path:
@@ -393,11 +402,14 @@ class Zoo:
 
 
 def build_zoo(root: Path, hostile: bool = True) -> Zoo:
-    """A 12-model repository in about a second: families with versions, a merge, a cast,
+    """A 14-model repository in about a second: families with versions, a merge, a cast,
     a distilled student, a model with an inserted block and one with renamed layers
     (for the structural diff), tags, metadata, README and config side files, a
     registered test with results, and (``hostile``) a model whose name, tag, message,
-    metadata and README carry XSS payloads and one named ``odd #1 & 100%``."""
+    metadata and README carry XSS payloads, one named ``odd #1 & 100%``, and
+    ``__proto__`` with its child ``constructor``. Without ``hostile``: the 10-model demo
+    of the documentation's screenshots. (tests/web_zoo.py has the zoo of the tests that
+    read HTML: hostile text in every field, a lossy version, a creation function.)"""
     base_files = {
         "README.md": b"# base\n\nA digits MLP (64 -> 32 -> 16 -> 10).\n",
         "config.json": json.dumps({"sizes": [64, 32, 16, 10], "task": "digits"}).encode(),
@@ -451,6 +463,10 @@ def build_zoo(root: Path, hostile: bool = True) -> Zoo:
             repo.tag(HOSTILE_NAME, HOSTILE_TAG)
             repo.add("odd #1 & 100%", nudged(base2, 10), parents="base", relation="prune",
                      message="a name with # & and %")  # fmt: skip
+            # names of JavaScript's own properties: each must be a node, a search entry
+            # and a link like any other (not a prototype, nor a hit in every table)
+            repo.add("__proto__", nudged(base2, 12), parents="base@2", message="proto")
+            repo.add("constructor", nudged(base2, 13), parents="__proto__", message="ctor")
         repo.add("other-root", mlp((64, 32, 16, 10), 11), message="an unrelated root")
         repo.register_test("accuracy", "modelgit.zoo.small:evaluate_small",
                            models=["base", "ft-low", "ft-high", "merged"])  # fmt: skip

@@ -560,3 +560,34 @@ def test_empty_and_one_sided(make: Callable[[], dict]) -> None:
     d = structure_diff({}, sd)
     assert d.divergence == (1.0 if sd else 0.0)
     assert d.summary["added"] == (3 if sd else 0)
+
+
+def test_a_failing_structure_step_leaves_the_tensor_diff(
+    repo: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``repo.diff(structure=True)``: a structural step that fails (here, a bug) gives the
+    tensor diff with ``structure_note`` saying why (text and JSON), computed once; a data
+    error (a ModelgitError) is raised as it is."""
+    from modelgit.versions import structure
+
+    repo.add("s", blocks(2))
+    repo.commit("s", blocks(2, seed=1))
+
+    def broken(*args: object, **kw: object) -> StructureDiff:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(structure, "structure_of_versions", broken)
+    d = repo.diff("s@1", "s@2", structure=True)
+    plain = repo.diff("s@1", "s@2")  # the same tensor diff as without the structure
+    assert d.structure is None and d.changed and d.changed == plain.changed
+    assert d.structure_note == "structural diff failed: RuntimeError: boom"
+    assert "structure: structural diff failed: RuntimeError: boom" in str(d)
+    assert d.to_json()["structure_note"] == d.structure_note
+    assert "structure_note" not in plain.to_json()  # not asked for
+
+    def damaged(*args: object, **kw: object) -> StructureDiff:
+        raise mg.CorruptObject("chunk 1234 is damaged")
+
+    monkeypatch.setattr(structure, "structure_of_versions", damaged)
+    with pytest.raises(mg.CorruptObject):
+        repo.diff("s@1", "s@2", structure=True)

@@ -33,7 +33,12 @@ from browser import (
     Server,
     Zoo,
     build_zoo,
+    check_page,
+    click,
     missing_browser,
+    model_href,
+    node,
+    open_graph,
     png_summary,
     write_site,
 )
@@ -42,23 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_BROWSER = missing_browser()
 needs_browser = pytest.mark.skipif(NO_BROWSER is not None, reason=str(NO_BROWSER))
 STATUSES = {"same", "changed", "renamed", "added", "removed", "mixed"}
-
-# the relative references of a page (attribute values as written, not resolved)
-_REFS = """
-const refs = [];
-for (const el of document.querySelectorAll('[href], [src], [action]')) {
-  for (const a of ['href', 'src', 'action']) {
-    const v = el.getAttribute(a);
-    if (v !== null) refs.push(v);
-  }
-}
-for (const el of document.querySelectorAll('a')) {
-  const v = el.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
-  if (v !== null) refs.push(v);
-}
-return refs;
-"""
-
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -98,27 +86,6 @@ def site(zoo: Zoo, tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def check_page(b: Browser, shots: Path | None = None, name: str = "", file: bool = False) -> None:
-    """The checks of every page: loaded, the nav bar, relative links only, nothing
-    left 127.0.0.1 (or, from file://, nothing went to the network), no XSS, no alert;
-    a screenshot into ``shots`` when given."""
-    b.wait("return document.readyState === 'complete'")
-    assert b.problems(allow_file=file) == [], b.driver.current_url
-    nav = b.one("nav#nav")
-    links = [b.href(a) for a in nav.find_elements("css selector", "a")]
-    assert len(links) >= 3, links
-    for want in ("index.html", "search.html", "storage.html"):
-        assert any(urlsplit(h).path.endswith(want) or (want == "index.html" and
-                   urlsplit(h).path.endswith("/")) for h in links), (want, links)  # fmt: skip
-    absolute = [r for r in b.js(_REFS) if r.startswith(("/", "http:", "https:", "//", "file:"))]
-    assert absolute == [], f"absolute links on {b.driver.current_url}: {absolute[:5]}"
-    if shots is not None:
-        png = b.screenshot(shots / f"{name}.png")
-        width, height, values = png_summary(png)
-        assert (width, height) == (1200, 800) or width >= 800, (width, height)
-        assert values > 32, f"{png} looks blank ({values} distinct byte values)"
-
-
 def trees(b: Browser) -> dict[str, dict[str, set[str]]]:
     """The structure panel of a diff page: for "left" and "right", each tree node's
     ``data-path`` -> its status classes (every node checked: class ``tnode``, exactly one
@@ -137,36 +104,6 @@ def trees(b: Browser) -> dict[str, dict[str, set[str]]]:
             assert path is not None, classes
             out[side][path] = classes & STATUSES
     return out
-
-
-def node(b: Browser, name: str) -> object:
-    """The graph's ``g.node`` of model ``name`` (compared in JS: names are hostile)."""
-    el = b.js(
-        "return [...document.querySelectorAll('#graph .node')]"
-        ".find(n => n.getAttribute('data-name') === arguments[0]) || null",
-        name,
-    )
-    assert el is not None, f"no node for {name!r}"
-    return el
-
-
-def model_href(b: Browser, name: str) -> str:
-    return b.href(node(b, name).find_element("css selector", "a.model-link"))
-
-
-def click(b: Browser, element: object) -> None:
-    """A real click (mouse events at the element's centre), scrolled into view first."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    b.js("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", element)
-    ActionChains(b.driver).move_to_element(element).click().perform()
-
-
-def open_graph(b: Browser, url: str, zoo: Zoo) -> None:
-    """Open a graph page and wait for its nodes and its scripts (the load event)."""
-    b.open(url)
-    b.wait(f"return document.querySelectorAll('#graph .node').length === {len(zoo.models)}")
-    b.wait("return document.readyState === 'complete'")
 
 
 # -- the served pages -------------------------------------------------------------------------
@@ -471,6 +408,72 @@ def test_hostile_model_renders_as_text(
     check_page(browser)
     found = [a.text for a in browser.css("#results li a")]
     assert any(t == HOSTILE_NAME or t.startswith(HOSTILE_NAME + "@") for t in found), found
+
+
+@needs_browser
+@pytest.mark.parametrize("where", ["serve", "site"])
+def test_models_named_like_javascript_properties(
+    browser: Browser, server: Server, site: Path, zoo: Zoo, where: str
+) -> None:
+    """``__proto__`` and its child ``constructor`` are models like the others, served
+    and from file://: the filter finds each, folding ``__proto__`` hides ``constructor``,
+    their links open their pages, and the search page lists them (a data file written
+    as an object literal, or a name-keyed table with a prototype, loses ``__proto__``)."""
+    from selenium.webdriver.common.keys import Keys
+
+    file = where == "site"
+    root = (site.as_uri() + "/") if file else server.url
+    open_graph(browser, root + "index.html", zoo)
+    check_page(browser, file=file)
+    has = browser.js(
+        "const n = window.MODELGIT_GRAPH.nodes, own = k => Object.hasOwn(n, k);"
+        "return [own('__proto__'), own('constructor'), n['__proto__'].children,"
+        " Object.getPrototypeOf(n) === Object.prototype];"
+    )
+    assert has == [True, True, ["constructor"], True], has
+
+    def find(name: str) -> None:  # the filter finds it alone; Enter centres it
+        box = browser.one("input#search")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(name)
+        browser.wait(
+            "return [...document.querySelectorAll('#graph .node.match')]"
+            ".map(n => n.getAttribute('data-name')).join() === arguments[0]",
+            5,
+            name,
+        )
+        assert browser.one("#search-count").text == "1 found"
+        box.send_keys(Keys.ENTER)
+
+    find("__proto__")
+    click(browser, node(browser, "__proto__").find_element("css selector", ".collapse"))
+    assert "hidden" in node(browser, "constructor").get_attribute("class").split()
+    assert "collapsed" in node(browser, "__proto__").get_attribute("class").split()
+    click(browser, node(browser, "__proto__").find_element("css selector", ".collapse"))
+    assert "hidden" not in node(browser, "constructor").get_attribute("class").split()
+    for name in ("__proto__", "constructor"):
+        open_graph(browser, root + "index.html", zoo)
+        find(name)
+        click(browser, node(browser, name).find_element("css selector", "a.model-link"))
+        browser.wait_url(r"/model/[^/]+\.html$")
+        check_page(browser, file=file)
+        assert browser.one("h1#model-name").text == name
+        browser.open(root + "search.html?q=" + quote(name))
+        browser.wait("return document.querySelectorAll('#results li a').length > 0")
+        check_page(browser, file=file)
+        (hit,) = [a for a in browser.css("#results li a") if a.text.startswith(name + "@")]
+        click(browser, hit)
+        browser.wait_url(r"/model/[^/]+\.html")
+        assert browser.one("h1#model-name").text == name
+    # picked on the graph, the two compare (the served diff, or the site's parent diff)
+    open_graph(browser, root + "index.html", zoo)
+    for name in ("__proto__", "constructor"):
+        find(name)
+        click(browser, node(browser, name).find_element("css selector", ".pick"))
+    click(browser, browser.one("#compare"))
+    browser.wait_url(r"/diff")
+    check_page(browser, file=file)
+    browser.one("table#tensor-changes")
 
 
 @needs_browser

@@ -24,6 +24,7 @@ import pytest
 import modelgit
 from modelgit.errors import InvalidArgument
 from modelgit.web import WebApp, make_server
+from modelgit.web.data import warm_up
 from modelgit.web.html import CSP, js_data, safe_json
 from web_zoo import (
     CONFIG,
@@ -201,8 +202,13 @@ def test_pages_hold_no_inline_script_style_or_handler(server: str) -> None:
 def test_data_files_escape_markup() -> None:
     text = js_data("X", {"a": "</script><b>&amp;\u2028\u2029", "<": [">"]})
     assert not set("<>&\u2028\u2029") & set(text)
-    assert text.startswith("window.X = ") and text.endswith(";\n")
+    assert text.startswith('window.X = JSON.parse("') and text.endswith('");\n')
     assert data_file(text) == {"a": "</script><b>&amp;\u2028\u2029", "<": [">"]}
+    # never an object literal, where a "__proto__" key would set the prototype (the
+    # browser test checks that such models have nodes, search entries and links)
+    proto = js_data("X", {"__proto__": {"a": 1}, "constructor": 2})
+    assert data_file(proto) == {"__proto__": {"a": 1}, "constructor": 2}
+    assert "{" not in proto.partition('JSON.parse("')[0]
     assert safe_json("x") == '"x"'
     with pytest.raises(ValueError):
         safe_json(float("nan"))  # strict JSON only
@@ -301,7 +307,10 @@ def test_no_url_opens_a_file_outside_the_repository(
     zoo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process: every file a request opens (Python's open and os.open) lies in the
-    repository or the package's static folder."""
+    repository, the package or Python's installation. Before its spies it does what a
+    server does before serving: opens the repository read-only, imports what a diff needs
+    (``warm_up``, as ``make_server`` does: transformers' first import reads /proc) and
+    reads the first snapshot; so it holds run alone as in the whole suite."""
     opened: list[str] = []
     real_open, real_io_open, real_os_open = builtins.open, io.open, os.open
 
@@ -314,6 +323,7 @@ def test_no_url_opens_a_file_outside_the_repository(
         return wrapped
 
     repo = modelgit.open(zoo["path"], read_only=True, checkout_cache=0)  # as serve opens it
+    warm_up()  # as make_server does before serving
     app = WebApp(repo)
     app.get("/")  # the snapshot is read before the spies, like a server's first request
     monkeypatch.setattr(builtins, "open", spy(real_open))
@@ -335,8 +345,10 @@ def test_no_url_opens_a_file_outside_the_repository(
         monkeypatch.undo()
         repo.close()
     # the repository, the package, and Python's own installation (modules a request
-    # imports for the first time, package metadata); never a user's file or cache
-    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
+    # imports for the first time, package metadata, from any site-packages folder on the
+    # path); never a user's file or cache, nor /proc
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(),
+              *(p for p in sys.path if os.path.basename(p) == "site-packages")}  # fmt: skip
     allowed = [os.path.realpath(zoo["path"]), os.path.realpath(Path(modelgit.__file__).parent),
                *(os.path.realpath(p) for p in python)]  # fmt: skip
     outside = [p for p in opened if not any(p == a or p.startswith(a + os.sep) for a in allowed)]

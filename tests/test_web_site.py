@@ -40,7 +40,7 @@ def site(zoo: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def n_diffs(zoo: dict[str, Any]) -> int:
     # each version against the one before it, each first version against its parents
-    return sum(len(v) - 1 for v in zoo["versions"].values()) + 6
+    return sum(len(v) - 1 for v in zoo["versions"].values()) + zoo["parent_edges"]
 
 
 def test_the_files_of_a_site(zoo: dict[str, Any], site: Path) -> None:
@@ -297,3 +297,10 @@ def test_assets_are_small() -> None:
         text = asset_bytes(a).decode()
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), a
         assert "innerHTML" not in text and "eval(" not in text and "document.write" not in text
+    # the sizes docs/guide.md states (in KB of 1000 bytes), within half a KB
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    m = re.search(r"([\d.]+) KB of script, ([\d.]+) KB in all", " ".join(guide.split()))
+    assert m, "docs/guide.md states the size of the web UI's assets"
+    script = sum(n for a, n in sizes.items() if a.endswith(".js"))
+    assert abs(float(m.group(1)) * 1000 - script) < 500, (m.group(1), script)
+    assert abs(float(m.group(2)) * 1000 - sum(sizes.values())) < 500, (m.group(2), sizes)

@@ -1,16 +1,27 @@
-"""A small repository for the web UI tests (tests/test_web_*.py), built in a second or
-two: a family with versions, tags, metadata, side files (a README and a config.json), a
-lossy version, a merge, a registered test with stored results and a creation function,
-and hostile text everywhere the repository lets a user put text (model names, relations,
-messages, metadata, side files and their paths, creation arguments)."""
+"""The harness of the web UI tests: a hostile repository, a DOM to check pages with, and
+the one ``modelgit serve`` subprocess helper (:class:`Server`, also what tests/browser.py
+serves with).
+
+:func:`build_zoo` is the repository of the HTTP and in-process tests (test_web_server,
+test_web_site, test_web_security, test_web_app), built in a second or two: a family
+with versions, tags, metadata, side files (a README and a config.json), a lossy version,
+a merge, a registered test with stored results and a creation function, and hostile
+text everywhere the repository lets a user put text (model names, relations, messages,
+metadata, side files and their paths, creation arguments), and models named
+``__proto__`` and ``constructor``. Its payloads call ``alert`` and its checks read the
+HTML; tests/browser.py has the other zoo, for a real browser: a realistic demo (the
+documentation's screenshots, the structural diff's renamed and inserted layers, the
+graph benchmark) whose payloads set ``window.__xss`` when they run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
@@ -86,12 +97,17 @@ def build_zoo(path: Path) -> dict[str, Any]:
         repo.add("merged", nudge(base, 0.07), parents=["ft", EVIL_NAME], relation="merge")
         repo.add("BASE", weights(1), message="another family")
         repo.add(UNICODE_NAME, nudge(weights(1), 0.3), parents="BASE", relation="cast")
+        repo.add("__proto__", nudge(weights(1), 0.4), parents="BASE")  # JS's own property
+        repo.add("constructor", nudge(weights(1), 0.5), parents="__proto__")  # names
         repo.register_test("head-mean", "web_zoo:mean_head", models=None, threshold=-10.0)
         repo.run_tests()
         models = repo.models()
         versions = {m: [v.number for v in repo.versions(m)] for m in models}
         stored = {m.name: m.stored_bytes for m in repo.stats().models}
-    return {"path": path, "models": models, "versions": versions, "stored": stored}
+    # the provenance edges added above (ft, EVIL_NAME, PCT_NAME, merged twice, UNICODE_NAME,
+    # __proto__, constructor): the static site writes one diff for each
+    return {"path": path, "models": models, "versions": versions, "stored": stored,
+            "parent_edges": 8}  # fmt: skip
 
 
 # -- a DOM good enough for the checks: elements with attributes, children and text -------
@@ -177,67 +193,103 @@ def parse(html: str) -> Element:
 
 
 def data_file(text: str) -> Any:
-    """The JSON of a ``window.NAME = JSON;`` data file."""
+    """The data of a ``window.NAME = JSON.parse("JSON");`` data file."""
     head, _, rest = text.partition(" = ")
-    assert head.startswith("window.") and rest.rstrip().endswith(";"), text[:80]
-    return json.loads(rest.rstrip()[:-1])
+    rest = rest.rstrip()
+    assert head.startswith("window.") and rest.startswith('JSON.parse("'), text[:80]
+    assert rest.endswith('");'), text[-80:]
+    return json.loads(json.loads(rest[len("JSON.parse(") : -len(");")]))
 
 
 # -- a `modelgit serve` subprocess ---------------------------------------------------------
-@contextmanager
-def serving(
-    repo: Path, *args: str, timeout: float = 60.0
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``modelgit serve --port 0`` on ``repo``; yields (base URL, process). Stops it
-    with SIGINT (Ctrl-C) at the end and checks that it exited cleanly."""
-    env = _env()
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelgit", "serve", "--port", "0", "--repo", str(repo), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        line = _first_line(proc, timeout)
-        url = line.split()[1]
-        yield url, proc
-    finally:
-        stopped = True
-        if proc.poll() is None:
-            proc.send_signal(2)  # SIGINT: what Ctrl-C sends
+
+_SERVING = re.compile(r"^serving (http://(?:\[[^\]]+\]|[^/:\s]+):(\d+)/)")
+
+
+class Server:
+    """``modelgit serve --port 0 --repo ROOT ARGS`` in a subprocess of this interpreter:
+    the harness of every test (and script) that serves a repository. ``url`` and
+    ``port`` come from the one line it prints (``serving http://HOST:PORT/ ...``).
+    Both of its pipes are read by threads as it runs (a server without ``--quiet`` logs
+    every request to stderr; a pipe nobody reads fills up and blocks it). :meth:`stop`
+    sends Ctrl-C (SIGINT); then ``returncode``, ``rest`` (what it printed after the
+    first line, and its stderr) and ``stopped`` (whether Ctrl-C was enough)."""
+
+    def __init__(self, root: Path, *args: str, timeout: float = 60.0) -> None:
+        env = dict(os.environ, MODELGIT_PROGRESS="0")
+        env.pop("MODELGIT_DEBUG", None)
+        env.setdefault("MODELGIT_CACHE", str(Path(root).parent / "serve-cache"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH")) if p)
+        self.argv = [sys.executable, "-m", "modelgit", "serve", "--port", "0",
+                     "--repo", str(root), *args]  # fmt: skip
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=str(root))  # fmt: skip
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.stopped = True
+        first = threading.Event()
+
+        def drain(stream: Any, into: list[str], is_out: bool) -> None:
+            for line in stream:
+                into.append(line)
+                if is_out:
+                    first.set()
+            if is_out:
+                first.set()  # stdout closed: the process ended without the line
+
+        self._threads = [
+            threading.Thread(
+                target=drain, args=(stream, into, stream is self.proc.stdout), daemon=True
+            )  # fmt: skip
+            for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for t in self._threads:
+            t.start()
+        m = _SERVING.match(self.out[0]) if first.wait(timeout) and self.out else None
+        if m is None:
+            self.stop()
+            raise AssertionError(
+                f"`{' '.join(self.argv)}` did not print `serving http://HOST:PORT/` within "
+                f"{timeout}s (exit status {self.returncode}); it printed:\n"
+                f"{''.join(self.out)}{''.join(self.err)[-4000:]}"
+            )
+        self.url: str = m.group(1)
+        self.port = int(m.group(2))
+
+    def stop(self) -> int | None:
+        """Ctrl-C (SIGINT), then SIGKILL after 20 s; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=20)
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                stopped = False
-        # what it printed after the first line (the pipes are closed here)
-        proc.rest = proc.communicate()  # type: ignore[attr-defined]
-        assert stopped, "modelgit serve did not stop on SIGINT"
+                self.stopped = False
+                self.proc.kill()
+                self.proc.wait(10)
+        for t in self._threads:
+            t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    @property
+    def rest(self) -> tuple[str, str]:
+        """(stdout after the first line, stderr), once stopped."""
+        return "".join(self.out[1:]), "".join(self.err)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MODELGIT_DEBUG", None)
-    env["MODELGIT_PROGRESS"] = "0"
-    return env
-
-
-def _first_line(proc: subprocess.Popen, timeout: float) -> str:
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    assert proc.stdout is not None
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sel.select(timeout=0.2):
-            line = proc.stdout.readline()
-            if line:
-                return line.rstrip("\n")
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise AssertionError(f"modelgit serve exited {proc.returncode}: {err[-2000:]}")
-    proc.kill()
-    raise AssertionError("modelgit serve printed nothing in time")
+@contextmanager
+def serving(repo: Path, *args: str, timeout: float = 60.0) -> Iterator[tuple[str, Server]]:
+    """A :class:`Server` on ``repo``; yields (base URL, server). Stops it with Ctrl-C at the
+    end and checks that it stopped so."""
+    server = Server(repo, *args, timeout=timeout)
+    try:
+        yield server.url, server
+    finally:
+        server.stop()
+        assert server.stopped, "modelgit serve did not stop on SIGINT"

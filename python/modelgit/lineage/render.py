@@ -135,6 +135,27 @@ def _esc(s: str) -> str:
     return html.escape(s, quote=True)
 
 
+def svg_markers(colors: set[str]) -> str:
+    """One arrowhead ``<marker id="arrow-RRGGBB">`` per ``#rrggbb`` colour, for
+    :func:`svg_edge` (the SVG of ``modelgit graph`` and of the web UI's graph page)."""
+    return "".join(
+        f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+        f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        f'fill="{c}"/></marker>'
+        for c in sorted(colors)
+    )
+
+
+def svg_edge(e: _Link, color: str, attrs: str, *, horizontal: bool = False) -> str:
+    """An edge laid out by :func:`layout` as an SVG path with its arrowhead (from
+    :func:`svg_markers`) and its title; ``attrs``: its other attributes, escaped."""
+    return (
+        f'<path {attrs} d="{edge_path(e.points, horizontal=horizontal)}" stroke="{color}" '
+        f'marker-end="url(#arrow-{color[1:]})">'
+        f"<title>{_esc(e.parent)} → {_esc(e.child)} ({_esc(e.text)})</title></path>"
+    )
+
+
 def to_svg(graph: LineageGraph, versions: bool = False) -> str:
     """A standalone SVG document of the graph."""
     boxes, links = _boxes(graph, versions)
@@ -143,20 +164,14 @@ def to_svg(graph: LineageGraph, versions: bool = False) -> str:
     legend_h = 28 if (relations or any(b.lossy for b in boxes)) else 0
     width = max(width, 240.0)
     total_h = height + legend_h
-    colors = sorted({_color(r) for r in relations} | {OTHER_COLOR})
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{total_h:.0f}" '
         f'viewBox="0 0 {width:.0f} {total_h:.0f}" font-family="Helvetica, Arial, sans-serif" '
         f'font-size="{FONT}" role="img" aria-label="modelgit lineage graph">',
         "<defs>",
+        svg_markers({_color(r) for r in relations} | {OTHER_COLOR}),
+        "</defs>",
     ]
-    for c in colors:
-        out.append(
-            f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="10" refY="5" '
-            f'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
-            f'<path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
-        )
-    out.append("</defs>")
     out.append('<rect width="100%" height="100%" fill="#ffffff"/>')
     out.append('<g class="edges">')
     for e in links:
@@ -165,11 +180,8 @@ def to_svg(graph: LineageGraph, versions: bool = False) -> str:
         rel = "version" if e.kind == "version" else e.relation
         c = _color(rel)
         dash = ' stroke-dasharray="6,4"' if e.kind == "version" else ""
-        out.append(
-            f'<path class="edge {_esc(e.kind)}" d="{edge_path(e.points)}" fill="none" stroke="{c}" '
-            f'stroke-width="1.6"{dash} marker-end="url(#arrow-{c[1:]})">'
-            f"<title>{_esc(e.parent)} → {_esc(e.child)} ({_esc(e.text)})</title></path>"
-        )
+        attrs = f'class="edge {_esc(e.kind)}" fill="none" stroke-width="1.6"{dash}'
+        out.append(svg_edge(e, c, attrs))
         if e.kind == "provenance":
             (xa, ya), (xb, yb) = e.points[0], e.points[1]
             mx, my = (xa + xb) / 2, (ya + yb) / 2

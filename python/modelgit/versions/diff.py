@@ -9,7 +9,7 @@ largest absolute difference and the relative L2 difference ``||b - a|| / ||a||``
 Tensors whose content ids match are identical and are never decoded; the others are
 decoded in batches bounded by a memory budget and compared in slices.
 ``structure=True`` adds ``Diff.structure``, the structural diff of ``structure.py``
-(layers aligned by content and by name: renamed, inserted, removed).
+(layers aligned by content and by name); ``Diff.structure_note`` says why it failed.
 
 An architecture summary is a module tree built from tensor names and shapes alone
 (``encoder.layer.3.attention.query.weight`` -> module ``encoder.layer.3.attention.query``);
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModelgitError
 from ..units import human_bytes
 from .file_diff import FileChange, compare_files
 
@@ -311,6 +312,7 @@ class Diff:
     files_changed: list[FileChange] = field(default_factory=list)
     files_unchanged: int = 0
     structure: StructureDiff | None = None  # repo.diff(..., structure=True)
+    structure_note: str = ""  # why it is None although asked for: the step failed
 
     @property
     def identical(self) -> bool:
@@ -352,6 +354,8 @@ class Diff:
         }
         if self.structure is not None:
             out["structure"] = self.structure.to_json()
+        elif self.structure_note:
+            out["structure_note"] = self.structure_note
         return out
 
     def __str__(self) -> str:
@@ -395,6 +399,8 @@ class Diff:
             lines.extend(self.arch_b.lines())
         if self.structure is not None:
             lines.extend(self.structure.lines())
+        elif self.structure_note:
+            lines.append(f"structure: {self.structure_note}")
         return "\n".join(lines)
 
 
@@ -545,10 +551,15 @@ def diff_versions(
         def load(ref: str, names: list[str]) -> dict[str, torch.Tensor]:
             return engine.load(ref, keys=names)
 
-        d.structure = structure_of_versions(
-            list_a, list_b, files_a, files_b, (va.ref, vb.ref), load if values else None,
-            known, batch_bytes,
-        )  # fmt: skip
+        try:  # the tensor diff stands if the structural one fails (not for a data error)
+            d.structure = structure_of_versions(
+                list_a, list_b, files_a, files_b, (va.ref, vb.ref), load if values else None,
+                known, batch_bytes,
+            )  # fmt: skip
+        except ModelgitError:  # a damaged chunk, a version gone: raised as everywhere
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure is said, not raised
+            d.structure_note = f"structural diff failed: {type(exc).__name__}: {exc}"
     return d
 
 

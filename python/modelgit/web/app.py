@@ -152,23 +152,20 @@ class WebApp:
             return hit
         out = self._render(snap, key)
         if out.status == 200:
-            with self._lock:
-                self._pages[key] = out
-                while len(self._pages) > MAX_PAGES:
-                    self._pages.popitem(last=False)
+            self._keep(snap, key, out)
         return out
 
     def _render(self, snap: Snapshot, key: str) -> Response:
         if key in ("index.html", "data/graph.js", "versions.html", "data/versions.js"):
             models = key in ("index.html", "data/graph.js")
             html, data = (graph_page if models else versions_page)(snap, self.mode)
-            self._keep("index.html" if models else "versions.html", html)
-            self._keep("data/graph.js" if models else "data/versions.js", data)
+            self._keep(snap, "index.html" if models else "versions.html", html)
+            self._keep(snap, "data/graph.js" if models else "data/versions.js", data)
             return Response(200, _type(key), (html if key.endswith(".html") else data).encode())
         if key in ("search.html", "data/search.js"):
             html, data = search_page(snap, self.mode)
-            self._keep("search.html", html)
-            self._keep("data/search.js", data)
+            self._keep(snap, "search.html", html)
+            self._keep(snap, "data/search.js", data)
             return Response(200, _type(key), (html if key.endswith(".html") else data).encode())
         if key == "storage.html":
             return Response(200, HTML, storage_page(snap, self.mode).encode())
@@ -186,9 +183,17 @@ class WebApp:
             return self._missing(key, "no such diff page")
         return self._missing(key, "no such page")
 
-    def _keep(self, key: str, text: str) -> None:
+    def _keep(self, snap: Snapshot, key: str, page: Response | str) -> None:
+        """Keep a page rendered from ``snap``, unless another request has read a newer
+        snapshot meanwhile (then it cleared the pages, and this one is out of date)."""
+        if isinstance(page, str):
+            page = Response(200, _type(key), page.encode())
         with self._lock:
-            self._pages[key] = Response(200, _type(key), text.encode())
+            if self._snap is not snap:
+                return
+            self._pages[key] = page
+            while len(self._pages) > MAX_PAGES:
+                self._pages.popitem(last=False)
 
     def _query_diff(self, query: str) -> Response:
         try:
@@ -201,15 +206,16 @@ class WebApp:
         return self._diff(self.snapshot(), a, b, root="")
 
     def _diff(self, snap: Snapshot, a: str, b: str, *, root: str) -> Response:
-        try:
-            ids = (self.repo.version(a).id, self.repo.version(b).id)
+        try:  # resolved once: a commit landing meanwhile cannot change what is compared
+            va, vb = self.repo.version(a), self.repo.version(b)
         except (UnknownModel, UnknownVersion, InvalidName) as exc:
             return self._missing("diff", str(exc), root=root)
+        ids = (va.id, vb.id)
         with self._diff_lock:
             view = self._diffs.get(ids)
             if view is None:
-                try:
-                    view = compute_diff(self.repo, a, b, values=self.values)
+                try:  # by their refs (model@N), not as asked (a model name, a tag)
+                    view = compute_diff(self.repo, va.ref, vb.ref, values=self.values)
                 except ModelgitError as exc:
                     page = diff_error_page(a, b, self._hide(str(exc)), root=root, mode=self.mode)
                     return Response(500, HTML, page.encode())

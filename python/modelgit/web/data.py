@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelgitError, UnknownModel, UnknownVersion
-from ..formats.hf import no_disk_cache
+from ..errors import ModelgitError
+from ..formats.hf import import_transformers, no_disk_cache
 from ..storage.maintenance import ModelStats, RepoStats, VersionStats, stats, version_stats
 from ..storage.similarity import storage_base_refs
 from ..workflows.tests_registry import select_models
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..versions.diff import Diff
     from ..workflows import Creator, TestResult, TestSpec
 
-__all__ = ["Snapshot", "ModelView", "DiffView", "make_slugs", "compute_diff"]
+__all__ = ["Snapshot", "ModelView", "DiffView", "make_slugs", "compute_diff", "warm_up"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_SLUG = 60
@@ -100,19 +100,29 @@ class DiffView:
     note: str = ""  # why there is no structure panel
 
 
-def compute_diff(repo: Repository, a: str, b: str, *, values: bool = True) -> DiffView:
-    """``repo.diff(a, b, structure=True)``. An unknown ref raises (UnknownModel,
-    UnknownVersion); a structural diff that fails leaves the rest of the page standing,
-    with the reason in ``note``."""
+def warm_up() -> None:
+    """Import what a diff needs (torch, and transformers when it is installed) now, once.
+    Their first import reads files outside the repository (transformers, through
+    huggingface_hub and filelock, reads ``/proc/self/mountinfo`` and the boot id; both
+    read package metadata), so a server does it before it answers anything: then a
+    request opens no file outside the repository, the package and Python's installation.
+    It costs about 1-2 s once, at start (nothing afterwards)."""
+    import torch  # noqa: F401
+
     try:
-        with no_disk_cache():  # the server reads no file outside the repository
-            d = repo.diff(a, b, values=values, structure=True)
-    except (UnknownModel, UnknownVersion):
-        raise
-    except Exception as exc:  # noqa: BLE001 - the panel must not take the page down
-        return DiffView(repo.diff(a, b, values=values), None, f"structural diff failed: {exc}")
+        import_transformers()
+    except Exception:  # noqa: BLE001 - not installed or broken: the diff that needs it says so
+        pass
+
+
+def compute_diff(repo: Repository, a: str, b: str, *, values: bool = True) -> DiffView:
+    """``repo.diff(a, b, structure=True)``, computed once. An unknown ref or a damaged
+    version raises (a ModelgitError); a structural diff that fails otherwise leaves the
+    rest of the page standing, with the reason (``Diff.structure_note``) in ``note``."""
+    with no_disk_cache():  # the server reads no file outside the repository
+        d = repo.diff(a, b, values=values, structure=True)
     if d.structure is None:
-        return DiffView(d, None, "structural diff unavailable for these versions")
+        return DiffView(d, None, d.structure_note or "structural diff unavailable")
     return DiffView(d, d.structure.to_json())
 
 
@@ -144,6 +154,13 @@ class Snapshot:
 
     @classmethod
     def read(cls, repo: Repository) -> Snapshot:
+        """Read in one snapshot of the catalog: a model removed or a version committed
+        meanwhile is either wholly in it or wholly out."""
+        with repo.catalog.snapshot():
+            return cls._read(repo)
+
+    @classmethod
+    def _read(cls, repo: Repository) -> Snapshot:
         graph = repo.graph
         names = graph.models
         slugs = make_slugs(names)
@@ -214,9 +231,6 @@ class Snapshot:
         return file
 
     # -- lookups --------------------------------------------------------------------------
-    def slug_of(self, name: str) -> str:
-        return self.slugs[name]
-
     def model_href(self, name: str, number: int | None = None) -> str:
         """The model page of ``name`` (at version ``number``'s row), from the root."""
         anchor = f"#v{number}" if number is not None else ""

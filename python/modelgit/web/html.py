@@ -3,8 +3,9 @@
 
 Everything a repository holds is hostile text here (model names, relations, messages,
 metadata, side files): it reaches a page only through :func:`esc` (HTML text and
-attribute values) or :func:`js_data` (a ``.js`` data file whose JSON has ``<``, ``>``,
-``&`` and the two JavaScript line separators escaped). Pages carry no inline script,
+attribute values) or :func:`js_data` (a ``.js`` data file: its JSON, given to
+``JSON.parse`` as a string literal with ``<``, ``>``, ``&`` and the two JavaScript line
+separators escaped). Pages carry no inline script,
 no inline style and no event-handler attribute, so the CSP below forbids them all.
 """
 
@@ -65,9 +66,13 @@ def safe_json(data: Any) -> str:
 
 
 def js_data(var: str, data: Any) -> str:
-    """A data file for scripts: ``window.VAR = JSON;`` (``var`` is ours, never a user's)."""
+    """A data file for scripts: ``window.VAR = JSON.parse("...");`` (``var`` is ours, never
+    a user's). The JSON goes through ``JSON.parse`` as a string literal, never as an object
+    literal: in a literal, a key ``"__proto__"`` (a model may be named so) would set the
+    object's prototype instead of adding an entry; JSON.parse adds it as any other."""
     assert var.isidentifier(), var
-    return f"window.{var} = {safe_json(data)};\n"
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return f"window.{var} = JSON.parse({safe_json(text)});\n"
 
 
 def page(

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidArgument
 from .app import HTML, Response, WebApp
+from .data import warm_up
 from .html import SECURITY_HEADERS
 from .pages.errors import error_page
 
@@ -186,7 +187,9 @@ def make_server(
     """A server for ``repo`` (a path, opened read-only, or an open Repository) bound to
     ``host:port`` (port 0: a free one; its URL is ``server.url``), not yet serving.
     A ``host`` that is not a loopback address needs ``allow_remote=True``. A repository
-    opened here is closed by ``server.server_close()``."""
+    opened here is closed by ``server.server_close()``. What a diff imports is imported
+    here, once (:func:`~modelgit.web.data.warm_up`), so that no request reads a file
+    outside the repository, the package and Python's installation."""
     if not is_loopback(host) and not allow_remote:
         raise InvalidArgument(
             f"--host {host} makes the repository readable from other machines, with no "
@@ -194,6 +197,7 @@ def make_server(
         )
     if not 0 <= port <= 65535:
         raise InvalidArgument(f"port {port} is out of range (0-65535; 0 picks a free one)")
+    warm_up()
     owned = None
     if isinstance(repo, (str, Path)):
         from ..repository import open as open_repository

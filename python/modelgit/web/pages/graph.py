@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ...lineage.layout import Box, Link, edge_path, layout
-from ...lineage.render import LOSSY_COLOR, OTHER_COLOR, RELATION_COLORS
+from ...lineage.layout import Box, Link, layout
+from ...lineage.render import LOSSY_COLOR, RELATION_COLORS, svg_edge, svg_markers
 from ..data import Snapshot
 from ..html import esc, human, js_data, page, ratio, when
 
@@ -207,32 +207,23 @@ def _svg(boxes: list[Box], links: list[Link], info: dict[str, Any], view: str) -
                                    gap_along=GAP_ALONG)  # fmt: skip
     width, height = max(width, 300.0), max(height, 120.0)
     rels = {"version" if e.kind == "version" else e.relation for e in links}
-    colors = sorted({relation_color(r) for r in rels} | {OTHER_COLOR})
     out = [
         '<svg id="graph" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" '
         f'data-width="{width:.0f}" data-height="{height:.0f}" data-view="{view}" role="img" '
-        'aria-label="lineage graph"><defs>'
+        'aria-label="lineage graph"><defs>',
+        svg_markers({relation_color(r) for r in rels}),
+        '</defs><g id="viewport"><g class="edges">',
     ]
-    for c in colors:
-        out.append(
-            f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-            f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-            f'fill="{c}"/></marker>'
-        )
-    out.append('</defs><g id="viewport"><g class="edges">')
     for e in links:
         if not e.points:
             continue
         rel = "version" if e.kind == "version" else e.relation
-        c = relation_color(rel)
-        out.append(
-            f'<path class="edge {"version" if e.kind == "version" else "provenance"}" '
-            f'data-relation="{esc(rel)}" data-from="{esc(e.parent)}" data-to="{esc(e.child)}" '
-            f'd="{edge_path(e.points, horizontal=True)}" stroke="{c}" '
-            f'marker-end="url(#arrow-{c[1:]})">'
-            f"<title>{esc(e.parent)} → {esc(e.child)} ({esc(e.text)})</title></path>"
+        attrs = (
+            f'class="edge {"version" if e.kind == "version" else "provenance"}" '
+            f'data-relation="{esc(rel)}" data-from="{esc(e.parent)}" data-to="{esc(e.child)}"'
         )
+        out.append(svg_edge(e, relation_color(rel), attrs, horizontal=True))
     out.append('</g><g class="nodes">')
     for layer in layers:
         for b in layer:

@@ -1,7 +1,9 @@
 // modelgit graph page: zoom and pan, the search filter, collapsing subtrees, and
 // picking two nodes to compare. The layout is computed in Python; this script only
 // changes the viewBox, classes and text. It reads window.MODELGIT_GRAPH (the page's data
-// file) and the data-* attributes of the SVG, and never turns text into markup.
+// file) and the data-* attributes of the SVG, and never turns text into markup. Every
+// table keyed by a model name is an object without a prototype (dict()), read through
+// has(): a model may be named "__proto__", "constructor" or "toString".
 (function () {
   "use strict";
   var svg = document.getElementById("graph");
@@ -13,7 +15,8 @@
                h: Number(svg.getAttribute("data-height")) || 120 };
   var view = { x: 0, y: 0, w: full.w, h: full.h };
   var MIN_SCALE = 0.03, MAX_SCALE = 4;
-  var groups = {};  // name -> <g class="node">
+  function dict() { return Object.create(null); }
+  var groups = dict();  // name -> <g class="node">
   Array.prototype.forEach.call(svg.querySelectorAll("g.node"), function (g) {
     groups[g.getAttribute("data-name")] = g;
   });
@@ -146,11 +149,11 @@
   });
 
   // -- collapse: hide what is derived from a node (what no other path reaches) ----------
-  var collapsed = {};
+  var collapsed = dict();
   function kids(name) { return has(nodes, name) ? nodes[name].children || [] : []; }
   function parents(name) { return has(nodes, name) ? nodes[name].parents || [] : []; }
   function descendants(name) {
-    var seen = {}, todo = kids(name).slice(), out = [];
+    var seen = dict(), todo = kids(name).slice(), out = [];
     while (todo.length) {
       var n = todo.pop();
       if (has(seen, n)) { continue; }
@@ -160,7 +163,7 @@
     return out;
   }
   function refresh() {
-    var visible = {}, todo = Object.keys(groups).filter(function (n) {
+    var visible = dict(), todo = Object.keys(groups).filter(function (n) {
       return parents(n).length === 0;
     });
     while (todo.length) {
@@ -169,7 +172,7 @@
       visible[n] = true;
       if (!has(collapsed, n)) { Array.prototype.push.apply(todo, kids(n)); }
     }
-    var hidden = {};
+    var hidden = dict();
     Object.keys(collapsed).forEach(function (c) {
       descendants(c).forEach(function (d) { if (!has(visible, d)) { hidden[d] = true; } });
     });
@@ -200,7 +203,7 @@
     var p = ev.target.closest(".pick");
     if (p) { pick(p.closest("g.node").getAttribute("data-name")); }
   });
-  byId("expand-all").addEventListener("click", function () { collapsed = {}; refresh(); });
+  byId("expand-all").addEventListener("click", function () { collapsed = dict(); refresh(); });
 
   // -- pick two nodes, compare them -------------------------------------------------------
   var picked = [], compare = byId("compare"), note = byId("compare-note");
@@ -216,7 +219,7 @@
     note.hidden = true;
   }
   function isAncestor(a, b) {  // a is an ancestor of b
-    var seen = {}, todo = parents(b).slice();
+    var seen = dict(), todo = parents(b).slice();
     while (todo.length) {
       var n = todo.pop();
       if (n === a) { return true; }
