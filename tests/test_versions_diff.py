@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import modelgit as mg
-from modelgit.versions.diff import Diff, TensorInfo, architecture, compare_tensors, diff_versions
+from modelgit.versions.architecture import TensorInfo, architecture
+from modelgit.versions.diff import Diff, compare_tensors, diff_versions
 
 
 def base_sd() -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 import modelgit as mg
 from modelgit.cli import main
-from modelgit.versions.diff import architecture, module_order
+from modelgit.versions.architecture import architecture, module_order
 
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 

@@ -42,7 +42,8 @@ from .storage.maintenance import FsckReport, GcReport, ModelStats, RepoStats
 from .storage.writer import WriteStats
 from .tolerance import Auto, ErrorBound, LowBit
 from .versions import ParentLink, Version
-from .versions.diff import Diff, TensorChange, TensorInfo
+from .versions.architecture import TensorInfo
+from .versions.diff import Diff, TensorChange
 from .versions.file_diff import FileChange
 from .versions.repack import RepackReport
 from .versions.structure import StructureChange, StructureDiff, structure_diff

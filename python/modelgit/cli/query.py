@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..versions.diff import TensorInfo, architecture, module_order
+from ..versions.architecture import TensorInfo, architecture, module_order
 from ._command import command
 from ._output import emit, human, table, when
 from ._progress import Progress

@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .diff import _count, compare_tensors
+from .architecture import _count
+from .diff import compare_tensors
 from .structure_align import Alignment, align
 from .structure_tree import Node, StructureSide, TNode, build_tree, side_of, side_of_version
 
