@@ -99,34 +99,13 @@ class Repository(VersionStore, LineageMixin, WorkflowMixin):
     def __repr__(self) -> str:
         return f"<modelgit.Repository {self.location!r}>"
 
-    def write(
-        self,
-        name: str,
-        model: Any,
-        links: list[Any],
-        message: str = "",
-        metadata: Mapping[str, Any] | None = None,
-        tolerance: object = None,
-        new_model: bool = False,
-        progress: ProgressFn | None = None,
-        base: str = "auto",
-        *,
-        follow_symlinks: bool = False,
-        files: SideFiles | None = None,
-        state: Mapping[str, Any] | None = None,
-        state_tolerance: object = None,
-    ) -> Version:
-        """The engine's write (every add, commit, merge and cascade step goes through
-        it), with ``Auto(guard=True)`` turned into the check of the tests registered on
-        the model (:meth:`registered_guard`)."""
+    def write_tolerance(self, name: str, links: list[Any], tolerance: object) -> object:
+        """``Auto(guard=True)`` becomes the check of the tests registered on the model
+        (:meth:`registered_guard`); any other tolerance is kept."""
         if isinstance(tolerance, Auto) and tolerance.guard is True:
             parents = [v.model for _, v, kind, _ in links if kind == "provenance"]
-            tolerance = replace(tolerance, guard=self.registered_guard(name, parents))
-        return super().write(
-            name, model, links, message, metadata, tolerance, new_model, progress, base,
-            follow_symlinks=follow_symlinks, files=files, state=state,
-            state_tolerance=state_tolerance,
-        )  # fmt: skip
+            return replace(tolerance, guard=self.registered_guard(name, parents))
+        return tolerance
 
     def add(
         self,

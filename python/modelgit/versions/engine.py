@@ -338,6 +338,12 @@ class VersionStore:
         return self.write(name, model, links, message, metadata, tolerance, False, progress,
                           base, follow_symlinks=follow_symlinks, files=files)  # fmt: skip
 
+    def write_tolerance(self, name: str, links: list[Link], tolerance: object) -> object:
+        """The tolerance a write of ``name`` with ``links`` uses, given the caller's: here
+        the caller's; the front turns ``Auto(guard=True)`` into the model's registered
+        tests."""
+        return tolerance
+
     def write(
         self,
         name: str,
@@ -362,6 +368,7 @@ class VersionStore:
         else those of the linked version ``versions.write.inherited_from`` names.
         :attr:`last_write` tells how it was stored. ``state``: a checkpoint's training
         state tensors, stored beside the weights under ``refs.STATE_PREFIX``."""
+        tolerance = self.write_tolerance(name, links, tolerance)
         return write_version(
             self, name, model, links, message, metadata, tolerance, new_model, progress, base,
             follow_symlinks=follow_symlinks, files=files, state=state,
