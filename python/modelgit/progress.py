@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["ProgressFn", "Counter", "ENV", "progress_wanted"]
+__all__ = ["ProgressFn", "Counter", "ENV", "progress_off", "progress_wanted"]
 
 ENV = "MODELGIT_PROGRESS"  # "0": never draw progress; "1": draw it even off a terminal
 
@@ -29,13 +29,17 @@ class Counter:
             self.progress(self.done, self.total)
 
 
+def progress_off() -> bool:
+    """Whether the user turned every progress display off (``MODELGIT_PROGRESS=0``)."""
+    return os.environ.get(ENV, "") == "0"
+
+
 def progress_wanted(stream: TextIO) -> bool:
     """Whether to draw progress on ``stream``: ``MODELGIT_PROGRESS=0`` never, ``=1``
     always, else only on a terminal."""
-    flag = os.environ.get(ENV, "")
-    if flag == "0":
+    if progress_off():
         return False
     try:
-        return flag == "1" or stream.isatty()
+        return os.environ.get(ENV, "") == "1" or stream.isatty()
     except (AttributeError, ValueError):
         return False

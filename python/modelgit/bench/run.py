@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..progress import ENV as PROGRESS_ENV
+from ..progress import progress_off
 from .source import BenchModel, Zoo, load_source, resolve_evaluator
 from .strategies import DEFAULT_STRATEGIES, Strategy, make_strategy
 
@@ -158,7 +158,7 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar = None
-        self.enabled = enabled and os.environ.get(PROGRESS_ENV) != "0"
+        self.enabled = enabled and not progress_off()
         if not self.enabled:
             return
         try:
