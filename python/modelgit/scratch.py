@@ -1,5 +1,10 @@
 """Per-thread reusable buffers: reused memory costs no page faults, where a fresh
-buffer per chunk costs one per 4 KiB."""
+buffer per chunk costs one per 4 KiB.
+
+A buffer that must grow is replaced by one with headroom (an eighth more, rounded up
+to 64 KiB): records of similar chunks differ by a few bytes, and without headroom
+each slightly longer one replaced the buffer and faulted all of it in again (22
+buffers, 15.8 MB, for one MiniLM load in a fresh process; 4 with headroom)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,16 @@ def scratch(name: str, size: int) -> bytearray:
     cannot resize."""
     buf = getattr(_local, name, None)
     if buf is None or len(buf) < size:
-        buf = bytearray(size)
+        buf = bytearray(_with_headroom(size))
         setattr(_local, name, buf)
     return buf
+
+
+_GRAIN = 64 << 10
+
+
+def _with_headroom(size: int) -> int:
+    """``size`` plus an eighth, rounded up to a multiple of 64 KiB (exact when small)."""
+    if size < _GRAIN:
+        return size
+    return -(-(size + size // 8) // _GRAIN) * _GRAIN
