@@ -96,6 +96,7 @@ from ..errors import UnsupportedInput
 from ..formats.sources import FolderReader
 from . import signals
 from .pairwise import Pairwise, find_merges, pairwise, shared_tensors
+from .siblings import StepGeometry, beyond_merge, move_siblings
 from .signals import ModelSketch, sketch_model
 from .trees import _edmonds, forest_components, root_scores
 
@@ -117,9 +118,7 @@ SPARSITY_L, SPARSITY_SCALE, SPARSITY_GAP = 6.0, 0.05, 0.05
 HEAD_L = 1.5
 NORM_L, CLOCK_L = 2.0, 0.3
 DIRECTED_MIN = 0.75
-SIBLING_RATIO, SIBLING_EXCESS = 1.7, 0.2
 EXACT_MASK = 1.0 - 1e-9
-TIE = 1.05
 EDGE_SHARPNESS = 2.5
 TOPOLOGY_GAMMA = 0.25
 
@@ -321,15 +320,18 @@ def edges_from_sketches(
             break
         root_w = new_w
     special = forced | casts | {(u, v) for u, v in pruned}
-    _siblings(parent, p.dist, directed, special, adj)
+    geometry = StepGeometry(sk)
+    move_siblings(parent, geometry, directed, special, adj)
     parent = _orient(adj, evidence)
     margins = _margins(adj, parent, evidence)
-    # models much closer to a merge than to their tree parent go under the merge
+    # models much closer to a merge than to their tree parent go under the merge, unless
+    # they lie beyond it as a sibling would (they drifted further the same way)
     for v in active:
         if parent.get(v) is None or (parent[v], v) in special:
             continue
         for c in merges:
-            if p.dist[c, v] < 0.9 * p.dist[parent[v], v] and not _below(c, v, parent, merges):
+            if (p.dist[c, v] < 0.9 * p.dist[parent[v], v] and not _below(c, v, parent, merges)
+                    and not beyond_merge(geometry, v, c, parent, merges)):  # fmt: skip
                 adj[parent[v]].discard(v)
                 adj[v].discard(parent[v])
                 parent[v] = c
@@ -490,36 +492,6 @@ def _margins(adj: dict[int, set[int]], parent: dict[int, int | None],
             out_max = max(pre[lo - 1] if lo > 0 else -np.inf, suf[hi] if hi < len(arr) else -np.inf)
             out[(u, v)] = out_max - in_max if inside == v else in_max - out_max
     return out
-
-
-def _siblings(parent: dict[int, int | None], dist: np.ndarray, cost: np.ndarray,
-              special: set[tuple[int, int]], adj: dict[int, set[int]]) -> None:  # fmt: skip
-    """Move models that continue their parent's direction up to the grandparent, and
-    those the grandparent explains about as well (``cost``: within TIE) (step 5)."""
-    order = [v for v in parent if parent[v] is None]
-    i = 0
-    while i < len(order):
-        x = order[i]
-        i += 1
-        order += [y for y in adj[x] if parent.get(y) == x]
-    for v in order:
-        while True:
-            pv = parent[v]
-            gp = parent.get(pv) if pv is not None else None
-            if gp is None or (pv, v) in special or (gp, pv) in special:
-                break
-            a, b, c = dist[gp, pv], dist[pv, v], dist[gp, v]
-            if not (a > 0 and b > 0 and np.isfinite(c)):
-                break
-            excess = (c * c - a * a - b * b) / (2 * a * b)
-            beyond = c < SIBLING_RATIO * b and excess > SIBLING_EXCESS
-            if not beyond and not 0 < cost[gp, v] <= TIE * cost[pv, v]:
-                break
-            adj[pv].discard(v)
-            adj[v].discard(pv)
-            adj[gp].add(v)
-            adj[v].add(gp)
-            parent[v] = gp
 
 
 def _existence(cost: np.ndarray, u: int, v: int, parent: dict[int, int | None],
