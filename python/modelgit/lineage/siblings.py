@@ -115,9 +115,10 @@ def move_siblings(
     special: set[tuple[int, int]],
     adj: dict[int, set[int]],
 ) -> None:
-    """Move every model that is sibling-like under its parent up to the grandparent, and
-    those the grandparent explains within ``TIE`` of the parent's ``cost``; top-down, so
-    a model moved up is tested again one level higher. ``adj`` (the undirected tree) is
+    """Move every model that is sibling-like under its parent, seen from the grandparent
+    or any ancestor above it, up to the grandparent, and those the grandparent explains
+    within ``TIE`` of the parent's ``cost``; top-down, so a model moved up is tested again
+    one level higher. ``adj`` (the undirected tree) is
     updated with ``parent``; ``special`` edges (metadata, casts, prunings) never move."""
     order = [v for v in parent if parent[v] is None]
     i = 0
@@ -134,13 +135,21 @@ def move_siblings(
             if not np.isfinite(cost[gp, v]):  # gp and v not comparable
                 break
             tie = 0 < cost[gp, v] <= TIE * cost[pv, v]
-            if not tie and not geometry.sibling_like(gp, pv, v):
+            if not tie and not any(geometry.sibling_like(a, pv, v) for a in _up(gp, parent)):
                 break
             adj[pv].discard(v)
             adj[v].discard(pv)
             adj[gp].add(v)
             adj[v].add(gp)
             parent[v] = gp
+
+
+def _up(x: int, parent: dict[int, int | None]) -> list[int]:
+    """``x`` and its ancestors, nearest first."""
+    out = [x]
+    while parent.get(out[-1]) is not None and len(out) <= len(parent):
+        out.append(parent[out[-1]])  # type: ignore[arg-type]
+    return out
 
 
 def beyond_merge(
