@@ -58,19 +58,24 @@ Algorithm:
    order shown is only the likelier one). Typical undirected cases: two models alone with
    no cast, pruning, head or metadata cue and a small norm change; weights trained with
    weight decay (norms shrink).
-5. *Siblings.* Fine-tunes of one base on one task move in correlated directions, so the
-   longer of two looks like a continuation of the shorter (``gp - p - v`` nearly in line).
-   Continued training of a finished fine-tune usually takes a smaller step or turns
-   (new data, a lower learning rate), while a sibling goes straight on. So a model ``v``
-   under ``p`` is moved up to ``p``'s parent ``gp`` when it lies beyond ``p`` (the cosine
-   of the outer angle at ``p``, ``(d(gp,v)^2 - d(gp,p)^2 - d(p,v)^2) / (2 d(gp,p) d(p,v))``,
-   exceeds 0.2) and ``d(gp, v) < 1.7 d(p, v)`` (under independent steps, ``d(gp,v) /
-   d(p,v) = sqrt(1 + (d(gp,p) / d(p,v))^2)``: below 1.7 means ``v``'s own step would be
-   at least 0.73 of ``p``'s), or when ``gp`` explains ``v`` within 5% of ``p``'s directed
-   cost (the sketch noise; fewer generations win). Measured: the sibling confusions of
-   the small and minilm zoos have cosine 0.31 and ratio 1.45-1.48; the true chain links
-   ratio 1.85-2.5; the synthetic random walks (independent steps) have cosine ~0. A chain
-   that keeps going straight with steps as long as the first is reported as siblings.
+5. *Siblings* (``lineage.siblings``). Fine-tunes of one base move in correlated
+   directions, so the one that went further looks like a continuation of the other. A
+   model ``v`` under ``p`` is moved up to ``p``'s parent when, seen from ``p``'s parent
+   or any ancestor ``a`` above it (the triangle ``a, p, v`` measured on the sketches of
+   the tensors the three share), it is not a plausible child of ``p``: either its own
+   step is as long as ``p``'s (``|v - p| >= 0.73 |p - a|``) and goes on in ``p``'s
+   direction (the steps' cosine above 0.1 and 4 times its sketch noise: a random walk's
+   independent steps stay a chain), or it lacks part of ``p``'s own step (the ancestor
+   projection ``<v - a, p - a> / |p - a|^2`` under 0.9, beyond 4 times its noise: a child
+   keeps its parent's whole update). Also moved: a model the grandparent explains
+   within 5% of ``p``'s directed cost (the sketch noise; fewer generations win).
+   Measured on the reference zoos and redraws of the small zoo: true chain links have
+   step ratios 0.26-0.67 and projections 0.96-1.43; the confusions ratios 0.81-1.25
+   with cosines 0.19-0.45, or projections 0.48-0.85. A chain that keeps going straight
+   with steps as long as the first is reported as siblings. A model much nearer a merge
+   than its tree parent goes under the merge unless the same tests, seen from its parent
+   or the merge's ancestors, say it lies beyond the merge (it drifted further the same
+   way).
 6. *Confidence.* An edge's confidence is its direction confidence times the confidence
    that it exists: ``1 / (1 + r^2.5)`` for the ratio ``r`` of its directed cost to the
    cheapest other parent the child could have (1: a coin toss); forced edges (metadata,

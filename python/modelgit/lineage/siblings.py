@@ -1,35 +1,35 @@
 """Child or sibling: whether a model continues a candidate parent's training or is a
-sibling that went further the same way (step 5 of ``lineage.inference``).
+sibling that drifted the same way (step 5 of ``lineage.inference``).
 
 Fine-tunes of one base drift in correlated directions, so of two siblings the one that
-went further looks like a continuation of the other: ``gp -> p -> v`` nearly in line.
-Three points only show a triangle, and both stories can draw any triangle; what tells
-them apart is what training usually does. Continued training of a finished model takes
-a smaller step (a lower learning rate, a model near a minimum); a sibling that went
-further, or an update of an under-trained base, takes a step as long as ``p``'s own. So
-``v`` is taken for ``p``'s sibling (a child of ``gp``) when
+went further looks like a continuation of the other, and a sibling that drifted most of
+the way is nearer the other than the base. Three points only show a triangle, and both
+stories can draw any triangle; what tells them apart is what training usually does. For
+``v`` under ``p``, seen from an ancestor ``a`` of ``p`` (the two steps ``p - a`` and
+``v - p``), ``v`` is taken for a sibling (moved up) when
 
-- its own step is long: ``|v - p| >= SIBLING_STEP |p - gp|``, and
-- it goes on in ``p``'s direction: the cosine of the two steps ``p - gp`` and
-  ``v - p`` exceeds ``SIBLING_COS`` and ``SIBLING_Z`` times its own sketch noise (with
-  independent steps, as in a random walk, it is ~0 up to that noise).
+- it went further: its own step is long, ``|v - p| >= SIBLING_STEP |p - a|`` (continued
+  training of a finished model takes a smaller step: a lower learning rate, a model near
+  a minimum), and goes on in ``p``'s direction: the steps' cosine exceeds
+  ``SIBLING_COS`` and ``SIBLING_Z`` times its own sketch noise (independent steps, as in
+  a random walk, have a cosine ~0 up to that noise); or
+- it falls short (the *ancestor projection*): a child of ``p`` holds all of ``p - a``,
+  so ``<v - a, p - a> / |p - a|^2`` is about 1 or more; below ``1 - PATH_DEFICIT``
+  (beyond ``SIBLING_Z`` times its noise) ``v`` lacks part of ``p``'s own update.
 
 Both are measured on the sketches of the tensors all three models share (sketches are
-linear, so the inner product of two steps is the inner product of their sketch
-differences, with a variance known from the sketch widths). Measured on the reference
-zoos (small, minilm, minilm-b): the true chain links have step ratios 0.31-0.67; the
-sibling confusions 0.81-1.21 with cosines 0.19-0.45.
+linear, so the inner product of two steps is that of their sketch differences, with a
+variance known from the sketch widths), not on pair distances that may count other
+tensors (a task head the ancestor lacks). Measured on the reference zoos (small, minilm,
+minilm-b) and redraws of the small zoo: true chain links have step ratios 0.26-0.67 and
+projections 0.96-1.43; the confusions step ratios 0.81-1.25 with cosines 0.19-0.45, or
+projections 0.48-0.85. The projection alone does not catch a sibling that went further:
+it contains the other's step as well (1.16 for minilm-b's ``intent-a`` against
+``intent-b``, 1.49 for the small zoo's ``base-v2`` against the merge).
 
 The same test keeps a model that lies beyond a merge from being hung under it: the
 merge of two fine-tunes of an under-trained base is a point on that base's common drift,
-and a model that drifted further (continued training of the base) is beyond it.
-
-An *ancestor projection* test (``v - gp`` should contain all of ``p - gp``: the
-coefficient ``<v - gp, p - gp> / |p - gp|^2`` is ~1 or more for a child of ``p``) was
-measured too and does not separate the cases: 1.04-1.43 on the true chain links, 1.16
-(minilm-b's ``intent-a`` against ``intent-b``) and 1.49 (the small zoo's ``base-v2``
-against the merge) on the sibling confusions: a sibling that went further contains the
-other's step as well.
+and a model that drifted further (continued training of the base) lies beyond it.
 """
 
 from __future__ import annotations
