@@ -4,6 +4,8 @@
     python -m modelgit.zoo minilm-b bench/cache/minilm-b
     python bench/bench_inference.py                 # small, minilm, minilm-b, 10 x 50 synthetic
     python bench/bench_inference.py --families 2 --size 20   # quick
+    python -m modelgit.zoo small /tmp/small-s4 --seed 4      # another draw of the small zoo
+    python bench/bench_inference.py --zoo /tmp/small-s4      # ... measured too
 
 Accuracy: precision and recall of the inferred (parent, child) edges against each zoo's
 manifest, direction counted (a reversed edge is wrong; a merge has two true edges; a
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--zoo", type=Path, action="append", default=[],
+                    help="another zoo folder to measure (repeatable)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = ROOT / "bench" / "cache" / name
         if (folder / "manifest.json").exists():
             results[name] = zoo_accuracy(folder, args.k)
+    for folder in args.zoo:
+        results[str(folder)] = zoo_accuracy(folder, args.k)
     results["synthetic"] = synthetic(args.families, args.size, args.k, args.seed, args.threads)
     if args.json:
         print(json.dumps(results, indent=2, default=list))
@@ -178,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         f"synthetic: {syn['models']} models, {syn['params_mean'] / 1e6:.2f}M params on "
         f"average; sketching {syn['sketch_seconds']:.1f} s, tree {syn['tree_seconds']:.2f} s"
     )
-    for name in ("small", "minilm", "minilm-b"):
-        if name in results:
+    for name in results:
+        if "wrong" in results[name]:
             print(f"{name}: wrong {results[name]['wrong']}; missed {results[name]['missed']}")
             print("  " + "; ".join(results[name]["edges_detail"]))
     return 0

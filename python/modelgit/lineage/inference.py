@@ -58,19 +58,24 @@ Algorithm:
    order shown is only the likelier one). Typical undirected cases: two models alone with
    no cast, pruning, head or metadata cue and a small norm change; weights trained with
    weight decay (norms shrink).
-5. *Siblings.* Fine-tunes of one base on one task move in correlated directions, so the
-   longer of two looks like a continuation of the shorter (``gp - p - v`` nearly in line).
-   Continued training of a finished fine-tune usually takes a smaller step or turns
-   (new data, a lower learning rate), while a sibling goes straight on. So a model ``v``
-   under ``p`` is moved up to ``p``'s parent ``gp`` when it lies beyond ``p`` (the cosine
-   of the outer angle at ``p``, ``(d(gp,v)^2 - d(gp,p)^2 - d(p,v)^2) / (2 d(gp,p) d(p,v))``,
-   exceeds 0.2) and ``d(gp, v) < 1.7 d(p, v)`` (under independent steps, ``d(gp,v) /
-   d(p,v) = sqrt(1 + (d(gp,p) / d(p,v))^2)``: below 1.7 means ``v``'s own step would be
-   at least 0.73 of ``p``'s), or when ``gp`` explains ``v`` within 5% of ``p``'s directed
-   cost (the sketch noise; fewer generations win). Measured: the sibling confusions of
-   the small and minilm zoos have cosine 0.31 and ratio 1.45-1.48; the true chain links
-   ratio 1.85-2.5; the synthetic random walks (independent steps) have cosine ~0. A chain
-   that keeps going straight with steps as long as the first is reported as siblings.
+5. *Siblings* (``lineage.siblings``). Fine-tunes of one base move in correlated
+   directions, so the one that went further looks like a continuation of the other. A
+   model ``v`` under ``p`` is moved up to ``p``'s parent when, seen from ``p``'s parent
+   or any ancestor ``a`` above it (the triangle ``a, p, v`` measured on the sketches of
+   the tensors the three share), it is not a plausible child of ``p``: either its own
+   step is as long as ``p``'s (``|v - p| >= 0.73 |p - a|``) and goes on in ``p``'s
+   direction (the steps' cosine above 0.1 and 4 times its sketch noise: a random walk's
+   independent steps stay a chain), or it lacks part of ``p``'s own step (the ancestor
+   projection ``<v - a, p - a> / |p - a|^2`` under 0.9, beyond 4 times its noise: a child
+   keeps its parent's whole update). Also moved: a model the grandparent explains
+   within 5% of ``p``'s directed cost (the sketch noise; fewer generations win).
+   Measured on the reference zoos and redraws of the small zoo: true chain links have
+   step ratios 0.26-0.67 and projections 0.96-1.43; the confusions ratios 0.81-1.25
+   with cosines 0.19-0.45, or projections 0.48-0.85. A chain that keeps going straight
+   with steps as long as the first is reported as siblings. A model much nearer a merge
+   than its tree parent goes under the merge unless the same tests, seen from its parent
+   or the merge's ancestors, say it lies beyond the merge (it drifted further the same
+   way).
 6. *Confidence.* An edge's confidence is its direction confidence times the confidence
    that it exists: ``1 / (1 + r^2.5)`` for the ratio ``r`` of its directed cost to the
    cheapest other parent the child could have (1: a coin toss); forced edges (metadata,
@@ -96,6 +101,7 @@ from ..errors import UnsupportedInput
 from ..formats.sources import FolderReader
 from . import signals
 from .pairwise import Pairwise, find_merges, pairwise, shared_tensors
+from .siblings import StepGeometry, beyond_merge, move_siblings
 from .signals import ModelSketch, sketch_model
 from .trees import _edmonds, forest_components, root_scores
 
@@ -117,9 +123,7 @@ SPARSITY_L, SPARSITY_SCALE, SPARSITY_GAP = 6.0, 0.05, 0.05
 HEAD_L = 1.5
 NORM_L, CLOCK_L = 2.0, 0.3
 DIRECTED_MIN = 0.75
-SIBLING_RATIO, SIBLING_EXCESS = 1.7, 0.2
 EXACT_MASK = 1.0 - 1e-9
-TIE = 1.05
 EDGE_SHARPNESS = 2.5
 TOPOLOGY_GAMMA = 0.25
 
@@ -321,15 +325,18 @@ def edges_from_sketches(
             break
         root_w = new_w
     special = forced | casts | {(u, v) for u, v in pruned}
-    _siblings(parent, p.dist, directed, special, adj)
+    geometry = StepGeometry(sk)
+    move_siblings(parent, geometry, directed, special, adj)
     parent = _orient(adj, evidence)
     margins = _margins(adj, parent, evidence)
-    # models much closer to a merge than to their tree parent go under the merge
+    # models much closer to a merge than to their tree parent go under the merge, unless
+    # they lie beyond it as a sibling would (they drifted further the same way)
     for v in active:
         if parent.get(v) is None or (parent[v], v) in special:
             continue
         for c in merges:
-            if p.dist[c, v] < 0.9 * p.dist[parent[v], v] and not _below(c, v, parent, merges):
+            if (p.dist[c, v] < 0.9 * p.dist[parent[v], v] and not _below(c, v, parent, merges)
+                    and not beyond_merge(geometry, v, c, parent, merges)):  # fmt: skip
                 adj[parent[v]].discard(v)
                 adj[v].discard(parent[v])
                 parent[v] = c
@@ -490,36 +497,6 @@ def _margins(adj: dict[int, set[int]], parent: dict[int, int | None],
             out_max = max(pre[lo - 1] if lo > 0 else -np.inf, suf[hi] if hi < len(arr) else -np.inf)
             out[(u, v)] = out_max - in_max if inside == v else in_max - out_max
     return out
-
-
-def _siblings(parent: dict[int, int | None], dist: np.ndarray, cost: np.ndarray,
-              special: set[tuple[int, int]], adj: dict[int, set[int]]) -> None:  # fmt: skip
-    """Move models that continue their parent's direction up to the grandparent, and
-    those the grandparent explains about as well (``cost``: within TIE) (step 5)."""
-    order = [v for v in parent if parent[v] is None]
-    i = 0
-    while i < len(order):
-        x = order[i]
-        i += 1
-        order += [y for y in adj[x] if parent.get(y) == x]
-    for v in order:
-        while True:
-            pv = parent[v]
-            gp = parent.get(pv) if pv is not None else None
-            if gp is None or (pv, v) in special or (gp, pv) in special:
-                break
-            a, b, c = dist[gp, pv], dist[pv, v], dist[gp, v]
-            if not (a > 0 and b > 0 and np.isfinite(c)):
-                break
-            excess = (c * c - a * a - b * b) / (2 * a * b)
-            beyond = c < SIBLING_RATIO * b and excess > SIBLING_EXCESS
-            if not beyond and not 0 < cost[gp, v] <= TIE * cost[pv, v]:
-                break
-            adj[pv].discard(v)
-            adj[v].discard(pv)
-            adj[gp].add(v)
-            adj[v].add(gp)
-            parent[v] = gp
 
 
 def _existence(cost: np.ndarray, u: int, v: int, parent: dict[int, int | None],

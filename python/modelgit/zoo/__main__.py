@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="output folder")
     ap.add_argument("--steps", type=int, default=50, help="training steps per run (minilm)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (minilm)")
+    ap.add_argument("--seed", type=int, default=0, help="small: another draw (0: the reference)")
     ap.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
     args = ap.parse_args(argv)
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.zoo == "small":
         from .small import build_small_zoo
 
-        out = build_small_zoo(args.out, force=args.force)
+        out = build_small_zoo(args.out, force=args.force, seed=args.seed)
     else:
         from .minilm import build_minilm_zoo
 

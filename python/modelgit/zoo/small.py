@@ -20,6 +20,10 @@ Lineage (``relation`` in brackets)::
 
 ``evaluate_small(state_dict)`` returns held-out accuracy and is importable as
 ``"modelgit.zoo.small:evaluate_small"``.
+
+``build_small_zoo(out, seed=s)`` builds the same lineage with other random streams: every
+seed of the build (initialisation, data order, fine-tune subsets, LoRA init) is shifted
+by ``1000 * s``; the held-out split stays the same. ``seed=0`` is the reference zoo.
 """
 
 from __future__ import annotations
@@ -174,6 +178,11 @@ def _finetune(parent: StateDict, seed: int, **kw: Any) -> StateDict:
 
 def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]]:
     xtr, ytr, _, _ = _data()
+    shift = 1000 * int(config["seed"])
+
+    def sd_(seed: int) -> int:  # every random stream of the build, shifted by the zoo seed
+        return seed + shift
+
     out: list[tuple[str, StateDict, dict[str, Any]]] = []
     sds: dict[str, StateDict] = {}
 
@@ -185,17 +194,18 @@ def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]
         out.append((name, sd, entry | {"meta": meta}))
 
     # Base model, trained from scratch.
-    torch.manual_seed(SEED)
+    torch.manual_seed(sd_(SEED))
     base = MLP((xtr.shape[1], *HIDDEN, 10))
-    _train(base, xtr, ytr, epochs=30, lr=1e-3, seed=SEED)
+    _train(base, xtr, ytr, epochs=30, lr=1e-3, seed=sd_(SEED))
     add("base", _state(base), None, None, desc="trained from scratch", epochs=30, lr=1e-3)
 
-    low = _subset(ytr, lambda t: t < 5, 0.2, seed=11)
-    high = _subset(ytr, lambda t: t >= 5, 0.2, seed=12)
-    even = _subset(ytr, lambda t: t % 2 == 0, 0.2, seed=13)
+    low = _subset(ytr, lambda t: t < 5, 0.2, seed=sd_(11))
+    high = _subset(ytr, lambda t: t >= 5, 0.2, seed=sd_(12))
+    even = _subset(ytr, lambda t: t % 2 == 0, 0.2, seed=sd_(13))
 
     def ft(name, parent, seed, idx=None, desc="", relation="finetune", **kw):
         x, y = (xtr, ytr) if idx is None else (xtr[idx], ytr[idx])
+        seed = sd_(seed)
         sd = _finetune(sds[parent], seed, x=x, y=y, **kw)
         add(name, sd, parent, relation, desc=desc, seed=seed, **kw)
 
@@ -218,7 +228,7 @@ def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]
     # Magnitude pruning: 50% of each weight matrix, then masked recovery training.
     weight_keys = [k for k, v in sds["base"].items() if v.ndim == 2]
     masks = _util.magnitude_masks(sds["base"], weight_keys, 0.5)
-    torch.manual_seed(108)
+    torch.manual_seed(sd_(108))
     pruned = mlp_from_state_dict(_util.apply_masks(sds["base"], masks))
     params = dict(pruned.named_parameters())
 
@@ -227,7 +237,7 @@ def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]
             for k, m in masks.items():
                 params[k].mul_(m)
 
-    _train(pruned, xtr, ytr, epochs=3, lr=3e-4, seed=108, after_step=reapply)
+    _train(pruned, xtr, ytr, epochs=3, lr=3e-4, seed=sd_(108), after_step=reapply)
     add(
         "base-pruned", _state(pruned), "base", "prune",
         desc="50% magnitude pruning per weight matrix + 3 masked epochs", sparsity=0.5,
@@ -239,12 +249,12 @@ def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]
     )  # fmt: skip
 
     # LoRA: rank-8 adapters on every linear layer, trained, then merged into W.
-    torch.manual_seed(109)
+    torch.manual_seed(sd_(109))
     lora_model = mlp_from_state_dict(sds["base"])
-    gen = torch.Generator().manual_seed(109)
+    gen = torch.Generator().manual_seed(sd_(109))
     adapters = [_util.LoRALinear(layer, rank=8, alpha=16.0, gen=gen) for layer in lora_model.layers]
     lora_model.layers = nn.ModuleList(adapters)
-    _train(lora_model, xtr, ytr, epochs=10, lr=3e-3, seed=109, noise=0.1)
+    _train(lora_model, xtr, ytr, epochs=10, lr=3e-3, seed=sd_(109), noise=0.1)
     lora_sd = dict(sds["base"])
     with torch.no_grad():
         for i, ad in enumerate(adapters):
@@ -255,7 +265,7 @@ def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]
     teacher = mlp_from_state_dict(sds["base"])
     with torch.no_grad():
         soft = torch.softmax(teacher(xtr) / 2.0, dim=1)
-    torch.manual_seed(110)
+    torch.manual_seed(sd_(110))
     student = MLP((xtr.shape[1], *STUDENT_HIDDEN, 10))
 
     def kd_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -263,32 +273,34 @@ def _build(config: dict[str, Any]) -> list[tuple[str, StateDict, dict[str, Any]]
         kd = nn.functional.kl_div(logp, soft[idx], reduction="batchmean") * 4.0
         return 0.5 * kd + 0.5 * nn.functional.cross_entropy(out, ytr[idx])
 
-    _train(student, xtr, ytr, epochs=30, lr=2e-3, seed=110, loss_fn=kd_loss)
+    _train(student, xtr, ytr, epochs=30, lr=2e-3, seed=sd_(110), loss_fn=kd_loss)
     add("student", _state(student), "base", "distill", hidden=list(STUDENT_HIDDEN), temperature=2.0)
 
     assert tuple(n for n, _, _ in out) == MODEL_NAMES
     return out
 
 
-def _config() -> dict[str, Any]:
+def _config(seed: int = SEED) -> dict[str, Any]:
     return {
         "zoo": "small",
         "build_version": BUILD_VERSION,
-        "seed": SEED,
+        "seed": seed,
         "hidden": list(HIDDEN),
         "test_size": TEST_SIZE,
         "torch": torch.__version__.split("+")[0],
     }
 
 
-def build_small_zoo(out_dir: str | Path, *, force: bool = False) -> Path:
+def build_small_zoo(out_dir: str | Path, *, force: bool = False, seed: int = SEED) -> Path:
     """Build the small zoo into ``out_dir`` (created if needed); return the folder.
+    ``seed``: another draw of the same lineage (see the module docstring; 0: the
+    reference zoo).
 
     Reuses an existing build whose manifest records the same config hash unless
     ``force``. Deterministic: the same torch version gives the same bytes.
     """
     out = Path(out_dir)
-    config = _config()
+    config = _config(seed)
     chash = _util.config_hash(config)
     if not force and _util.cached(out, chash) is not None:
         return out
