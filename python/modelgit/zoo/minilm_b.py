@@ -1,7 +1,21 @@
 """Variant "b" of the MiniLM zoo (``modelgit.zoo.minilm``, ``python -m modelgit.zoo
 minilm-b OUT``): its hyperparameters. Another task mix and shape of lineage than the
-original zoo, for measuring lineage inference on a zoo it was not developed on (the
-lineage is drawn in the docstring of ``modelgit.zoo.minilm``)."""
+original zoo, for measuring lineage inference on a zoo it was not developed on: an
+intent family with a chain of three continued-training versions, a LoRA on other
+projections, a cast of a mid-chain version, a 30%-pruned and retrained fine-tune and a
+weighted (0.3/0.7) merge::
+
+    minilm (the shipped weights, root)
+     ├─ intent-a [finetune, lr 5e-5] ─ intent-a-v2 [version] ─┬─ intent-a-v3 [version]
+     │                                                         └─ intent-a-v2-bf16 [cast]
+     ├─ intent-b [finetune, lr 3e-5] ─ intent-b-pruned [prune: 30% per encoder matrix]
+     ├─ topic-frozen [finetune, embeddings + layers 0-1 frozen]
+     ├─ sent-x [finetune, lr 8e-5]
+     └─ intent-lora [lora: rank 4 on key/value, merged]
+    0.3 intent-a + 0.7 intent-b ─ intent-merge [merge: weighted average]
+
+``build_minilm_zoo(out_dir, variant="b", seed=s)`` draws it with other random streams
+(see ``modelgit.zoo.minilm``)."""
 
 from __future__ import annotations
 
