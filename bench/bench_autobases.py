@@ -14,7 +14,9 @@ import and after the repack. Then the time of adding the MiniLM zoo with automat
 bases against ``base="parent"`` (medians of ``--runs``, side by side in one process).
 
 Run: ``python bench/bench_autobases.py`` (``--zoos small`` for the quick one,
-``--json`` for machine-readable output).
+``--json`` for machine-readable output). ``--zoo-dir NAME=PATH`` (repeatable) measures
+another zoo folder too, e.g. a seeded draw (``python -m modelgit.zoo minilm PATH --seed 1``);
+``--zoos ""`` skips the reference zoos, ``--runs 0`` the timing.
 """
 
 from __future__ import annotations
@@ -101,17 +103,31 @@ def add_times(zoo: Path, runs: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _zoo_dir(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--zoos", default="small,minilm,minilm-b", help="comma-separated zoos")
     ap.add_argument("--runs", type=int, default=3, help="timing runs (median)")
     ap.add_argument("--steps", type=int, default=50, help="fine-tune steps if a zoo is built")
+    ap.add_argument("--zoo-dir", type=_zoo_dir, action="append", default=[], metavar="NAME=PATH",
+                    help="another zoo folder to measure, under NAME (repeatable)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    rows = {}
-    for name in args.zoos.split(","):
-        rows[name] = footprints(_folder(name, args.steps))
-    timing = add_times(_folder("minilm", args.steps), args.runs) if "minilm" in rows else None
+    folders = {name: _folder(name, args.steps) for name in args.zoos.split(",") if name}
+    for name, path in args.zoo_dir:
+        if name in folders:
+            ap.error(f"--zoo-dir: the name {name!r} is already measured")
+        folders[name] = path
+    rows = {name: footprints(folder) for name, folder in folders.items()}
+    timing = None
+    if "minilm" in folders and args.runs > 0:
+        timing = add_times(folders["minilm"], args.runs)
     if args.json:
         print(json.dumps({"footprints": rows, "add_seconds": timing}, indent=2))
         return 0
