@@ -216,7 +216,10 @@ def _options(
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     out: list[_Option] = []
+    predicted: set[tuple[bool, bytes]] = set()  # (mask, sampled prediction) priced so far
     for plan in job.plans:
+        if any(o.bits == 0.0 for o in out):
+            break  # a prediction that reproduces the sample exactly: none can do better
         if plan.predictor == codec.LINEAR and not plan.worth_trying():
             continue
         got = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
@@ -247,8 +250,13 @@ def _options(
             continue
         p = np.frombuffer(pred, dtype=y.dtype)
         masks = (False, True) if try_mask and predictor != codec.LINEAR else (False,)
+        key = p.tobytes()
         for mask, bits in zip(masks, _price(y, p, masks), strict=True):
-            out.append(_Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs))
+            # an earlier plan that predicts the sample alike (a fitted merge that is the
+            # mean) codes the chunk alike, with no coefficients to store: that one
+            if (mask, key) not in predicted:
+                predicted.add((mask, key))
+                out.append(_Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs))
         if scaled is not None:
             out.append(scaled)
     return out
