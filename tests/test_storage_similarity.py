@@ -105,6 +105,13 @@ def test_keys_are_fixed_scale_free_and_share_long_prefixes_when_close() -> None:
 GOLDEN_KEY_PREFIX = "65d75ec2d62adf90"
 
 
+def test_directions_are_the_gaussians_entry_by_entry() -> None:
+    k, rows = similarity.K, sketch_index.TREES * sketch_index.KEY_BITS
+    d = sketch_index._directions(k, rows)
+    one = np.array([[sketch_index._gaussian(r, c) for r in range(rows)] for c in range(k)])
+    assert d.shape == (k, rows) and d.tobytes() == one.tobytes()
+
+
 def test_the_index_finds_the_base_among_many_unrelated_models(
     crowd: mg.Repository, searched: list[int]
 ) -> None:
