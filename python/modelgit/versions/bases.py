@@ -73,10 +73,13 @@ def _merge_fit(
     import numpy as np
 
     best: tuple[float, tuple[int, ...], np.ndarray] | None = None
+    # the names each member has a comparable sketch of
+    have = {v: {n for n, s in new.items() if n in sk[v] and sk[v][n].numel == s.numel}
+            for v in members}  # fmt: skip
     for size in (2, 3):
         for combo in combinations(members, size):
-            names = [n for n in new if all(n in sk[v] and sk[v][n].numel == new[n].numel
-                                           for v in combo)]  # fmt: skip
+            common = set.intersection(*(have[v] for v in combo))
+            names = [n for n in new if n in common]
             if 2 * len(names) < len(new):
                 continue
             y = np.concatenate([new[n].sketch for n in names])
@@ -84,7 +87,7 @@ def _merge_fit(
             singles = [
                 float(np.sum((y - np.concatenate([sk[v][n].sketch for n in names])) ** 2))
                 for v in members
-                if all(n in sk[v] and sk[v][n].numel == new[n].numel for n in names)
+                if common <= have[v]
             ]
             x = np.stack([np.concatenate([sk[v][n].sketch for n in names]) for v in combo], 1)
             with np.errstate(all="ignore"):
