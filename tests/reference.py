@@ -17,6 +17,7 @@ __all__ = [
     "UINT",
     "planes_encode_ref",
     "planes_decode_ref",
+    "zero_mask_ref",
     "cast_ref",
     "mean_cast_ref",
     "qdelta_encode_ref",
@@ -182,6 +183,15 @@ def planes_decode_ref(planes, elem_size, base=None, delta=DELTA_NONE, rotate=Fal
 
 
 @_quiet
+def zero_mask_ref(data, pred, elem_size: int) -> tuple[bytes, np.ndarray]:
+    """The packed zero mask of data's words (LSB first) and pred zeroed there."""
+    words = np.frombuffer(data, dtype=UINT[elem_size])
+    mask = words == 0
+    out = np.frombuffer(pred, dtype=UINT[elem_size]).copy()
+    out[mask] = 0
+    return np.packbits(mask, bitorder="little").tobytes(), out
+
+
 def f32_to_bf16_bits_ref(f: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bits, round to nearest even; NaN -> (u >> 16) | 0x40."""
     u = np.ascontiguousarray(f, dtype=np.float32).view(np.uint32)

@@ -115,6 +115,15 @@ def planes_apply_parts(
     Lets a decoder write a base straight into its output and apply the residual there
     (no second buffer for the base)."""
 
+def zero_mask(data: Buffer, pred: Buffer, elem_size: int) -> tuple[bytearray, bytearray]:
+    """The zero mask of the predicted codec (docs/FORMAT.md 3.3): ``(bits, masked)``.
+
+    Over the m little-endian words of ``data`` and ``pred`` (elem_size in {1, 2, 4, 8},
+    equal lengths): bit i of ``bits`` (ceil(m / 8) bytes, least significant bit first,
+    as ``np.packbits(words == 0, bitorder="little")``) is set iff word i of ``data`` is
+    zero; ``masked`` is ``pred`` with those words set to zero.
+    """
+
 # --- float casts (the cast and mean predictors, docs/FORMAT.md 3.3) --------------
 def cast(
     src: Buffer, src_dtype: str, dst_dtype: str, out: Buffer | None = None, threads: int = 0
