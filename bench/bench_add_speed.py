@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         builds.insert(0, ("baseline", args.baseline, "baseline"))
     got: dict[str, list[dict]] = {name: [] for name, _, _ in builds}
+    load_before = os.getloadavg()
     for _ in range(args.runs):
         for name, python, mode in builds:
             got[name].append(run(python, mode))
@@ -83,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, runs in got.items()
     }  # fmt: skip
     ref = table["baseline" if args.baseline else "parent"]
+    load = {"before": load_before, "after": os.getloadavg()}  # 1, 5, 15 minutes
     if args.json:
-        print(json.dumps(table, indent=2))
+        print(json.dumps({**table, "load_average": load}, indent=2))
         return 0
     print("| build | seconds (median) | MB/s | throughput vs " + ("baseline" if args.baseline
           else "parent") + " | stored bytes |")  # fmt: skip
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         mbs = r["logical"] / r["seconds"] / 1e6
         print(f"| {name} | {r['seconds']:.2f} | {mbs:.0f} | "
               f"{100 * ref['seconds'] / r['seconds']:.0f}% | {r['stored']:,} |")  # fmt: skip
+    print("\nload average (1, 5, 15 min): before " + ", ".join(f"{x:.2f}" for x in load["before"])
+          + "; after " + ", ".join(f"{x:.2f}" for x in load["after"]))  # fmt: skip
     return 0
 
 

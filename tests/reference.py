@@ -17,6 +17,7 @@ __all__ = [
     "UINT",
     "planes_encode_ref",
     "planes_decode_ref",
+    "zero_mask_ref",
     "cast_ref",
     "mean_cast_ref",
     "qdelta_encode_ref",
@@ -26,6 +27,10 @@ __all__ = [
     "pack_bits_ref",
     "unpack_bits_ref",
     "sketch_ref",
+    "sketch_parts_ref",
+    "residual_bits_ref",
+    "plane_entropy_ref",
+    "log_ratio_median_ref",
     "splitmix64_ref",
     "f32_to_bf16_bits_ref",
     "to_float32_ref",
@@ -178,6 +183,15 @@ def planes_decode_ref(planes, elem_size, base=None, delta=DELTA_NONE, rotate=Fal
 
 
 @_quiet
+def zero_mask_ref(data, pred, elem_size: int) -> tuple[bytes, np.ndarray]:
+    """The packed zero mask of data's words (LSB first) and pred zeroed there."""
+    words = np.frombuffer(data, dtype=UINT[elem_size])
+    mask = words == 0
+    out = np.frombuffer(pred, dtype=UINT[elem_size]).copy()
+    out[mask] = 0
+    return np.packbits(mask, bitorder="little").tobytes(), out
+
+
 def f32_to_bf16_bits_ref(f: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bits, round to nearest even; NaN -> (u >> 16) | 0x40."""
     u = np.ascontiguousarray(f, dtype=np.float32).view(np.uint32)
@@ -386,6 +400,63 @@ def sketch_ref(x, dtype: str, k: int = 64, seed: int = 0, block: int = 65536) ->
         # bincount adds the weights sequentially in element order
         out = out + np.bincount(bucket[fin], weights=w[fin], minlength=k)
     return out
+
+
+def sketch_parts_ref(x, dtype: str, k: int, parts) -> tuple[np.ndarray, float, int]:
+    """The sketches of the parts (start, count, seed) added in part order; the sum of
+    squares of their finite elements; their elements equal to zero."""
+    v = _as_f64(x, dtype)
+    out = np.zeros(k, np.float64)
+    norm2, zeros = 0.0, 0
+    esize = ITEMSIZE[dtype]
+    raw = np.frombuffer(x, np.uint8)
+    for start, count, seed in parts:
+        out = out + sketch_ref(raw[start * esize : (start + count) * esize], dtype, k, seed)
+        part = v[start : start + count]
+        zeros += int(np.count_nonzero(part == 0))
+        fin = part[np.isfinite(part)]
+        norm2 += float(np.dot(fin, fin))
+    return out, norm2, zeros
+
+
+# --- pricing on a sample (storage/policy.py) ----------------------------------------
+def residual_bits_ref(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """Mean log2(1 + |y - pred|) of words (as float64), and the same with a zero mask:
+    zero words of y cost 0, plus the binary entropy of their share."""
+    d = np.log2(1 + np.abs(y.astype(np.float64) - pred.astype(np.float64)))
+    zero = y == 0
+    share = float(np.mean(zero))
+    entropy = 0.0
+    if 0.0 < share < 1.0:
+        entropy = -(share * np.log2(share) + (1 - share) * np.log2(1 - share))
+    return float(np.mean(d)), float(np.mean(np.where(zero, 0.0, d))) + entropy
+
+
+def plane_entropy_ref(w: np.ndarray, rotate: bool) -> float:
+    """Summed order-0 entropy (bits per word) of the byte planes of the words ``w``
+    (rotated left by one bit first when ``rotate``)."""
+    size = w.dtype.itemsize
+    if rotate:
+        w = _rotl1(w)
+    planes = w.view(np.uint8).reshape(len(w), size)
+    bits = 0.0
+    for j in range(size):
+        counts = np.bincount(planes[:, j], minlength=256)
+        p = counts[counts > 0] / len(w)
+        bits += float(-(p * np.log2(p)).sum())
+    return bits
+
+
+def log_ratio_median_ref(y, b, dtype: str, step: int = 1) -> tuple[int, float]:
+    """(count, median of log(|y| / |b|)) over elements 0, step, ... where both are
+    finite, nonzero and of one sign (NaN median when none)."""
+    fy, fb = _as_f64(y, dtype)[::step], _as_f64(b, dtype)[::step]
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(fy) & np.isfinite(fb) & (fy * fb > 0)
+        r = np.log(np.abs(fy[ok]) / np.abs(fb[ok]))
+    if not len(r):
+        return 0, float("nan")
+    return len(r), float(np.median(r))
 
 
 # --- order-0 rANS (docs/FORMAT.md section 3.0), plain Python ------------------------

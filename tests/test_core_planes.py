@@ -15,6 +15,7 @@ from reference import (
     DELTA_XOR,
     planes_decode_ref,
     planes_encode_ref,
+    zero_mask_ref,
 )
 
 MODES = [
@@ -273,3 +274,21 @@ def test_apply_parts_errors():
     shared = memoryview(bytearray(32))
     with pytest.raises(ValueError, match="overlap"):
         _core.planes_apply_parts([shared[:8], bytes(8)], 2, DELTA_XOR, out=shared[4:20])
+
+
+@pytest.mark.parametrize("es", [1, 2, 4, 8])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 4099])
+def test_zero_mask_matches_reference(es, n):
+    rng = np.random.default_rng(n * es + 1)
+    data = rng.integers(0, 256, n * es, dtype=np.uint8)
+    words = data.view(f"<u{es}")
+    words[rng.random(n) < 0.4] = 0
+    pred = rng.integers(0, 256, n * es, dtype=np.uint8)
+    bits, out = _core.zero_mask(data, pred, es)
+    rbits, rout = zero_mask_ref(data, pred, es)
+    assert bytes(bits) == rbits and len(bits) == (n + 7) // 8
+    assert bytes(out) == rout.tobytes()
+    with pytest.raises(ValueError, match="must be equal"):
+        _core.zero_mask(data, pred[: max(0, len(pred) - es)] if n else bytes(es), es)
+    with pytest.raises(ValueError, match="elem_size"):
+        _core.zero_mask(data, pred, 3)

@@ -10,6 +10,7 @@ import torch
 
 import modelgit as mg
 from conftest import assert_same_state
+from modelgit import codec
 from modelgit.tolerance import parse_tolerance
 
 
@@ -365,3 +366,34 @@ def test_fit_scale_ignores_integers_and_non_finite_values() -> None:
     assert fit_scale(ints * 2, ints, by_name("int32")) is None
     base = np.full(8192, np.inf, dtype=np.float32)
     assert fit_scale(base.view("<u4"), base.view("<u4"), by_name("float32")) is None
+
+
+def test_an_exact_mean_is_not_fitted_again(repo: mg.Repository, monkeypatch) -> None:  # noqa: ANN001
+    """A merge that the mean of its parents reproduces on the sample: the later plans
+    (the fitted linear combination) are not fitted nor encoded; a weighted merge still
+    is fitted, and both are stored small and read back exactly."""
+    from modelgit.storage import policy
+
+    fits: list[int] = []
+    real = policy.fit_linear
+    monkeypatch.setattr(policy, "fit_linear", lambda *a: fits.append(1) or real(*a))
+    encodes: list[int] = []
+    real_encode = policy._encode
+    monkeypatch.setattr(
+        policy, "_encode", lambda *a: encodes.append(a[2].predictor) or real_encode(*a)
+    )
+    base = model(3)
+    a, b = tune(base, 4), tune(base, 5)
+    for name, sd, parents in (("base", base, None), ("a", a, "base"), ("b", b, "base")):
+        repo.add(name, sd, parents=parents)
+    fits.clear()
+    encodes.clear()
+    mean = {k: (a[k] + b[k]) / 2 if a[k].is_floating_point() else a[k] for k in a}
+    repo.add("mean", mean, parents=["a", "b"], relation="merge")
+    assert new_bytes(repo) < 3000
+    assert fits == [] and set(encodes) == {codec.MEAN}
+    weighted = {k: 0.3 * a[k] + 0.7 * b[k] if a[k].is_floating_point() else a[k] for k in a}
+    repo.add("weighted", weighted, parents=["a", "b"], relation="merge")
+    assert new_bytes(repo) < 3000 and fits
+    assert_same_state(repo.load("mean"), mean)
+    assert_same_state(repo.load("weighted"), weighted)

@@ -10,6 +10,7 @@ import torch
 
 import modelgit as mg
 from conftest import assert_same_state
+from modelgit import _core
 from modelgit.formats.sources import open_model
 from modelgit.storage import similarity, sketch_index
 from modelgit.storage.similarity import TensorSketch, sketch_source
@@ -102,6 +103,13 @@ def test_keys_are_fixed_scale_free_and_share_long_prefixes_when_close() -> None:
 
 
 GOLDEN_KEY_PREFIX = "65d75ec2d62adf90"
+
+
+def test_directions_are_the_gaussians_entry_by_entry() -> None:
+    k, rows = similarity.K, sketch_index.TREES * sketch_index.KEY_BITS
+    d = sketch_index._directions(k, rows)
+    one = np.array([[sketch_index._gaussian(r, c) for r in range(rows)] for c in range(k)])
+    assert d.shape == (k, rows) and d.tobytes() == one.tobytes()
 
 
 def test_the_index_finds_the_base_among_many_unrelated_models(
@@ -210,3 +218,50 @@ def test_a_small_repository_is_ranked_by_reading_every_sketch(
     found = similarity.candidates(repo.catalog, new, limit=3)
     assert not searched
     assert [v for v, _ in found] == [repo.resolve("m2")[0]]
+
+
+@pytest.mark.parametrize("chunk_elems", [1000, 1 << 13])
+def test_sketch_source_parts_pool_and_files(tmp_path, chunk_elems):
+    """sketch_source (one sketch_parts call per tensor) against the sum of the plain
+    per-chunk sketches of the sampled chunks, the same from a safetensors file (read
+    part by part) and with the tensors shared with a worker pool."""
+    from safetensors.torch import save_file
+
+    from modelgit.pool import WorkerPool
+
+    g = torch.Generator().manual_seed(3)
+    sd = {
+        "big": torch.randn(40 * chunk_elems + 17, generator=g),
+        "half": torch.randn(3000, generator=g).to(torch.bfloat16),
+        "sparse": torch.where(torch.rand(5000, generator=g) < 0.3, 0.0, 1.0).to(torch.float16),
+        "ints": torch.arange(10),
+        "empty": torch.zeros(0),
+    }
+    save_file(sd, tmp_path / "m.safetensors")
+    with open_model(sd) as src:
+        plain = sketch_source(src, chunk_elems)
+    with open_model(tmp_path / "m.safetensors") as src:
+        from_file = sketch_source(src, chunk_elems)
+    with WorkerPool(3) as pool, open_model(sd) as src:
+        pooled = sketch_source(src, chunk_elems, pool)
+    assert set(plain) == {"big", "half", "sparse"}
+    for name, s in plain.items():
+        t = sd[name]
+        raw = t.contiguous().view(torch.uint8).numpy().tobytes()
+        size, dtype = t.element_size(), str(t.dtype).removeprefix("torch.")
+        count = -(-t.numel() // chunk_elems)
+        acc, zeros, sampled = np.zeros(similarity.K), 0, 0
+        for i in similarity._sampled_chunks(count):
+            start = i * chunk_elems
+            n = min(t.numel() - start, chunk_elems, similarity.SAMPLE)
+            part = raw[start * size : (start + n) * size]
+            seed = similarity._seed(name, i)
+            acc = acc + np.frombuffer(_core.sketch(part, dtype, k=similarity.K, seed=seed))
+            zeros += int((t[start : start + n] == 0).sum())
+            sampled += n
+        assert s.sketch.tobytes() == acc.tobytes()
+        assert s.zero_share == zeros / sampled and s.numel == t.numel()
+        for other in (from_file[name], pooled[name]):
+            assert other.sketch.tobytes() == s.sketch.tobytes()
+            assert (other.norm2, other.zero_share, other.numel) == (s.norm2, s.zero_share, s.numel)
+    assert plain["sparse"].zero_share > 0.2

@@ -297,4 +297,30 @@ void planes_decode(const uint8_t* planes, const uint8_t* base, uint8_t* out, siz
   planes_decode_split(split, base, out, m, elem_size, delta, rotate, nthreads);
 }
 
+namespace {
+template <typename T>
+void zero_mask_t(const uint8_t* data, const uint8_t* pred, uint8_t* out, uint8_t* mask, size_t m) {
+  for (size_t b = 0; b < (m + 7) / 8; ++b) {
+    uint8_t bits = 0;
+    const size_t i0 = b * 8, i1 = std::min(m, i0 + 8);
+    for (size_t i = i0; i < i1; ++i) {
+      const bool zero = load<T>(data + i * sizeof(T)) == 0;
+      bits |= uint8_t(zero) << (i - i0);
+      store<T>(out + i * sizeof(T), zero ? T(0) : load<T>(pred + i * sizeof(T)));
+    }
+    mask[b] = bits;
+  }
+}
+}  // namespace
+
+void zero_mask(const uint8_t* data, const uint8_t* pred, uint8_t* out, uint8_t* mask, size_t m,
+               int elem_size) {
+  switch (elem_size) {
+    case 1: zero_mask_t<uint8_t>(data, pred, out, mask, m); break;
+    case 2: zero_mask_t<uint16_t>(data, pred, out, mask, m); break;
+    case 4: zero_mask_t<uint32_t>(data, pred, out, mask, m); break;
+    default: zero_mask_t<uint64_t>(data, pred, out, mask, m); break;
+  }
+}
+
 }  // namespace modelgit

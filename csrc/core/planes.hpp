@@ -22,4 +22,10 @@ void planes_decode_split(const uint8_t* const* planes, const uint8_t* base, uint
 void planes_apply_split(const uint8_t* const* planes, uint8_t* out, size_t m, int elem_size,
                         int delta, bool rotate, int nthreads);
 
+// The zero mask of the predicted codec: bit i of mask (ceil(m / 8) bytes, least
+// significant bit first) is set iff word i of data is zero; out is pred with those words
+// zeroed. data, pred and out hold m words of elem_size bytes; out overlaps no input.
+void zero_mask(const uint8_t* data, const uint8_t* pred, uint8_t* out, uint8_t* mask, size_t m,
+               int elem_size);
+
 }  // namespace modelgit

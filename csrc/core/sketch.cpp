@@ -54,4 +54,36 @@ void sketch(const uint8_t* x, size_t n, DType dt, uint64_t k, uint64_t seed, dou
   }
 }
 
+double sketch_parts(const uint8_t* x, DType dt, uint64_t k, const uint64_t* starts,
+                    const uint64_t* counts, const uint64_t* seeds, size_t nparts, double* out,
+                    uint64_t* zeros) {
+  std::fill(out, out + k, 0.0);
+  *zeros = 0;
+  const size_t E = dtype_size(dt);
+  std::vector<double> one(k);
+  double norm2 = 0.0;
+  auto squares = [&](auto d, const uint8_t* p, size_t n) {
+    constexpr DType D = decltype(d)::value;
+    double s = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+      const double v = widen_f64<D>(p + i * E);
+      if (v == 0.0) ++*zeros;
+      if (std::isfinite(v)) s += v * v;
+    }
+    return s;
+  };
+  for (size_t j = 0; j < nparts; ++j) {
+    const uint8_t* p = x + starts[j] * E;
+    sketch(p, counts[j], dt, k, seeds[j], one.data(), 1);
+    for (uint64_t i = 0; i < k; ++i) out[i] += one[i];
+    switch (dt) {
+      case DType::F64: norm2 += squares(std::integral_constant<DType, DType::F64>{}, p, counts[j]); break;
+      case DType::F32: norm2 += squares(std::integral_constant<DType, DType::F32>{}, p, counts[j]); break;
+      case DType::F16: norm2 += squares(std::integral_constant<DType, DType::F16>{}, p, counts[j]); break;
+      case DType::BF16: norm2 += squares(std::integral_constant<DType, DType::BF16>{}, p, counts[j]); break;
+    }
+  }
+  return norm2;
+}
+
 }  // namespace modelgit

@@ -22,4 +22,13 @@ inline uint64_t splitmix64(uint64_t z) {
 void sketch(const uint8_t* x, size_t n, DType dt, uint64_t k, uint64_t seed, double* out,
             int nthreads);
 
+// Sketches of several parts of x (part j: counts[j] elements from element starts[j],
+// hashed with seeds[j]), single-threaded, added into out (k doubles, zeroed first) in
+// part order; returns the sum of squares of their finite elements (each part summed in
+// element order, the part sums added in part order) and counts the elements equal to
+// zero into *zeros. The caller checks that every part lies within x.
+double sketch_parts(const uint8_t* x, DType dt, uint64_t k, const uint64_t* starts,
+                    const uint64_t* counts, const uint64_t* seeds, size_t nparts, double* out,
+                    uint64_t* zeros);
+
 }  // namespace modelgit

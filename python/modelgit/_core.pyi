@@ -115,6 +115,15 @@ def planes_apply_parts(
     Lets a decoder write a base straight into its output and apply the residual there
     (no second buffer for the base)."""
 
+def zero_mask(data: Buffer, pred: Buffer, elem_size: int) -> tuple[bytearray, bytearray]:
+    """The zero mask of the predicted codec (docs/FORMAT.md 3.3): ``(bits, masked)``.
+
+    Over the m little-endian words of ``data`` and ``pred`` (elem_size in {1, 2, 4, 8},
+    equal lengths): bit i of ``bits`` (ceil(m / 8) bytes, least significant bit first,
+    as ``np.packbits(words == 0, bitorder="little")``) is set iff word i of ``data`` is
+    zero; ``masked`` is ``pred`` with those words set to zero.
+    """
+
 # --- float casts (the cast and mean predictors, docs/FORMAT.md 3.3) --------------
 def cast(
     src: Buffer, src_dtype: str, dst_dtype: str, out: Buffer | None = None, threads: int = 0
@@ -287,6 +296,53 @@ def sketch(x: Buffer, dtype: str, k: int = 64, seed: int = 0, threads: int = 0) 
     Each block's partial sums start at +0.0 and accumulate ``+x_i`` or ``-x_i`` (exact
     negation) in element order; the result starts at +0.0 and adds each block's partial
     vector in block order (s = s + p_b), so np.bincount per block reproduces it bit for bit.
+    """
+
+def sketch_parts(
+    x: Buffer, dtype: str, k: int, parts: Sequence[tuple[int, int, int]]
+) -> tuple[bytearray, float, int]:
+    """Sketches of several parts of one float buffer, single-threaded (one call per
+    tensor for the similarity index): ``(sketch, norm2, zeros)``.
+
+    Part j = (start, count, seed): the ``count`` elements from element ``start``,
+    sketched as ``sketch(x[start:start+count], dtype, k, seed)``; the result (k float64
+    LE) starts at +0.0 and adds each part's sketch in part order (so it equals summing
+    the per-part ``sketch`` results in that order, bit for bit). ``norm2``: the sum of
+    squares of the parts' finite elements (each part summed in element order, the part
+    sums added in part order); ``zeros``: how many of their elements equal zero (+0.0
+    or -0.0; NaN is not zero).
+
+    Clarifications: 1 <= k <= 2**24; every part must lie within x (ValueError);
+    ``seed`` may be any int, taken mod 2**64; no parts: k zeros, 0.0, 0.
+    """
+
+# --- pricing a chunk's codings on a sample (storage/policy.py) --------------------
+def residual_bits(y: Buffer, pred: Buffer, elem_size: int) -> tuple[float, float]:
+    """What a residual costs, roughly: ``(plain, masked)`` over the little-endian
+    unsigned words (elem_size in {1, 2, 4, 8}) of ``y`` and ``pred`` (equal lengths).
+
+    plain  = mean over i of log2(1 + |double(y_i) - double(p_i)|)
+    masked = mean over i of (0 if y_i == 0 else log2(1 + |...|)) + H(share of zero y_i)
+    where H(s) = -(s log2 s + (1 - s) log2(1 - s)), 0 for s in {0, 1}: the cost with a
+    zero mask. Sums run in element order. Empty inputs: (0.0, 0.0).
+    """
+
+def plane_entropy(words: Buffer, elem_size: int, rotate: bool = False) -> float:
+    """The order-0 entropy of each byte plane of the words (little-endian, elem_size
+    in {1, 2, 4, 8}), in bits per word, summed over the planes: about what
+    standalone byte-plane coding reaches. ``rotate``: each word is first rotated left
+    by one bit within its elem_size*8 bits (as ``planes_encode`` does for floats).
+    Per plane: -sum over byte values b with count c_b > 0 of (c_b/n) log2(c_b/n),
+    in byte-value order; planes added in order. Empty input: 0.0.
+    """
+
+def log_ratio_median(y: Buffer, base: Buffer, dtype: str, step: int = 1) -> tuple[int, float]:
+    """``(count, median)`` of log(|y_i| / |base_i|) over the elements i = 0, step,
+    2 step, ... (``dtype`` floats, equal lengths) where y_i and base_i are both finite
+    and y_i * base_i > 0 (computed in float64: nonzero, one sign). The median of an
+    even count is the mean of the two middle values (as numpy's); NaN when count is 0.
+    The ratios are selected first and only the middle ones' logs taken (log is
+    monotonic: the same values). step >= 1.
     """
 
 # --- order-0 rANS entropy coder (FORMAT.md section 3, section method 2) -------------

@@ -11,6 +11,7 @@ void register_lowbit(py::module_& m);
 void register_sketch(py::module_& m);
 void register_rans(py::module_& m);
 void register_cast(py::module_& m);
+void register_price(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   modelgit::bindings::register_sketch(m);
   modelgit::bindings::register_rans(m);
   modelgit::bindings::register_cast(m);
+  modelgit::bindings::register_price(m);
 }

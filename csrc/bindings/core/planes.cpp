@@ -122,6 +122,25 @@ py::object apply_parts(py::sequence parts_o, py::object elem_size, py::object de
   return out.result();
 }
 
+py::tuple run_zero_mask(py::object data_o, py::object pred_o, py::object elem_size) {
+  const long long e = int_arg(elem_size, "elem_size");
+  check_elem_size(e);
+  Buf data(data_o, "data"), pred(pred_o, "pred");
+  check_whole_elems(data.size(), e, "data");
+  if (pred.size() != data.size())
+    throw py::value_error("pred: " + std::to_string(pred.size()) + " bytes, data has " +
+                          std::to_string(data.size()) + " (they must be equal)");
+  const size_t m = data.size() / size_t(e);
+  uint8_t *mp = nullptr, *op = nullptr;
+  py::bytearray mask = empty_bytearray((m + 7) / 8, &mp);
+  py::bytearray out = empty_bytearray(data.size(), &op);
+  {
+    py::gil_scoped_release nogil;
+    zero_mask(data.data(), pred.data(), op, mp, m, int(e));
+  }
+  return py::make_tuple(mask, out);
+}
+
 }  // namespace
 
 void register_planes(py::module_& m) {
@@ -129,6 +148,8 @@ void register_planes(py::module_& m) {
   m.attr("DELTA_XOR") = int(DELTA_XOR);
   m.attr("DELTA_SUB") = int(DELTA_SUB);
   m.attr("DELTA_OSUB") = int(DELTA_OSUB);
+  m.def("zero_mask", &run_zero_mask, py::arg("data"), py::arg("pred"), py::arg("elem_size"),
+        "(packed zero mask of data's words, pred with those words zeroed).");
   m.def("planes_encode", &run<true>, py::arg("data"), py::arg("elem_size"),
         py::arg("base") = py::none(), py::arg("delta") = 0, py::arg("rotate") = false,
         py::arg("out") = py::none(), py::arg("threads") = 0,

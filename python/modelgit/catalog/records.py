@@ -72,7 +72,8 @@ class ChunkRow:
 
     def as_tuple(self) -> tuple:
         """The values in ``CHUNK_COLUMNS`` order (``lossy`` as 0/1)."""
-        return (*astuple(self)[:-1], int(self.lossy))
+        return (self.id, self.pack, self.offset, self.length, self.raw_length, self.codec,
+                self.base, self.depth, int(self.lossy))  # fmt: skip
 
     @classmethod
     def from_db(cls, r: Sequence[Any]) -> ChunkRow:

@@ -123,20 +123,15 @@ def encode_predicted(
     optional zero mask; ``pred``: the prediction when the caller has computed it.
 
     Floats are coded with rotation unless ``delta`` is OSUB (which orders them itself)."""
-    import numpy as np
-
     n = len(data) // dtype.size
     if pred is None:
         pred = predict(predictor, bases, base_dtype, dtype, n, coeffs=coeffs)
     parts: list[bytes | memoryview] = []
     flags = 0
-    if use_mask:
-        words = np.frombuffer(data, dtype=f"<u{dtype.size}")
-        mask = words == 0
-        pred_arr = np.frombuffer(pred, dtype=f"<u{dtype.size}").copy()
-        pred_arr[mask] = 0
-        pred = memoryview(pred_arr.view(np.uint8))
-        parts += section(np.packbits(mask, bitorder="little").tobytes())
+    if use_mask:  # the mask's bits, and the prediction zeroed where the chunk is zero
+        bits, masked = _core.zero_mask(data, pred, dtype.size)
+        pred = memoryview(masked)
+        parts += section(bits)
         flags |= FLAG_MASK
     rotate = dtype.is_float and delta != _core.DELTA_OSUB
     planes = memoryview(scratch("planes-encode", len(data)))[: len(data)]  # as above

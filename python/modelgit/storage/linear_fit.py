@@ -118,11 +118,9 @@ def _forms(xs: np.ndarray, y: np.ndarray) -> list[tuple[int, tuple[int, ...], np
 
 
 def _bits(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean log2(1 + |a - b|) of two arrays of bit patterns (a residual's cost, roughly)."""
-    import numpy as np
-
-    d = np.abs(a.astype(np.float64) - b.astype(np.float64))  # no overflow for 64 bits
-    return float(np.mean(np.log2(1 + d)))
+    """Mean log2(1 + |a - b|) of two arrays of bit patterns (a residual's cost, roughly;
+    ``_core.residual_bits``)."""
+    return _core.residual_bits(a, b, a.dtype.itemsize)[0]
 
 
 class _Judge:
@@ -217,7 +215,7 @@ def fit_scale(y: np.ndarray, base: np.ndarray, dtype: DType) -> float | None:
     if dtype.name not in _FLOATS or len(y) != len(base):
         return None
     if len(y) >= SCALE_QUICK_STEP * 2 * SCALE_MIN_ELEMS:  # a first look at every 4th
-        quick = _log_scale(y[::SCALE_QUICK_STEP], base[::SCALE_QUICK_STEP], dtype)
+        quick = _log_scale(y, base, dtype, SCALE_QUICK_STEP)
         if quick is None or abs(quick) < SCALE_QUICK_LOG:
             return None  # (a fine-tune: the median ratio is 1 within its noise)
     log_c = _log_scale(y, base, dtype)
@@ -231,20 +229,11 @@ SCALE_QUICK_STEP = 4
 SCALE_QUICK_LOG = SCALE_MIN_LOG / 4  # a first look below this: no scale worth fitting
 
 
-def _log_scale(y: np.ndarray, base: np.ndarray, dtype: DType) -> float | None:
-    """The median of log(|y| / |base|) where both are finite, nonzero and of one sign;
-    None where fewer than ``SCALE_MIN_ELEMS`` elements qualify or it is not finite."""
-    import numpy as np
+def _log_scale(y: np.ndarray, base: np.ndarray, dtype: DType, step: int = 1) -> float | None:
+    """The median of log(|y| / |base|) over the elements 0, step, 2 step, ... where both
+    are finite, nonzero and of one sign (``_core.log_ratio_median``); None where fewer
+    than ``SCALE_MIN_ELEMS`` elements qualify or it is not finite."""
+    import math
 
-    fy, fb = _values(y, dtype), _values(base, dtype)
-    with np.errstate(all="ignore"):
-        ok = np.isfinite(fy) & np.isfinite(fb) & (fy * fb > 0)
-        if int(ok.sum()) < SCALE_MIN_ELEMS:
-            return None
-        r = np.log(np.abs(fy[ok]) / np.abs(fb[ok]))
-        # the median, as np.median computes it (the mean of the two middle values),
-        # without its overhead
-        lo, hi = (len(r) - 1) // 2, len(r) // 2
-        r.partition([lo, hi])
-        m = float((r[lo] + r[hi]) / 2)
-    return m if np.isfinite(m) else None
+    count, m = _core.log_ratio_median(y, base, dtype.name, step)
+    return m if count >= SCALE_MIN_ELEMS and math.isfinite(m) else None

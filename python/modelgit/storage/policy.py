@@ -202,21 +202,9 @@ def _strided(buf: memoryview, size: int, n: int) -> np.ndarray:
 def _price(y: np.ndarray, pred: np.ndarray, masks: Sequence[bool] = (False,)) -> list[float]:
     """Mean bits per element of the residual, log2(1 + |difference of the patterns|),
     for each of ``masks``: with a zero mask, the zero elements cost only their share of
-    the mask."""
-    import numpy as np
-
-    d = np.log2(1 + np.abs(y.astype(np.float64) - pred.astype(np.float64)))
-    out = []
-    for mask in masks:
-        if not mask:
-            out.append(float(np.mean(d)))
-            continue
-        zero = y == 0
-        share = float(np.mean(zero))
-        entropy = 0.0 if share in (0.0, 1.0) else -(share * np.log2(share)
-                                                    + (1 - share) * np.log2(1 - share))  # fmt: skip
-        out.append(float(np.mean(np.where(zero, 0.0, d))) + entropy)
-    return out
+    the mask (``_core.residual_bits``: one pass, the GIL released)."""
+    plain, masked = _core.residual_bits(y, pred, y.dtype.itemsize)
+    return [masked if mask else plain for mask in masks]
 
 
 def _options(
@@ -228,7 +216,10 @@ def _options(
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     out: list[_Option] = []
+    predicted: set[tuple[bool, bytes]] = set()  # (mask, sampled prediction) priced so far
     for plan in job.plans:
+        if any(o.bits == 0.0 for o in out):
+            break  # a prediction that reproduces the sample exactly: none can do better
         if plan.predictor == codec.LINEAR and not plan.worth_trying():
             continue
         got = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
@@ -259,8 +250,13 @@ def _options(
             continue
         p = np.frombuffer(pred, dtype=y.dtype)
         masks = (False, True) if try_mask and predictor != codec.LINEAR else (False,)
+        key = p.tobytes()
         for mask, bits in zip(masks, _price(y, p, masks), strict=True):
-            out.append(_Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs))
+            # an earlier plan that predicts the sample alike (a fitted merge that is the
+            # mean) codes the chunk alike, with no coefficients to store: that one
+            if (mask, key) not in predicted:
+                predicted.add((mask, key))
+                out.append(_Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs))
         if scaled is not None:
             out.append(scaled)
     return out
@@ -288,19 +284,8 @@ def _scaled_option(
 def _standalone_estimate(y: np.ndarray, dtype: DType, n: int) -> float:
     """Bytes standalone coding of a chunk of ``n`` elements would take, about: the
     order-0 entropy of each byte plane of its sample ``y`` (``_strided``; floats rotated
-    left by one bit, as the codec does), all planes counted in one histogram."""
-    import numpy as np
-
-    w = y
-    if dtype.is_float:
-        bits = 8 * dtype.size
-        w = (w << w.dtype.type(1)) | (w >> w.dtype.type(bits - 1))
-    planes = w.view(np.uint8).reshape(len(w), dtype.size)
-    if dtype.size > 1:  # plane i's bytes counted at 256 i + byte
-        planes = planes + np.arange(0, 256 * dtype.size, 256, dtype=np.uint16)
-    counts = np.bincount(planes.ravel(), minlength=256 * dtype.size)
-    p = counts[counts > 0] / len(w)
-    return float(-(p * np.log2(p)).sum()) / 8 * n
+    left by one bit, as the codec does), summed (``_core.plane_entropy``)."""
+    return _core.plane_entropy(y, dtype.size, dtype.is_float) / 8 * n
 
 
 def _encode(data: memoryview, dtype: DType, o: _Option, delta: int) -> codec.Encoded:

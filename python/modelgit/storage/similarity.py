@@ -21,6 +21,7 @@ smallest encoding per chunk.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -100,16 +101,6 @@ def _seed(name: str, index: int) -> int:
     return xxhash.xxh3_64_intdigest(f"{name}\0{index}".encode())
 
 
-def _as_float(view: memoryview, dtype: str) -> np.ndarray:
-    import numpy as np
-
-    if dtype == "bfloat16":
-        return (np.frombuffer(view, np.uint16).astype(np.uint32) << 16).view(np.float32)
-    if dtype == "float16":
-        return np.frombuffer(view, np.float16).astype(np.float32)
-    return np.frombuffer(view, np.float64 if dtype == "float64" else np.float32)
-
-
 def _sampled_chunks(count: int) -> list[int]:
     """Which chunks of a tensor of ``count`` chunks are sampled: all of a small tensor,
     ``CHUNKS`` evenly spaced ones of a large one (the same ones in every model)."""
@@ -118,40 +109,69 @@ def _sampled_chunks(count: int) -> list[int]:
     return sorted({(j * (count - 1)) // (CHUNKS - 1) for j in range(CHUNKS)})
 
 
-def sketch_source(source: ModelSource, chunk_elems: int) -> dict[str, TensorSketch]:
+def _starts(parts: list[tuple[int, int, int]]) -> list[int]:
+    """Where each part begins once the parts are laid end to end."""
+    out, at = [], 0
+    for _, c, _ in parts:
+        out.append(at)
+        at += c
+    return out
+
+
+_Work = tuple[str, int, str, Any, list[tuple[int, int, int]]]  # name, numel, dtype, buffer, parts
+
+
+def _sketch_all(work: Sequence[_Work]) -> list[tuple[bytes, float, int]]:
+    """``_core.sketch_parts`` of each tensor (the GIL released for each)."""
+    return [_core.sketch_parts(buf, dtype, K, parts) for _, _, dtype, buf, parts in work]
+
+
+def sketch_source(
+    source: ModelSource, chunk_elems: int, pool: Executor | None = None
+) -> dict[str, TensorSketch]:
     """The sketch of every float tensor of ``source`` (only the sampled part of each
-    sampled chunk is read)."""
+    sampled chunk is read; one ``_core.sketch_parts`` call per tensor). With ``pool``
+    (a :class:`~modelgit.pool.WorkerPool`), the tensors are shared between it and the
+    calling thread (the same sketches)."""
     import numpy as np
 
-    out: dict[str, TensorSketch] = {}
+    work: list[_Work] = []
     for t in source.tensors:
         if t.tie is not None or t.dtype.name not in SKETCHABLE or t.nbytes == 0:
             continue
-        size = t.dtype.size
-        step = chunk_elems * size
+        numel = t.nbytes // t.dtype.size
+        count = -(-numel // chunk_elems)
+        parts = [
+            (i * chunk_elems, min(numel - i * chunk_elems, chunk_elems, SAMPLE), _seed(t.name, i))
+            for i in _sampled_chunks(count)
+        ]
         view = t.view()
-        acc = np.zeros(K)
-        norm2 = 0.0
-        zeros = sampled = 0
-        count = -(-t.nbytes // step)
-        for i in _sampled_chunks(count):
-            start = i * step
-            end = min(t.nbytes, start + step, start + SAMPLE * size)
-            part = view[start:end]
-            with np.errstate(all="ignore"):
-                acc += np.frombuffer(
-                    _core.sketch(part, t.dtype.name, k=K, seed=_seed(t.name, i), threads=1),
-                    np.float64,
-                )
-                x = _as_float(part, t.dtype.name).astype(np.float64)
-                zeros += int(len(x) - np.count_nonzero(x))
-                sampled += len(x)
-                x = x[np.isfinite(x)]
-                norm2 += float(np.dot(x, x))
-        if not (np.isfinite(norm2) and np.all(np.abs(acc) < 3e38)):
-            continue  # values too large to compare (or to keep as float32): no sketch
-        share = zeros / sampled if sampled else 0.0
-        out[t.name] = TensorSketch(t.name, acc, norm2, t.nbytes // size, share)
+        if not isinstance(view, memoryview):  # a file's range: read the sampled parts only
+            size = t.dtype.size
+            view = b"".join(view[s * size : (s + c) * size] for s, c, _ in parts)
+            parts = [(at, c, seed) for at, (_, c, seed) in zip(_starts(parts), parts, strict=True)]
+        work.append((t.name, numel, t.dtype.name, view, parts))
+    groups = max(1, getattr(pool, "workers", 1)) if pool is not None else 1
+    # contiguous groups of about equal sampled elements: the first is sketched here
+    bounds, total, acc_n = [0], sum(sum(c for _, c, _ in w[4]) for w in work), 0
+    for i, w in enumerate(work):
+        acc_n += sum(c for _, c, _ in w[4])
+        if len(bounds) < groups and acc_n * groups >= total * len(bounds):
+            bounds.append(i + 1)
+    bounds.append(len(work))
+    jobs = [work[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    futures = [pool.submit(_sketch_all, j) for j in jobs[1:]] if pool is not None else []
+    results = _sketch_all(jobs[0]) if jobs else []
+    for f in futures:
+        results += f.result()
+    out: dict[str, TensorSketch] = {}
+    for (name, numel, _, _, parts), (blob, norm2, zeros) in zip(work, results, strict=True):
+        acc = np.frombuffer(blob, np.float64)
+        with np.errstate(all="ignore"):
+            if not (np.isfinite(norm2) and np.all(np.abs(acc) < 3e38)):
+                continue  # values too large to compare (or to keep as float32): no sketch
+        sampled = sum(c for _, c, _ in parts)
+        out[name] = TensorSketch(name, acc, norm2, numel, zeros / sampled)
     return out
 
 

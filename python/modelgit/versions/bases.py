@@ -35,7 +35,6 @@ from ..storage.similarity import (
     TensorSketch,
     candidates,
     delta_coded,
-    relative_distance,
     sketches_of,
 )
 
@@ -74,10 +73,13 @@ def _merge_fit(
     import numpy as np
 
     best: tuple[float, tuple[int, ...], np.ndarray] | None = None
+    # the names each member has a comparable sketch of
+    have = {v: {n for n, s in new.items() if n in sk[v] and sk[v][n].numel == s.numel}
+            for v in members}  # fmt: skip
     for size in (2, 3):
         for combo in combinations(members, size):
-            names = [n for n in new if all(n in sk[v] and sk[v][n].numel == new[n].numel
-                                           for v in combo)]  # fmt: skip
+            common = set.intersection(*(have[v] for v in combo))
+            names = [n for n in new if n in common]
             if 2 * len(names) < len(new):
                 continue
             y = np.concatenate([new[n].sketch for n in names])
@@ -85,7 +87,7 @@ def _merge_fit(
             singles = [
                 float(np.sum((y - np.concatenate([sk[v][n].sketch for n in names])) ** 2))
                 for v in members
-                if all(n in sk[v] and sk[v][n].numel == new[n].numel for n in names)
+                if common <= have[v]
             ]
             x = np.stack([np.concatenate([sk[v][n].sketch for n in names]) for v in combo], 1)
             with np.errstate(all="ignore"):
@@ -100,19 +102,48 @@ def _merge_fit(
     return None if best is None else (best[1], best[2])
 
 
+def _distances(
+    new: dict[str, TensorSketch], pool: list[int], sk: dict, rows: dict
+) -> dict[int, dict[str, float]]:
+    """``relative_distance`` of each new tensor to its namesake in each version of the
+    pool (that holds both a sketch and a row of that name), a version at a time."""
+    import numpy as np
+
+    out: dict[int, dict[str, float]] = {}
+    for vid in pool:
+        names = [n for n in new if n in sk[vid] and n in rows[vid]]
+        if not names:
+            out[vid] = {}
+            continue
+        a = np.stack([new[n].sketch for n in names])
+        b = np.stack([sk[vid][n].sketch for n in names])
+        norm2 = np.array([max(new[n].norm2, 1e-300) for n in names])
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = a - b
+            r = np.einsum("ij,ij->i", d, d) / norm2
+        r[~np.isfinite(r)] = np.inf
+        same = np.array([new[n].numel == sk[vid][n].numel for n in names])
+        r[~same] = np.inf
+        out[vid] = dict(zip(names, r.tolist(), strict=True))
+    return out
+
+
 def choose_bases(
     engine: VersionStore,
     new: dict[str, TensorSketch],
     links: list[Link],
     limit: int = 3,
     allowed: Callable[[int], bool] | None = None,
+    known: dict[int, dict[str, TensorRow]] | None = None,
 ) -> tuple[Choices, dict[bytes, int]]:
     """Per tensor name, the groups of stored rows to code it against (one row: a delta
     or a cast; several: their mean and a fitted linear combination, or only the latter
     for a :class:`LinearOnly` group), and which version each of their chunks belongs to
     (to record the versions the writer did code against). A tensor left out is coded
     against the declared parents', as with ``base="parent"``.
-    ``allowed``: which stored versions may be bases (a repack: only older ones)."""
+    ``allowed``: which stored versions may be bases (a repack: only older ones).
+    ``known``: tensor rows by name of versions the caller has read already (the
+    declared parents'), by version id."""
     import numpy as np
 
     parent_ids = [pid for pid, _, _, _ in links]
@@ -125,7 +156,11 @@ def choose_bases(
         return {}, {}
     sk = sketches_of(engine.catalog, pool)
     deep = delta_coded(engine.catalog, pool)
-    rows = {vid: {r.name: r for r in engine.tensor_rows(vid, state=True)} for vid in pool}
+    rows = {vid: (known or {}).get(vid) for vid in pool}
+    for vid in pool:
+        if rows[vid] is None:
+            rows[vid] = {r.name: r for r in engine.tensor_rows(vid, state=True)}
+    distances = _distances(new, pool, sk, rows)
     fitted = _merge_fit(new, pool, sk)
     merge, mean_too = None, False
     if fitted is not None:
@@ -142,9 +177,7 @@ def choose_bases(
         scored = sorted(
             (d * (DEPTH_COST if vid in deep else 1.0), vid != first, vid)
             for vid in pool
-            if name in sk[vid]
-            and name in rows[vid]
-            and (d := relative_distance(s, sk[vid][name])) < UNRELATED
+            if (d := distances[vid].get(name, UNRELATED)) < UNRELATED
         )
         if not scored:
             continue  # nothing to judge by: the writer takes the declared parents'

@@ -130,7 +130,7 @@ def _sketches(engine: VersionStore, vid: int) -> tuple[dict, bool]:
         return have, False
     v = engine.version_by_id(vid)
     with open_model(engine.load(v.ref)) as source:
-        return sketch_source(source, engine.chunk_elems), True
+        return sketch_source(source, engine.chunk_elems, engine.pool), True
 
 
 def _links(engine: VersionStore, vid: int) -> list[tuple]:

@@ -232,8 +232,12 @@ def write_version(
                 for t in trials
             ]  # fmt: skip
             meta_json = json.dumps(meta, sort_keys=True)
-        sketches = sketch_source(source, engine.chunk_elems)
-        choices, owners = choose_bases(engine, sketches, links) if base == "auto" else (None, {})
+        sketches = sketch_source(source, engine.chunk_elems, engine.pool)
+        choices, owners = (
+            choose_bases(engine, sketches, links,
+                         known={pid: p for (pid, *_), p in zip(links, parents, strict=True)})
+            if base == "auto" else (None, {})
+        )  # fmt: skip
         for (pid, _, _, _), rows_of in sorted(zip(links, parents, strict=True), key=_first_id):
             for r in rows_of.values():
                 for c in r.chunk_ids:
