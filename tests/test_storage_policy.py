@@ -397,3 +397,22 @@ def test_an_exact_mean_is_not_fitted_again(repo: mg.Repository, monkeypatch) -> 
     assert new_bytes(repo) < 3000 and fits
     assert_same_state(repo.load("mean"), mean)
     assert_same_state(repo.load("weighted"), weighted)
+
+
+def test_a_shortcut_taken_on_the_sample_is_checked_on_the_whole_chunk(
+    repo: mg.Repository,
+) -> None:
+    """Two parents that agree on every sampled word (one in 64) but nowhere else: each
+    predicts the sample of their mean exactly, yet only the mean plan codes the chunk
+    small. Neither the early stop nor the merging of alike predictions may trust the
+    sample (this merge was stored at 850 KiB instead of 220 B when they did)."""
+    n = 1 << 18
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    b[::64] = a[::64]
+    c = (a + b) / 2
+    repo.add("a", {"w": a})
+    repo.add("b", {"w": b})
+    repo.add("c", {"w": c}, parents=["a", "b"], relation="merge", base="parent")
+    assert new_bytes(repo) < 4096
+    assert torch.equal(repo.load("c")["w"], c)

@@ -216,10 +216,14 @@ def _options(
     data, dtype = job.data, job.dtype
     n = len(data) // dtype.size
     out: list[_Option] = []
-    predicted: set[tuple[bool, bytes]] = set()  # (mask, sampled prediction) priced so far
+    # (mask, sampled prediction) -> the option priced first with it; the sample is one
+    # word in 64: a shortcut taken on it is checked on the whole chunk first
+    predicted: dict[tuple[bool, bytes], _Option] = {}
+    checked = 0  # options before this one were checked for an exact prediction
     for plan in job.plans:
-        if any(o.bits == 0.0 for o in out):
-            break  # a prediction that reproduces the sample exactly: none can do better
+        if any(o.bits == 0.0 and _reproduces(data, dtype, o) for o in out[checked:]):
+            break  # a prediction that reproduces the whole chunk: none can do better
+        checked = len(out)
         if plan.predictor == codec.LINEAR and not plan.worth_trying():
             continue
         got = _bases(store, plan.chunk_bases[job.index], max_depth, n * plan.base_dtype.size)
@@ -252,14 +256,54 @@ def _options(
         masks = (False, True) if try_mask and predictor != codec.LINEAR else (False,)
         key = p.tobytes()
         for mask, bits in zip(masks, _price(y, p, masks), strict=True):
-            # an earlier plan that predicts the sample alike (a fitted merge that is the
-            # mean) codes the chunk alike, with no coefficients to store: that one
-            if (mask, key) not in predicted:
-                predicted.add((mask, key))
-                out.append(_Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs))
+            o = _Option(predictor, ids, bases, plan.base_dtype, mask, bits, coeffs)
+            # an earlier plan whose prediction is this one's on the whole chunk (a fitted
+            # merge that is the mean) codes the chunk alike, with no coefficients to
+            # store: that one
+            first = predicted.setdefault((mask, key), o)
+            if first is o or not _same_prediction(first, o, dtype, n):
+                out.append(o)
         if scaled is not None:
             out.append(scaled)
     return out
+
+
+def _full_prediction(o: _Option, dtype: DType, n: int) -> memoryview | None:
+    """The option's prediction of the whole chunk (None if it cannot be made)."""
+    if o.predictor == codec.IDENT and o.base_dtype == dtype:
+        return memoryview(o.bases[0]).cast("B")
+    try:
+        return memoryview(predict(o.predictor, [memoryview(b).cast("B") for b in o.bases],
+                                  o.base_dtype, dtype, n, coeffs=o.coeffs)).cast("B")  # fmt: skip
+    except ValueError:
+        return None
+
+
+def _reproduces(data: memoryview, dtype: DType, o: _Option) -> bool:
+    """Whether ``o`` predicts every element of the chunk exactly (with its zero mask:
+    every nonzero one), so that no other option can code it in fewer bytes."""
+    import numpy as np
+
+    n = len(data) // dtype.size
+    pred = _full_prediction(o, dtype, n)
+    if pred is None:
+        return False
+    words = np.frombuffer(data, dtype=f"<u{dtype.size}", count=n)
+    guess = np.frombuffer(pred, dtype=f"<u{dtype.size}", count=n)
+    same = words == guess
+    if o.mask:
+        same |= words == 0
+    return bool(same.all())
+
+
+def _same_prediction(a: _Option, b: _Option, dtype: DType, n: int) -> bool:
+    """Whether two options predict the whole chunk alike (same mask)."""
+    pa, pb = _full_prediction(a, dtype, n), _full_prediction(b, dtype, n)
+    if a.mask != b.mask or pa is None or pb is None:
+        return False
+    import numpy as np
+
+    return bool(np.array_equal(np.frombuffer(pa, np.uint8), np.frombuffer(pb, np.uint8)))
 
 
 def _scaled_option(
