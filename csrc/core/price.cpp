@@ -56,7 +56,7 @@ ResidualBits residual_bits(const uint8_t* y, const uint8_t* p, size_t n, size_t 
 
 double plane_entropy(const uint8_t* w, size_t n, size_t E, bool rotate) {
   if (n == 0) return 0.0;
-  std::vector<uint32_t> counts(256 * E, 0);
+  std::vector<uint64_t> counts(256 * E, 0);  // a plane may hold 2**32 words or more
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* x = w + i * E;
     if (rotate) {
@@ -73,7 +73,7 @@ double plane_entropy(const uint8_t* w, size_t n, size_t E, bool rotate) {
     }
   }
   double bits = 0.0;
-  for (uint32_t c : counts) {
+  for (uint64_t c : counts) {
     if (c == 0) continue;
     const double q = double(c) / double(n);
     bits -= q * std::log2(q);

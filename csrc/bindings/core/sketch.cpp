@@ -49,8 +49,13 @@ py::tuple run_parts(py::object x_o, const std::string& dtype, py::object k_o, py
     py::tuple t = py::reinterpret_borrow<py::object>(part).cast<py::tuple>();
     if (t.size() != 3) throw py::value_error("parts: each part is (start, count, seed)");
     const long long start = int_arg(t[0], "start"), count = int_arg(t[1], "count");
-    if (!PyLong_Check(t[2].ptr())) throw py::type_error("seed: expected an int");
-    const uint64_t seed = PyLong_AsUnsignedLongLongMask(t[2].ptr());  // mod 2**64
+    // any integer (numpy's too, through __index__), taken mod 2**64
+    py::object seed_int = py::reinterpret_steal<py::object>(PyNumber_Index(t[2].ptr()));
+    if (!seed_int) {
+      PyErr_Clear();
+      throw py::type_error("seed: expected an integer");
+    }
+    const uint64_t seed = PyLong_AsUnsignedLongLongMask(seed_int.ptr());
     if (PyErr_Occurred()) throw py::error_already_set();
     if (start < 0 || count < 0 || uint64_t(start) > n || uint64_t(count) > n - uint64_t(start))
       throw py::value_error("parts: elements [" + std::to_string(start) + ", " +

@@ -31,6 +31,7 @@ from .._native import _core
 from ..catalog import Catalog
 from ..catalog.schema import execute_script, has_table
 from ..formats.sources import ModelSource
+from ..pool import settle_jobs
 from . import sketch_index
 
 if TYPE_CHECKING:
@@ -161,9 +162,13 @@ def sketch_source(
     bounds.append(len(work))
     jobs = [work[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     futures = [pool.submit(_sketch_all, j) for j in jobs[1:]] if pool is not None else []
-    results = _sketch_all(jobs[0]) if jobs else []
-    for f in futures:
-        results += f.result()
+    try:
+        results = _sketch_all(jobs[0]) if jobs else []
+        for f in futures:
+            results += f.result()
+    except BaseException:  # the jobs read buffers the caller may free: wait for them
+        settle_jobs((f,) for f in futures)
+        raise
     out: dict[str, TensorSketch] = {}
     for (name, numel, _, _, parts), (blob, norm2, zeros) in zip(work, results, strict=True):
         acc = np.frombuffer(blob, np.float64)

@@ -19,6 +19,13 @@ from . import MANIFEST_NAME, load_manifest
 StateDict = dict[str, torch.Tensor]
 
 
+def check_seed(seed: object) -> int:
+    """A zoo's ``seed`` (an integer >= 0; 0 draws the reference zoo), else ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return seed
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Short, stable hash of a JSON-serialisable build configuration."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()

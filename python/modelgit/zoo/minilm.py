@@ -513,8 +513,7 @@ def build_minilm_zoo(
         raise ValueError("steps must be >= 1")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    _util.check_seed(seed)
     spec = VARIANTS[variant]
     zoo = spec["zoo"]
     shift = 1000 * seed

@@ -300,7 +300,7 @@ def build_small_zoo(out_dir: str | Path, *, force: bool = False, seed: int = SEE
     ``force``. Deterministic: the same torch version gives the same bytes.
     """
     out = Path(out_dir)
-    config = _config(seed)
+    config = _config(_util.check_seed(seed))
     chash = _util.config_hash(config)
     if not force and _util.cached(out, chash) is not None:
         return out
