@@ -47,6 +47,7 @@ __all__ = [
     "sketches_of",
     "candidates",
     "relative_distance",
+    "relative_distances",
     "delta_coded",
     "storage_bases_of",
     "storage_base_refs",
@@ -152,11 +153,12 @@ def sketch_source(
             view = b"".join(view[s * size : (s + c) * size] for s, c, _ in parts)
             parts = [(at, c, seed) for at, (_, c, seed) in zip(_starts(parts), parts, strict=True)]
         work.append((t.name, numel, t.dtype.name, view, parts))
+    sampled = [sum(c for _, c, _ in w[4]) for w in work]  # elements sketched per tensor
     groups = max(1, getattr(pool, "workers", 1)) if pool is not None else 1
     # contiguous groups of about equal sampled elements: the first is sketched here
-    bounds, total, acc_n = [0], sum(sum(c for _, c, _ in w[4]) for w in work), 0
-    for i, w in enumerate(work):
-        acc_n += sum(c for _, c, _ in w[4])
+    bounds, total, acc_n = [0], sum(sampled), 0
+    for i, n in enumerate(sampled):
+        acc_n += n
         if len(bounds) < groups and acc_n * groups >= total * len(bounds):
             bounds.append(i + 1)
     bounds.append(len(work))
@@ -170,13 +172,12 @@ def sketch_source(
         settle_jobs((f,) for f in futures)
         raise
     out: dict[str, TensorSketch] = {}
-    for (name, numel, _, _, parts), (blob, norm2, zeros) in zip(work, results, strict=True):
+    for (name, numel, *_), count, (blob, norm2, zeros) in zip(work, sampled, results, strict=True):
         acc = np.frombuffer(blob, np.float64)
         with np.errstate(all="ignore"):
             if not (np.isfinite(norm2) and np.all(np.abs(acc) < 3e38)):
                 continue  # values too large to compare (or to keep as float32): no sketch
-        sampled = sum(c for _, c, _ in parts)
-        out[name] = TensorSketch(name, acc, norm2, numel, zeros / sampled)
+        out[name] = TensorSketch(name, acc, norm2, numel, zeros / count)
     return out
 
 
@@ -268,6 +269,22 @@ def relative_distance(a: TensorSketch, b: TensorSketch) -> float:
     return r if np.isfinite(r) else float("inf")
 
 
+def relative_distances(
+    a: np.ndarray, b: np.ndarray, norm2: np.ndarray, same: np.ndarray
+) -> np.ndarray:
+    """:func:`relative_distance` row by row for stacked sketches: ``||a_i - b_i||^2 /
+    norm2_i`` (``norm2`` of the ``a`` side, floored at 1e-300); inf where that is not
+    finite or where ``same`` (the two tensors have as many elements) is False."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        d = a - b
+        r = np.einsum("ij,ij->i", d, d) / np.maximum(norm2, 1e-300)
+    r[~np.isfinite(r)] = np.inf
+    r[~same] = np.inf
+    return r
+
+
 def _probe_rows(
     catalog: Catalog, probes: list[TensorSketch]
 ) -> list[tuple[int, str, bytes, float, int]]:
@@ -317,14 +334,9 @@ def candidates(
     which = [at[n] for n in names]
     stored = np.frombuffer(b"".join(map(bytes, blobs)), "<f4").reshape(len(rows), K)
     query = np.stack([p.sketch for p in probes])
-    norm2 = np.array([max(p.norm2, 1e-300) for p in probes])
-    with np.errstate(all="ignore"):
-        diff = query[which] - stored
-        dist = np.einsum("ij,ij->i", diff, diff) / norm2[which]
-        dist[~np.isfinite(dist)] = np.inf
-    for i, (w, n) in enumerate(zip(which, numels, strict=True)):
-        if n != probes[w].numel:
-            dist[i] = np.inf
+    norm2 = np.array([p.norm2 for p in probes])
+    same = np.array([n == probes[w].numel for w, n in zip(which, numels, strict=True)])
+    dist = relative_distances(query[which], stored, norm2[which], same)
     vids, group = np.unique(vid_of, return_inverse=True)
     count = np.bincount(group)
     with np.errstate(invalid="ignore"):

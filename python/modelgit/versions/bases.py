@@ -35,6 +35,7 @@ from ..storage.similarity import (
     TensorSketch,
     candidates,
     delta_coded,
+    relative_distances,
     sketches_of,
 )
 
@@ -115,15 +116,12 @@ def _distances(
         if not names:
             out[vid] = {}
             continue
-        a = np.stack([new[n].sketch for n in names])
-        b = np.stack([sk[vid][n].sketch for n in names])
-        norm2 = np.array([max(new[n].norm2, 1e-300) for n in names])
-        with np.errstate(over="ignore", invalid="ignore"):
-            d = a - b
-            r = np.einsum("ij,ij->i", d, d) / norm2
-        r[~np.isfinite(r)] = np.inf
-        same = np.array([new[n].numel == sk[vid][n].numel for n in names])
-        r[~same] = np.inf
+        r = relative_distances(
+            np.stack([new[n].sketch for n in names]),
+            np.stack([sk[vid][n].sketch for n in names]),
+            np.array([new[n].norm2 for n in names]),
+            np.array([new[n].numel == sk[vid][n].numel for n in names]),
+        )
         out[vid] = dict(zip(names, r.tolist(), strict=True))
     return out
 
