@@ -219,9 +219,18 @@ def _options(
     # (mask, sampled prediction) -> the option priced first with it; the sample is one
     # word in 64: a shortcut taken on it is checked on the whole chunk first
     predicted: dict[tuple[bool, bytes], _Option] = {}
+    whole: dict[tuple, memoryview | None] = {}  # an option's prediction of the chunk, once
+
+    def prediction(o: _Option) -> memoryview | None:
+        key = (o.predictor, tuple(o.ids), o.base_dtype.name, o.coeffs)  # (not the mask)
+        if key not in whole:
+            whole[key] = _full_prediction(o, dtype, n)
+        return whole[key]
+
     checked = 0  # options before this one were checked for an exact prediction
     for plan in job.plans:
-        if any(o.bits == 0.0 and _reproduces(data, dtype, o) for o in out[checked:]):
+        if any(o.bits == 0.0 and _reproduces(data, dtype, o, prediction(o))
+               for o in out[checked:]):  # fmt: skip
             break  # a prediction that reproduces the whole chunk: none can do better
         checked = len(out)
         if plan.predictor == codec.LINEAR and not plan.worth_trying():
@@ -261,7 +270,7 @@ def _options(
             # merge that is the mean) codes the chunk alike, with no coefficients to
             # store: that one
             first = predicted.setdefault((mask, key), o)
-            if first is o or not _same_prediction(first, o, dtype, n):
+            if first is o or not _same_prediction(prediction(first), prediction(o)):
                 out.append(o)
         if scaled is not None:
             out.append(scaled)
@@ -279,13 +288,13 @@ def _full_prediction(o: _Option, dtype: DType, n: int) -> memoryview | None:
         return None
 
 
-def _reproduces(data: memoryview, dtype: DType, o: _Option) -> bool:
-    """Whether ``o`` predicts every element of the chunk exactly (with its zero mask:
-    every nonzero one), so that no other option can code it in fewer bytes."""
+def _reproduces(data: memoryview, dtype: DType, o: _Option, pred: memoryview | None) -> bool:
+    """Whether ``o``, whose prediction of the whole chunk is ``pred``, predicts every
+    element exactly (with its zero mask: every nonzero one), so that no other option
+    can code it in fewer bytes."""
     import numpy as np
 
     n = len(data) // dtype.size
-    pred = _full_prediction(o, dtype, n)
     if pred is None:
         return False
     words = np.frombuffer(data, dtype=f"<u{dtype.size}", count=n)
@@ -296,10 +305,10 @@ def _reproduces(data: memoryview, dtype: DType, o: _Option) -> bool:
     return bool(same.all())
 
 
-def _same_prediction(a: _Option, b: _Option, dtype: DType, n: int) -> bool:
-    """Whether two options predict the whole chunk alike (same mask)."""
-    pa, pb = _full_prediction(a, dtype, n), _full_prediction(b, dtype, n)
-    if a.mask != b.mask or pa is None or pb is None:
+def _same_prediction(pa: memoryview | None, pb: memoryview | None) -> bool:
+    """Whether two predictions of the whole chunk are alike (the options' masks are
+    the same: they share a key of ``_options``)."""
+    if pa is None or pb is None:
         return False
     import numpy as np
 
