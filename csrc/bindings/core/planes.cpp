@@ -14,8 +14,7 @@ struct PlaneArgs {
 
 PlaneArgs check_args(const Buf& data, const Buf* base, py::handle elem_size, py::handle delta,
                      py::handle threads, const char* dname) {
-  long long e = int_arg(elem_size, "elem_size");
-  check_elem_size(e);
+  long long e = elem_size_arg(elem_size);
   long long d = int_arg(delta, "delta");
   check_delta(d);
   check_whole_elems(data.size(), e, dname);
@@ -52,8 +51,7 @@ py::object run(py::object data_o, py::object elem_size, py::object base_o, py::o
 // planes_decode with the E planes in E separate buffers (no staging copy).
 py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object base_o,
                         py::object delta_o, bool rotate, py::object out_o, py::object threads) {
-  long long e = int_arg(elem_size, "elem_size");
-  check_elem_size(e);
+  long long e = elem_size_arg(elem_size);
   if (py::len(parts_o) != size_t(e))
     throw py::value_error("parts: expected elem_size (" + std::to_string(e) + ") buffers, got " +
                           std::to_string(py::len(parts_o)));
@@ -91,8 +89,7 @@ py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object b
 // planes_decode_parts in place: out holds the delta base and receives the result.
 py::object apply_parts(py::sequence parts_o, py::object elem_size, py::object delta_o,
                        bool rotate, py::object out_o, py::object threads) {
-  long long e = int_arg(elem_size, "elem_size");
-  check_elem_size(e);
+  long long e = elem_size_arg(elem_size);
   if (py::len(parts_o) != size_t(e))
     throw py::value_error("parts: expected elem_size (" + std::to_string(e) + ") buffers, got " +
                           std::to_string(py::len(parts_o)));
@@ -123,13 +120,10 @@ py::object apply_parts(py::sequence parts_o, py::object elem_size, py::object de
 }
 
 py::tuple run_zero_mask(py::object data_o, py::object pred_o, py::object elem_size) {
-  const long long e = int_arg(elem_size, "elem_size");
-  check_elem_size(e);
+  const long long e = elem_size_arg(elem_size);
   Buf data(data_o, "data"), pred(pred_o, "pred");
   check_whole_elems(data.size(), e, "data");
-  if (pred.size() != data.size())
-    throw py::value_error("pred: " + std::to_string(pred.size()) + " bytes, data has " +
-                          std::to_string(data.size()) + " (they must be equal)");
+  check_same_length(pred.size(), data.size(), "pred", "data");
   const size_t m = data.size() / size_t(e);
   uint8_t *mp = nullptr, *op = nullptr;
   py::bytearray mask = empty_bytearray((m + 7) / 8, &mp);

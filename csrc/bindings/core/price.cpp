@@ -6,19 +6,11 @@
 namespace modelgit::bindings {
 namespace {
 
-size_t elem_size_arg(py::object o) {
-  const long long e = int_arg(o, "elem_size");
-  check_elem_size(e);
-  return size_t(e);
-}
-
 py::tuple residual(py::object y_o, py::object p_o, py::object e_o) {
-  const size_t E = elem_size_arg(e_o);
+  const size_t E = size_t(elem_size_arg(e_o));
   Buf y(y_o, "y"), p(p_o, "pred");
   check_whole_elems(y.size(), (long long)E, "y");
-  if (p.size() != y.size())
-    throw py::value_error("pred: " + std::to_string(p.size()) + " bytes, y has " +
-                          std::to_string(y.size()) + " (they must be equal)");
+  check_same_length(p.size(), y.size(), "pred", "y");
   ResidualBits r;
   {
     py::gil_scoped_release nogil;
@@ -28,7 +20,7 @@ py::tuple residual(py::object y_o, py::object p_o, py::object e_o) {
 }
 
 double entropy(py::object w_o, py::object e_o, bool rotate) {
-  const size_t E = elem_size_arg(e_o);
+  const size_t E = size_t(elem_size_arg(e_o));
   Buf w(w_o, "words");
   check_whole_elems(w.size(), (long long)E, "words");
   py::gil_scoped_release nogil;
@@ -42,9 +34,7 @@ py::tuple log_ratio(py::object y_o, py::object b_o, const std::string& dtype, py
   Buf y(y_o, "y"), b(b_o, "base");
   const size_t E = dtype_size(dt);
   check_whole_elems(y.size(), (long long)E, "y");
-  if (b.size() != y.size())
-    throw py::value_error("base: " + std::to_string(b.size()) + " bytes, y has " +
-                          std::to_string(y.size()) + " (they must be equal)");
+  check_same_length(b.size(), y.size(), "base", "y");
   LogScale s;
   {
     py::gil_scoped_release nogil;

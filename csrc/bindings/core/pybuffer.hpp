@@ -132,6 +132,20 @@ inline long long int_arg(py::handle obj, const char* name) {
   return v;
 }
 
+// An elem_size parameter: an int, and 1, 2, 4 or 8.
+inline long long elem_size_arg(py::handle obj) {
+  const long long e = int_arg(obj, "elem_size");
+  check_elem_size(e);
+  return e;
+}
+
+// ValueError unless buffer `name` holds as many bytes as `other` (the two are read in step).
+inline void check_same_length(size_t got, size_t want, const char* name, const char* other) {
+  if (got != want)
+    throw py::value_error(std::string(name) + ": " + std::to_string(got) + " bytes, " + other +
+                          " has " + std::to_string(want) + " (they must be equal)");
+}
+
 inline int threads_arg(py::handle obj) {
   long long t = int_arg(obj, "threads");
   if (t < 0) throw py::value_error("threads must be >= 0 (0 = all hardware threads)");
