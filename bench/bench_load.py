@@ -17,6 +17,10 @@ Sections (``--sections``, all by default):
   the same model stored standalone in a repository of its own.
 * ``layouts``: for max_depth 1, 2, 4 and 8, the chain's and the MiniLM zoo's stored
   bytes and the load time of chain versions against the standalone model.
+* ``stars``: the same after ``repo.repack()``, which re-codes delta chains as stars
+  around their medoid (``modelgit.versions.stars``): each version's depth and load
+  time against the standalone model, and the stored bytes of the chain alone and of
+  the MiniLM zoo before and after the repack.
 * ``cache``: a second load with the checkout cache on, against ``load_file`` (lazy).
 * ``load_into``: topic-a (a delta-coded fine-tune) into an existing module, against
   ``module.load_state_dict(load_file(path))``; with and without the checkout cache.
@@ -183,6 +187,18 @@ def family(
     return path, sds
 
 
+def repacked_family(work: Path, chain_len: int) -> tuple[Path, dict[str, dict[str, torch.Tensor]]]:
+    """A copy of the family repository after ``repo.repack()`` (stars)."""
+    fam, sds = family(work, chain_len)
+    path = work / "family-repacked"
+    if not (path / "MODELGIT").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(fam, path)
+        with mg.open(path) as repo:
+            print(repo.repack(), file=sys.stderr)
+    return path, sds
+
+
 def max_depth_of(repo_path: Path, ref: str) -> int:
     with mg.open(repo_path) as repo:
         vid, _ = repo.resolve(ref)
@@ -190,17 +206,25 @@ def max_depth_of(repo_path: Path, ref: str) -> int:
         return max((r.depth for r in repo.store.rows(ids).values()), default=0)
 
 
-def chain_footprint(sds: dict[str, dict[str, torch.Tensor]], chain_len: int, depth: int) -> int:
+def chain_footprint(
+    sds: dict[str, dict[str, torch.Tensor]], chain_len: int, depth: int, repack: bool = False
+) -> int | tuple[int, int]:
+    """The chain alone under ``max_depth``: its stored bytes (and after a repack)."""
     with tempfile.TemporaryDirectory() as d, mg.init(Path(d) / "r") as repo:
         repo.layout(max_depth=depth)
         repo.add("chain", sds["chain@1"])
         for i in range(2, chain_len + 1):
             repo.commit("chain", sds[f"chain@{i}"])
-        return repo.stats().stored_bytes
+        before = repo.stats().stored_bytes
+        if not repack:
+            return before
+        repo.repack()
+        return before, repo.stats().stored_bytes
 
 
-def zoo_footprint(depth: int) -> int:
-    """The MiniLM reference zoo, every parent declared, under ``max_depth``."""
+def zoo_footprint(depth: int, repack: bool = False) -> int | tuple[int, int]:
+    """The MiniLM reference zoo, every parent declared, under ``max_depth`` (and after
+    a repack)."""
     from modelgit.zoo import load_manifest, parents_of
 
     with tempfile.TemporaryDirectory() as d, mg.init(Path(d) / "r") as repo:
@@ -208,7 +232,11 @@ def zoo_footprint(depth: int) -> int:
         for e in load_manifest(ZOO):
             repo.add(e["name"], ZOO / e["file"], parents=parents_of(e) or None,
                      relation=e.get("relation") or "finetune")  # fmt: skip
-        return repo.stats().stored_bytes
+        before = repo.stats().stored_bytes
+        if not repack:
+            return before
+        repo.repack()
+        return before, repo.stats().stored_bytes
 
 
 # -- sections --------------------------------------------------------------------------
@@ -290,6 +318,35 @@ def section_layouts(work: Path, runs: int, chain_len: int) -> str:
     return "### Layouts: footprint against load time\n\n" + table(
         ["max_depth", f"chain of {chain_len}: stored bytes", "MiniLM zoo: stored bytes",
          "chain versions: slowest load / standalone", "median"], rows)  # fmt: skip
+
+
+def section_stars(work: Path, runs: int, chain_len: int) -> str:
+    """Loads and footprints after ``repo.repack()`` (delta chains made stars)."""
+    fam, sds = family(work, chain_len)
+    rep, _ = repacked_family(work, chain_len)
+    refs = ["minilm", "topic-a", "topic-b", "topic-b-bf16"] + [
+        f"chain@{i}" for i in sorted({1, 2, 3, 5, 8, 10, 15, chain_len})
+    ]
+    rows = []
+    for ref in refs:
+        sa, _ = standalone_repo(work, ref.replace("@", "-"), sds[ref])
+        t = medians(
+            {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")},
+             "fam": {"kind": "mg_load", "repo": str(fam), "ref": ref},
+             "rep": {"kind": "mg_load", "repo": str(rep), "ref": ref}}, runs)  # fmt: skip
+        rows.append([ref, ms(t["sa"]), max_depth_of(fam, ref), f"{t['fam'] / t['sa']:.2f}x",
+                     max_depth_of(rep, ref), f"{t['rep'] / t['sa']:.2f}x"])  # fmt: skip
+    out = "### After repack: delta chains made stars\n\n" + table(
+        ["version", "stored standalone", "depth", "as committed", "depth after repack",
+         "after repack"], rows)  # fmt: skip
+    foot = []
+    for depth in (4, 1):
+        c0, c1 = chain_footprint(sds, chain_len, depth, repack=True)
+        z0, z1 = zoo_footprint(depth, repack=True)
+        foot.append([depth, f"{c0:,}", f"{c1:,}", f"{z0:,}", f"{z1:,}"])
+    return out + "\n\n" + table(
+        ["max_depth", f"chain of {chain_len}: committed", "after repack",
+         "MiniLM zoo: added", "after repack"], foot)  # fmt: skip
 
 
 def section_cache(work: Path, runs: int) -> str:
@@ -455,7 +512,7 @@ def main() -> None:
     ap.add_argument("--memory-gib", type=float, default=4.0, help="model of the memory row")
     ap.add_argument("--chain", type=int, default=20, help="versions in the chain")
     ap.add_argument(
-        "--sections", default="standalone,depth,layouts,cache,load_into,cold,memory",
+        "--sections", default="standalone,depth,layouts,stars,cache,load_into,cold,memory",
         help="comma-separated sections to run",
     )  # fmt: skip
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "cache" / "load")
@@ -484,6 +541,8 @@ def main() -> None:
             parts.append(section_depth(args.work, args.runs, args.chain))
         elif name == "layouts":
             parts.append(section_layouts(args.work, args.runs, args.chain))
+        elif name == "stars":
+            parts.append(section_stars(args.work, args.runs, args.chain))
         elif name == "cache":
             parts.append(section_cache(args.work, args.runs))
         elif name == "load_into":

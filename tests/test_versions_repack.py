@@ -68,9 +68,26 @@ def test_repack_reaches_the_declared_footprint(tmp_path: Path) -> None:
             assert_same_state(repo.load(name), sd)
         assert repo.fsck().ok
         assert {v.model for v in repo.storage_bases("merge")} >= {"ft1", "ft2"}
-        assert repo.storage_bases("base") == []
-        again = repo.repack()  # nothing left to gain
-        assert again.rewritten == 0 and again.gc_reclaimed is None
+        # some chunks of the chain base -> ft5 became a star around one version: the
+        # base is then a delta against a newer version (a random walk's chain is
+        # cheaper than its star elsewhere: those stay chains)
+        assert report.stars > 0
+        assert any(repo.storage_bases("base"))
+        settles(repo)
+
+
+def settles(repo: mg.Repository) -> None:
+    """Repacking again gains little, and soon nothing: the first pass of the next run
+    may code a chunk against the star centres the last run made (a fixed point)."""
+    size = repo.stats().stored_bytes
+    for _ in range(3):
+        again = repo.repack()
+        if again.rewritten == 0:
+            assert again.gc_reclaimed is None and again.stars == 0
+            return
+        assert again.saved >= 0 and again.bytes_after >= 0.98 * again.bytes_before
+        assert repo.stats().stored_bytes <= size
+    raise AssertionError("a repack still rewrote chunks after three runs")
 
 
 def test_chunks_others_need_do_not_get_deeper(tmp_path: Path) -> None:
@@ -189,7 +206,7 @@ def test_repack_killed_then_rerun_and_readers_meanwhile(tmp_path: Path) -> None:
     assert interrupted >= 2, "the repacks ended before the kills"
     with mg.open(root) as repo:
         repo.repack()
-        assert repo.repack().rewritten == 0
+        settles(repo)
         for name, sd in models.items():
             assert_same_state(repo.load(name), sd)
         assert repo.fsck().ok

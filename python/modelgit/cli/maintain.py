@@ -97,20 +97,29 @@ def register(sub: Any) -> None:
             "Go through the versions oldest first and re-encode each chunk against the "
             "closest chunks of older versions under the current policy (automatic bases, "
             "linear predictors for merges), keeping a new record only where it is "
-            "smaller; then gc to reclaim the old records' space. Versions and their "
-            "contents do not change. Loads keep working while it runs; add and commit "
-            "wait. Interrupted (even by kill -9), it loses nothing: run it again."
+            "smaller. Then turn delta chains (a training run's checkpoints, fine-tunes "
+            "of fine-tunes) into stars around their medoid, where that takes no more "
+            "space: every version then decodes at most one delta and loads about as "
+            "fast as a standalone model. Then gc to reclaim the old records' space. "
+            "Versions and their contents do not change. Loads keep working while it "
+            "runs; add and commit wait. Interrupted (even by kill -9), it loses "
+            "nothing: run it again."
         ),
         epilog=(
             "examples:\n"
             "  modelgit repack              # e.g. after importing models without parents\n"
             "  modelgit repack --no-gc      # leave the old records until the next gc\n"
+            "  modelgit repack --no-stars   # keep the delta chains as they are\n"
             "  modelgit repack --json"
         ),
     )
     p.add_argument(
         "--no-gc", action="store_true", help="do not run gc afterwards (the space stays used)"
     )
+    p.add_argument(
+        "--no-stars", action="store_true",
+        help="only re-choose bases; leave delta chains as deep as they are",
+    )  # fmt: skip
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -195,7 +204,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 def cmd_repack(args: argparse.Namespace) -> int:
     with open_repo(args) as repo, Progress("repacking") as bar:
-        report = call_with_progress(repo.repack, gc=not args.no_gc, progress=bar)
+        report = call_with_progress(
+            repo.repack, gc=not args.no_gc, stars=not args.no_stars, progress=bar
+        )
     emit(args.json, report)
     return 0
 

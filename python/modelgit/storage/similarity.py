@@ -50,6 +50,7 @@ __all__ = [
     "relative_distances",
     "delta_coded",
     "storage_bases_of",
+    "replace_storage_bases",
     "storage_base_refs",
 ]
 
@@ -203,6 +204,16 @@ def insert_sketches(
         [(vid, b) for b in sorted(set(bases)) if b != vid],
     )
     sketch_index.add_to_index(db, vid, sketches)
+
+
+def replace_storage_bases(db: Any, vid: int, bases: Iterable[int]) -> None:
+    """Record that version ``vid`` is now stored against ``bases`` (after a repack)."""
+    ensure_tables(db)
+    db.execute("DELETE FROM storage_bases WHERE version = ?", (vid,))
+    db.executemany(
+        "INSERT OR IGNORE INTO storage_bases(version, base) VALUES (?,?)",
+        [(vid, b) for b in sorted(set(bases)) if b != vid],
+    )
 
 
 def _has_tables(catalog: Catalog) -> bool:

@@ -495,12 +495,17 @@ class VersionStore:
         with self.lock(exclusive=False, writes=False):
             return maintenance.fsck(self.catalog, self.store, full=full, progress=progress)
 
-    def repack(self, gc: bool = True, progress: ProgressFn | None = None) -> RepackReport:
+    def repack(
+        self, gc: bool = True, progress: ProgressFn | None = None, *, stars: bool = True
+    ) -> RepackReport:
         """Re-choose the bases of every stored chunk under the current policy (automatic
-        bases, linear predictors), keeping new records where they are smaller; then
-        ``gc`` to reclaim the old records' space unless ``gc=False``. Loads keep working
-        while it runs; adds and commits wait. See :mod:`modelgit.versions.repack`."""
-        report = repack_versions(self, progress=progress)
+        bases, linear predictors), keeping new records where they are smaller; then,
+        with ``stars``, re-code delta chains as stars around their medoid where that
+        takes no more space (every version then decodes at most one delta:
+        :mod:`modelgit.versions.stars`); then ``gc`` to reclaim the old records' space
+        unless ``gc=False``. Loads keep working while it runs; adds and commits wait.
+        See :mod:`modelgit.versions.repack`."""
+        report = repack_versions(self, progress=progress, stars=stars)
         if gc and report.rewritten:
             report.gc_reclaimed = self.gc().bytes_freed
         return report

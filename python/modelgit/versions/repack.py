@@ -14,7 +14,8 @@ Safety:
 * no cycle: a chunk is only coded against chunks of older versions whose own bases
   (transitively) do not lead back to it;
 * no chain past the layout bound, and no chunk made deeper that others are coded
-  against (their recorded depth would be wrong): such a chunk may only get shallower;
+  against (their recorded depth would be wrong) or that is a delta already (a star's
+  member would go back and forth between runs): such a chunk may only get shallower;
 * crash safety as for a write: the new records are appended to a fresh pack and made
   durable, then one catalog transaction per version points the chunk rows at them. A
   kill at any point leaves either the old rows or the new ones, both complete; the old
@@ -33,13 +34,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.records import ChunkRow, update_chunks
-from ..dtypes import by_name
+from ..dtypes import DType, by_name
 from ..formats.sources import open_model
 from ..progress import Counter, ProgressFn
 from ..storage.packs import CHECKSUM, RECORD_HEADER
 from ..storage.policy import ChunkJob, encode_lossless, plan_bases
-from ..storage.similarity import ensure_tables, insert_sketches, sketch_source, sketches_of
+from ..storage.similarity import (
+    ensure_tables,
+    insert_sketches,
+    replace_storage_bases,
+    sketch_source,
+    sketches_of,
+)
 from .bases import choose_bases
+from .stars import star_pass
 
 if TYPE_CHECKING:
     from ..storage.store import ChunkStore
@@ -61,6 +69,9 @@ class RepackReport:
     rewritten: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    stars: int = 0
+    deepest_before: int = 0
+    deepest_after: int = 0
     gc_reclaimed: int | None = None
 
     @property
@@ -77,7 +88,9 @@ class RepackReport:
         text = (
             f"repacked {self.versions} version(s): {self.rewritten} of {self.chunks} chunks "
             f"re-encoded; stored {human_bytes(self.bytes_before)} -> "
-            f"{human_bytes(self.bytes_after)} (saved {human_bytes(self.saved)}, {pct:.1f}%)"
+            f"{human_bytes(self.bytes_after)} (saved {human_bytes(self.saved)}, {pct:.1f}%); "
+            f"{self.stars} delta chain(s) made stars, deepest delta chain "
+            f"{self.deepest_before} -> {self.deepest_after}"
         )
         if self.gc_reclaimed is not None:
             text += f"; gc reclaimed {human_bytes(self.gc_reclaimed)} on disk"
@@ -94,11 +107,15 @@ class _State:
 
     def __init__(self, engine: VersionStore) -> None:
         self.owner: dict[bytes, int] = {}
-        for vid, chunks in engine.catalog.query(
-            "SELECT version, chunks FROM tensors ORDER BY version"
+        self.dtype: dict[bytes, DType] = {}
+        for vid, dtype, chunks in engine.catalog.query(
+            "SELECT version, dtype, chunks FROM tensors ORDER BY version"
         ):
+            dt = by_name(dtype)
             for i in range(0, len(chunks), 16):
-                self.owner.setdefault(bytes(chunks[i : i + 16]), vid)
+                cid = bytes(chunks[i : i + 16])
+                self.owner.setdefault(cid, vid)
+                self.dtype.setdefault(cid, dt)
         self.needed: set[bytes] = set()  # chunks some record is coded against
         for (base,) in engine.catalog.query("SELECT base FROM chunks WHERE base IS NOT NULL"):
             base = bytes(base)
@@ -181,8 +198,10 @@ def _repack_version(
         if _record_length(enc) > (1 - MIN_GAIN) * old.length:
             return cid, None
         depth = 1 + max((store.row(b).depth for b in enc.bases), default=-1)  # type: ignore[union-attr]
-        if cid in state.needed and depth > old.depth:
-            return cid, None  # others are coded against it: it may not get deeper
+        if depth > old.depth and (cid in state.needed or old.depth > 0):
+            # others are coded against it, or it is a delta already (a star's member:
+            # the star pass would only flatten it again): it may not get deeper
+            return cid, None
         if _leads_to(store, list(enc.bases), cid):
             return cid, None
         return cid, store.put(data, enc, cid)
@@ -212,11 +231,7 @@ def _repack_version(
                     row = done.get(c) or old_rows.get(c)
                     if row is not None and state.owner.get(c) == vid:
                         bases.update(state.owner.get(b, vid) for b in row.bases)
-            db.execute("DELETE FROM storage_bases WHERE version = ?", (vid,))
-            db.executemany(
-                "INSERT OR IGNORE INTO storage_bases(version, base) VALUES (?,?)",
-                [(vid, b) for b in sorted(bases) if b != vid],
-            )
+            replace_storage_bases(db, vid, bases)
     except BaseException:
         store.abandon()
         raise
@@ -226,12 +241,20 @@ def _repack_version(
     report.rewritten += len(done)
 
 
-def repack(engine: VersionStore, progress: ProgressFn | None = None) -> RepackReport:
-    """Re-encode every chunk whose record the current policy makes smaller; see the
-    module docstring. Call :meth:`~modelgit.Repository.gc` afterwards to reclaim the
+def _deepest(engine: VersionStore) -> int:
+    return engine.catalog.one("SELECT COALESCE(MAX(depth), 0) FROM chunks")[0]
+
+
+def repack(
+    engine: VersionStore, progress: ProgressFn | None = None, stars: bool = True
+) -> RepackReport:
+    """Re-encode every chunk whose record the current policy makes smaller, then (with
+    ``stars``) turn delta chains into stars around their medoid (``versions.stars``);
+    see the module docstring. Call :meth:`~modelgit.Repository.gc` afterwards to reclaim the
     old records' space (``Repository.repack`` does by default)."""
     report = RepackReport()
     with engine.lock(exclusive=True):
+        report.deepest_before = _deepest(engine)
         state = _State(engine)
         vids = [r[0] for r in engine.catalog.query("SELECT id FROM versions ORDER BY id")]
         total = sum(
@@ -242,6 +265,12 @@ def repack(engine: VersionStore, progress: ProgressFn | None = None) -> RepackRe
         for vid in vids:
             _repack_version(engine, vid, state, report, count)
             report.versions += 1
+        if stars:
+            got = star_pass(engine, state.dtype, state.owner)
+            report.stars = got.stars
+            report.rewritten += got.rewritten
+            report.bytes_after += got.bytes_after - got.bytes_before  # (pass 1's after)
+        report.deepest_after = _deepest(engine)
         if progress is not None:
             progress(total, total)
     return report
