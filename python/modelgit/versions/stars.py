@@ -12,10 +12,12 @@ re-codes each such group of chunks as a star: one member, the medoid (the one th
 others are cheapest to code against, priced on samples), standalone, and every other
 member one delta against it. Every version of the group then decodes at most one
 delta. A group is re-coded only where the star's records take no more than
-``STAR_SLACK`` more bytes than the group's records now.
+``STAR_SLACK`` more than the group's records now (plus ``STAR_ALLOWANCE`` bytes for
+chunks of at most ``SMALL_CHUNK`` bytes).
 
-Which chunks form a group: the connected components of the byte-planes delta relation
-(same dtype, same length), in slices of at most ``STAR_MAX`` members in the order the
+Which chunks form a group: the connected components of the single-base delta relation
+(byte-planes deltas; predicted records of one base of the same dtype and length), in
+slices of at most ``STAR_MAX`` members in the order the
 versions were written (each slice its own star). A group holding a lossy chunk, or
 none deeper than 1, is left as it is.
 
@@ -48,6 +50,8 @@ __all__ = ["StarReport", "star_pass", "STAR_MAX", "STAR_SLACK"]
 
 STAR_MAX = 64  # members per star: a longer group is cut into slices of this many
 STAR_SLACK = 0.01  # a star may take this much more than the group's records now
+STAR_ALLOWANCE = 64 << 10  # ... and this many bytes more where chunks are small:
+SMALL_CHUNK = 16 << 10  # at most this many bytes
 MEDOID_CANDIDATES = 16  # members priced as the centre of a group (spread over it)
 MIN_GAIN = 0.01  # a star moves to another centre only to save this much
 
@@ -83,15 +87,23 @@ class _Union:
             self.up[ra] = rb
 
 
-def _groups(rows: dict[bytes, ChunkRow], order: dict[bytes, int]) -> list[list[bytes]]:
-    """Slices of the connected components of the byte-planes delta relation, members in
-    the order their versions were written, at most ``STAR_MAX`` each."""
+def _groups(
+    rows: dict[bytes, ChunkRow], order: dict[bytes, int], dtypes: dict[bytes, DType]
+) -> list[list[bytes]]:
+    """Slices of the connected components of the single-base delta relation within a
+    dtype (byte-planes deltas, and predicted records of one base of the same dtype and
+    length: a scaled parent, a masked one), members in the order their versions were
+    written, at most ``STAR_MAX`` each."""
     u = _Union()
     for r in rows.values():
-        if r.codec == codec.PLANES and r.base is not None:
-            (b,) = r.bases
-            if b in rows:
-                u.join(r.id, b)
+        if r.codec not in (codec.PLANES, codec.PREDICTED) or r.base is None or r.lossy:
+            continue
+        bases = r.bases
+        if len(bases) != 1 or bases[0] not in rows:
+            continue
+        b = rows[bases[0]]
+        if b.raw_length == r.raw_length and dtypes.get(b.id) == dtypes.get(r.id) is not None:
+            u.join(r.id, b.id)
     comps: dict[bytes, list[bytes]] = {}
     for cid in u.up:
         comps.setdefault(u.find(cid), []).append(cid)
@@ -197,7 +209,11 @@ def _try_star(
     # a chain may become a star that takes a little more space; a star (a repack's
     # first pass codes new deltas against standalone chunks) moves to its medoid only
     # to save space, so that repacking again finds nothing to do
-    if after > (1 - MIN_GAIN if flat else 1 + STAR_SLACK) * before:
+    # (plus STAR_ALLOWANCE for small chunks, a bias or a norm's weights, whose chain
+    # costs a load more in per-chunk overhead than in bytes)
+    extra = STAR_ALLOWANCE if len(m_data) <= SMALL_CHUNK else 0
+    limit = (1 - MIN_GAIN) * before if flat else (1 + STAR_SLACK) * before + extra
+    if after > limit:
         return
     try:
         # the centre first: the members' rows take their depth from its pending row
@@ -253,7 +269,7 @@ def star_pass(
     for cid, vid in order.items():
         if cid in rows:
             owned.setdefault(vid, []).append(cid)
-    for members in _groups(rows, order):
+    for members in _groups(rows, order, dtypes):
         report.groups += 1
         group = [rows[c] for c in members]
         dtype = dtypes.get(members[0])
