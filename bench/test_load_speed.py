@@ -3,7 +3,8 @@
 Run: ``pytest bench/test_load_speed.py --benchmark-only`` (compare runs with
 ``--benchmark-autosave`` and ``--benchmark-compare``). A ~90 MB family of synthetic
 relatives: a standalone model, a fine-tune, a fine-tune of it and a bf16 cast; loads
-from the decoder, from the checkout cache, and into an existing module. The figures that
+from the decoder (also after ``repack`` made the chain a star), from the checkout
+cache, and into an existing module. The figures that
 go in docs/benchmarks.md come from ``bench/bench_load.py`` (fresh processes, medians).
 """
 
@@ -41,6 +42,30 @@ def family(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dic
         repo.add("ft2", sds["ft2"], parents="ft")
         repo.add("cast", sds["cast"], parents="ft2", relation="cast")
     yield path, sds
+
+
+@pytest.fixture(scope="module")
+def repacked(family: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The family after ``repack``: base, ft and ft2 one star (each at most one delta)."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("repacked") / "repo"
+    shutil.copytree(family[0], path)
+    with mg.open(path) as repo:
+        repo.repack()
+    return path
+
+
+@pytest.mark.parametrize("ref", ["base", "ft", "ft2", "cast"])
+def test_load_after_repack(benchmark, family: tuple[Path, dict], repacked: Path, ref: str) -> None:  # noqa: ANN001
+    with mg.open(repacked, memory_budget="64MiB") as repo:
+
+        def load() -> dict[str, torch.Tensor]:
+            repo.store.cache.clear()
+            return repo.load(ref)
+
+        got = benchmark(load)
+    assert all(torch.equal(got[k], v) for k, v in family[1][ref].items())
 
 
 @pytest.mark.parametrize("ref", ["base", "ft", "ft2", "cast"])
