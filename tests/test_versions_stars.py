@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 import modelgit as mg
@@ -177,3 +178,82 @@ def test_star_pass_killed_then_rerun_and_readers_meanwhile(tmp_path: Path) -> No
         for i, sd in enumerate(chain, 1):
             assert_same_state(repo.load(f"run@{i}"), sd)
         assert repo.fsck().ok
+
+
+def test_a_merge_below_two_stars_keeps_true_depths(tmp_path: Path) -> None:
+    """A merge of the roots of two chains, fine-tunes of the merge, and a long chain:
+    stars made one after the other move the recorded depths of what lies below them
+    (the merge, its fine-tunes), each from the rows as they are then."""
+    g = torch.Generator().manual_seed(0)
+    n = 40_000
+
+    def noisy(centre: torch.Tensor, s: float = 1e-4) -> dict[str, torch.Tensor]:
+        return {"w": centre + s * torch.randn(n, generator=g)}
+
+    c, cb = torch.randn(n, generator=g) * 0.05, torch.randn(n, generator=g) * 0.05
+    models = {"A0": noisy(c, 2e-3), "B0": noisy(cb)}
+    models["M"] = {"w": 0.5 * models["A0"]["w"] + 0.5 * models["B0"]["w"]}
+    cm = models["M"]["w"] + 3e-3 * torch.randn(n, generator=g)
+    models |= {"M1": noisy(cm), "M2": noisy(cm)}
+    models |= {f"A{i}": noisy(c) for i in range(1, 8)}
+    parents = {"M": ["A0", "B0"], "M1": "M", "M2": "M1"} | {
+        f"A{i}": f"A{i - 1}" for i in range(1, 8)
+    }
+    with mg.init(tmp_path / "r") as repo:
+        repo.chunk_elems = 4096
+        for name, sd in models.items():
+            repo.add(name, sd, parents=parents.get(name))
+        assert repo.repack(gc=False).stars > 0
+        assert_true_depths(repo)
+        models["T"] = noisy(models["M"]["w"], 1e-5)
+        repo.add("T", models["T"], parents="M")  # coded against the merge's chunks
+        assert_true_depths(repo)
+        for name, sd in models.items():
+            assert_same_state(repo.load(name), sd)
+        assert repo.fsck().ok
+
+
+def test_pull_after_a_repack_records_local_depths(tmp_path: Path) -> None:
+    """B pulls A's run, A repacks (stars) and commits more, B pulls again: the new
+    records are coded against A's star centres, which B holds in its own (chain)
+    encoding; their depth is B's, not A's."""
+    chain = training(n=14, size=20_000)
+    with mg.init(tmp_path / "A") as a, mg.init(tmp_path / "B") as b:
+        a.chunk_elems = b.chunk_elems = 4096
+        a.add("run", chain[0])
+        for sd in chain[1:10]:
+            a.commit("run", sd)
+        b.pull(a)
+        assert a.repack().stars > 0
+        for sd in chain[10:12]:
+            a.commit("run", sd)
+        b.pull(a)
+        assert_true_depths(b)
+        for sd in chain[12:]:
+            b.commit("run", sd)
+        assert_true_depths(b)
+        for i, sd in enumerate(chain, 1):
+            assert_same_state(b.load(f"run@{i}"), sd)
+        assert b.fsck().ok
+
+
+def test_a_long_group_is_cut_into_stars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group longer than STAR_MAX is cut into slices of the versions in the order they
+    were written; the first becomes a star around its medoid, and a later one may take
+    that centre (stored standalone already) instead of storing one of its own."""
+    from modelgit.versions import stars
+
+    monkeypatch.setattr(stars, "STAR_MAX", 6)
+    g = torch.Generator().manual_seed(4)
+    centre = torch.randn(40_000, generator=g) * 0.05
+    # versions scattered around one point (not a walk): any centre is as good as another
+    run = [{"w": centre + 1e-4 * torch.randn(40_000, generator=g)} for _ in range(18)]
+    with committed(tmp_path / "r", run) as repo:
+        report = repo.repack()
+        assert report.stars >= 9 and report.deepest_after == 1  # 3 chunks x 3 slices
+        assert_true_depths(repo)
+        rows = chunk_rows(repo)
+        standalone = [c for c, (d, _, _) in rows.items() if d == 0]
+        assert len(standalone) == 3  # one centre per chunk position, shared by its slices
+        for i, sd in enumerate(run, 1):
+            assert_same_state(repo.load(f"run@{i}"), sd)

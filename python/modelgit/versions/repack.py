@@ -61,8 +61,10 @@ CANDIDATES = 8  # stored versions ranked per version (newer ones are filtered ou
 
 @dataclass
 class RepackReport:
-    """What a repack did: versions and chunks looked at, chunks given a new record, and
-    the bytes of the records before and after (``saved``: what ``gc`` then reclaims)."""
+    """What a repack did: versions and chunks looked at, chunks given a new record (by
+    either pass), the bytes of the chunks' current records before and after (``saved``:
+    how much smaller they are now; ``gc`` reclaims more, the superseded records too),
+    delta groups made stars, and the deepest chunk before and after."""
 
     versions: int = 0
     chunks: int = 0
@@ -116,6 +118,7 @@ class _State:
                 cid = bytes(chunks[i : i + 16])
                 self.owner.setdefault(cid, vid)
                 self.dtype.setdefault(cid, dt)
+        self.rewritten: set[bytes] = set()  # chunks given a new record (either pass)
         self.needed: set[bytes] = set()  # chunks some record is coded against
         for (base,) in engine.catalog.query("SELECT base FROM chunks WHERE base IS NOT NULL"):
             base = bytes(base)
@@ -238,7 +241,39 @@ def _repack_version(
     store.published()
     for row in done.values():
         state.needed.update(row.bases)
-    report.rewritten += len(done)
+    state.rewritten.update(done)
+    report.rewritten = len(state.rewritten)
+
+
+def _true_depths(engine: VersionStore) -> None:
+    """Set every chunk's recorded depth to 1 + its deepest base's (0 without a base),
+    in one transaction: the first pass makes a chunk others are coded against
+    shallower without following them (an overstated depth is safe, but it keeps
+    chunks from being chosen as bases)."""
+    base: dict[bytes, list[bytes]] = {}
+    recorded: dict[bytes, int] = {}
+    for cid, b, depth in engine.catalog.query("SELECT id, base, depth FROM chunks"):
+        cid = bytes(cid)
+        base[cid] = [bytes(b[i : i + 16]) for i in range(0, len(b or b""), 16)]
+        recorded[cid] = depth
+    true: dict[bytes, int] = {}
+    for start in base:
+        stack = [start]
+        while stack:  # bases first (no recursion: chains may be long)
+            cid = stack[-1]
+            if cid in true:
+                stack.pop()
+                continue
+            todo = [b for b in base[cid] if b not in true and b in base]
+            if todo:
+                stack.extend(todo)
+                continue
+            true[cid] = 1 + max((true.get(b, 0) for b in base[cid]), default=-1)
+            stack.pop()
+    wrong = [(d, c) for c, d in true.items() if d != recorded[c]]
+    if wrong:
+        with engine.catalog.transaction() as db:
+            db.executemany("UPDATE chunks SET depth = ? WHERE id = ?", wrong)
 
 
 def _deepest(engine: VersionStore) -> int:
@@ -268,8 +303,10 @@ def repack(
         if stars:
             got = star_pass(engine, state.dtype, state.owner)
             report.stars = got.stars
-            report.rewritten += got.rewritten
+            state.rewritten.update(got.ids)
+            report.rewritten = len(state.rewritten)
             report.bytes_after += got.bytes_after - got.bytes_before  # (pass 1's after)
+        _true_depths(engine)
         report.deepest_after = _deepest(engine)
         if progress is not None:
             progress(total, total)

@@ -33,7 +33,8 @@ depth now and the layout bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import _core, codec
@@ -63,7 +64,7 @@ class StarReport:
 
     groups: int = 0
     stars: int = 0
-    rewritten: int = 0
+    ids: set[bytes] = field(default_factory=set)  # chunks given a new record
     bytes_before: int = 0
     bytes_after: int = 0
 
@@ -89,11 +90,11 @@ class _Union:
 
 def _groups(
     rows: dict[bytes, ChunkRow], order: dict[bytes, int], dtypes: dict[bytes, DType]
-) -> list[list[bytes]]:
-    """Slices of the connected components of the single-base delta relation within a
-    dtype (byte-planes deltas, and predicted records of one base of the same dtype and
-    length: a scaled parent, a masked one), members in the order their versions were
-    written, at most ``STAR_MAX`` each."""
+) -> list[list[list[bytes]]]:
+    """The connected components of the single-base delta relation within a dtype
+    (byte-planes deltas, and predicted records of one base of the same dtype and
+    length: a scaled parent, a masked one), each cut into slices of at most
+    ``STAR_MAX`` members in the order their versions were written."""
     u = _Union()
     for r in rows.values():
         if r.codec not in (codec.PLANES, codec.PREDICTED) or r.base is None or r.lossy:
@@ -113,13 +114,15 @@ def _groups(
         n = len(members)
         parts = -(-n // STAR_MAX)
         size = -(-n // parts)
-        out += [members[i : i + size] for i in range(0, n, size)]
+        out.append([members[i : i + size] for i in range(0, n, size)])
     return out
 
 
-def _medoid(samples: list, dtype: DType) -> int:
+def _medoid(samples: list, dtype: DType, outside: object = None) -> int:
     """The member the others are cheapest to code against, with its own standalone
-    cost, priced on the members' samples (``_core.residual_bits``, ``plane_entropy``)."""
+    cost, priced on the members' samples (``_core.residual_bits``, ``plane_entropy``);
+    -1 for ``outside`` (the sample of a chunk stored standalone already, the previous
+    slice's centre: it costs nothing more) where every member is cheapest against it."""
     n = len(samples)
     step = max(1, n // MEDOID_CANDIDATES)
     best, best_bits = 0, float("inf")
@@ -130,69 +133,100 @@ def _medoid(samples: list, dtype: DType) -> int:
                 bits += _core.residual_bits(samples[y], samples[m], dtype.size)[0]
         if bits < best_bits:
             best, best_bits = m, bits
+    if outside is not None:
+        bits = sum(_core.residual_bits(y, outside, dtype.size)[0] for y in samples)
+        if bits < best_bits:
+            best = -1
     return best
 
 
-def _dependents(engine: VersionStore) -> dict[bytes, list[tuple[bytes, list[bytes]]]]:
-    """base chunk -> (chunk, its bases) of every chunk coded against it."""
-    out: dict[bytes, list[tuple[bytes, list[bytes]]]] = {}
-    for cid, base in engine.catalog.query("SELECT id, base FROM chunks WHERE base IS NOT NULL"):
-        bases = [bytes(base[i : i + 16]) for i in range(0, len(base), 16)]
-        for b in bases:
-            out.setdefault(b, []).append((bytes(cid), bases))
-    return out
+class _Links:
+    """Who is coded against whom, kept current as stars are made: ``children[b]``, the
+    chunks whose record names ``b`` as a base (a superset: an edge a star removed is
+    checked against the child's row when walked), and per version the owners of the
+    bases of the chunks it introduced (``storage_bases``), counted."""
 
+    def __init__(self, rows: dict[bytes, ChunkRow], owner: dict[bytes, int]) -> None:
+        self.rows, self.owner = rows, owner
+        self.children: dict[bytes, set[bytes]] = {}
+        self.uses: dict[int, Counter[int]] = {}
+        for r in rows.values():
+            self._add(r, 1)
 
-def _moved_depths(
-    changed: dict[bytes, int],
-    deps: dict[bytes, list[tuple[bytes, list[bytes]]]],
-    rows: dict[bytes, ChunkRow],
-) -> dict[bytes, int]:
-    """The new recorded depth of every chunk coded (transitively) against the members
-    in ``changed`` (member -> its new depth) whose depth moves; ``rows``: every chunk's
-    row now. (Members of other groups are never reached: a chunk
-    coded against a member by a byte-planes delta is a member itself.)"""
+    def _add(self, r: ChunkRow, sign: int) -> None:
+        vid = self.owner.get(r.id)
+        for b in r.bases:
+            if sign > 0:
+                self.children.setdefault(b, set()).add(r.id)
+            if vid is not None:
+                self.uses.setdefault(vid, Counter())[self.owner.get(b, vid)] += sign
 
-    def depth_of(c: bytes) -> int:
-        r = rows.get(c)
-        return 0 if r is None else r.depth
+    def bases_of(self, vid: int) -> set[int]:
+        return {b for b, n in self.uses.get(vid, Counter()).items() if n > 0 and b != vid}
 
-    now = dict(changed)
-    todo = list(changed)
-    out: dict[bytes, int] = {}
-    while todo:
-        cid = todo.pop()
-        for child, bases in deps.get(cid, ()):
-            if child in changed:
-                continue
-            d = 1 + max(now[b] if b in now else depth_of(b) for b in bases)
-            if d != (now[child] if child in now else depth_of(child)):
-                now[child] = out[child] = d
-                todo.append(child)
-    return out
+    def moved_depths(self, changed: dict[bytes, int]) -> dict[bytes, int]:
+        """The new depth of every chunk coded (transitively) against the members in
+        ``changed`` (member -> its new depth) whose depth moves. (A chunk coded against
+        a member by a single-base delta of its dtype is a member itself: the walk
+        reaches casts, merges and what is coded against them.)"""
+        rows = self.rows
+        now = dict(changed)
+        todo = list(changed)
+        out: dict[bytes, int] = {}
+        while todo:
+            cid = todo.pop()
+            for child in self.children.get(cid, ()):
+                bases = rows[child].bases
+                if child in changed or cid not in bases:
+                    continue  # a member, or an edge a star has removed
+                d = 1 + max(now[b] if b in now else rows[b].depth for b in bases)
+                if d != (now[child] if child in now else rows[child].depth):
+                    now[child] = out[child] = d
+                    todo.append(child)
+        return out
+
+    def replace(self, new: list[ChunkRow], moved: dict[bytes, int]) -> set[int]:
+        """Record the members' new rows and the moved depths; the versions whose
+        ``storage_bases`` changed."""
+        touched = {self.owner[r.id] for r in new if r.id in self.owner}
+        before = {vid: self.bases_of(vid) for vid in touched}
+        for r in new:
+            self._add(self.rows[r.id], -1)
+            self.rows[r.id] = r
+            self._add(r, 1)
+        for c, d in moved.items():
+            self.rows[c] = replace(self.rows[c], depth=d)
+        return {vid for vid in touched if self.bases_of(vid) != before[vid]}
 
 
 def _try_star(
     engine: VersionStore,
     members: list[bytes],
-    rows: dict[bytes, ChunkRow],
+    links: _Links,
     dtype: DType,
-    deps: dict[bytes, list[tuple[bytes, list[bytes]]]],
-    owner: dict[bytes, int],
-    owned: dict[int, list[bytes]],
     report: StarReport,
-) -> None:
+    outside: bytes | None = None,
+) -> bytes | None:
+    """Make the slice a star (``outside``: a centre stored standalone already, the
+    previous slice's, that it may take instead of a member); its centre if it is a
+    star now, else None."""
     store: ChunkStore = engine.store
+    rows = links.rows
     datas = [memoryview(store.get(c)) for c in members]
     n = len(datas[0]) // dtype.size
-    centre = _medoid([_strided(d, dtype.size, n) for d in datas], dtype)
-    m_id, m_data = members[centre], datas[centre]
+    samples = [_strided(d, dtype.size, n) for d in datas]
+    o_data = None
+    if outside is not None and rows[outside].depth == 0:
+        o_data = memoryview(store.get(outside))
+    centre = _medoid(samples, dtype, None if o_data is None else _strided(o_data, dtype.size, n))
+    m_id, m_data = (outside, o_data) if centre < 0 else (members[centre], datas[centre])
+    assert m_id is not None and m_data is not None
     flat = max(rows[c].depth for c in members) <= 1
     if flat and all(rows[c].bases == [m_id] for c in members if c != m_id):
-        return  # a star around its medoid already
-    moved = _moved_depths({c: int(c != m_id) for c in members}, deps, rows)
+        return m_id  # a star around its medoid already
+    moved = links.moved_depths({c: int(c != m_id) for c in members})
     if any(d > max(rows[c].depth, engine.max_depth) for c, d in moved.items()):
-        return  # a cast or merge below the group would get too deep
+        return None  # a cast or merge below the group would get too deep
     delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR
     rotate = dtype.is_float and delta != _core.DELTA_OSUB
 
@@ -208,41 +242,42 @@ def _try_star(
     after = sum(_record_length(e) for e in encoded)
     # a chain may become a star that takes a little more space; a star (a repack's
     # first pass codes new deltas against standalone chunks) moves to its medoid only
-    # to save space, so that repacking again finds nothing to do
-    # (plus STAR_ALLOWANCE for small chunks, a bias or a norm's weights, whose chain
-    # costs a load more in per-chunk overhead than in bytes)
-    extra = STAR_ALLOWANCE if len(m_data) <= SMALL_CHUNK else 0
+    # to save space, so that repacking again finds nothing to do. Small chunks (a
+    # bias, a norm's weights), whose chains cost a load more in per-chunk overhead
+    # than in bytes, may take STAR_ALLOWANCE more, within a tenth of their bytes.
+    extra = min(STAR_ALLOWANCE, before // 10) if len(m_data) <= SMALL_CHUNK else 0
     limit = (1 - MIN_GAIN) * before if flat else (1 + STAR_SLACK) * before + extra
     if after > limit:
-        return
+        return None
     try:
         # the centre first: the members' rows take their depth from its pending row
-        new = [store.put(datas[centre], encoded[centre], m_id)]
+        new = [store.put(datas[centre], encoded[centre], m_id)] if centre >= 0 else []
         new += [store.put(datas[i], e, members[i]) for i, e in enumerate(encoded)
                 if i != centre]  # fmt: skip
         store.sync()
-        now = {**rows, **{r.id: r for r in new}}
-        with engine.catalog.transaction() as db:
-            update_chunks(db, new)
-            db.executemany(
-                "UPDATE chunks SET depth = ? WHERE id = ?", [(d, c) for c, d in moved.items()]
-            )
-            for vid in sorted({owner[c] for c in members if c in owner}):
-                bases = {owner.get(b, vid) for c in owned[vid] for b in now[c].bases}
-                replace_storage_bases(db, vid, bases)
+        old = [rows[c] for c in members]
+        old_depths = {c: rows[c].depth for c in moved}
+        changed = links.replace(new, moved)
+        try:
+            with engine.catalog.transaction() as db:
+                update_chunks(db, new)
+                db.executemany(
+                    "UPDATE chunks SET depth = ? WHERE id = ?", [(d, c) for c, d in moved.items()]
+                )
+                for vid in sorted(changed):
+                    replace_storage_bases(db, vid, links.bases_of(vid))
+        except BaseException:
+            links.replace(old, old_depths)  # (as it was: the catalog is unchanged)
+            raise
     except BaseException:
         store.abandon()
         raise
     store.published()
-    for r in new:
-        rows[r.id] = r
-    for c, d in moved.items():
-        if c in rows:
-            rows[c] = replace(rows[c], depth=d)
     report.stars += 1
-    report.rewritten += len(new)
+    report.ids.update(r.id for r in new)
     report.bytes_before += before
     report.bytes_after += sum(r.length for r in new)
+    return m_id
 
 
 def _record_length(enc: codec.Encoded) -> int:
@@ -254,34 +289,32 @@ def _record_length(enc: codec.Encoded) -> int:
 def star_pass(
     engine: VersionStore, dtypes: dict[bytes, DType], owner: dict[bytes, int]
 ) -> StarReport:
-    """Re-code every group of byte-planes delta chunks that is deeper than 1 as a star
-    around its medoid where that costs at most ``STAR_SLACK`` more bytes. ``dtypes``:
-    each chunk's dtype; ``owner``: the version that introduced each chunk (the first
-    that holds it). Call with the repository lock held exclusively."""
+    """Re-code every group of single-base delta chunks that holds a delta as a star
+    around its medoid where that costs at most ``STAR_SLACK`` more bytes (a group that
+    is a star already: only where its medoid saves ``MIN_GAIN``). ``dtypes``: each
+    chunk's dtype; ``owner``: the version that introduced each chunk (the first that
+    holds it). Call with the repository lock held exclusively."""
     report = StarReport()
-    order = owner
     rows = {
         bytes(r[0]): ChunkRow.from_db(r)
         for r in engine.catalog.query(f"SELECT {CHUNK_COLUMNS} FROM chunks")
     }
-    deps = _dependents(engine)
-    owned: dict[int, list[bytes]] = {}
-    for cid, vid in order.items():
-        if cid in rows:
-            owned.setdefault(vid, []).append(cid)
-    for members in _groups(rows, order, dtypes):
-        report.groups += 1
-        group = [rows[c] for c in members]
-        dtype = dtypes.get(members[0])
-        if (
-            len(members) < 3
-            or max(r.depth for r in group) < 1
-            or any(r.lossy for r in group)
-            or dtype is None
-            or any(dtypes.get(c) != dtype for c in members)
-            or len({r.raw_length for r in group}) != 1
-            or group[0].raw_length % dtype.size
-        ):
-            continue
-        _try_star(engine, members, rows, dtype, deps, order, owned, report)
+    links = _Links(rows, owner)
+    for slices in _groups(rows, owner, dtypes):
+        centre = None  # the last slice's: a later slice may take it as its own
+        for members in slices:
+            report.groups += 1
+            group = [rows[c] for c in members]
+            dtype = dtypes.get(members[0])
+            if (
+                len(members) < 3
+                or max(r.depth for r in group) < 1
+                or any(r.lossy for r in group)
+                or dtype is None
+                or any(dtypes.get(c) != dtype for c in members)
+                or len({r.raw_length for r in group}) != 1
+                or group[0].raw_length % dtype.size
+            ):
+                continue
+            centre = _try_star(engine, members, links, dtype, report, centre) or centre
     return report

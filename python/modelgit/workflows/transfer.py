@@ -405,7 +405,30 @@ def _copy_records(
     finally:
         writer.close()
     objects.publish({r.pack for r in out})  # durable in the store before the catalog names them
-    return out
+    return _with_local_depths(dst, out)
+
+
+def _with_local_depths(dst: VersionStore, copied: list[ChunkRow]) -> list[ChunkRow]:
+    """The copied rows with the depth their bases give them here: a base this
+    repository holds already may be encoded otherwise than at the source (a repack
+    there or here), so the source's recorded depth is not this repository's."""
+    rows = {r.id: r for r in copied}
+    held = {b for r in copied for b in r.bases if b not in rows}
+    depth = {c: r.depth for c, r in dst.store.rows(list(held)).items()}
+    for start in rows:
+        stack = [start]
+        while stack:  # bases first (no recursion: chains may be long)
+            cid = stack[-1]
+            if cid in depth:
+                stack.pop()
+                continue
+            todo = [b for b in rows[cid].bases if b not in depth]
+            if todo:
+                stack.extend(todo)
+                continue
+            depth[cid] = 1 + max((depth[b] for b in rows[cid].bases), default=-1)
+            stack.pop()
+    return [replace(r, depth=depth[r.id]) for r in copied]
 
 
 def _where(repo: VersionStore) -> str:
