@@ -9,7 +9,7 @@ columns are listed once. docs/FORMAT.md section 4 describes the columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "split_ids",
     "tensor_content_id",
     "version_content_id",
+    "chain_depths",
     "chunk_row",
     "chunk_rows",
     "tensor_rows",
@@ -79,6 +80,32 @@ class ChunkRow:
     def from_db(cls, r: Sequence[Any]) -> ChunkRow:
         cid, pack, offset, length, raw_length, codec, base, depth, lossy = r
         return cls(cid, pack, offset, length, raw_length, codec, base, depth, bool(lossy))
+
+
+def chain_depths(
+    bases: Mapping[bytes, Sequence[bytes]], known: Mapping[bytes, int] | None = None
+) -> dict[bytes, int]:
+    """The depth of each chunk of ``bases`` (chunk id -> its base ids): 1 + its deepest
+    base's, 0 without a base; the depth of a base outside ``bases`` comes from
+    ``known`` (0 where unknown). Bases first, without recursion (chains may be long)."""
+    known = known or {}
+    depth: dict[bytes, int] = {}
+    for start in bases:
+        stack = [start]
+        while stack:
+            cid = stack[-1]
+            if cid in depth:
+                stack.pop()
+                continue
+            todo = [b for b in bases[cid] if b in bases and b not in depth]
+            if todo:
+                stack.extend(todo)
+                continue
+            depth[cid] = 1 + max(
+                (depth[b] if b in depth else known.get(b, 0) for b in bases[cid]), default=-1
+            )
+            stack.pop()
+    return depth
 
 
 def chunk_row(catalog: Catalog, cid: bytes) -> ChunkRow | None:

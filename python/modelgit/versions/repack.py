@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..catalog.records import ChunkRow, update_chunks
+from ..catalog.records import ChunkRow, chain_depths, split_ids, update_chunks
 from ..dtypes import DType, by_name
 from ..formats.sources import open_model
 from ..progress import Counter, ProgressFn
@@ -250,27 +250,12 @@ def _true_depths(engine: VersionStore) -> None:
     in one transaction: the first pass makes a chunk others are coded against
     shallower without following them (an overstated depth is safe, but it keeps
     chunks from being chosen as bases)."""
-    base: dict[bytes, list[bytes]] = {}
+    bases: dict[bytes, list[bytes]] = {}
     recorded: dict[bytes, int] = {}
     for cid, b, depth in engine.catalog.query("SELECT id, base, depth FROM chunks"):
-        cid = bytes(cid)
-        base[cid] = [bytes(b[i : i + 16]) for i in range(0, len(b or b""), 16)]
-        recorded[cid] = depth
-    true: dict[bytes, int] = {}
-    for start in base:
-        stack = [start]
-        while stack:  # bases first (no recursion: chains may be long)
-            cid = stack[-1]
-            if cid in true:
-                stack.pop()
-                continue
-            todo = [b for b in base[cid] if b not in true and b in base]
-            if todo:
-                stack.extend(todo)
-                continue
-            true[cid] = 1 + max((true.get(b, 0) for b in base[cid]), default=-1)
-            stack.pop()
-    wrong = [(d, c) for c, d in true.items() if d != recorded[c]]
+        bases[bytes(cid)] = split_ids(None if b is None else bytes(b))
+        recorded[bytes(cid)] = depth
+    wrong = [(d, c) for c, d in chain_depths(bases).items() if d != recorded[c]]
     if wrong:
         with engine.catalog.transaction() as db:
             db.executemany("UPDATE chunks SET depth = ? WHERE id = ?", wrong)

@@ -17,9 +17,10 @@ chunks of at most ``SMALL_CHUNK`` bytes).
 
 Which chunks form a group: the connected components of the single-base delta relation
 (byte-planes deltas; predicted records of one base of the same dtype and length), in
-slices of at most ``STAR_MAX`` members in the order the
-versions were written (each slice its own star). A group holding a lossy chunk, or
-none deeper than 1, is left as it is.
+slices of at most ``STAR_MAX`` members in the order the versions were written, each a
+star around its own medoid or around the previous slice's centre (stored standalone
+already), whichever the samples price lower. A slice holding a lossy chunk, or no
+delta at all, is left as it is.
 
 Safety, as for the rest of repack (``versions.repack``): chunk ids are content hashes,
 so versions and tensors are untouched; a star's records are appended to a fresh pack

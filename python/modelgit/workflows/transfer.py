@@ -40,6 +40,7 @@ from ..catalog.records import (
     ChunkRow,
     TensorRow,
     VersionRow,
+    chain_depths,
     insert_chunks,
     insert_files,
     insert_parent_link,
@@ -412,22 +413,9 @@ def _with_local_depths(dst: VersionStore, copied: list[ChunkRow]) -> list[ChunkR
     """The copied rows with the depth their bases give them here: a base this
     repository holds already may be encoded otherwise than at the source (a repack
     there or here), so the source's recorded depth is not this repository's."""
-    rows = {r.id: r for r in copied}
-    held = {b for r in copied for b in r.bases if b not in rows}
-    depth = {c: r.depth for c, r in dst.store.rows(list(held)).items()}
-    for start in rows:
-        stack = [start]
-        while stack:  # bases first (no recursion: chains may be long)
-            cid = stack[-1]
-            if cid in depth:
-                stack.pop()
-                continue
-            todo = [b for b in rows[cid].bases if b not in depth]
-            if todo:
-                stack.extend(todo)
-                continue
-            depth[cid] = 1 + max((depth[b] for b in rows[cid].bases), default=-1)
-            stack.pop()
+    bases = {r.id: r.bases for r in copied}
+    held = {b for r in copied for b in r.bases if b not in bases}
+    depth = chain_depths(bases, {c: r.depth for c, r in dst.store.rows(list(held)).items()})
     return [replace(r, depth=depth[r.id]) for r in copied]
 
 
