@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,17 +281,26 @@ def section_standalone(work: Path, runs: int, gib: float, baseline: str | None =
     return "### Standalone models\n\n" + table(head + ["modelgit load", "ratio"], rows)
 
 
-def section_depth(work: Path, runs: int, chain_len: int) -> str:
-    fam, sds = family(work, chain_len)
+def versus_standalone(
+    work: Path, runs: int, chain_len: int, repos: dict[str, Path]
+) -> Iterator[tuple[str, dict[str, float]]]:
+    """For each version of the depth table: its load time from each of ``repos`` (key ->
+    a family repository) and stored standalone (``"sa"``), medians, interleaved."""
+    _, sds = family(work, chain_len)
     refs = ["minilm", "topic-a", "topic-b", "topic-b-bf16"] + [
         f"chain@{i}" for i in sorted({1, 2, 3, 5, 8, 10, 15, chain_len})
     ]
-    rows = []
     for ref in refs:
         sa, _ = standalone_repo(work, ref.replace("@", "-"), sds[ref])
-        t = medians(
-            {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")},
-             "fam": {"kind": "mg_load", "repo": str(fam), "ref": ref}}, runs)  # fmt: skip
+        specs = {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")}}
+        specs |= {k: {"kind": "mg_load", "repo": str(p), "ref": ref} for k, p in repos.items()}
+        yield ref, medians(specs, runs)
+
+
+def section_depth(work: Path, runs: int, chain_len: int) -> str:
+    fam, _ = family(work, chain_len)
+    rows = []
+    for ref, t in versus_standalone(work, runs, chain_len, {"fam": fam}):
         rows.append([ref, max_depth_of(fam, ref), ms(t["sa"]), ms(t["fam"]),
                      f"{t['fam'] / t['sa']:.2f}x"])  # fmt: skip
     out = "### Versions at depth (family repository, default layout)\n\n" + table(
@@ -324,16 +334,8 @@ def section_stars(work: Path, runs: int, chain_len: int) -> str:
     """Loads and footprints after ``repo.repack()`` (delta chains made stars)."""
     fam, sds = family(work, chain_len)
     rep, _ = repacked_family(work, chain_len)
-    refs = ["minilm", "topic-a", "topic-b", "topic-b-bf16"] + [
-        f"chain@{i}" for i in sorted({1, 2, 3, 5, 8, 10, 15, chain_len})
-    ]
     rows = []
-    for ref in refs:
-        sa, _ = standalone_repo(work, ref.replace("@", "-"), sds[ref])
-        t = medians(
-            {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")},
-             "fam": {"kind": "mg_load", "repo": str(fam), "ref": ref},
-             "rep": {"kind": "mg_load", "repo": str(rep), "ref": ref}}, runs)  # fmt: skip
+    for ref, t in versus_standalone(work, runs, chain_len, {"fam": fam, "rep": rep}):
         rows.append([ref, ms(t["sa"]), max_depth_of(fam, ref), f"{t['fam'] / t['sa']:.2f}x",
                      max_depth_of(rep, ref), f"{t['rep'] / t['sa']:.2f}x"])  # fmt: skip
     out = "### After repack: delta chains made stars\n\n" + table(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
+import sys
+import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -74,3 +79,44 @@ def damage_a_pack(repo: mg.Repository, mask: int = 0xFF) -> None:
     data[len(data) // 2] ^= mask
     pack.write_bytes(bytes(data))
     repo.store.cache.clear()
+
+
+REPACKER = """
+import sys, modelgit as mg
+with mg.open(sys.argv[1]) as repo:
+    print("start", flush=True)
+    repo.repack(gc=False)
+    print("done", flush=True)
+"""
+
+
+def kill_repacks_while_loading(
+    root: Path,
+    rng: random.Random,
+    load_one: Callable[[mg.Repository], None],
+    window: tuple[float, float],
+    check: Callable[[mg.Repository], None] | None = None,
+) -> int:
+    """Three times: start ``repo.repack()`` in another process, load with ``load_one``
+    here (it checks what it loaded) for a random time in ``window`` seconds, kill the
+    repacker with SIGKILL, then open the repository afresh: fsck clean (and ``check``).
+    Returns how many repacks the kill interrupted."""
+    interrupted = 0
+    with mg.open(root) as reader:
+        for _ in range(3):
+            proc = subprocess.Popen([sys.executable, "-c", REPACKER, str(root)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    text=True)  # fmt: skip
+            assert proc.stdout is not None and proc.stdout.readline() == "start\n"
+            deadline = time.monotonic() + rng.uniform(*window)
+            while time.monotonic() < deadline:
+                load_one(reader)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            interrupted += proc.stdout.read() != "done\n"
+            proc.stdout.close()
+            with mg.open(root) as fresh:
+                assert fresh.fsck().ok
+                if check is not None:
+                    check(fresh)
+    return interrupted

@@ -7,16 +7,14 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import modelgit as mg
-from conftest import assert_same_state
+from conftest import assert_same_state, kill_repacks_while_loading
 from modelgit.versions.repack import _leads_to
 
 
@@ -167,42 +165,19 @@ def test_cli_repack(tmp_path: Path) -> None:
     assert "repack" in _cli("--help").stdout
 
 
-WRITER = """
-import sys, modelgit as mg
-with mg.open(sys.argv[1]) as repo:
-    print("start", flush=True)
-    repo.repack(gc=False)
-    print("done", flush=True)
-"""
-
-
 def test_repack_killed_then_rerun_and_readers_meanwhile(tmp_path: Path) -> None:
     """Loads in this process while another repacks; the repacker is killed with SIGKILL
     at random points; every load stays bit-exact, and a final repack completes."""
     models = family(n=8, size=400_000, seed=3)
     root = tmp_path / "r"
     fill(root, models, chunk_elems=4096, base="parent").close()
-    interrupted = 0
     rng = random.Random(os.environ.get("MODELGIT_CRASH_SEED", "5"))
-    with mg.open(root) as reader:
-        for _ in range(3):
-            proc = subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(root)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            assert proc.stdout is not None and proc.stdout.readline() == "start\n"
-            deadline = time.monotonic() + rng.uniform(0.02, 0.3)
-            while time.monotonic() < deadline:
-                name = rng.choice(list(models))
-                assert_same_state(reader.load(name), models[name])
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            interrupted += proc.stdout.read() != "done\n"
-            proc.stdout.close()
-            with mg.open(root) as check:
-                assert check.fsck().ok
+
+    def load_one(reader: mg.Repository) -> None:
+        name = rng.choice(list(models))
+        assert_same_state(reader.load(name), models[name])
+
+    interrupted = kill_repacks_while_loading(root, rng, load_one, (0.02, 0.3))
     assert interrupted >= 2, "the repacks ended before the kills"
     with mg.open(root) as repo:
         repo.repack()

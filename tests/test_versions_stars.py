@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import modelgit as mg
-from conftest import assert_same_state
+from conftest import assert_same_state, kill_repacks_while_loading
 from modelgit.versions.stars import SMALL_CHUNK, STAR_ALLOWANCE
 
 
@@ -134,42 +132,23 @@ def test_no_stars(tmp_path: Path) -> None:
     assert data["stars"] == 0 and data["deepest_after"] == data["deepest_before"] == 4
 
 
-STARS = """
-import sys, modelgit as mg
-with mg.open(sys.argv[1]) as repo:
-    print("start", flush=True)
-    repo.repack(gc=False)
-    print("done", flush=True)
-"""
-
-
 def test_star_pass_killed_then_rerun_and_readers_meanwhile(tmp_path: Path) -> None:
     """The first pass settled beforehand (``stars=False``), so the killed repacks spend
-    their time in the star pass; every load stays bit-exact, fsck stays clean, and a
-    final repack completes the stars."""
+    their time in the star pass; every load stays bit-exact, fsck stays clean, every
+    recorded depth true, and a final repack completes the stars."""
     chain = training(n=14, size=300_000, seed=2)
     root = tmp_path / "r"
     with committed(root, chain) as repo:
         repo.repack(stars=False)
     rng = random.Random(os.environ.get("MODELGIT_CRASH_SEED", "7"))
-    interrupted = 0
-    with mg.open(root) as reader:
-        for _ in range(3):
-            proc = subprocess.Popen([sys.executable, "-c", STARS, str(root)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True)  # fmt: skip
-            assert proc.stdout is not None and proc.stdout.readline() == "start\n"
-            deadline = time.monotonic() + rng.uniform(0.05, 0.4)
-            while time.monotonic() < deadline:
-                i = rng.randrange(len(chain))
-                assert_same_state(reader.load(f"run@{i + 1}"), chain[i])
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            interrupted += proc.stdout.read() != "done\n"
-            proc.stdout.close()
-            with mg.open(root) as check:
-                assert check.fsck().ok
-                assert_true_depths(check)
+
+    def load_one(reader: mg.Repository) -> None:
+        i = rng.randrange(len(chain))
+        assert_same_state(reader.load(f"run@{i + 1}"), chain[i])
+
+    interrupted = kill_repacks_while_loading(
+        root, rng, load_one, (0.05, 0.4), check=assert_true_depths
+    )
     assert interrupted >= 1, "the repacks ended before the kills"
     with mg.open(root) as repo:
         repo.repack()
