@@ -119,6 +119,24 @@ def test_team_repack(team: mg.Repository) -> None:
     assert team.fsck().ok
 
 
+def test_team_repack_makes_stars(team: mg.Repository) -> None:
+    """The star pass on a PostgreSQL catalog: a run of small random steps, committed as
+    a chain, becomes a star (depths and storage bases rewritten there)."""
+    g = torch.Generator().manual_seed(5)
+    run = [{"w": torch.randn(200_000, generator=g) * 0.05}]
+    for _ in range(15):
+        run.append({"w": run[-1]["w"] + 1e-4 * torch.randn(200_000, generator=g)})
+    team.add("run", run[0])
+    for sd in run[1:]:
+        team.commit("run", sd)
+    report = team.repack()
+    assert report.stars > 0 and (report.deepest_before, report.deepest_after) == (4, 1)
+    assert any(team.storage_bases("run@1"))  # coded against a newer checkpoint
+    for i, sd in enumerate(run, 1):
+        assert torch.equal(team.load(f"run@{i}")["w"], sd["w"])
+    assert team.fsck().ok
+
+
 def test_team_open_read_only_uploads_nothing(pg: LocalPostgres, tmp_path: Path) -> None:
     """open(read_only=True) on a team repository: reads work; a write is refused before
     any pack reaches the object store."""
