@@ -66,9 +66,15 @@ def test_a_chain_becomes_a_star_around_its_medoid(tmp_path: Path) -> None:
     with committed(tmp_path / "r", chain) as repo:
         before = repo.stats().stored_bytes
         assert max(d for d, _, _ in chunk_rows(repo).values()) == 4  # the layout bound
-        report = repo.repack()
+        seen: list[tuple[int, int]] = []
+        report = repo.repack(progress=lambda done, total: seen.append((done, total)))
         assert report.stars > 0
         assert (report.deepest_before, report.deepest_after) == (4, 1)
+        # one bar over both passes: it never goes back, and ends full
+        assert len({t for _, t in seen}) == 1 and seen[-1][0] == seen[-1][1] > 0
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+        assert any(0 < d < seen[-1][1] // 2 for d, _ in seen)  # (the first pass counts)
+        assert any(seen[-1][1] // 2 < d < seen[-1][1] for d, _ in seen)  # (and the stars)
         assert repo.stats().stored_bytes <= 1.01 * before
         for i, sd in enumerate(chain, 1):
             assert_same_state(repo.load(f"run@{i}"), sd)

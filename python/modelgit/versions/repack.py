@@ -277,16 +277,18 @@ def repack(
         report.deepest_before = _deepest(engine)
         state = _State(engine)
         vids = [r[0] for r in engine.catalog.query("SELECT id FROM versions ORDER BY id")]
-        total = sum(
+        size = sum(
             r[0] or 0
             for r in engine.catalog.query("SELECT SUM(raw_length) FROM chunks")  # fmt: skip
         )
+        total = 2 * size if stars else size  # (the star pass goes over the chunks again)
         count = Counter(progress, total)
         for vid in vids:
             _repack_version(engine, vid, state, report, count)
             report.versions += 1
         if stars:
-            got = star_pass(engine, state.dtype, state.owner)
+            count(size - count.done)  # (the first pass counted the chunks versions own)
+            got = star_pass(engine, state.dtype, state.owner, count)
             report.stars = got.stars
             state.rewritten.update(got.ids)
             report.rewritten = len(state.rewritten)

@@ -35,6 +35,7 @@ depth now and the layout bound.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -288,13 +289,17 @@ def _record_length(enc: codec.Encoded) -> int:
 
 
 def star_pass(
-    engine: VersionStore, dtypes: dict[bytes, DType], owner: dict[bytes, int]
+    engine: VersionStore,
+    dtypes: dict[bytes, DType],
+    owner: dict[bytes, int],
+    count: Callable[[int], None] | None = None,
 ) -> StarReport:
     """Re-code every group of single-base delta chunks that holds a delta as a star
     around its medoid where that costs at most ``STAR_SLACK`` more bytes (a group that
     is a star already: only where its medoid saves ``MIN_GAIN``). ``dtypes``: each
     chunk's dtype; ``owner``: the version that introduced each chunk (the first that
-    holds it). Call with the repository lock held exclusively."""
+    holds it); ``count(n)``: called with the decoded bytes of each slice looked at
+    (progress). Call with the repository lock held exclusively."""
     report = StarReport()
     rows = {
         bytes(r[0]): ChunkRow.from_db(r)
@@ -318,4 +323,6 @@ def star_pass(
             ):
                 continue
             centre = _try_star(engine, members, links, dtype, report, centre) or centre
+        if count is not None:
+            count(sum(rows[c].raw_length for part in slices for c in part))
     return report
