@@ -31,6 +31,7 @@ __all__ = [
     "PackWriter",
     "PackReader",
     "encode_record",
+    "record_length",
     "decode_record",
     "fsync_dir",
 ]
@@ -54,6 +55,11 @@ class Record:
     raw_length: int
     params: bytes
     payload: bytes | memoryview
+
+
+def record_length(params: bytes, payload: bytes | memoryview) -> int:
+    """The bytes a record of these codec parameters and payload takes in a pack."""
+    return RECORD_HEADER.size + len(params) + len(payload) + CHECKSUM.size
 
 
 def encode_record(rec: Record) -> list[bytes | memoryview]:

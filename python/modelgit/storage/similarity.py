@@ -272,12 +272,9 @@ def relative_distance(a: TensorSketch, b: TensorSketch) -> float:
     """||a - b||^2 / ||a||^2, estimated from the sketches (0: the same; ~2: unrelated)."""
     import numpy as np
 
-    if a.numel != b.numel:
-        return float("inf")
-    with np.errstate(over="ignore", invalid="ignore"):
-        d = a.sketch - b.sketch
-        r = float(np.dot(d, d)) / max(a.norm2, 1e-300)
-    return r if np.isfinite(r) else float("inf")
+    r = relative_distances(a.sketch[None], b.sketch[None], np.array([a.norm2]),
+                           np.array([a.numel == b.numel]))  # fmt: skip
+    return float(r[0])
 
 
 def relative_distances(

@@ -501,7 +501,7 @@ class VersionStore:
         """Re-choose the bases of every stored chunk under the current policy (automatic
         bases, linear predictors), keeping new records where they are smaller; then,
         with ``stars``, re-code delta chains as stars around their medoid where that
-        takes no more space (every version then decodes at most one delta:
+        takes at most 1% more space (every version then decodes at most one delta:
         :mod:`modelgit.versions.stars`); then ``gc`` to reclaim the old records' space
         unless ``gc=False``. Loads keep working while it runs; adds and commits wait.
         See :mod:`modelgit.versions.repack`."""

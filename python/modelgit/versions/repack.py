@@ -7,7 +7,8 @@ first and re-encodes each chunk a version introduced against the closest chunks 
 *older* versions (automatic bases, ``versions.bases``; the declared parents and the
 previous version too), keeping a new record only where it is smaller. Chunk ids are
 content hashes, so nothing above the chunk rows changes: versions, tensors and every
-reader's results stay exactly the same.
+reader's results stay exactly the same. A second pass (``versions.stars``, unless
+``stars=False``) then re-codes delta chains as stars around their medoid.
 
 Safety:
 
@@ -37,7 +38,7 @@ from ..catalog.records import ChunkRow, chain_depths, split_ids, update_chunks
 from ..dtypes import DType, by_name
 from ..formats.sources import open_model
 from ..progress import Counter, ProgressFn
-from ..storage.packs import CHECKSUM, RECORD_HEADER
+from ..storage.packs import record_length
 from ..storage.policy import ChunkJob, encode_lossless, plan_bases
 from ..storage.similarity import (
     ensure_tables,
@@ -97,10 +98,6 @@ class RepackReport:
         if self.gc_reclaimed is not None:
             text += f"; gc reclaimed {human_bytes(self.gc_reclaimed)} on disk"
         return text
-
-
-def _record_length(enc: Any) -> int:
-    return RECORD_HEADER.size + len(enc.params) + len(enc.payload) + CHECKSUM.size
 
 
 class _State:
@@ -198,7 +195,7 @@ def _repack_version(
         data = memoryview(store.get(cid))
         job = ChunkJob(data, by_name(t.dtype), i, plans[t.name])
         enc = encode_lossless(store, job, engine.max_depth)
-        if _record_length(enc) > (1 - MIN_GAIN) * old.length:
+        if record_length(enc.params, enc.payload) > (1 - MIN_GAIN) * old.length:
             return cid, None
         depth = 1 + max((store.row(b).depth for b in enc.bases), default=-1)  # type: ignore[union-attr]
         if depth > old.depth and (cid in state.needed or old.depth > 0):

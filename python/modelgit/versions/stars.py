@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from .. import _core, codec
 from ..catalog.records import CHUNK_COLUMNS, ChunkRow, update_chunks
 from ..dtypes import DType
+from ..storage.packs import record_length
 from ..storage.policy import _strided
 from ..storage.similarity import replace_storage_bases
 
@@ -241,7 +242,7 @@ def _try_star(
 
     encoded = list(engine.pool.map(encode, range(len(members))))
     before = sum(rows[c].length for c in members)
-    after = sum(_record_length(e) for e in encoded)
+    after = sum(record_length(e.params, e.payload) for e in encoded)
     # a chain may become a star that takes a little more space; a star (a repack's
     # first pass codes new deltas against standalone chunks) moves to its medoid only
     # to save space, so that repacking again finds nothing to do. Small chunks (a
@@ -280,12 +281,6 @@ def _try_star(
     report.bytes_before += before
     report.bytes_after += sum(r.length for r in new)
     return m_id
-
-
-def _record_length(enc: codec.Encoded) -> int:
-    from ..storage.packs import CHECKSUM, RECORD_HEADER
-
-    return RECORD_HEADER.size + len(enc.params) + len(enc.payload) + CHECKSUM.size
 
 
 def star_pass(
