@@ -292,3 +292,123 @@ def test_zero_mask_matches_reference(es, n):
         _core.zero_mask(data, pred[: max(0, len(pred) - es)] if n else bytes(es), es)
     with pytest.raises(ValueError, match="elem_size"):
         _core.zero_mask(data, pred, 3)
+
+
+def _planes(buf, es: int, n: int) -> list[bytes]:
+    return [bytes(buf[p * n : (p + 1) * n]) for p in range(es)]
+
+
+@pytest.mark.parametrize("es", [1, 2, 4, 8])
+@pytest.mark.parametrize("delta,rotate", [m for m in MODES if m[0] != DELTA_NONE])
+@pytest.mark.parametrize("base_rotate", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 7, 2049, 4099])
+def test_decode_pair_matches_reference(es, delta, rotate, base_rotate, n):
+    """planes_decode_pair: a standalone base given as its planes (rotated or not) and a
+    residual on top, against decoding the base first with the numpy reference."""
+    rng = np.random.default_rng(9000 * es + n + 10 * delta + rotate + 2 * base_rotate)
+    data = rng.integers(0, 256, n * es, dtype=np.uint8)
+    base = rng.integers(0, 256, n * es, dtype=np.uint8)
+    base_ref = planes_encode_ref(base, es, None, DELTA_NONE, base_rotate)
+    assert np.array_equal(planes_decode_ref(base_ref, es, None, DELTA_NONE, base_rotate), base)
+    ref = planes_encode_ref(data, es, base, delta, rotate)
+    want = planes_decode_ref(ref, es, base, delta, rotate)
+    got = _core.planes_decode_pair(
+        _planes(base_ref, es, n), base_rotate, _planes(ref, es, n), es, delta, rotate
+    )
+    assert np.array_equal(np.frombuffer(got, np.uint8), want)
+    assert bytes(got) == data.tobytes()
+    out = bytearray(n * es)
+    bp, rp = _planes(base_ref, es, n), _planes(ref, es, n)
+    got = _core.planes_decode_pair(bp, base_rotate, rp, es, delta, rotate, out=out, threads=3)
+    assert got is out
+    assert bytes(out) == data.tobytes()
+
+
+def test_decode_pair_floats_with_special_values():
+    rng = np.random.default_rng(3)
+    for dtype, es in DTYPES:
+        n = 5000
+        x, b = special_floats(dtype, n, rng), special_floats(dtype, n, rng)
+        enc_b = _core.planes_encode(b, es, rotate=True)
+        for delta, rotate in [m for m in MODES if m[0] != DELTA_NONE]:
+            res = _core.planes_encode(x, es, b, delta, rotate)
+            got = _core.planes_decode_pair(
+                _planes(enc_b, es, n), True, _planes(res, es, n), es, delta, rotate
+            )
+            assert bytes(got) == x.tobytes()
+
+
+def test_decode_pair_errors():
+    good = [bytes(8), bytes(8)]
+    with pytest.raises(ValueError, match="needs a delta"):
+        _core.planes_decode_pair(good, False, good, 2, DELTA_NONE)
+    with pytest.raises(ValueError, match="expected elem_size"):
+        _core.planes_decode_pair([bytes(8)], False, good, 2, DELTA_XOR)
+    with pytest.raises(ValueError, match="another length"):
+        _core.planes_decode_pair([bytes(7), bytes(7)], False, good, 2, DELTA_XOR)
+    with pytest.raises(ValueError, match="same length"):
+        _core.planes_decode_pair([bytes(8), bytes(7)], False, good, 2, DELTA_XOR)
+    with pytest.raises(ValueError, match="exactly"):
+        _core.planes_decode_pair(good, False, good, 2, DELTA_XOR, out=bytearray(15))
+    with pytest.raises(ValueError, match="delta"):
+        _core.planes_decode_pair(good, False, good, 2, 9)
+    shared = memoryview(bytearray(32))
+    with pytest.raises(ValueError, match="overlap"):
+        _core.planes_decode_pair([shared[:8], bytes(8)], False, good, 2, DELTA_XOR,
+                                 out=shared[4:20])  # fmt: skip
+    with pytest.raises(ValueError, match="overlap"):
+        _core.planes_decode_pair(good, False, [shared[:8], bytes(8)], 2, DELTA_XOR,
+                                 out=shared[4:20])  # fmt: skip
+
+
+@pytest.fixture
+def kernels():
+    """Sets the plane kernels for one test and restores the automatic choice."""
+    yield _core.planes_kernels
+    _core.planes_kernels("auto")
+
+
+def test_kernel_choice(kernels):
+    assert kernels() in ("avx2", "baseline")
+    assert kernels("baseline") == "baseline" == kernels()
+    with pytest.raises(ValueError, match="auto"):
+        kernels("sse9")
+    try:
+        assert kernels("avx2") == "avx2"
+    except ValueError as exc:  # a CPU or build without them says so
+        assert "no AVX2" in str(exc)
+        assert kernels() == "baseline"
+
+
+@pytest.mark.parametrize("es", [1, 2, 4, 8])
+def test_every_kernel_copy_gives_the_same_bytes(kernels, es):
+    """The AVX2 copy of every plane kernel against the baseline copy, on data long enough
+    for whole vector loops and with ragged tails."""
+    try:
+        kernels("avx2")
+    except ValueError:
+        pytest.skip("this CPU has no AVX2: only the baseline kernels exist")
+    rng = np.random.default_rng(es)
+    n = 3 * 2048 + 77
+    data = rng.integers(0, 256, n * es, dtype=np.uint8)
+    base = rng.integers(0, 256, n * es, dtype=np.uint8)
+    for delta, rotate in MODES:
+        b = base if delta != DELTA_NONE else None
+        got = {}
+        for k in ("baseline", "avx2"):
+            kernels(k)
+            enc = _core.planes_encode(data, es, b, delta, rotate)
+            dec = _core.planes_decode_parts(_planes(enc, es, n), es, b, delta, rotate)
+            results = [bytes(enc), bytes(dec)]
+            if delta != DELTA_NONE:
+                out = bytearray(base.tobytes())
+                _core.planes_apply_parts(_planes(enc, es, n), es, delta, rotate, out=out)
+                benc = _core.planes_encode(base, es, rotate=not rotate)
+                pair = _core.planes_decode_pair(
+                    _planes(benc, es, n), not rotate, _planes(enc, es, n), es, delta, rotate
+                )
+                results += [bytes(out), bytes(pair)]
+            got[k] = results
+        assert got["baseline"] == got["avx2"]
+        assert all(r == data.tobytes() for r in got["avx2"][1:])
+        assert got["avx2"][0] == planes_encode_ref(data, es, b, delta, rotate).tobytes()

@@ -1,5 +1,6 @@
 """ChunkStore: reads that race gc follow a chunk to its new place, on the CPU path and
-on the host stage of the GPU path (which runs on the CPU, so it is tested here)."""
+on the host stage of the GPU path (which runs on the CPU, so it is tested here); a
+delta whose base is stored standalone decodes with it in one pass."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 import modelgit as mg
+from modelgit import codec
+from modelgit.codec import lossless
 from modelgit.errors import CorruptObject
 from modelgit.storage.reader_cuda import host_stage
 
@@ -58,3 +61,61 @@ def test_read_record_checks_the_header_against_the_row(repo: mg.Repository) -> N
     assert rec.chunk_id == row.id
     with pytest.raises(CorruptObject, match="record header does not match"):
         repo.store.read_record(replace(row, raw_length=row.raw_length + 4))
+
+
+def _child_of_a_standalone_base(repo: mg.Repository) -> tuple[dict, list, list]:
+    """A fine-tune coded as planes deltas against a base stored standalone: the child's
+    tensors, and the rows of the child's chunks and of their bases."""
+    g = torch.Generator().manual_seed(5)
+    base = {"w": torch.randn(600_000, generator=g) * 0.02}
+    child = {"w": base["w"] + torch.randn(600_000, generator=g) * 1e-4}
+    repo.add("base", base)
+    repo.add("child", child, parents="base")
+    ids = [c for r in repo.tensor_rows(repo.resolve("child")[0]) for c in r.chunk_ids]
+    rows = list(repo.store.rows(ids).values())
+    bases = list(repo.store.rows([b for r in rows for b in r.bases]).values())
+    assert len(rows) == len(bases) >= 2  # several chunks, each one delta on one base
+    assert all(r.codec == codec.PLANES and r.depth == 1 for r in rows)
+    assert all(b.codec == codec.PLANES and not b.bases for b in bases)
+    return child, rows, bases
+
+
+def test_a_delta_on_a_standalone_base_decodes_in_one_pass(repo, monkeypatch) -> None:
+    child, rows, bases = _child_of_a_standalone_base(repo)
+    calls: list[int] = []
+    real = lossless._core.planes_decode_pair
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(lossless._core, "planes_decode_pair", spy)
+    repo.store.cache.clear()
+    got = repo.load("child")
+    assert torch.equal(got["w"].view(torch.int32), child["w"].view(torch.int32))
+    assert len(calls) == len(rows)  # every chunk: base planes and residual together
+    # a cached base is copied instead (cheaper than its planes); the same bytes
+    for b in bases:
+        repo.store.get(b.id)
+    calls.clear()
+    for r in rows:
+        out = bytearray(r.raw_length)
+        repo.store.get_into(r, memoryview(out))  # verified against the chunk id
+    assert calls == []
+
+
+def test_a_damaged_standalone_base_fails_the_one_pass_decode(repo) -> None:
+    _, rows, bases = _child_of_a_standalone_base(repo)
+    b = bases[0]
+    pack = repo.store.packs_dir / b.pack
+    with open(pack, "r+b") as f:  # a byte in the middle of the base's record
+        f.seek(b.offset + b.length // 2)
+        byte = f.read(1)
+        f.seek(b.offset + b.length // 2)
+        f.write(bytes([byte[0] ^ 0x10]))
+    repo.store.cache.clear()
+    child = next(r for r in rows if b.id in r.bases)
+    with pytest.raises(CorruptObject):
+        repo.store.get_into(child, memoryview(bytearray(child.raw_length)))
+    with pytest.raises(CorruptObject):
+        repo.load("child")

@@ -115,6 +115,28 @@ def planes_apply_parts(
     Lets a decoder write a base straight into its output and apply the residual there
     (no second buffer for the base)."""
 
+def planes_decode_pair(
+    base_parts: Sequence[Buffer],
+    base_rotate: bool,
+    parts: Sequence[Buffer],
+    elem_size: int,
+    delta: int,
+    rotate: bool = False,
+    out: Buffer | None = None,
+    threads: int = 0,
+) -> bytearray:
+    """A delta and its standalone base decoded in one pass: exactly what
+    ``planes_decode_parts(parts, elem_size, base=planes_decode_parts(base_parts,
+    elem_size, rotate=base_rotate), delta=delta, rotate=rotate)`` returns, without
+    writing the base anywhere. ``base_parts`` and ``parts``: ``elem_size`` planes of m
+    bytes each; ``delta`` must not be DELTA_NONE; ``out`` must overlap no plane."""
+
+def planes_kernels(which: str | None = None) -> str:
+    """The copy of the byte-plane kernels in use: ``"avx2"`` (built on x86-64 with GCC,
+    picked where the CPU has AVX2) or ``"baseline"``. ``which`` (``"auto"``,
+    ``"baseline"`` or ``"avx2"``) sets it for the whole process (ValueError where there
+    are no AVX2 kernels). Every copy yields the same bytes: tests compare them."""
+
 def zero_mask(data: Buffer, pred: Buffer, elem_size: int) -> tuple[bytearray, bytearray]:
     """The zero mask of the predicted codec (docs/FORMAT.md 3.3): ``(bits, masked)``.
 

@@ -48,21 +48,33 @@ py::object run(py::object data_o, py::object elem_size, py::object base_o, py::o
   return out.result();
 }
 
+// elem_size buffers of the same length m, one per plane: held in bufs, their data in
+// ptrs. Returns m.
+size_t acquire_parts(py::sequence parts_o, long long e, const char* name, Buf* bufs,
+                     const uint8_t** ptrs) {
+  if (py::len(parts_o) != size_t(e))
+    throw py::value_error(std::string(name) + ": expected elem_size (" + std::to_string(e) +
+                          ") buffers, got " + std::to_string(py::len(parts_o)));
+  for (long long p = 0; p < e; ++p) {
+    bufs[p].acquire(parts_o[size_t(p)], name, false);
+    if (bufs[p].size() != bufs[0].size())
+      throw py::value_error(std::string(name) + ": every plane must have the same length");
+    ptrs[p] = bufs[p].data();
+  }
+  return bufs[0].size();
+}
+
+void check_parts_apart(const OutBuf& out, const Buf* bufs, long long e, const char* name) {
+  for (long long p = 0; p < e; ++p) out.check_no_overlap(bufs[p], name);
+}
+
 // planes_decode with the E planes in E separate buffers (no staging copy).
 py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object base_o,
                         py::object delta_o, bool rotate, py::object out_o, py::object threads) {
   long long e = elem_size_arg(elem_size);
-  if (py::len(parts_o) != size_t(e))
-    throw py::value_error("parts: expected elem_size (" + std::to_string(e) + ") buffers, got " +
-                          std::to_string(py::len(parts_o)));
   Buf parts[8];
   const uint8_t* ptrs[8] = {};
-  for (long long p = 0; p < e; ++p) {
-    parts[p].acquire(parts_o[size_t(p)], "parts", false);
-    if (parts[p].size() != parts[0].size())
-      throw py::value_error("parts: every plane must have the same length");
-  }
-  const size_t m = parts[0].size();
+  const size_t m = acquire_parts(parts_o, e, "parts", parts, ptrs);
   Buf base;
   if (!base_o.is_none()) base.acquire(base_o, "base", false);
   long long d = int_arg(delta_o, "delta");
@@ -72,10 +84,7 @@ py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object b
   if (base.held()) check_base_size(base.size(), "the planes hold", n);
   const int t = threads_arg(threads);
   OutBuf out(out_o, n);
-  for (long long p = 0; p < e; ++p) {
-    out.check_no_overlap(parts[p]);
-    ptrs[p] = parts[p].data();
-  }
+  check_parts_apart(out, parts, e, "out");
   out.check_no_overlap(base);
   const int nt = resolve_threads(t, n);
   {
@@ -90,31 +99,46 @@ py::object decode_parts(py::sequence parts_o, py::object elem_size, py::object b
 py::object apply_parts(py::sequence parts_o, py::object elem_size, py::object delta_o,
                        bool rotate, py::object out_o, py::object threads) {
   long long e = elem_size_arg(elem_size);
-  if (py::len(parts_o) != size_t(e))
-    throw py::value_error("parts: expected elem_size (" + std::to_string(e) + ") buffers, got " +
-                          std::to_string(py::len(parts_o)));
+  Buf parts[8];
+  const uint8_t* ptrs[8] = {};
+  const size_t m = acquire_parts(parts_o, e, "parts", parts, ptrs);
   long long d = int_arg(delta_o, "delta");
   check_delta(d);
   if (d == DELTA_NONE) throw py::value_error("planes_apply_parts needs a delta (not DELTA_NONE)");
   if (out_o.is_none()) throw py::value_error("out: the buffer holding the base is required");
-  Buf parts[8];
-  const uint8_t* ptrs[8] = {};
-  for (long long p = 0; p < e; ++p) {
-    parts[p].acquire(parts_o[size_t(p)], "parts", false);
-    if (parts[p].size() != parts[0].size())
-      throw py::value_error("parts: every plane must have the same length");
-  }
-  const size_t m = parts[0].size();
   const int t = threads_arg(threads);
   OutBuf out(out_o, m * size_t(e));
-  for (long long p = 0; p < e; ++p) {
-    out.check_no_overlap(parts[p]);
-    ptrs[p] = parts[p].data();
-  }
+  check_parts_apart(out, parts, e, "out");
   const int nt = resolve_threads(t, m * size_t(e));
   {
     py::gil_scoped_release nogil;
     planes_apply_split(ptrs, out.data(), m, int(e), int(d), rotate, nt);
+  }
+  return out.result();
+}
+
+// A delta and its standalone base, both as planes, decoded in one pass.
+py::object decode_pair(py::sequence base_o, bool base_rotate, py::sequence parts_o,
+                       py::object elem_size, py::object delta_o, bool rotate, py::object out_o,
+                       py::object threads) {
+  long long e = elem_size_arg(elem_size);
+  Buf parts[8], base[8];
+  const uint8_t* ptrs[8] = {};
+  const uint8_t* bptrs[8] = {};
+  const size_t m = acquire_parts(parts_o, e, "parts", parts, ptrs);
+  if (acquire_parts(base_o, e, "base_parts", base, bptrs) != m)
+    throw py::value_error("base_parts: planes of another length than parts");
+  long long d = int_arg(delta_o, "delta");
+  check_delta(d);
+  if (d == DELTA_NONE) throw py::value_error("planes_decode_pair needs a delta (not DELTA_NONE)");
+  const int t = threads_arg(threads);
+  OutBuf out(out_o, m * size_t(e));
+  check_parts_apart(out, parts, e, "out");
+  check_parts_apart(out, base, e, "out");
+  const int nt = resolve_threads(t, m * size_t(e));
+  {
+    py::gil_scoped_release nogil;
+    planes_decode_pair(bptrs, base_rotate, ptrs, out.data(), m, int(e), int(d), rotate, nt);
   }
   return out.result();
 }
@@ -160,6 +184,18 @@ void register_planes(py::module_& m) {
         py::arg("delta"), py::arg("rotate") = false, py::arg("out") = py::none(),
         py::arg("threads") = 0,
         "planes_decode_parts with out as the base: out holds it and receives the result.");
+  m.def(
+      "planes_kernels",
+      [](py::object which) {
+        return planes_kernels(which.is_none() ? std::string() : py::cast<std::string>(which));
+      },
+      py::arg("which") = py::none(),
+      "The byte-plane kernels in use ('baseline' or 'avx2'); which= 'auto', 'baseline' or "
+      "'avx2' sets them for the process.");
+  m.def("planes_decode_pair", &decode_pair, py::arg("base_parts"), py::arg("base_rotate"),
+        py::arg("parts"), py::arg("elem_size"), py::arg("delta"), py::arg("rotate") = false,
+        py::arg("out") = py::none(), py::arg("threads") = 0,
+        "planes_decode_parts of a delta whose base is given as its planes: one pass.");
 }
 
 }  // namespace modelgit::bindings

@@ -22,6 +22,7 @@ from . import lossy
 from .ids import FIRST_LOSSY, LOWBIT, PLANES, PREDICTED, QDELTA, RAW, ZSTD
 from .lossless import (
     ZERO_ID,
+    BasePlanes,
     Bases,
     Encoded,
     FromCallable,
@@ -37,6 +38,7 @@ from .lossless import (
     planes_bases,
     planes_parts,
     predicted_bases,
+    standalone_planes,
 )
 from .predict import (
     CAST,
@@ -78,6 +80,8 @@ __all__ = [
     "encode_predicted",
     "decode_into",
     "PlanesParts",
+    "BasePlanes",
+    "standalone_planes",
     "planes_parts",
     "codec_name",
     "bases_of",

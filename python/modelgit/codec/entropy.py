@@ -224,11 +224,14 @@ class Sections:
             return rans_decode(body, size, self.where, scratch)
         raise CorruptObject(f"{self.where}: unknown section method {method}")
 
-    def parts(self, count: int, size: int) -> list[bytes | bytearray | memoryview]:
+    def parts(
+        self, count: int, size: int, buffer: str = "planes-decode"
+    ) -> list[bytes | bytearray | memoryview]:
         """The next ``count`` sections of ``size`` bytes each, as they are: raw ones as
         views of the payload, zstd ones decoded (no staging copy), rANS ones decoded into
-        this thread's scratch buffer (valid until the thread's next ``parts`` call)."""
-        buf = memoryview(scratch("planes-decode", count * size))
+        this thread's scratch buffer ``buffer`` (valid until the thread's next call for
+        it)."""
+        buf = memoryview(scratch(buffer, count * size))
         return [self.section(size, buf[i * size : (i + 1) * size]) for i in range(count)]
 
     def sections_into(self, out: memoryview, count: int) -> None:

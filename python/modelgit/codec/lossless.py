@@ -32,6 +32,8 @@ __all__ = [
     "encode_predicted",
     "PlanesParts",
     "planes_parts",
+    "BasePlanes",
+    "standalone_planes",
     "decode_raw",
     "decode_zstd",
     "decode_planes",
@@ -161,6 +163,13 @@ class Bases(Protocol):
         base is not ``len(out)`` bytes long)."""
         ...
 
+    def planes(self, cid: bytes, n: int, elem_size: int) -> BasePlanes | None:
+        """Base ``cid`` as the byte planes it is stored as, when it is a standalone
+        planes record of ``n`` bytes in words of ``elem_size`` that is not at hand
+        decoded (the decoder then transforms base and residual in one pass); else None
+        (use :meth:`into`). Valid until this decode ends."""
+        ...
+
 
 class FromCallable:
     """:class:`Bases` over a plain ``get_base(cid) -> bytes`` function."""
@@ -177,6 +186,9 @@ class FromCallable:
             raise CorruptObject(f"base chunk has {len(base)} bytes, expected {len(out)}")
         out[:] = base
 
+    def planes(self, cid: bytes, n: int, elem_size: int) -> BasePlanes | None:
+        return None
+
 
 @dataclass(frozen=True)
 class PlanesParts:
@@ -187,6 +199,53 @@ class PlanesParts:
     rotate: bool
     base_id: bytes | None
     planes: bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class BasePlanes:
+    """A standalone planes record after its entropy stage (``Bases.planes``)."""
+
+    rotate: bool
+    parts: list[bytes | bytearray | memoryview]
+
+
+def standalone_planes(
+    params: bytes, payload: memoryview, n: int, elem_size: int, where: str
+) -> BasePlanes | None:
+    """The planes of a planes (id 2) record without delta, for a chunk of n bytes in
+    words of ``elem_size`` (rANS sections decoded into this thread's scratch buffer
+    "planes-base"); None when the record is a delta or has other words."""
+    if len(params) != PLANES_PARAMS.size:
+        raise CorruptObject(f"{where}: bad planes parameters")
+    size, delta, rotate, _, _ = PLANES_PARAMS.unpack(params)
+    if delta or size != elem_size or n % elem_size or rotate > 1:
+        return None
+    r = Sections(payload, where)
+    parts = r.parts(elem_size, n // elem_size, "planes-base")
+    r.end()
+    return BasePlanes(bool(rotate), parts)
+
+
+def _residual_onto_base(
+    base_id: bytes, bases: Bases, r: Sections, out: memoryview, elem_size: int, delta: int,
+    rotate: bool,
+) -> None:  # fmt: skip
+    """The residual planes of ``r`` (the rest of the payload), by ``delta``, onto base
+    ``base_id`` into ``out``: in one pass with the base's planes where the base is a
+    standalone planes record (``Bases.planes``), else the base into ``out`` first and
+    the residual applied in place."""
+    m = len(out) // elem_size
+    base = bases.planes(base_id, len(out), elem_size)  # first: it fills scratch buffers
+    if base is None:
+        bases.into(base_id, out)
+    parts = r.parts(elem_size, m)
+    r.end()
+    if base is None:
+        _core.planes_apply_parts(parts, elem_size, delta, rotate, out=out, threads=1)
+    else:
+        _core.planes_decode_pair(
+            base.parts, base.rotate, parts, elem_size, delta, rotate, out=out, threads=1
+        )
 
 
 def planes_parts(
@@ -215,15 +274,13 @@ def decode_planes(
     n = len(out)
     if elem_size not in (1, 2, 4, 8) or n % elem_size or delta > 3 or rotate > 1:
         raise CorruptObject(f"{where}: bad planes parameters")
-    if delta:
-        bases.into(base_id, out)  # first: it may decode other chunks (scratch buffers)
     r = Sections(payload, where)
+    if delta:
+        _residual_onto_base(base_id, bases, r, out, elem_size, delta, bool(rotate))
+        return
     parts = r.parts(elem_size, n // elem_size)
     r.end()
-    if delta:  # the residual goes onto the base, in place
-        _core.planes_apply_parts(parts, elem_size, delta, bool(rotate), out=out, threads=1)
-    else:
-        _core.planes_decode_parts(parts, elem_size, rotate=bool(rotate), out=out, threads=1)
+    _core.planes_decode_parts(parts, elem_size, rotate=bool(rotate), out=out, threads=1)
 
 
 def decode_predicted(
@@ -248,6 +305,10 @@ def decode_predicted(
         raise CorruptObject(f"{where}: length is not a whole number of elements")
     n = len(out) // dtype.size
     ids = [params[8 + 16 * i : 24 + 16 * i] for i in range(k)]
+    r = Sections(payload, where)
+    if predictor == IDENT and k == 1 and base_dtype == dtype and delta and not flags:
+        _residual_onto_base(ids[0], bases, r, out, dtype.size, delta, bool(rotate))
+        return
     # the prediction goes straight into out (bases first: they may decode other chunks)
     try:
         if predictor == IDENT and k == 1 and base_dtype == dtype:
@@ -257,7 +318,6 @@ def decode_predicted(
             predict(predictor, views, base_dtype, dtype, n, out=out, coeffs=coeffs)
     except ValueError as exc:
         raise CorruptObject(f"{where}: {exc}") from None
-    r = Sections(payload, where)
     if flags & FLAG_MASK:
         bits = np.frombuffer(r.section((n + 7) // 8), dtype=np.uint8)
         mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool)

@@ -217,6 +217,13 @@ class ChunkStore:
             raise CorruptObject(f"chunk {row.id.hex()}: record header does not match the catalog")
         return row, rec
 
+    @staticmethod
+    def check_length(row: ChunkRow, where: str) -> None:
+        """A record length no codec can produce is corrupt (checked before a buffer of
+        that size is allocated)."""
+        if not 0 < row.length <= 2 * row.raw_length + (1 << 20):
+            raise CorruptObject(f"{where}: record length {row.length} is impossible")
+
     def get_into(self, row: ChunkRow, out: memoryview, verify: bool = True) -> None:
         """Decode one chunk into ``out`` and verify it against its id.
 
@@ -228,8 +235,7 @@ class ChunkStore:
         where = f"chunk {row.id.hex()}"
         if len(out) != row.raw_length:
             raise CorruptObject(f"{where}: catalog length {row.raw_length} != {len(out)}")
-        if not 0 < row.length <= 2 * row.raw_length + (1 << 20):  # before it is allocated
-            raise CorruptObject(f"{where}: record length {row.length} is impossible")
+        self.check_length(row, where)
         depth = getattr(_thread_scratch, "depth", 0)
         _thread_scratch.depth = depth + 1
         try:
@@ -279,6 +285,17 @@ class _Bases:
         buf = memoryview(scratch(f"base-{self.depth}-{slot}", n))[:n]
         self.store.get_into(row, buf, verify=False)
         return buf
+
+    def planes(self, cid: bytes, n: int, elem_size: int) -> codec.BasePlanes | None:
+        if self.store.cache.get(cid) is not None:
+            return None  # a copy of the decoded base is cheaper than its planes
+        row = self.store.base_row(cid)
+        if row.codec != codec.PLANES or row.raw_length != n:
+            return None
+        where = f"chunk {cid.hex()}"
+        self.store.check_length(row, where)
+        row, rec = self.store.read_record(row, scratch(f"record-{self.depth + 1}", row.length))
+        return codec.standalone_planes(rec.params, memoryview(rec.payload), n, elem_size, where)
 
     def into(self, cid: bytes, out: memoryview) -> None:
         hit = self.store.cache.get(cid)
