@@ -1,12 +1,15 @@
 """Throughput of the native core kernels against their numpy references.
 
-Usage: python bench/bench_core.py [--mib 64] [--runs 5]
+Usage: python bench/bench_core.py [--mib 64] [--runs 5] [--copies]
 
 Each kernel runs on an input of --mib MiB (input bytes / time = GB/s) with threads=1
 and threads=2, side by side with its numpy reference from tests/reference.py; the
 table shows medians over --runs interleaved runs and speed-ups over numpy. Kernels with
 an ``out=`` parameter write into a preallocated buffer; the others (and every numpy
 reference) allocate their result, page faults included.
+
+``--copies``: the kernels built twice (``_core.kernels``: byte planes and casts), their
+baseline copy against their AVX2 copy, threads=1, interleaved.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def cases(nbytes: int, rng):
     p_xor = bytes(_core.planes_encode(xr, 4, br, _core.DELTA_XOR, True))
     p_osub = bytes(_core.planes_encode(xr, 4, br, _core.DELTA_OSUB, False))
     p_bf = bytes(_core.planes_encode(xbf, 2, bbf, _core.DELTA_SUB, True))
+    m32 = n32
+    pb_rot = _core.planes_encode(br, 4, rotate=True)
+    base_parts = [bytes(pb_rot[p * m32 : (p + 1) * m32]) for p in range(4)]
+    osub_parts = [p_osub[p * m32 : (p + 1) * m32] for p in range(4)]
     q32 = _core.qdelta_encode(x32, b32, "float32", 1e-3)
     qbf = _core.qdelta_encode(xbf, bbf, "bfloat16", 1e-2)
     l4 = _core.lowbit_quantize(x32, 4, 128)
@@ -44,6 +51,7 @@ def cases(nbytes: int, rng):
     packed4 = bytes(_core.pack_bits(codes4, 4))
     o8 = bytearray(nbytes)  # out= buffers: measure the kernels, not the page faults
     o8b = bytearray(nbytes)
+    o8_half = memoryview(o8)[: nbytes // 2]
     X = _core.DELTA_XOR
     S = _core.DELTA_SUB
     return [
@@ -95,6 +103,28 @@ def cases(nbytes: int, rng):
             lambda t: _core.planes_decode(p_bf, 2, bbf, S, True, o8, t),
             lambda: ref.planes_decode_ref(p_bf, 2, bbf, S, True),
             nbytes,
+        ),
+        (
+            "planes_decode_pair f32 osub",
+            lambda t: _core.planes_decode_pair(
+                base_parts, True, osub_parts, 4, _core.DELTA_OSUB, False, o8, t
+            ),
+            lambda: ref.planes_decode_ref(
+                p_osub, 4, ref.planes_decode_ref(pb_rot, 4, rotate=True), ref.DELTA_OSUB, False
+            ),
+            nbytes,
+        ),
+        (
+            "cast f32 -> bf16",
+            lambda t: _core.cast(xr, "float32", "bfloat16", out=o8_half, threads=t),
+            lambda: ref.cast_ref(x32.view(np.uint32), "float32", "bfloat16"),
+            nbytes,
+        ),
+        (
+            "cast bf16 -> f32",
+            lambda t: _core.cast(xbf[: nbytes // 4], "bfloat16", "float32", out=o8, threads=t),
+            lambda: ref.cast_ref(xbf[: nbytes // 4], "bfloat16", "float32"),
+            nbytes // 2,
         ),
         (
             "qdelta_encode f32",
@@ -182,9 +212,15 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--filter", default="", help="only kernels whose name contains this")
+    ap.add_argument(
+        "--copies", action="store_true", help="the baseline against the AVX2 copy of each kernel"
+    )
     args = ap.parse_args()
     nbytes = args.mib << 20
     rng = np.random.default_rng(0)
+    if args.copies:
+        copies(cases(nbytes, rng), args)
+        return
     print(
         f"modelgit._core benchmark: {args.mib} MiB inputs, median of {args.runs} interleaved "
         f"runs, hardware threads = {_core.hardware_threads()}"
@@ -208,6 +244,32 @@ def main() -> None:
             f"{mr / m2:.1f}x |",
             flush=True,
         )
+
+
+def copies(all_cases: list, args: argparse.Namespace) -> None:
+    """The kernels built twice: each copy single-threaded, interleaved, medians."""
+    if "avx2" not in (_core.kernels("auto"), _core.kernels()):
+        raise SystemExit("this CPU or build has no AVX2 copies to compare")
+    print(f"modelgit._core kernel copies: {args.mib} MiB inputs, threads=1, median of "
+          f"{args.runs} interleaved runs")  # fmt: skip
+    print()
+    print("| kernel | baseline GB/s | AVX2 GB/s | AVX2 speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, core, _, size in all_cases:
+        if not name.startswith(("planes", "cast")) or args.filter not in name:
+            continue
+        times: dict[str, list[float]] = {"baseline": [], "avx2": []}
+        for copy in times:  # warm up
+            _core.kernels(copy)
+            core(1)
+        for _ in range(args.runs):
+            for copy, got in times.items():
+                _core.kernels(copy)
+                got.append(timed(lambda c=core: c(1)))
+        _core.kernels("auto")
+        b, a = (statistics.median(v) for v in times.values())
+        gb = size / 1e9
+        print(f"| {name} | {gb / b:.2f} | {gb / a:.2f} | {b / a:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,23 @@ def _own_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELGIT_CHECKOUT_CACHE", raising=False)
 
 
+@pytest.fixture(params=["baseline", "avx2"])
+def kernel_copy(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test with each copy of the native vectorized kernels (``_core.kernels``),
+    then restores the automatic choice. The AVX2 copy is skipped only where the CPU (or
+    the build) has none."""
+    from modelgit._native import _core
+
+    try:
+        _core.kernels(request.param)
+    except ValueError:
+        pytest.skip("this CPU or build has no AVX2 kernels")
+    try:
+        yield request.param
+    finally:
+        _core.kernels("auto")
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[mg.Repository]:
     """A fresh, empty repository in a temporary folder."""

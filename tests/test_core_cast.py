@@ -54,7 +54,7 @@ def torch_bits(t: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("src", DTYPES)
 @pytest.mark.parametrize("dst", DTYPES)
-def test_cast_matches_reference_and_torch(src: str, dst: str) -> None:
+def test_cast_matches_reference_and_torch(src: str, dst: str, kernel_copy: str) -> None:
     w = words(src, 1)
     got = np.frombuffer(_core.cast(w, src, dst), dtype=UINT[SIZE[dst]])
     assert np.array_equal(got, cast_ref(w, src, dst))

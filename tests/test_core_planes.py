@@ -302,7 +302,7 @@ def _planes(buf, es: int, n: int) -> list[bytes]:
 @pytest.mark.parametrize("delta,rotate", [m for m in MODES if m[0] != DELTA_NONE])
 @pytest.mark.parametrize("base_rotate", [False, True])
 @pytest.mark.parametrize("n", [0, 1, 7, 2049, 4099])
-def test_decode_pair_matches_reference(es, delta, rotate, base_rotate, n):
+def test_decode_pair_matches_reference(es, delta, rotate, base_rotate, n, kernel_copy):
     """planes_decode_pair: a standalone base given as its planes (rotated or not) and a
     residual on top, against decoding the base first with the numpy reference."""
     rng = np.random.default_rng(9000 * es + n + 10 * delta + rotate + 2 * base_rotate)
@@ -363,9 +363,9 @@ def test_decode_pair_errors():
 
 @pytest.fixture
 def kernels():
-    """Sets the plane kernels for one test and restores the automatic choice."""
-    yield _core.planes_kernels
-    _core.planes_kernels("auto")
+    """Sets the kernel copies for one test and restores the automatic choice."""
+    yield _core.kernels
+    _core.kernels("auto")
 
 
 def test_kernel_choice(kernels):

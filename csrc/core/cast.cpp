@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/common.hpp"
+#include "core/isa.hpp"
 
 namespace modelgit {
 namespace {
@@ -84,41 +85,21 @@ inline void from_f32(uint32_t u, uint8_t* p, DType d) {
   }
 }
 
-template <DType S, DType D>
-void cast_range(const uint8_t* src, uint8_t* dst, size_t i0, size_t i1) {
-  const size_t es = dtype_size(S), ed = dtype_size(D);
-  if constexpr (S == DType::F16 && D == DType::BF16) {
-    for (size_t i = i0; i < i1; ++i) {
-      uint16_t h = load<uint16_t>(src + i * es);
-      uint16_t r = (h & 0x7FFFu) > 0x7C00u ? uint16_t(0x7FC0u)
-                                           : f32_to_bf16_bits(f16_to_f32_bits(h));
-      store<uint16_t>(dst + i * ed, r);
-    }
-  } else {
-    for (size_t i = i0; i < i1; ++i) from_f32(to_f32(src + i * es, S), dst + i * ed, D);
-  }
-}
+}  // namespace
 
-using CastFn = void (*)(const uint8_t*, uint8_t*, size_t, size_t);
+namespace isa_base {
+#include "core/cast_kernels.inc"
+}  // namespace isa_base
 
-template <DType S>
-CastFn pick_dst(DType d) {
-  switch (d) {
-    case DType::F64: return &cast_range<S, DType::F64>;
-    case DType::F32: return &cast_range<S, DType::F32>;
-    case DType::F16: return &cast_range<S, DType::F16>;
-    default: return &cast_range<S, DType::BF16>;
-  }
-}
+#ifdef MG_AVX2_COPY
+MG_AVX2_BEGIN
+namespace isa_avx2 {
+#include "core/cast_kernels.inc"
+}  // namespace isa_avx2
+MG_AVX2_END
+#endif
 
-CastFn pick(DType s, DType d) {
-  switch (s) {
-    case DType::F64: return pick_dst<DType::F64>(d);
-    case DType::F32: return pick_dst<DType::F32>(d);
-    case DType::F16: return pick_dst<DType::F16>(d);
-    default: return pick_dst<DType::BF16>(d);
-  }
-}
+namespace {
 
 constexpr uint32_t kCanonicalNaN = 0x7FC00000u;
 
@@ -223,7 +204,7 @@ void cast(const uint8_t* src, DType s, uint8_t* dst, DType d, size_t n, int nthr
     if (src != dst) std::memmove(dst, src, n * dtype_size(s));
     return;
   }
-  CastFn fn = pick(s, d);
+  isa_base::CastFn fn = MG_ISA_PICK(pick(s, d));
   parallel_for(n, nthreads, kCastBlock, [&](int, size_t b, size_t e) {
     if (b < e) fn(src, dst, b, e);
   });

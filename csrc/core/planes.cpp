@@ -1,82 +1,29 @@
 #include "core/planes.hpp"
 
-#include "core/common.hpp"
-
-#include <atomic>
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
-// The kernels are simple loops over bytes and words that a compiler vectorizes; with
-// AVX2 they run about 1.4x as fast as with the x86-64 baseline (SSE2). Both copies are
-// built; the first call picks AVX2 where the CPU has it (planes_kernels() overrides).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define MG_PLANES_AVX2 1
-#endif
+#include "core/common.hpp"
+#include "core/isa.hpp"
 
 namespace modelgit {
 namespace isa_base {
 #include "core/planes_kernels.inc"
 }  // namespace isa_base
 
-#ifdef MG_PLANES_AVX2
-#pragma GCC push_options
-#pragma GCC target("avx2")
+#ifdef MG_AVX2_COPY
+MG_AVX2_BEGIN
 namespace isa_avx2 {
 #include "core/planes_kernels.inc"
 }  // namespace isa_avx2
-#pragma GCC pop_options
+MG_AVX2_END
 #endif
 
 namespace {
-
 using isa_base::DecodeFn;
 using isa_base::EncodeFn;
 using isa_base::kBlock;
 using isa_base::PairFn;
-
-bool have_avx2() {
-#ifdef MG_PLANES_AVX2
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-#else
-  return false;
-#endif
-}
-
-// -1: not chosen yet; 0: baseline; 1: AVX2.
-std::atomic<int> g_kernels{-1};
-
-bool avx2() {
-  int k = g_kernels.load(std::memory_order_relaxed);
-  if (k < 0) {
-    k = have_avx2() ? 1 : 0;
-    g_kernels.store(k, std::memory_order_relaxed);
-  }
-  return k == 1;
-}
-
-#ifdef MG_PLANES_AVX2
-#define MG_ISA_PICK(call) (avx2() ? isa_avx2::call : isa_base::call)
-#else
-#define MG_ISA_PICK(call) (isa_base::call)
-#endif
-
 }  // namespace
-
-std::string planes_kernels(const std::string& which) {
-  if (which == "avx2") {
-    if (!have_avx2()) throw std::invalid_argument("this CPU (or build) has no AVX2 kernels");
-    g_kernels.store(1);
-  } else if (which == "baseline") {
-    g_kernels.store(0);
-  } else if (which == "auto") {
-    g_kernels.store(have_avx2() ? 1 : 0);
-  } else if (!which.empty()) {
-    throw std::invalid_argument("kernels: 'auto', 'baseline' or 'avx2', not '" + which + "'");
-  }
-  return avx2() ? "avx2" : "baseline";
-}
 
 void planes_encode(const uint8_t* data, const uint8_t* base, uint8_t* out, size_t m,
                    int elem_size, int delta, bool rotate, int nthreads) {

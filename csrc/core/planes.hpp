@@ -3,7 +3,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "core/params.hpp"  // Delta
 
@@ -29,11 +28,6 @@ void planes_apply_split(const uint8_t* const* planes, uint8_t* out, size_t m, in
 void planes_decode_pair(const uint8_t* const* base_planes, bool base_rotate,
                         const uint8_t* const* planes, uint8_t* out, size_t m, int elem_size,
                         int delta, bool rotate, int nthreads);
-
-// Which copy of the kernels runs: "auto" (AVX2 where the CPU has it), "baseline" or
-// "avx2" (std::invalid_argument where there is none) sets it for the whole process; ""
-// leaves it. Returns the one in use, "baseline" or "avx2". Every copy gives the same bytes.
-std::string planes_kernels(const std::string& which);
 
 // The zero mask of the predicted codec: bit i of mask (ceil(m / 8) bytes, least
 // significant bit first) is set iff word i of data is zero; out is pred with those words

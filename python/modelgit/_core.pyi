@@ -40,6 +40,13 @@ DELTA_XOR: int  # 1: w = t ^ tb
 DELTA_SUB: int  # 2: w = (t - tb) mod 2**(8*elem_size)
 DELTA_OSUB: int  # 3: w = zigzag(ordered(t) - ordered(tb)) mod 2**(8*elem_size)
 
+def kernels(which: str | None = None) -> str:
+    """The copies of the vectorized kernels in use (the byte planes and the casts):
+    ``"avx2"`` (built on x86-64 with GCC, picked where the CPU has AVX2) or
+    ``"baseline"``. ``which`` (``"auto"``, ``"baseline"`` or ``"avx2"``) sets them for
+    the whole process (ValueError where there are no AVX2 copies). Both copies yield the
+    same bytes: tests compare them."""
+
 def hardware_threads() -> int: ...
 def planes_encode(
     data: Buffer,
@@ -130,12 +137,6 @@ def planes_decode_pair(
     elem_size, rotate=base_rotate), delta=delta, rotate=rotate)`` returns, without
     writing the base anywhere. ``base_parts`` and ``parts``: ``elem_size`` planes of m
     bytes each; ``delta`` must not be DELTA_NONE; ``out`` must overlap no plane."""
-
-def planes_kernels(which: str | None = None) -> str:
-    """The copy of the byte-plane kernels in use: ``"avx2"`` (built on x86-64 with GCC,
-    picked where the CPU has AVX2) or ``"baseline"``. ``which`` (``"auto"``,
-    ``"baseline"`` or ``"avx2"``) sets it for the whole process (ValueError where there
-    are no AVX2 kernels). Every copy yields the same bytes: tests compare them."""
 
 def zero_mask(data: Buffer, pred: Buffer, elem_size: int) -> tuple[bytearray, bytearray]:
     """The zero mask of the predicted codec (docs/FORMAT.md 3.3): ``(bits, masked)``.

@@ -184,14 +184,6 @@ void register_planes(py::module_& m) {
         py::arg("delta"), py::arg("rotate") = false, py::arg("out") = py::none(),
         py::arg("threads") = 0,
         "planes_decode_parts with out as the base: out holds it and receives the result.");
-  m.def(
-      "planes_kernels",
-      [](py::object which) {
-        return planes_kernels(which.is_none() ? std::string() : py::cast<std::string>(which));
-      },
-      py::arg("which") = py::none(),
-      "The byte-plane kernels in use ('baseline' or 'avx2'); which= 'auto', 'baseline' or "
-      "'avx2' sets them for the process.");
   m.def("planes_decode_pair", &decode_pair, py::arg("base_parts"), py::arg("base_rotate"),
         py::arg("parts"), py::arg("elem_size"), py::arg("delta"), py::arg("rotate") = false,
         py::arg("out") = py::none(), py::arg("threads") = 0,
