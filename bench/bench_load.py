@@ -433,11 +433,13 @@ def section_memory(work: Path, gib: float) -> str:
 
 
 PROFILE_REFS = ("minilm", "topic-a", "topic-b", "topic-b-bf16", "chain@20")
+REPACKED_REFS = ("minilm", "topic-b", "topic-b-bf16", "chain@10")  # after repack
 STAGES = {  # stage -> names of the native calls (cProfile) whose own time it is
     "rANS": ("rans_decode",),
     "zstd": ("decompress",),
     "transform (planes)": ("planes_decode_parts",),
     "delta applied in place": ("planes_apply_parts",),
+    "base and delta in one pass": ("planes_decode_pair",),
     "read records": ("preadv", "pread"),
     "checksums + chunk ids": ("xxh3_64_intdigest", "xxh3_128_digest"),
     "cast": ("cast",),
@@ -472,37 +474,37 @@ def decode_version(repo: mg.Repository, ref: str, profiler: Any = None) -> float
 def profile(work: Path, runs: int) -> None:
     """Where the time of decoding a version goes: medians of ``runs`` plain timed runs
     (total) and of ``runs`` runs under cProfile (the own time of the native calls of
-    each stage); "Python and the rest" is the total less the stages."""
+    each stage); "Python and the rest" is the total less the stages. Versions of the
+    family repository as committed, then after a repack."""
     import cProfile
     import pstats
 
-    fam = work / "family"
-    if not (fam / "MODELGIT").exists():
-        fam, _ = family(work, 20)
+    fam, _ = family(work, 20)
+    rep, _ = repacked_family(work, 20)
     rows = []
-    with mg.open(fam) as repo:
-        for ref in PROFILE_REFS:
-            totals, stages = [], {k: [] for k in STAGES}
-            for _ in range(runs):
-                totals.append(decode_version(repo, ref))
-                pr = cProfile.Profile()
-                decode_version(repo, ref, pr)
-                own: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-                calls = pstats.Stats(pr).stats.items()  # type: ignore[attr-defined]
-                for (where, _, func), (_, _, tt, _, _) in calls:
-                    for k, names in STAGES.items():
-                        if where == "~" and any(n in func for n in names):  # native calls
-                            own[k] += tt
-                            break
-                for k in STAGES:
-                    stages[k].append(own[k])
-            total = statistics.median(totals)
-            med = {k: statistics.median(v) for k, v in stages.items()}
-            rest = total - sum(med.values())
-            cells = [f"{1e3 * v:.1f}" if v > 5e-5 else "-" for v in med.values()]
-            rows.append(
-                [f"{ref} ({max_depth_of(fam, ref)})", ms(total), *cells, f"{1e3 * rest:.1f}"]
-            )
+    for path, refs, label in ((fam, PROFILE_REFS, ""), (rep, REPACKED_REFS, ", repacked")):
+        with mg.open(path) as repo:
+            for ref in refs:
+                totals, stages = [], {k: [] for k in STAGES}
+                for _ in range(runs):
+                    totals.append(decode_version(repo, ref))
+                    pr = cProfile.Profile()
+                    decode_version(repo, ref, pr)
+                    own: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+                    calls = pstats.Stats(pr).stats.items()  # type: ignore[attr-defined]
+                    for (where, _, func), (_, _, tt, _, _) in calls:
+                        for k, names in STAGES.items():
+                            if where == "~" and any(n in func for n in names):  # native
+                                own[k] += tt
+                                break
+                    for k in STAGES:
+                        stages[k].append(own[k])
+                total = statistics.median(totals)
+                med = {k: statistics.median(v) for k, v in stages.items()}
+                rest = total - sum(med.values())
+                cells = [f"{1e3 * v:.1f}" if v > 5e-5 else "-" for v in med.values()]
+                rows.append([f"{ref} ({max_depth_of(path, ref)}{label})", ms(total), *cells,
+                             f"{1e3 * rest:.1f}"])  # fmt: skip
     print(table(["version (depth)", "total", *STAGES, "Python and the rest"], rows))
     print(f"\npython bench/bench_load.py --profile --runs {runs}")
 

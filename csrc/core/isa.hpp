@@ -2,12 +2,14 @@
 // kernel file includes its loops (a .inc) once in namespace isa_base and once in
 // namespace isa_avx2 between MG_AVX2_BEGIN and MG_AVX2_END, and picks a copy with
 // MG_ISA_PICK at each call. The copies compute the same bytes (integer work, and float
-// work without FMA: -ffp-contract=off); tests compare them.
+// work without FMA: -ffp-contract=off); tests compare them. -DMODELGIT_NO_AVX2_COPY
+// builds the baseline copy alone.
 #pragma once
 
 #include <string>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(MODELGIT_NO_AVX2_COPY)
 #define MG_AVX2_COPY 1
 #define MG_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2\")")
 #define MG_AVX2_END _Pragma("GCC pop_options")
