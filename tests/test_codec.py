@@ -336,3 +336,74 @@ def test_damaged_rans_section_is_corrupt_object() -> None:
         bad[1:5] = (length - cut).to_bytes(4, "little")  # the stream loses its tail
         with pytest.raises(CorruptObject, match="rans stream"):
             Sections(memoryview(bytes(bad)), "chunk").section(len(data) // 4)
+
+
+def section_methods(payload: bytes | bytearray | memoryview) -> list[int]:
+    """The method of each section of a payload (planes, or predicted without mask)."""
+    from modelgit.codec.entropy import _SECTION
+
+    out, pos = [], 0
+    while pos < len(payload):
+        method, length = _SECTION.unpack_from(payload, pos)
+        out.append(method)
+        pos += _SECTION.size + length
+    return out
+
+
+class _StoredBases:
+    """Bases over encoded base records; ``planes`` hands a standalone one's planes over
+    (as the store's does), or is absent (``with_planes=False``: a Bases written before
+    the method existed)."""
+
+    def __init__(self, records: dict[bytes, codec.Encoded], with_planes: bool) -> None:
+        self.records = records
+        self.asked: list[bytes] = []
+        if with_planes:
+            self.planes = self._planes
+
+    def into(self, cid: bytes, out: memoryview) -> None:
+        enc = self.records[cid]
+        codec.decode_into(enc.codec, enc.params, memoryview(enc.payload), out, lambda _: b"")
+
+    def get(self, cid: bytes, slot: int = 0) -> memoryview:
+        raise AssertionError("these decodes take their bases through into or planes")
+
+    def _planes(self, cid: bytes, n: int, elem_size: int) -> codec.BasePlanes | None:
+        self.asked.append(cid)
+        enc = self.records[cid]
+        return codec.standalone_planes(enc.params, memoryview(enc.payload), n, elem_size, "b")
+
+
+@pytest.mark.parametrize("with_planes", [True, False])
+@pytest.mark.parametrize("form", ["planes", "ident"])
+def test_a_delta_decodes_with_its_standalone_base_in_one_pass(with_planes: bool, form: str):
+    """Base and residual both rANS-coded (each in its own scratch buffer), decoded in one
+    pass where the Bases offers the base's planes, else base first: the same bytes."""
+    from modelgit.codec.entropy import METHOD_RANS
+
+    f32 = by_name("float32")
+    rng = np.random.default_rng(21)
+    base = words(rng, 1 << 18, "float32")
+    x = perturb(rng, base, "float32")
+    benc = codec.encode_standalone(memoryview(base), 4, True)
+    assert benc.codec == codec.PLANES and benc.payload[0] == METHOD_RANS
+    bid = b"\x07" * 16
+    if form == "planes":
+        enc = codec.encode_planes(memoryview(x), 4, True, memoryview(base), bid,
+                                  _core.DELTA_OSUB)  # fmt: skip
+    else:
+        enc = codec.encode_predicted(memoryview(x), f32, codec.IDENT, [memoryview(base)],
+                                     [bid], f32, _core.DELTA_SUB)  # fmt: skip
+    assert METHOD_RANS in section_methods(enc.payload)
+    bases = _StoredBases({bid: benc}, with_planes)
+    out = bytearray(x.nbytes)
+    codec.decode_into(enc.codec, enc.params, memoryview(enc.payload), memoryview(out), bases)
+    assert bytes(out) == x.tobytes()
+    assert bases.asked == ([bid] if with_planes else [])
+    # a base that is itself a delta is decoded first, whatever the Bases offers
+    denc = codec.encode_planes(memoryview(base), 4, True, memoryview(x), b"\x08" * 16,
+                               _core.DELTA_XOR)  # fmt: skip
+    assert codec.standalone_planes(denc.params, memoryview(denc.payload), base.nbytes, 4,
+                                   "b") is None  # fmt: skip
+    assert codec.standalone_planes(benc.params, memoryview(benc.payload), base.nbytes, 2,
+                                   "b") is None  # other words  # fmt: skip

@@ -167,7 +167,8 @@ class Bases(Protocol):
         """Base ``cid`` as the byte planes it is stored as, when it is a standalone
         planes record of ``n`` bytes in words of ``elem_size`` that is not at hand
         decoded (the decoder then transforms base and residual in one pass); else None
-        (use :meth:`into`). Valid until this decode ends."""
+        (use :meth:`into`). Valid until this decode ends. Optional: decoders ask it
+        first where a Bases has it."""
         ...
 
 
@@ -235,7 +236,8 @@ def _residual_onto_base(
     standalone planes record (``Bases.planes``), else the base into ``out`` first and
     the residual applied in place."""
     m = len(out) // elem_size
-    base = bases.planes(base_id, len(out), elem_size)  # first: it fills scratch buffers
+    planes = getattr(bases, "planes", None)  # optional: a Bases written before it was
+    base = planes(base_id, len(out), elem_size) if planes is not None else None
     if base is None:
         bases.into(base_id, out)
     parts = r.parts(elem_size, m)
