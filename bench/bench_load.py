@@ -21,6 +21,10 @@ Sections (``--sections``, all by default):
   around their medoid (``modelgit.versions.stars``): each version's depth and load
   time against the standalone model, and the stored bytes of the chain alone and of
   the MiniLM zoo before and after the repack.
+* ``repacked`` (not in the default list: ``stars`` times the same loads): the loads
+  alone of the repacked family's versions against the standalone models, and with
+  ``--baseline PYTHON`` that interpreter's loads of the same repository as a third
+  contender.
 * ``cache``: a second load with the checkout cache on, against ``load_file`` (lazy).
 * ``load_into``: topic-a (a delta-coded fine-tune) into an existing module, against
   ``module.load_state_dict(load_file(path))``; with and without the checkout cache.
@@ -282,10 +286,12 @@ def section_standalone(work: Path, runs: int, gib: float, baseline: str | None =
 
 
 def versus_standalone(
-    work: Path, runs: int, chain_len: int, repos: dict[str, Path]
-) -> Iterator[tuple[str, dict[str, float]]]:
+    work: Path, runs: int, chain_len: int, repos: dict[str, Path],
+    python: dict[str, str] | None = None,
+) -> Iterator[tuple[str, dict[str, float]]]:  # fmt: skip
     """For each version of the depth table: its load time from each of ``repos`` (key ->
-    a family repository) and stored standalone (``"sa"``), medians, interleaved."""
+    a family repository; loaded by ``python[key]``, another build's interpreter, where
+    given) and stored standalone (``"sa"``), medians, interleaved."""
     _, sds = family(work, chain_len)
     refs = ["minilm", "topic-a", "topic-b", "topic-b-bf16"] + [
         f"chain@{i}" for i in sorted({1, 2, 3, 5, 8, 10, 15, chain_len})
@@ -294,6 +300,8 @@ def versus_standalone(
         sa, _ = standalone_repo(work, ref.replace("@", "-"), sds[ref])
         specs = {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")}}
         specs |= {k: {"kind": "mg_load", "repo": str(p), "ref": ref} for k, p in repos.items()}
+        for k, py in (python or {}).items():
+            specs[k]["python"] = py
         yield ref, medians(specs, runs)
 
 
@@ -349,6 +357,24 @@ def section_stars(work: Path, runs: int, chain_len: int) -> str:
     return out + "\n\n" + table(
         ["max_depth", f"chain of {chain_len}: committed", "after repack",
          "MiniLM zoo: added", "after repack"], foot)  # fmt: skip
+
+
+def section_repacked(work: Path, runs: int, chain_len: int, baseline: str | None) -> str:
+    """The repacked family's loads against the standalone models (and a baseline build's
+    loads of the same repository)."""
+    rep, _ = repacked_family(work, chain_len)
+    repos = {"rep": rep} | ({"base": rep} if baseline else {})
+    rows = []
+    python = {"base": baseline} if baseline else None
+    for ref, t in versus_standalone(work, runs, chain_len, repos, python):
+        row = [ref, max_depth_of(rep, ref), ms(t["sa"])]
+        if baseline:
+            row += [ms(t["base"]), f"{t['base'] / t['sa']:.2f}x"]
+        rows.append(row + [ms(t["rep"]), f"{t['rep'] / t['sa']:.2f}x"])
+    head = ["version", "depth after repack", "stored standalone"]
+    if baseline:
+        head += ["baseline build", "ratio"]
+    return "### Loads after repack\n\n" + table(head + ["this build", "ratio"], rows)
 
 
 def section_cache(work: Path, runs: int) -> str:
@@ -524,7 +550,9 @@ def main() -> None:
         "--profile", action="store_true", help="where the time of decoding a version goes, instead"
     )
     ap.add_argument(
-        "--baseline", help="python of another modelgit build: its loads join the standalone section"
+        "--baseline",
+        help="python of another modelgit build: its loads join the standalone and repacked"
+        " sections",
     )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -547,6 +575,8 @@ def main() -> None:
             parts.append(section_layouts(args.work, args.runs, args.chain))
         elif name == "stars":
             parts.append(section_stars(args.work, args.runs, args.chain))
+        elif name == "repacked":
+            parts.append(section_repacked(args.work, args.runs, args.chain, args.baseline))
         elif name == "cache":
             parts.append(section_cache(args.work, args.runs))
         elif name == "load_into":
