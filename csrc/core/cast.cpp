@@ -87,17 +87,8 @@ inline void from_f32(uint32_t u, uint8_t* p, DType d) {
 
 }  // namespace
 
-namespace isa_base {
-#include "core/cast_kernels.inc"
-}  // namespace isa_base
-
-#ifdef MG_AVX2_COPY
-MG_AVX2_BEGIN
-namespace isa_avx2 {
-#include "core/cast_kernels.inc"
-}  // namespace isa_avx2
-MG_AVX2_END
-#endif
+#define MG_KERNELS_FILE "core/cast_kernels.inc"
+#include "core/isa_copies.inc"
 
 namespace {
 

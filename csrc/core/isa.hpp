@@ -1,7 +1,6 @@
 // Kernels built twice: for the x86-64 baseline and, with GCC on x86-64, for AVX2. A
-// kernel file includes its loops (a .inc) once in namespace isa_base and once in
-// namespace isa_avx2 between MG_AVX2_BEGIN and MG_AVX2_END, and picks a copy with
-// MG_ISA_PICK at each call. The copies compute the same bytes (integer work, and float
+// kernel file includes its loops (a .inc) once per copy through core/isa_copies.inc
+// (namespaces isa_base and isa_avx2) and picks a copy with MG_ISA_PICK at each call. The copies compute the same bytes (integer work, and float
 // work without FMA: -ffp-contract=off); tests compare them. -DMODELGIT_NO_AVX2_COPY
 // builds the baseline copy alone.
 #pragma once

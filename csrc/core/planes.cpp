@@ -6,17 +6,8 @@
 #include "core/isa.hpp"
 
 namespace modelgit {
-namespace isa_base {
-#include "core/planes_kernels.inc"
-}  // namespace isa_base
-
-#ifdef MG_AVX2_COPY
-MG_AVX2_BEGIN
-namespace isa_avx2 {
-#include "core/planes_kernels.inc"
-}  // namespace isa_avx2
-MG_AVX2_END
-#endif
+#define MG_KERNELS_FILE "core/planes_kernels.inc"
+#include "core/isa_copies.inc"
 
 namespace {
 using isa_base::DecodeFn;
