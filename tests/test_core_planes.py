@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -412,3 +416,16 @@ def test_every_kernel_copy_gives_the_same_bytes(kernels, es):
         assert got["baseline"] == got["avx2"]
         assert all(r == data.tobytes() for r in got["avx2"][1:])
         assert got["avx2"][0] == planes_encode_ref(data, es, b, delta, rotate).tobytes()
+
+
+def test_kernels_env_forces_the_baseline_copy():
+    """$MODELGIT_KERNELS=baseline: a process runs the baseline copies, "auto" included."""
+    code = "from modelgit._native import _core; print(_core.kernels(), _core.kernels('auto'))"
+    env = {**os.environ, "MODELGIT_KERNELS": "baseline"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()  # fmt: skip
+    assert out == ["baseline", "baseline"]
+    env.pop("MODELGIT_KERNELS")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()  # fmt: skip
+    assert out[0] == out[1] and out[0] in ("avx2", "baseline")

@@ -1,6 +1,8 @@
 #include "core/isa.hpp"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace modelgit {
@@ -19,10 +21,17 @@ std::atomic<int> g_avx2{-1};  // -1: not chosen yet
 
 }  // namespace
 
+// The first choice: AVX2 where the CPU has it, unless $MODELGIT_KERNELS is "baseline".
+int first_choice() {
+  const char* env = std::getenv("MODELGIT_KERNELS");
+  if (env != nullptr && std::strcmp(env, "baseline") == 0) return 0;
+  return have_avx2() ? 1 : 0;
+}
+
 bool use_avx2() {
   int k = g_avx2.load(std::memory_order_relaxed);
   if (k < 0) {
-    k = have_avx2() ? 1 : 0;
+    k = first_choice();
     g_avx2.store(k, std::memory_order_relaxed);
   }
   return k == 1;
@@ -35,7 +44,7 @@ std::string set_kernels(const std::string& which) {
   } else if (which == "baseline") {
     g_avx2.store(0);
   } else if (which == "auto") {
-    g_avx2.store(have_avx2() ? 1 : 0);
+    g_avx2.store(first_choice());
   } else if (!which.empty()) {
     throw std::invalid_argument("kernels: 'auto', 'baseline' or 'avx2', not '" + which + "'");
   }

@@ -19,12 +19,14 @@
 
 namespace modelgit {
 
-// Whether the AVX2 copies run: where the CPU has AVX2, unless set_kernels said otherwise.
+// Whether the AVX2 copies run: where the CPU has AVX2, unless $MODELGIT_KERNELS is
+// "baseline" (read at the first kernel call) or set_kernels said otherwise.
 bool use_avx2();
 
-// "auto" (AVX2 where the CPU has it), "baseline" or "avx2" (std::invalid_argument where
-// there are no AVX2 copies) sets the copies for the whole process; "" leaves them.
-// Returns the copies in use: "baseline" or "avx2".
+// "auto" (the first choice again: AVX2 where the CPU has it, unless $MODELGIT_KERNELS
+// is "baseline"), "baseline" or "avx2" (std::invalid_argument where there are no AVX2
+// copies) sets the copies for the whole process; "" leaves them. Returns the copies in
+// use: "baseline" or "avx2".
 std::string set_kernels(const std::string& which);
 
 }  // namespace modelgit
