@@ -407,3 +407,5 @@ def test_a_delta_decodes_with_its_standalone_base_in_one_pass(with_planes: bool,
                                    "b") is None  # fmt: skip
     assert codec.standalone_planes(benc.params, memoryview(benc.payload), base.nbytes, 2,
                                    "b") is None  # other words  # fmt: skip
+    with pytest.raises(ValueError, match="elem_size"):
+        codec.standalone_planes(benc.params, memoryview(benc.payload), base.nbytes, 3, "b")

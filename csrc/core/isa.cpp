@@ -2,7 +2,7 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
+#include <strings.h>  // strcasecmp
 #include <stdexcept>
 
 namespace modelgit {
@@ -21,10 +21,11 @@ std::atomic<int> g_avx2{-1};  // -1: not chosen yet
 
 }  // namespace
 
-// The first choice: AVX2 where the CPU has it, unless $MODELGIT_KERNELS is "baseline".
+// The first choice: AVX2 where the CPU has it, unless $MODELGIT_KERNELS is "baseline"
+// (in any case; other values change nothing).
 int first_choice() {
   const char* env = std::getenv("MODELGIT_KERNELS");
-  if (env != nullptr && std::strcmp(env, "baseline") == 0) return 0;
+  if (env != nullptr && strcasecmp(env, "baseline") == 0) return 0;
   return have_avx2() ? 1 : 0;
 }
 

@@ -2,7 +2,7 @@
 // kernel file includes its loops (a .inc) once per copy through core/isa_copies.inc
 // (namespaces isa_base and isa_avx2) and picks a copy with MG_ISA_PICK at each call. The copies compute the same bytes (integer work, and float
 // work without FMA: -ffp-contract=off); tests compare them. -DMODELGIT_NO_AVX2_COPY
-// builds the baseline copy alone.
+// (CMake: -DMODELGIT_AVX2_COPY=OFF) builds the baseline copy alone.
 #pragma once
 
 #include <string>

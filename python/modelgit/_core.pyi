@@ -41,12 +41,12 @@ DELTA_SUB: int  # 2: w = (t - tb) mod 2**(8*elem_size)
 DELTA_OSUB: int  # 3: w = zigzag(ordered(t) - ordered(tb)) mod 2**(8*elem_size)
 
 def kernels(which: str | None = None) -> str:
-    """The copies of the vectorized kernels in use (the byte planes and the casts):
+    """The copies of the vectorized kernels in use (the byte planes and ``cast``):
     ``"avx2"`` (built on x86-64 with GCC, picked where the CPU has AVX2, unless
-    ``$MODELGIT_KERNELS`` is ``"baseline"``) or ``"baseline"``. ``which`` (``"auto"``:
-    that first choice, ``"baseline"`` or ``"avx2"``) sets them for the whole process
-    (ValueError where there are no AVX2 copies). Both copies yield the same bytes: tests
-    compare them."""
+    ``$MODELGIT_KERNELS`` is ``"baseline"``; other values change nothing) or
+    ``"baseline"``. ``which`` (``"auto"``: that first choice, ``"baseline"`` or
+    ``"avx2"``) sets them for the whole process (ValueError where there are no AVX2
+    copies). Both copies yield the same bytes: tests compare them."""
 
 def hardware_threads() -> int: ...
 def planes_encode(

@@ -158,7 +158,9 @@ def decode_into(
 
     Byte planes are transformed from where they lie (raw sections in ``payload``, zstd
     sections in their decoded frames) straight into ``out``: no staging copy. A delta
-    is applied in place: the base (or the prediction) is written into ``out`` first."""
+    on a standalone planes base that ``bases.planes`` hands over is decoded with the
+    base's planes in one pass; any other delta is applied in place: the base (or the
+    prediction) is written into ``out`` first."""
     c = CODECS.get(codec)
     if c is None:
         raise CorruptObject(f"{where}: unknown codec id {codec}")

@@ -151,7 +151,14 @@ GetBase = Callable[[bytes], memoryview]
 
 
 class Bases(Protocol):
-    """Where a decoder finds the decoded base chunks it needs."""
+    """Where a decoder finds the decoded base chunks it needs.
+
+    Optionally also ``planes(cid, n, elem_size) -> BasePlanes | None``: base ``cid`` as
+    the byte planes it is stored as, when it is a standalone planes record of ``n``
+    bytes in words of ``elem_size`` that is not at hand decoded; else None. A decoder
+    asks it first where a Bases has it, then transforms base and residual in one pass
+    (else it uses :meth:`into`); the planes need only stay valid until its next call
+    of this Bases' methods."""
 
     def get(self, cid: bytes, slot: int = 0) -> memoryview:
         """The decoded bytes of base ``cid`` (read only; valid until this decode ends;
@@ -161,14 +168,6 @@ class Bases(Protocol):
     def into(self, cid: bytes, out: memoryview) -> None:
         """Write the decoded bytes of base ``cid`` into ``out`` (CorruptObject if the
         base is not ``len(out)`` bytes long)."""
-        ...
-
-    def planes(self, cid: bytes, n: int, elem_size: int) -> BasePlanes | None:
-        """Base ``cid`` as the byte planes it is stored as, when it is a standalone
-        planes record of ``n`` bytes in words of ``elem_size`` that is not at hand
-        decoded (the decoder then transforms base and residual in one pass); else None
-        (use :meth:`into`). Valid until this decode ends. Optional: decoders ask it
-        first where a Bases has it."""
         ...
 
 
@@ -216,6 +215,8 @@ def standalone_planes(
     """The planes of a planes (id 2) record without delta, for a chunk of n bytes in
     words of ``elem_size`` (rANS sections decoded into this thread's scratch buffer
     "planes-base"); None when the record is a delta or has other words."""
+    if elem_size not in (1, 2, 4, 8):
+        raise ValueError(f"elem_size must be 1, 2, 4 or 8, not {elem_size}")
     if len(params) != PLANES_PARAMS.size:
         raise CorruptObject(f"{where}: bad planes parameters")
     size, delta, rotate, _, _ = PLANES_PARAMS.unpack(params)

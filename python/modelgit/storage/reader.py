@@ -1,7 +1,8 @@
 """The read path: tensor rows back into tensors, decoding chunks in parallel.
 
 Each tensor is allocated once and every chunk decodes straight into its slice (a delta
-chunk's base first, in place: ``ChunkStore.get_into``); records are checksum-verified,
+chunk with its standalone base in one pass, or its base first, in place:
+``ChunkStore.get_into``); records are checksum-verified,
 decoded bytes are checked against their chunk id, and each tensor's content id is
 recomputed from its verified chunk ids. Before decoding, the rows of every chunk the
 load needs, delta bases included, are fetched in a few catalog queries; a base that

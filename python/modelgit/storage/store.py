@@ -227,8 +227,9 @@ class ChunkStore:
     def get_into(self, row: ChunkRow, out: memoryview, verify: bool = True) -> None:
         """Decode one chunk into ``out`` and verify it against its id.
 
-        Records are read into per-thread scratch buffers (one per nesting depth), and a
-        delta is decoded in place: its base goes straight into ``out`` (from the cache,
+        Records are read into per-thread scratch buffers (one per nesting depth). A
+        delta on a standalone planes base is decoded with the base's planes in one pass;
+        any other delta in place: its base goes straight into ``out`` (from the cache,
         or decoded there itself), then the residual is applied. Bases decoded along the
         way are not hashed on their own (``verify=False``): the id check of the chunk
         that was asked for covers every byte they contributed."""
@@ -287,14 +288,19 @@ class _Bases:
         return buf
 
     def planes(self, cid: bytes, n: int, elem_size: int) -> codec.BasePlanes | None:
+        """A standalone planes base's planes (``codec.Bases``: the record goes into this
+        thread's scratch buffer for the next depth, valid until the next call of this
+        object's methods); None for a cached base (a copy is cheaper) or any other."""
         if self.store.cache.get(cid) is not None:
-            return None  # a copy of the decoded base is cheaper than its planes
-        row = self.store.base_row(cid)
-        if row.codec != codec.PLANES or row.raw_length != n:
             return None
+        row = self.store.base_row(cid)
+        if row.codec != codec.PLANES or row.bases or row.raw_length != n:
+            return None  # a delta base is read once, by into()
         where = f"chunk {cid.hex()}"
         self.store.check_length(row, where)
         row, rec = self.store.read_record(row, scratch(f"record-{self.depth + 1}", row.length))
+        if rec.codec != codec.PLANES:  # the row was stale: repack re-coded the chunk
+            return None
         return codec.standalone_planes(rec.params, memoryview(rec.payload), n, elem_size, where)
 
     def into(self, cid: bytes, out: memoryview) -> None:
