@@ -163,6 +163,7 @@ def test_add_commit_and_read_back(cli: Callable, repo_dir: Path, files: dict[str
     assert cli("show", "hf", "--json").json()["files"] == {"config.json": 14}
     text = cli("show", "base").out
     assert "0..1 x2" in text and "head.weight" in text
+    assert "load depth" not in text and cli("show", "base", "--json").json()["load_depth"] == 0
 
     sd = mg.open(repo_dir).load("ft@2")
     assert torch.equal(sd["head.weight"], torch.load(files["ft2.pt"])["head.weight"])
@@ -694,3 +695,23 @@ def test_fsck_progress_counts_chunks() -> None:
     bar.update(3, 10)
     assert "3 chunks/10 chunks" in bar._line()
     assert "B/" not in bar._line() and "KiB" not in bar._line()
+
+
+def test_show_tells_the_load_depth(cli: Callable, tmp_path: Path) -> None:
+    """``show`` says how many deltas a load decodes in a chain, and that repack makes it
+    one (the same in --json)."""
+    repo = tmp_path / "depth"
+    with mg.init(repo) as r:
+        torch.manual_seed(0)
+        w = torch.randn(50_000) * 0.05
+        r.add("run", {"w": w})
+        for _ in range(4):
+            w = w + 1e-4 * torch.randn(50_000)
+            r.commit("run", {"w": w})
+    assert cli("show", "run@1", "--json", cwd=repo).json()["load_depth"] == 0
+    assert cli("show", "run@2", "--json", cwd=repo).json()["load_depth"] == 1
+    assert "load depth: 1 delta\n" in cli("show", "run@2", cwd=repo).out
+    assert cli("show", "run", "--json", cwd=repo).json()["load_depth"] == 4
+    assert "load depth: 4 deltas (`modelgit repack` makes" in cli("show", "run", cwd=repo).out
+    cli("repack", cwd=repo)
+    assert cli("show", "run", "--json", cwd=repo).json()["load_depth"] == 1

@@ -219,6 +219,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         files = repo.files(v.ref)
         tags = [t for t, tv in repo.tags(v.ref).items()]
         bases = [b.ref for b in repo.storage_bases(v.ref)]
+        chunk_rows = repo.store.rows([c for r in rows for c in r.chunk_ids])
+    depth = max((r.depth for r in chunk_rows.values()), default=0)
     by_name = {r.name: r for r in rows}
     rows = [by_name[n] for n in module_order(by_name)]  # layer.2 before layer.10
     infos = [TensorInfo(r.name, r.dtype, tuple(r.shape), r.nbytes) for r in rows]
@@ -226,6 +228,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     data = v.to_json()
     data["tags"] = tags
     data["storage_bases"] = bases
+    data["load_depth"] = depth  # the longest delta chain a load of it decodes
     data["tensors"] = [{**t.to_json(), "tied_to": r.tie} for t, r in zip(infos, rows, strict=True)]
     data["files"] = {p: len(b) for p, b in files.items()}
     data["architecture"] = arch.to_json(max_depth=2)
@@ -234,6 +237,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(f"    tags: {', '.join(tags)}")
     if bases:
         lines.append(f"    stored against: {', '.join(bases)}")
+    if depth > 1:
+        lines.append(
+            f"    load depth: {depth} deltas (`modelgit repack` makes chains one delta deep)"
+        )
+    elif depth == 1:
+        lines.append("    load depth: 1 delta")
     meta = {k: val for k, val in v.metadata.items() if k not in ("@state", "checkpoint")}
     if meta:  # a checkpoint's step, metrics and state are on the line above
         lines.append("    metadata: " + ", ".join(f"{k}={val}" for k, val in meta.items()))
