@@ -242,3 +242,32 @@ def test_a_long_group_is_cut_into_stars(tmp_path: Path, monkeypatch: pytest.Monk
         assert len(standalone) == 3  # one centre per chunk position, shared by its slices
         for i, sd in enumerate(run, 1):
             assert_same_state(repo.load(f"run@{i}"), sd)
+
+
+def test_a_larger_star_slack_makes_the_stars_the_default_declines(tmp_path: Path) -> None:
+    """``star_slack`` trades space for load depth: the shrinking steps' chains, which the
+    default 1% keeps (test above), become stars within a larger share; every version
+    still loads bit for bit. Bad shares are refused before anything is touched."""
+    chain = training(n=10, step=3e-4, decay=True)
+    with committed(tmp_path / "r", chain) as repo:
+        for bad in (-0.01, 1.5, float("nan"), "5%", True):
+            with pytest.raises(ValueError, match="star_slack"):
+                repo.repack(star_slack=bad)  # type: ignore[arg-type]
+        before = repo.stats().stored_bytes
+        report = repo.repack(star_slack=0.5)
+        assert report.deepest_before == 4 and report.deepest_after == 1
+        assert report.bytes_after <= 1.5 * report.bytes_before
+        assert before < repo.stats().stored_bytes <= 1.5 * before
+        assert_true_depths(repo)
+        for i, sd in enumerate(chain, 1):
+            assert_same_state(repo.load(f"run@{i}"), sd)
+    committed(tmp_path / "cli", chain).close()
+    base = [sys.executable, "-m", "modelgit", "--repo", str(tmp_path / "cli"), "repack"]
+    bad = subprocess.run([*base, "--star-slack", "lots"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a share" in bad.stderr
+    bad = subprocess.run([*base, "--star-slack", "150%"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "between 0 and 100%" in bad.stderr
+    out = subprocess.run([*base, "--star-slack", "50%", "--json"], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["deepest_after"] == 1

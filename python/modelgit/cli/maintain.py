@@ -111,6 +111,7 @@ def register(sub: Any) -> None:
             "  modelgit repack              # e.g. after importing models without parents\n"
             "  modelgit repack --no-gc      # leave the old records until the next gc\n"
             "  modelgit repack --no-stars   # keep the delta chains as they are\n"
+            "  modelgit repack --star-slack 5%   # stars even where they take up to 5% more\n"
             "  modelgit repack --json"
         ),
     )
@@ -120,6 +121,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--no-stars", action="store_true",
         help="only re-choose bases; leave delta chains as deep as they are",
+    )  # fmt: skip
+    p.add_argument(
+        "--star-slack", type=_share, default=None, metavar="SHARE",
+        help="how much more space a star may take than the chain it replaces, as 5%% or "
+             "0.05 (default 1%%): more makes more versions load as one delta",
     )  # fmt: skip
 
 
@@ -203,10 +209,22 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _share(text: str) -> float:
+    """A share as "5%" or "0.05", between 0 and 1."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a share: {text!r} (e.g. 5% or 0.05)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 100%")
+    return value
+
+
 def cmd_repack(args: argparse.Namespace) -> int:
     with open_repo(args) as repo, Progress("repacking") as bar:
+        slack = {} if args.star_slack is None else {"star_slack": args.star_slack}
         report = call_with_progress(
-            repo.repack, gc=not args.no_gc, stars=not args.no_stars, progress=bar
+            repo.repack, gc=not args.no_gc, stars=not args.no_stars, progress=bar, **slack
         )
     emit(args.json, report)
     return 0

@@ -44,6 +44,7 @@ from .load_into import load_into_module
 from .remove import remove_model
 from .repack import RepackReport
 from .repack import repack as repack_versions
+from .stars import STAR_SLACK
 from .version import Version
 from .write import Link, SideFiles, provenance_links, write_version
 
@@ -496,16 +497,22 @@ class VersionStore:
             return maintenance.fsck(self.catalog, self.store, full=full, progress=progress)
 
     def repack(
-        self, gc: bool = True, progress: ProgressFn | None = None, *, stars: bool = True
+        self,
+        gc: bool = True,
+        progress: ProgressFn | None = None,
+        *,
+        stars: bool = True,
+        star_slack: float = STAR_SLACK,
     ) -> RepackReport:
         """Re-choose the bases of every stored chunk under the current policy (automatic
         bases, linear predictors), keeping new records where they are smaller; then,
         with ``stars``, re-code delta chains as stars around their medoid where that
-        takes at most 1% more space (every version then decodes at most one delta:
-        :mod:`modelgit.versions.stars`); then ``gc`` to reclaim the old records' space
-        unless ``gc=False``. Loads keep working while it runs; adds and commits wait.
-        See :mod:`modelgit.versions.repack`."""
-        report = repack_versions(self, progress=progress, stars=stars)
+        takes at most ``star_slack`` more space (a share: 0.01, 1%, by default; every
+        version of a star then decodes at most one delta: :mod:`modelgit.versions.stars`);
+        then ``gc`` to reclaim the old records' space unless ``gc=False``. Loads keep
+        working while it runs; adds and commits wait. ValueError if ``star_slack`` is not
+        between 0 and 1. See :mod:`modelgit.versions.repack`."""
+        report = repack_versions(self, progress=progress, stars=stars, star_slack=star_slack)
         if gc and report.rewritten:
             report.gc_reclaimed = self.gc().bytes_freed
         return report

@@ -48,7 +48,7 @@ from ..storage.similarity import (
     sketches_of,
 )
 from .bases import choose_bases
-from .stars import star_pass
+from .stars import STAR_SLACK, star_pass
 
 if TYPE_CHECKING:
     from ..storage.store import ChunkStore
@@ -263,12 +263,20 @@ def _deepest(engine: VersionStore) -> int:
 
 
 def repack(
-    engine: VersionStore, progress: ProgressFn | None = None, stars: bool = True
+    engine: VersionStore,
+    progress: ProgressFn | None = None,
+    stars: bool = True,
+    star_slack: float = STAR_SLACK,
 ) -> RepackReport:
     """Re-encode every chunk whose record the current policy makes smaller, then (with
-    ``stars``) turn delta chains into stars around their medoid (``versions.stars``);
-    see the module docstring. Call :meth:`~modelgit.Repository.gc` afterwards to reclaim the
-    old records' space (``Repository.repack`` does by default)."""
+    ``stars``) turn delta chains into stars around their medoid where that takes at most
+    ``star_slack`` (a share) more bytes (``versions.stars``); see the module docstring.
+    Call :meth:`~modelgit.Repository.gc` afterwards to reclaim the old records' space
+    (``Repository.repack`` does by default)."""
+    if isinstance(star_slack, bool) or not isinstance(star_slack, (int, float)):
+        raise ValueError(f"star_slack must be a number (a share), not {star_slack!r}")
+    if not 0 <= star_slack <= 1:  # (NaN too)
+        raise ValueError(f"star_slack must be a share between 0 and 1, not {star_slack!r}")
     report = RepackReport()
     with engine.lock(exclusive=True):
         report.deepest_before = _deepest(engine)
@@ -285,7 +293,7 @@ def repack(
             report.versions += 1
         if stars:
             count(size - count.done)  # (the first pass counted the chunks versions own)
-            got = star_pass(engine, state.dtype, state.owner, count)
+            got = star_pass(engine, state.dtype, state.owner, count, star_slack)
             report.stars = got.stars
             state.rewritten.update(got.ids)
             report.rewritten = len(state.rewritten)

@@ -209,6 +209,7 @@ def _try_star(
     dtype: DType,
     report: StarReport,
     outside: bytes | None = None,
+    slack: float = STAR_SLACK,
 ) -> bytes | None:
     """Make the slice a star (``outside``: a centre stored standalone already, the
     previous slice's, that it may take instead of a member); its centre if it is a
@@ -249,7 +250,7 @@ def _try_star(
     # bias, a norm's weights), whose chains cost a load more in per-chunk overhead
     # than in bytes, may take STAR_ALLOWANCE more, within a tenth of their bytes.
     extra = min(STAR_ALLOWANCE, before // 10) if len(m_data) <= SMALL_CHUNK else 0
-    limit = (1 - MIN_GAIN) * before if flat else (1 + STAR_SLACK) * before + extra
+    limit = (1 - MIN_GAIN) * before if flat else (1 + slack) * before + extra
     if after > limit:
         return None
     try:
@@ -288,10 +289,11 @@ def star_pass(
     dtypes: dict[bytes, DType],
     owner: dict[bytes, int],
     count: Callable[[int], None] | None = None,
+    slack: float = STAR_SLACK,
 ) -> StarReport:
     """Re-code every group of single-base delta chunks that holds a delta as a star
-    around its medoid where that costs at most ``STAR_SLACK`` more bytes (a group that
-    is a star already: only where its medoid saves ``MIN_GAIN``). ``dtypes``: each
+    around its medoid where that costs at most ``slack`` (a share) more bytes (a group
+    that is a star already: only where its medoid saves ``MIN_GAIN``). ``dtypes``: each
     chunk's dtype; ``owner``: the version that introduced each chunk (the first that
     holds it); ``count(n)``: called with the decoded bytes of each slice looked at
     (progress). Call with the repository lock held exclusively."""
@@ -317,7 +319,7 @@ def star_pass(
                 or group[0].raw_length % dtype.size
             ):
                 continue
-            centre = _try_star(engine, members, links, dtype, report, centre) or centre
+            centre = _try_star(engine, members, links, dtype, report, centre, slack) or centre
         if count is not None:
             count(sum(rows[c].raw_length for part in slices for c in part))
     return report
