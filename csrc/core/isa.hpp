@@ -1,8 +1,9 @@
 // Kernels built twice: for the x86-64 baseline and, with GCC on x86-64, for AVX2. A
 // kernel file includes its loops (a .inc) once per copy through core/isa_copies.inc
-// (namespaces isa_base and isa_avx2) and picks a copy with MG_ISA_PICK at each call. The copies compute the same bytes (integer work, and float
-// work without FMA: -ffp-contract=off); tests compare them. -DMODELGIT_NO_AVX2_COPY
-// (CMake: -DMODELGIT_AVX2_COPY=OFF) builds the baseline copy alone.
+// (namespaces isa_base and isa_avx2) and picks a copy with MG_ISA_PICK at each call.
+// The copies compute the same bytes (integer work, and float work without FMA:
+// -ffp-contract=off); tests compare them. -DMODELGIT_NO_AVX2_COPY (CMake:
+// -DMODELGIT_AVX2_COPY=OFF) builds the baseline copy alone.
 #pragma once
 
 #include <string>
