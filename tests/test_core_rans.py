@@ -17,23 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from byte_sources import CASES, entropy_bytes, exponent_like
 from modelgit._native import _core
 
 STATES, WORD = 16, 2  # the stream layout of FORMAT.md section 3 (section method 2)
 DECODERS = _core.rans_decoders()  # every loop this CPU runs, the default first
 BLOCK_WORDS = 2048  # words per block of the SIMD decode loop (csrc/core/rans.cpp)
-
-
-def entropy_bytes(data: bytes) -> float:
-    counts = np.bincount(np.frombuffer(data, np.uint8), minlength=256)
-    p = counts[counts > 0] / len(data)
-    return float(-(p * np.log2(p)).sum()) * len(data) / 8
-
-
-def exponent_like(rng: np.random.Generator, n: int) -> bytes:
-    """Top bytes of rotated float32 weights: a skewed distribution over ~30 values."""
-    x = (rng.standard_normal(n) * 0.05).astype("<f4").view("<u4")
-    return ((x << 1 | x >> 31) >> 24).astype(np.uint8).tobytes()
 
 
 def encode_both(data: bytes) -> bytes:
@@ -49,15 +38,6 @@ def decode_all(stream: bytes, n: int) -> bytes:
         assert bytes(_core.rans_decode(stream, n, decoder=decoder)) == default, decoder
     assert bytes(_core.rans_decode(stream, n, simd=False)) == default
     return default
-
-
-CASES = {
-    "one value": lambda rng, n: bytes([7]) * n,
-    "two values": lambda rng, n: rng.choice([0, 255], n, p=[0.9, 0.1]).astype(np.uint8).tobytes(),
-    "uniform": lambda rng, n: rng.integers(0, 256, n, dtype=np.uint8).tobytes(),
-    "geometric": lambda rng, n: np.minimum(rng.geometric(0.3, n), 255).astype(np.uint8).tobytes(),
-    "exponents": exponent_like,
-}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -43,6 +43,21 @@ inline void store(uint8_t* p, T v) {
   std::memcpy(p, &v, sizeof(T));
 }
 
+// Counts of each byte value of data[0..n), n < 2^34, into count[256] (set, not added
+// to). Four histograms break the store-to-load dependency on repeated bytes.
+inline void byte_counts(const uint8_t* data, size_t n, uint64_t* count) {
+  uint32_t h[4][256] = {};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][data[i]];
+    ++h[1][data[i + 1]];
+    ++h[2][data[i + 2]];
+    ++h[3][data[i + 3]];
+  }
+  for (; i < n; ++i) ++h[0][data[i]];
+  for (int s = 0; s < 256; ++s) count[s] = uint64_t(h[0][s]) + h[1][s] + h[2][s] + h[3][s];
+}
+
 inline uint32_t f32_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);

@@ -402,22 +402,11 @@ __attribute__((target("sse4.1,popcnt"))) size_t decode_sse41(uint32_t* x, DecBuf
 
 RansModel rans_model(const uint8_t* data, size_t n) {
   RansModel m{};
-  // Four histograms break the store-to-load dependency on repeated bytes.
-  uint32_t h[4][256] = {};
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    ++h[0][data[i]];
-    ++h[1][data[i + 1]];
-    ++h[2][data[i + 2]];
-    ++h[3][data[i + 3]];
-  }
-  for (; i < n; ++i) ++h[0][data[i]];
   uint64_t count[256];
+  byte_counts(data, n, count);
   int order[256], present = 0;
-  for (int s = 0; s < 256; ++s) {
-    count[s] = uint64_t(h[0][s]) + h[1][s] + h[2][s] + h[3][s];
+  for (int s = 0; s < 256; ++s)
     if (count[s]) order[present++] = s;
-  }
   // Round to the nearest share (at least 1), then settle the rounding error on the most
   // frequent values, one step each in turn, never taking a value below 1.
   int64_t sum = 0;

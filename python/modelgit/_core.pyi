@@ -416,3 +416,49 @@ def rans_decoders() -> list[str]:
     default first: ``$MODELGIT_RANS_DECODER`` when it names one of them (read once, at
     import; any other value warns with RuntimeWarning and is ignored), else the fastest.
     E.g. ``["sse4.1", "portable"]``."""
+
+# --- runs sections (FORMAT.md section 3.5, section method 3) -------------------------
+RUNS_MIN_SHARE: float  # 0.75: the share of the bytes the dominant value must hold
+
+def runs_encode(data: Buffer, max_size: int = -1) -> bytes | None:
+    """The runs section of ``data`` (at least one byte, under 4 GiB): u8 the most
+    frequent byte value v, u8 the escape of the run bytes (255, 127 or 63: whichever
+    codes smallest), u32 L (the other bytes, the literals), u32 R (the run bytes), then
+    the literals and the run bytes as two parts, each rANS coded or raw.
+
+    Returns None when v holds less than RUNS_MIN_SHARE of the bytes, or when the section
+    would be longer than ``max_size`` bytes (max_size < 0: no limit). The exact layout is
+    in docs/FORMAT.md.
+    """
+
+def runs_decode(stream: Buffer, size: int, out: Buffer | None = None) -> bytearray:
+    """Decode a runs_encode section into exactly ``size`` bytes: a new bytearray, or the
+    caller's writable ``out`` of exactly ``size`` bytes (returned). Raises ValueError
+    naming the defect for a section that is truncated, has trailing bytes, a bad part or
+    runs that do not add up to ``size``."""
+
+# --- Huffman sections (FORMAT.md section 3.6, section method 4) ----------------------
+HUFF_MAX_BITS: int  # 11: the longest code, and the bits a decoder's table lookup reads
+
+def huff_encode(data: Buffer, max_size: int = -1) -> bytes | None:
+    """The Huffman section of ``data`` (at least one byte, under 4 GiB): u8 the first
+    value with a code, u8 the number of values less one, their 4-bit code lengths, three
+    u32 stream lengths, then four streams of canonical codes of at most 11 bits, each
+    coding a quarter of the values.
+
+    Returns None when the section would be longer than ``max_size`` bytes (checked on
+    the exact size from histograms first, so that a section that will not be kept is
+    never coded; max_size < 0: no limit). The exact layout is in docs/FORMAT.md.
+    """
+
+def huff_estimate(data: Buffer) -> int:
+    """The exact length huff_encode(data) would have (0 for no data): histograms and
+    code lengths, no coding."""
+
+def huff_decode(stream: Buffer, size: int, out: Buffer | None = None) -> bytearray:
+    """Decode a huff_encode section into exactly ``size`` bytes: a new bytearray, or the
+    caller's writable ``out`` of exactly ``size`` bytes (returned). Raises ValueError
+    naming the defect for a section that is truncated, has bad code lengths, a bit
+    string that starts no code, streams that end too soon or too late, or padding bits
+    that are not zero. The four streams are decoded side by side, up to six values per
+    lookup of the next 11 bits."""

@@ -10,6 +10,8 @@ void register_qdelta(py::module_& m);
 void register_lowbit(py::module_& m);
 void register_sketch(py::module_& m);
 void register_rans(py::module_& m);
+void register_runs(py::module_& m);
+void register_huff(py::module_& m);
 void register_cast(py::module_& m);
 void register_price(py::module_& m);
 }
@@ -22,6 +24,8 @@ PYBIND11_MODULE(_core, m) {
   modelgit::bindings::register_lowbit(m);
   modelgit::bindings::register_sketch(m);
   modelgit::bindings::register_rans(m);
+  modelgit::bindings::register_runs(m);
+  modelgit::bindings::register_huff(m);
   modelgit::bindings::register_cast(m);
   modelgit::bindings::register_price(m);
 }

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "bindings/core/pybuffer.hpp"
+#include "bindings/core/sections.hpp"
 
 namespace modelgit::bindings {
 namespace {
@@ -83,18 +83,10 @@ size_t estimate(py::object data_o) {
 py::object decode(py::object stream_o, py::object size_o, py::object out_o, bool simd,
                   py::object decoder_o) {
   const RansDecoder decoder = decoder_arg(decoder_o, simd);
-  Buf stream(stream_o, "stream");
-  const long long size = int_arg(size_o, "size");
-  if (size < 0) throw py::value_error("size must be >= 0");
-  OutBuf out(out_o, size_t(size));
-  out.check_no_overlap(stream);
-  std::string err;
-  {
-    py::gil_scoped_release nogil;
-    err = rans_decode(stream.data(), stream.size(), out.data(), size_t(size), decoder);
-  }
-  if (!err.empty()) throw py::value_error("rans stream: " + err);
-  return out.result();
+  return decode_section(stream_o, size_o, out_o, "rans stream",
+                        [decoder](const uint8_t* src, size_t len, uint8_t* out, size_t n) {
+                          return rans_decode(src, len, out, n, decoder);
+                        });
 }
 
 py::list decoders() {
