@@ -275,16 +275,25 @@ def section_method(data: bytes, matches: bool = False) -> int:
 
 
 def test_section_keeps_the_smallest_coder() -> None:
-    """rANS for order-0 material (exponent planes), zstd where it finds matches (repeated
-    rows), raw for incompressible bytes; every choice decodes exactly."""
-    from modelgit.codec.entropy import METHOD_RANS, METHOD_RAW, METHOD_ZSTD, Sections
+    """Huffman for order-0 material it codes within 3% of rANS (exponent planes), rANS
+    where Huffman's whole bits cost more (two values 70/30), zstd where it finds matches
+    (repeated rows), raw for incompressible bytes; every choice decodes exactly."""
+    from modelgit.codec.entropy import (
+        HUFF_SLACK,
+        METHOD_HUFF,
+        METHOD_RANS,
+        METHOD_RAW,
+        METHOD_ZSTD,
+        Sections,
+    )
 
     rng = np.random.default_rng(12)
     x = (rng.standard_normal(1 << 18) * 0.05).astype("<f4").view("<u4")
     exponents = ((x << 1 | x >> 31) >> 24).astype(np.uint8).tobytes()
+    two = rng.choice(np.array([3, 200], np.uint8), 1 << 18, p=[0.7, 0.3]).tobytes()
     repeats = np.tile(rng.integers(0, 256, 4096, dtype=np.uint8), 64).tobytes()
     noise = rng.integers(0, 256, 1 << 18, dtype=np.uint8).tobytes()
-    cases = {METHOD_RANS: exponents, METHOD_ZSTD: repeats, METHOD_RAW: noise}
+    cases = {METHOD_HUFF: exponents, METHOD_RANS: two, METHOD_ZSTD: repeats, METHOD_RAW: noise}
     for method, data in cases.items():
         sec = codec.entropy.section(data)
         assert sec[0][0] == method
@@ -292,20 +301,29 @@ def test_section_keeps_the_smallest_coder() -> None:
         r = Sections(payload, "test")
         assert bytes(r.section(len(data))) == data
         r.end()
-    assert section_method(exponents[:200]) != METHOD_RANS  # the table would outweigh the gain
+    huff = len(codec.entropy.section(exponents)[1])
+    assert huff <= (1 + HUFF_SLACK) * len(_core.rans_encode(exponents))
+    # the table would outweigh the gain
+    assert section_method(exponents[:200]) not in (METHOD_RANS, METHOD_HUFF)
 
 
-def test_rans_sections_decode_inside_nested_decodes() -> None:
-    """A cast predicted from a base whose planes are rANS-coded, with the base decoded
-    on demand in the same thread: each decode keeps its own planes."""
+@pytest.mark.parametrize("coder", ["huffman", "rans"])
+def test_entropy_sections_decode_inside_nested_decodes(
+    coder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cast predicted from a base whose planes are Huffman- or rANS-coded, with the
+    base decoded on demand in the same thread: each decode keeps its own planes."""
     import torch
 
-    from modelgit.codec.entropy import METHOD_RANS
+    from modelgit.codec.entropy import METHOD_HUFF, METHOD_RANS
 
+    if coder == "rans":
+        monkeypatch.setattr(codec.entropy, "HUFF_SLACK", -1.0)
     f32, bf16 = by_name("float32"), by_name("bfloat16")
     base = words(np.random.default_rng(13), 1 << 18, "float32")
     benc = codec.encode_standalone(memoryview(base), 4, True)
-    assert benc.codec == codec.PLANES and benc.payload[0] == METHOD_RANS
+    assert benc.codec == codec.PLANES
+    assert benc.payload[0] == (METHOD_RANS if coder == "rans" else METHOD_HUFF)
     child = torch.from_numpy(base.copy()).view(torch.float32).to(torch.bfloat16)
     child[::3] += 0.5  # a residual that is not all zero
     child_raw = child.contiguous().view(torch.uint8).numpy().copy()
@@ -324,17 +342,22 @@ def test_rans_sections_decode_inside_nested_decodes() -> None:
     assert bytes(out) == child_raw.tobytes()
 
 
-def test_damaged_rans_section_is_corrupt_object() -> None:
-    from modelgit.codec.entropy import METHOD_RANS, Sections
+@pytest.mark.parametrize("coder", ["huffman", "rans"])
+def test_damaged_entropy_section_is_corrupt_object(
+    coder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelgit.codec.entropy import METHOD_HUFF, METHOD_RANS, Sections
 
-    data = words(np.random.default_rng(14), 1 << 17, "float32")
+    if coder == "rans":
+        monkeypatch.setattr(codec.entropy, "HUFF_SLACK", -1.0)
+    data = words(np.random.default_rng(14), 1 << 18, "float32")
     enc = codec.encode_standalone(memoryview(data), 4, True)
-    assert enc.payload[0] == METHOD_RANS
+    assert enc.payload[0] == (METHOD_RANS if coder == "rans" else METHOD_HUFF)
     for cut in (1, 7, 100):
         bad = bytearray(enc.payload)
         length = int.from_bytes(bad[1:5], "little")
         bad[1:5] = (length - cut).to_bytes(4, "little")  # the stream loses its tail
-        with pytest.raises(CorruptObject, match="rans stream"):
+        with pytest.raises(CorruptObject, match="rans stream|huffman section"):
             Sections(memoryview(bytes(bad)), "chunk").section(len(data) // 4)
 
 
@@ -377,16 +400,17 @@ class _StoredBases:
 @pytest.mark.parametrize("with_planes", [True, False])
 @pytest.mark.parametrize("form", ["planes", "ident"])
 def test_a_delta_decodes_with_its_standalone_base_in_one_pass(with_planes: bool, form: str):
-    """Base and residual both rANS-coded (each in its own scratch buffer), decoded in one
-    pass where the Bases offers the base's planes, else base first: the same bytes."""
-    from modelgit.codec.entropy import METHOD_RANS
+    """Base and residual both entropy-coded (Huffman, rANS and runs sections, each
+    decoded into its own scratch buffer), decoded in one pass where the Bases offers the base's
+    planes, else base first: the same bytes."""
+    from modelgit.codec.entropy import METHOD_HUFF, METHOD_RANS, METHOD_RUNS
 
     f32 = by_name("float32")
     rng = np.random.default_rng(21)
     base = words(rng, 1 << 18, "float32")
     x = perturb(rng, base, "float32")
     benc = codec.encode_standalone(memoryview(base), 4, True)
-    assert benc.codec == codec.PLANES and benc.payload[0] == METHOD_RANS
+    assert benc.codec == codec.PLANES and benc.payload[0] == METHOD_HUFF
     bid = b"\x07" * 16
     if form == "planes":
         enc = codec.encode_planes(memoryview(x), 4, True, memoryview(base), bid,
@@ -394,7 +418,7 @@ def test_a_delta_decodes_with_its_standalone_base_in_one_pass(with_planes: bool,
     else:
         enc = codec.encode_predicted(memoryview(x), f32, codec.IDENT, [memoryview(base)],
                                      [bid], f32, _core.DELTA_SUB)  # fmt: skip
-    assert METHOD_RANS in section_methods(enc.payload)
+    assert {METHOD_RANS, METHOD_RUNS} & set(section_methods(enc.payload))
     bases = _StoredBases({bid: benc}, with_planes)
     out = bytearray(x.nbytes)
     codec.decode_into(enc.codec, enc.params, memoryview(enc.payload), memoryview(out), bases)

@@ -198,8 +198,8 @@ def test_format1_repository_reads_and_is_upgraded_by_the_first_write(tmp_path: P
         assert repo.models() == []
         assert fmt.read_text().endswith("format 1\n")  # reading changes nothing
         repo.add("m", sd)
-        assert repo.format == mg.repository.FORMAT_VERSION == 4
-    assert fmt.read_text() == "modelgit repository\nformat 4\n"
+        assert repo.format == mg.repository.FORMAT_VERSION == 5
+    assert fmt.read_text() == "modelgit repository\nformat 5\n"
     with mg.open(tmp_path / "r") as repo:
         assert torch.equal(repo.load("m")["w"], sd["w"])
 

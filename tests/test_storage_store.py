@@ -167,3 +167,30 @@ def test_a_delta_base_record_is_read_once(repo, monkeypatch) -> None:
     got = repo.load("v2")
     assert torch.equal(got["w"].view(torch.int32), w.view(torch.int32))
     assert len(reads) == 3 * len(ids) and set(reads.values()) == {1}
+
+
+def test_a_fine_tune_stores_huffman_and_runs_sections(repo, monkeypatch) -> None:
+    """A float32 model's exponent planes go to Huffman sections, a small fine-tune's
+    residual high planes to runs sections (format 5); both load bit for bit, and the
+    first write marks the repository format 5."""
+    from modelgit.codec import entropy
+
+    gen = torch.Generator().manual_seed(5)
+    base = {"w": torch.randn(600_000, generator=gen) * 0.05}
+    tuned = {"w": base["w"] + torch.randn(600_000, generator=gen) * 1e-4}
+    repo.add("base", base)
+    repo.add("tuned", tuned, parents="base")
+    assert repo.format == 5
+    methods: list[int] = []
+    real = entropy.Sections.section
+
+    def spy(self, size, scratch=None):  # type: ignore[no-untyped-def]
+        methods.append(self.buf[self.pos])
+        return real(self, size, scratch)
+
+    monkeypatch.setattr(entropy.Sections, "section", spy)
+    repo.store.cache.clear()
+    for name, sd in (("base", base), ("tuned", tuned)):
+        got = repo.load(name)
+        assert torch.equal(got["w"].view(torch.int32), sd["w"].view(torch.int32))
+    assert entropy.METHOD_HUFF in methods and entropy.METHOD_RUNS in methods

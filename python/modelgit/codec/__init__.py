@@ -5,7 +5,8 @@ Every codec has an id (``ids``; the record header's codec byte) and binary param
 table from an id to what the rest of modelgit needs to know of a codec: its name,
 whether it is lossy, how it decodes, which base chunks it needs, whether the GPU read
 path has a kernel for its transform. Python chooses (``storage.policy``), the native
-core transforms, zstandard and the core's rANS are the entropy stage (``entropy``).
+core transforms, zstandard and the core's rANS, runs and Huffman coders are the entropy
+stage (``entropy``).
 
 Modules: ``lossless`` (raw, zstd, planes, predicted), ``lossy`` (qdelta, lowbit),
 ``predict`` (the predictions of delta codecs), ``entropy`` (sections). This layer
