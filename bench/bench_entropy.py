@@ -117,7 +117,9 @@ def load(repo: mg.Repository) -> None:
 
 def part2(sd: dict[str, torch.Tensor], runs: int) -> None:
     real = entropy._core
-    without = types.SimpleNamespace(rans_estimate=lambda data: 1 << 62)  # never worth it
+    without = types.SimpleNamespace(  # never worth it, and no runs sections (format 1)
+        rans_estimate=lambda data: 1 << 62, runs_encode=lambda data, max_size=-1: None
+    )
     print("\n| model | rANS sections | stored bytes | save s (median) | load s (median) |")
     print("|---|---|---:|---:|---:|")
     for dtype in (torch.float32, torch.bfloat16):

@@ -9,7 +9,9 @@ Sections (``--sections``, all by default):
 
 * ``standalone``: MiniLM fp32, MiniLM bf16 and a synthetic ``--gib`` GiB fp32 model, each
   stored alone: ``repo.load`` against ``safetensors.load_file`` + clone (and against the
-  same load by another build, ``--baseline PYTHON``: that interpreter's modelgit).
+  same load by another build, ``--baseline PYTHON``: that interpreter's modelgit, of the
+  same repositories or, with ``--baseline-work DIR``, of the ones it wrote there: a
+  build of another format needs its own).
 * ``depth``: real relatives from the MiniLM reference zoo (``bench/cache/minilm``, built
   when missing): a fine-tune (topic-a), a fine-tune of it (topic-b), a bf16 cast of
   topic-b, and a chain of 20 versions of continued training of sent-a (2 AdamW steps a
@@ -24,7 +26,8 @@ Sections (``--sections``, all by default):
 * ``repacked`` (not in the default list: ``stars`` times the same loads): the loads
   alone of the repacked family's versions against the standalone models, and with
   ``--baseline PYTHON`` that interpreter's loads of the same repository as a third
-  contender.
+  contender (with ``--baseline-work DIR``: of the family and standalone repositories it
+  wrote there, each build's ratio against its own standalone load).
 * ``cache``: a second load with the checkout cache on, against ``load_file`` (lazy).
 * ``load_into``: topic-a (a delta-coded fine-tune) into an existing module, against
   ``module.load_state_dict(load_file(path))``; with and without the checkout cache.
@@ -255,9 +258,23 @@ def ms(s: float) -> str:
     return f"{1000 * s:.1f} ms"
 
 
-def section_standalone(work: Path, runs: int, gib: float, baseline: str | None = None) -> str:
-    """With ``baseline`` (another build's python), its loads of the same repositories run
-    as a third contender, interleaved."""
+def baseline_repo(work: Path, baseline_work: Path | None, name: str) -> Path:
+    """Where the baseline build loads ``name`` from: ``work``, or ``baseline_work`` where
+    that build wrote its own repositories."""
+    if baseline_work is None:
+        return work / name
+    path = baseline_work / name
+    if not (path / "MODELGIT").exists():
+        raise SystemExit(f"{path}: no repository; build it with the baseline's python first")
+    return path
+
+
+def section_standalone(
+    work: Path, runs: int, gib: float, baseline: str | None = None,
+    baseline_work: Path | None = None,
+) -> str:  # fmt: skip
+    """With ``baseline`` (another build's python), its loads of the same repositories (or
+    of its own, in ``baseline_work``) run as a third contender, interleaved."""
     sd = minilm()
     models = {
         "MiniLM fp32": sd,
@@ -273,7 +290,8 @@ def section_standalone(work: Path, runs: int, gib: float, baseline: str | None =
         specs = {"st": {"kind": "st_clone", "path": str(st)},
                  "mg": {"kind": "mg_load", "repo": str(repo), "ref": name}}  # fmt: skip
         if baseline:
-            specs["base"] = {**specs["mg"], "python": baseline}
+            where = baseline_repo(work, baseline_work, f"sa-{name}")
+            specs["base"] = {**specs["mg"], "python": baseline, "repo": str(where)}
         t = medians(specs, runs)
         row = [label, ms(t["st"])]
         if baseline:
@@ -287,11 +305,13 @@ def section_standalone(work: Path, runs: int, gib: float, baseline: str | None =
 
 def versus_standalone(
     work: Path, runs: int, chain_len: int, repos: dict[str, Path],
-    python: dict[str, str] | None = None,
+    python: dict[str, str] | None = None, standalone_in: dict[str, Path] | None = None,
 ) -> Iterator[tuple[str, dict[str, float]]]:  # fmt: skip
     """For each version of the depth table: its load time from each of ``repos`` (key ->
     a family repository; loaded by ``python[key]``, another build's interpreter, where
-    given) and stored standalone (``"sa"``), medians, interleaved."""
+    given) and stored standalone (``"sa"``; and for each key of ``standalone_in`` from
+    the standalone repository in that folder, loaded by ``python[key]``), medians,
+    interleaved."""
     _, sds = family(work, chain_len)
     refs = ["minilm", "topic-a", "topic-b", "topic-b-bf16"] + [
         f"chain@{i}" for i in sorted({1, 2, 3, 5, 8, 10, 15, chain_len})
@@ -300,6 +320,8 @@ def versus_standalone(
         sa, _ = standalone_repo(work, ref.replace("@", "-"), sds[ref])
         specs = {"sa": {"kind": "mg_load", "repo": str(sa), "ref": ref.replace("@", "-")}}
         specs |= {k: {"kind": "mg_load", "repo": str(p), "ref": ref} for k, p in repos.items()}
+        for k, folder in (standalone_in or {}).items():
+            specs[k] = {**specs["sa"], "repo": str(folder / sa.name)}
         for k, py in (python or {}).items():
             specs[k]["python"] = py
         yield ref, medians(specs, runs)
@@ -359,22 +381,37 @@ def section_stars(work: Path, runs: int, chain_len: int) -> str:
          "MiniLM zoo: added", "after repack"], foot)  # fmt: skip
 
 
-def section_repacked(work: Path, runs: int, chain_len: int, baseline: str | None) -> str:
+def section_repacked(
+    work: Path, runs: int, chain_len: int, baseline: str | None,
+    baseline_work: Path | None = None,
+) -> str:  # fmt: skip
     """The repacked family's loads against the standalone models (and a baseline build's
-    loads of the same repository)."""
+    loads of the same repository, or of its own family and standalone repositories in
+    ``baseline_work``, its ratios then against its own standalone loads)."""
     rep, _ = repacked_family(work, chain_len)
-    repos = {"rep": rep} | ({"base": rep} if baseline else {})
-    rows = []
-    python = {"base": baseline} if baseline else None
-    for ref, t in versus_standalone(work, runs, chain_len, repos, python):
-        row = [ref, max_depth_of(rep, ref), ms(t["sa"])]
-        if baseline:
-            row += [ms(t["base"]), f"{t['base'] / t['sa']:.2f}x"]
-        rows.append(row + [ms(t["rep"]), f"{t['rep'] / t['sa']:.2f}x"])
-    head = ["version", "depth after repack", "stored standalone"]
+    repos = {"rep": rep}
+    python: dict[str, str] = {}
+    own_sa: dict[str, Path] = {}
     if baseline:
-        head += ["baseline build", "ratio"]
-    return "### Loads after repack\n\n" + table(head + ["this build", "ratio"], rows)
+        repos["base"] = baseline_repo(work, baseline_work, "family-repacked")
+        python["base"] = baseline
+        if baseline_work is not None:
+            own_sa["base_sa"] = baseline_work
+            python["base_sa"] = baseline
+    rows = []
+    for ref, t in versus_standalone(work, runs, chain_len, repos, python, own_sa):
+        row = [ref, max_depth_of(rep, ref)]
+        if baseline:
+            base_sa = t.get("base_sa", t["sa"])
+            if own_sa:
+                row.append(ms(base_sa))
+            row += [ms(t["base"]), f"{t['base'] / base_sa:.2f}x"]
+        rows.append(row + [ms(t["sa"]), ms(t["rep"]), f"{t['rep'] / t['sa']:.2f}x"])
+    head = ["version", "depth after repack"]
+    if baseline:
+        head += (["baseline: stored standalone"] if own_sa else []) + ["baseline build", "ratio"]
+    head += ["stored standalone", "this build", "ratio"]
+    return "### Loads after repack\n\n" + table(head, rows)
 
 
 def section_cache(work: Path, runs: int) -> str:
@@ -462,6 +499,8 @@ PROFILE_REFS = ("minilm", "topic-a", "topic-b", "topic-b-bf16", "chain@20")
 REPACKED_REFS = ("minilm", "topic-b", "topic-b-bf16", "chain@10")  # after repack
 STAGES = {  # stage -> names of the native calls (cProfile) whose own time it is
     "rANS": ("rans_decode",),
+    "Huffman": ("huff_decode",),
+    "runs": ("runs_decode",),
     "zstd": ("decompress",),
     "transform (planes)": ("planes_decode_parts",),
     "delta applied in place": ("planes_apply_parts",),
@@ -554,6 +593,11 @@ def main() -> None:
         help="python of another modelgit build: its loads join the standalone and repacked"
         " sections",
     )
+    ap.add_argument(
+        "--baseline-work", type=Path,
+        help="where the --baseline build wrote its own repositories (run this script with"
+        " that python and --work DIR first): needed when the builds' formats differ",
+    )  # fmt: skip
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -568,7 +612,8 @@ def main() -> None:
     for name in todo:
         t = time.perf_counter()
         if name == "standalone":
-            parts.append(section_standalone(args.work, args.runs, args.gib, args.baseline))
+            parts.append(section_standalone(args.work, args.runs, args.gib, args.baseline,
+                                            args.baseline_work))  # fmt: skip
         elif name == "depth":
             parts.append(section_depth(args.work, args.runs, args.chain))
         elif name == "layouts":
@@ -576,7 +621,8 @@ def main() -> None:
         elif name == "stars":
             parts.append(section_stars(args.work, args.runs, args.chain))
         elif name == "repacked":
-            parts.append(section_repacked(args.work, args.runs, args.chain, args.baseline))
+            parts.append(section_repacked(args.work, args.runs, args.chain, args.baseline,
+                                          args.baseline_work))  # fmt: skip
         elif name == "cache":
             parts.append(section_cache(args.work, args.runs))
         elif name == "load_into":
@@ -589,6 +635,7 @@ def main() -> None:
             raise SystemExit(f"unknown section {name!r}")
         print(parts[-1] + f"\n\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
     base = " --baseline PYTHON" if args.baseline else ""
+    base += " --baseline-work DIR" if args.baseline_work else ""
     print(f"python bench/bench_load.py --runs {args.runs} --sections {args.sections}{base}")
 
 

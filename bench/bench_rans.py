@@ -10,7 +10,9 @@ round, each stream into its place in one preallocated buffer (as a load decodes 
 scratch buffer: no page faults are timed). The table shows medians of ``--runs`` rounds
 in GB/s of decoded bytes and the speed-up of each loop over the baseline's loop of the
 same kind. Every decode is checked against its plane, and the baseline's encoder must
-write the same streams.
+write the same streams. The Huffman sections of the same planes (section method 4,
+``_core.huff_encode``) join as one more contender: their size against rANS's and their
+decode speed against this build's fastest rANS loop.
 
 Data: all-MiniLM-L6-v2 (fp32 and bf16 planes); topic-a, a real fine-tune of it, as XOR
 residual planes against it when the MiniLM zoo is in ``bench/cache/minilm`` (built by
@@ -116,6 +118,10 @@ def decoders(base: ModuleType | None) -> dict[str, tuple[str, object]]:
     return out
 
 
+def huff_decode(s: bytes, n: int, o: memoryview) -> None:
+    _core.huff_decode(s, n, out=o)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7, help="rounds (medians)")
@@ -128,10 +134,13 @@ def main() -> None:
     head = ["data", "raw bytes", "coded"] + [f"{k} GB/s" for k in labels]
     if base is not None:
         head += [f"{k}: speed-up" for k in labels if k.startswith("this")]
+    fastest = f"this build {_core.rans_decoders()[0]}"
+    head += ["Huffman: size / rANS", "Huffman GB/s", "Huffman speed-up"]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     for name, chunks in data_sets():
         streams = [_core.rans_encode(c) for c in chunks]
+        huff = [_core.huff_encode(c) for c in chunks]
         if base is not None:
             assert [base.rans_encode(c) for c in chunks[:8]] == streams[:8], "encoders differ"
         sizes = [len(c) for c in chunks]
@@ -140,13 +149,13 @@ def main() -> None:
         buf = bytearray(raw)  # decoded into, as a load decodes into its scratch buffer
         offs = np.cumsum([0, *sizes]).tolist()
         outs = [memoryview(buf)[a:b] for a, b in zip(offs, offs[1:], strict=False)]
-        times: dict[str, list[float]] = {k: [] for k in labels}
+        times: dict[str, list[float]] = {k: [] for k in [*labels, "huffman"]}
         for _ in range(args.runs):
-            for k in labels:
-                fn = loops[k][1]
+            for k in [*labels, "huffman"]:
+                fn = loops[k][1] if k != "huffman" else huff_decode
                 buf[:] = bytes(raw)
                 t0 = time.perf_counter()
-                for s, n, o in zip(streams, sizes, outs, strict=True):
+                for s, n, o in zip(streams if k != "huffman" else huff, sizes, outs, strict=True):
                     fn(s, n, o)  # type: ignore[operator]
                 times[k].append(time.perf_counter() - t0)
                 assert buf == want, (name, k)
@@ -156,6 +165,8 @@ def main() -> None:
         if base is not None:
             ref = {"simd": gbs["baseline SIMD"], "portable": gbs["baseline portable"]}
             row += [f"{gbs[k] / ref[loops[k][0]]:.2f}x" for k in labels if k.startswith("this")]
+        row += [f"{sum(map(len, huff)) / sum(map(len, streams)):.3f}", f"{gbs['huffman']:.2f}",
+                f"{gbs['huffman'] / gbs[fastest]:.2f}x"]  # fmt: skip
         print("| " + " | ".join(row) + " |", flush=True)
     cmd = f"python bench/bench_rans.py --runs {args.runs}"
     print("\n" + cmd + (" --baseline PYTHON" if base is not None else ""))
