@@ -278,24 +278,36 @@ std::vector<uint8_t> huff_encode(const uint8_t* data, size_t n) {
   const size_t fixed_at = 2 + size_t(hi - lo + 2) / 2;
   for (int k = 0; k + 1 < kHuffStreams; ++k)
     store<uint32_t>(out.data() + fixed_at + 4 * k, uint32_t(bytes[k]));
+  uint32_t code[256];  // the bit-reversed code, its length in bits 16..23
+  for (int s = 0; s < 256; ++s) code[s] = rev[s] | uint32_t(len[s]) << 16;
+  // Four codes at a time (at most 44 bits, over at most 7 left from before): the
+  // accumulator goes out as 8 bytes and moves on by its whole bytes. A store may run
+  // up to 8 bytes past the stream: into the next stream's room, written after it, or
+  // the slack at the end.
   uint8_t* p = out.data() + head;
   for (int k = 0; k < kHuffStreams; ++k) {
     size_t b, e;
     segment(n, k, &b, &e);
     uint64_t acc = 0;
-    int nbits = 0;
+    uint32_t nbits = 0;
     uint8_t* q = p;
-    for (size_t i = b; i < e; ++i) {
-      acc |= uint64_t(rev[data[i]]) << nbits;
-      nbits += len[data[i]];
-      if (nbits >= 32) {
-        store<uint32_t>(q, uint32_t(acc));
-        q += 4;
-        acc >>= 32;
-        nbits -= 32;
-      }
+    auto put = [&](uint8_t v) {
+      acc |= uint64_t(code[v] & 0xffff) << nbits;
+      nbits += code[v] >> 16;
+    };
+    size_t i = b;
+    for (; i + 4 <= e; i += 4) {
+      put(data[i]);
+      put(data[i + 1]);
+      put(data[i + 2]);
+      put(data[i + 3]);
+      store<uint64_t>(q, acc);
+      q += nbits >> 3;  // at most 6 bytes: acc keeps its last 0-7 bits
+      acc >>= nbits & ~7u;
+      nbits &= 7;
     }
-    for (; nbits > 0; nbits -= 8, acc >>= 8) *q++ = uint8_t(acc);
+    for (; i < e; ++i) put(data[i]);
+    store<uint64_t>(q, acc);  // the last (at most 7 + 33) bits, zeros after them
     p += bytes[k];
   }
   out.resize(total);

@@ -22,7 +22,7 @@ namespace modelgit {
 constexpr unsigned kRunsMinShare256 = 192;
 
 // The runs section of data[0..n), or an empty vector when no value holds the share
-// above (n >= 1).
+// above (n >= 1; from 64 KiB on, a strided sample of 4,096 bytes is looked at first).
 std::vector<uint8_t> runs_encode(const uint8_t* data, size_t n);
 
 // Decode a runs section into exactly n bytes at out. Returns an empty string on

@@ -186,6 +186,9 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
         if runs is not None and _runs_fit(runs, min(est, zstd_est), n):
             return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
         if zstd_est - est >= max((1 - RANS_OVER_ZSTD) * zstd_est, RANS_MIN_SAVING * n):
+            huff = _huff_instead(data, est, raw_limit)
+            if huff is not None:
+                return huff
             stream = _core.rans_encode(data, max_size=raw_limit)
             if stream is not None:
                 return _or_fast(data, runs, METHOD_RANS, stream)
@@ -194,7 +197,14 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
         limit = raw_limit
     else:
         limit = int(min(RANS_OVER_ZSTD * len(frame), len(frame) - RANS_MIN_SAVING * n))
-    stream = _core.rans_encode(data, max_size=limit) if n >= _RANS_MIN and est <= limit else None
+    stream = None
+    if n >= _RANS_MIN and est <= limit:
+        if runs is not None and _runs_fit(runs, est, n):
+            return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
+        huff = _huff_instead(data, est, raw_limit)
+        if huff is not None:
+            return huff
+        stream = _core.rans_encode(data, max_size=limit)
     if stream is not None:
         return _or_fast(data, runs, METHOD_RANS, stream)
     if frame is None:
@@ -202,18 +212,24 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
     return _or_fast(data, runs, METHOD_ZSTD, frame)
 
 
+def _huff_instead(
+    data: memoryview, rans_size: float, raw_limit: int
+) -> list[bytes | memoryview] | None:
+    """The Huffman section of ``data`` where it is at most HUFF_SLACK larger than rANS's
+    ``rans_size`` (and under ``raw_limit``), else None; its size is known exactly from
+    histograms before it is coded, so the rANS stream it replaces is never coded."""
+    limit = min(int((1 + HUFF_SLACK) * rans_size), raw_limit)
+    huff = _core.huff_encode(data, max_size=limit) if limit > 0 else None
+    return None if huff is None else [_SECTION.pack(METHOD_HUFF, len(huff)), huff]
+
+
 def _or_fast(
     data: memoryview, runs: bytes | None, method: int, body: bytes | memoryview
 ) -> list[bytes | memoryview]:
     """The section of ``data`` to keep against ``body`` of ``method``: the runs section
-    where it fits (``_runs_fit``), a Huffman one in place of rANS where it is at most
-    HUFF_SLACK larger, else ``body``."""
+    where it fits (``_runs_fit``), else ``body``."""
     if runs is not None and _runs_fit(runs, len(body), len(data)):
         return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
-    if method == METHOD_RANS:
-        huff = _core.huff_encode(data, max_size=int((1 + HUFF_SLACK) * len(body)))
-        if huff is not None:
-            return [_SECTION.pack(METHOD_HUFF, len(huff)), huff]
     return [_SECTION.pack(method, len(body)), body]
 
 
@@ -223,8 +239,8 @@ def _runs_fit(runs: bytes, other: float, n: int) -> bool:
     return len(runs) <= (1 + RUNS_SLACK) * other + RUNS_MAX_COST * n
 
 
-# section method -> the core's decoder of it (looked up on _core at each call) and the
-# name its errors give
+# section method -> the name of the core's decoder of it (looked up on _core at each
+# call, so that tests may stand in for the core)
 _NATIVE_DECODERS = {
     METHOD_RANS: "rans_decode",
     METHOD_RUNS: "runs_decode",
