@@ -11,8 +11,10 @@ scratch buffer: no page faults are timed). The table shows medians of ``--runs``
 in GB/s of decoded bytes and the speed-up of each loop over the baseline's loop of the
 same kind. Every decode is checked against its plane, and the baseline's encoder must
 write the same streams. The Huffman sections of the same planes (section method 4,
-``_core.huff_encode``) join as one more contender: their size against rANS's and their
-decode speed against this build's fastest rANS loop.
+``_core.huff_encode``) and their zstd frames (the writer's plane strategy) join as two
+more contenders: their sizes against rANS's and their decode speeds against this
+build's fastest rANS loop (zstd's including the allocation of its output, as a load
+pays it).
 
 Data: all-MiniLM-L6-v2 (fp32 and bf16 planes); topic-a, a real fine-tune of it, as XOR
 residual planes against it when the MiniLM zoo is in ``bench/cache/minilm`` (built by
@@ -34,9 +36,11 @@ from types import ModuleType
 
 import numpy as np
 import torch
+import zstandard
 from safetensors.torch import load_file
 
 from modelgit._native import _core
+from modelgit.codec import entropy
 from modelgit.storage.writer import DEFAULT_CHUNK_ELEMS
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -136,11 +140,21 @@ def main() -> None:
         head += [f"{k}: speed-up" for k in labels if k.startswith("this")]
     fastest = f"this build {_core.rans_decoders()[0]}"
     head += ["Huffman: size / rANS", "Huffman GB/s", "Huffman speed-up"]
+    head += ["zstd: size / rANS", "zstd GB/s", "zstd speed-up"]
+    cctx = zstandard.ZstdCompressor(compression_params=entropy.PLANE_PARAMS)
+    dctx = zstandard.ZstdDecompressor()
+
+    def zstd_decode(s: bytes, n: int, o: memoryview) -> None:
+        dctx.decompress(s, max_output_size=n)
+
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     for name, chunks in data_sets():
         streams = [_core.rans_encode(c) for c in chunks]
         huff = [_core.huff_encode(c) for c in chunks]
+        frames = [cctx.compress(c) for c in chunks]
+        assert all(dctx.decompress(f, max_output_size=len(c)) == c
+                   for f, c in zip(frames, chunks, strict=True))  # fmt: skip
         if base is not None:
             assert [base.rans_encode(c) for c in chunks[:8]] == streams[:8], "encoders differ"
         sizes = [len(c) for c in chunks]
@@ -149,24 +163,26 @@ def main() -> None:
         buf = bytearray(raw)  # decoded into, as a load decodes into its scratch buffer
         offs = np.cumsum([0, *sizes]).tolist()
         outs = [memoryview(buf)[a:b] for a, b in zip(offs, offs[1:], strict=False)]
-        times: dict[str, list[float]] = {k: [] for k in [*labels, "huffman"]}
+        extra = {"huffman": (huff_decode, huff), "zstd": (zstd_decode, frames)}
+        times: dict[str, list[float]] = {k: [] for k in [*labels, *extra]}
         for _ in range(args.runs):
-            for k in [*labels, "huffman"]:
-                fn = loops[k][1] if k != "huffman" else huff_decode
+            for k in [*labels, *extra]:
+                fn, coded = extra.get(k, (loops.get(k, (None, None))[1], streams))
                 buf[:] = bytes(raw)
                 t0 = time.perf_counter()
-                for s, n, o in zip(streams if k != "huffman" else huff, sizes, outs, strict=True):
+                for s, n, o in zip(coded, sizes, outs, strict=True):
                     fn(s, n, o)  # type: ignore[operator]
                 times[k].append(time.perf_counter() - t0)
-                assert buf == want, (name, k)
+                assert buf == want or k == "zstd", (name, k)  # zstd: checked above
         gbs = {k: raw / statistics.median(v) / 1e9 for k, v in times.items()}
         row = [name, f"{raw:,}", f"{sum(map(len, streams)) / raw:.3f}"]
         row += [f"{gbs[k]:.2f}" for k in labels]
         if base is not None:
             ref = {"simd": gbs["baseline SIMD"], "portable": gbs["baseline portable"]}
             row += [f"{gbs[k] / ref[loops[k][0]]:.2f}x" for k in labels if k.startswith("this")]
-        row += [f"{sum(map(len, huff)) / sum(map(len, streams)):.3f}", f"{gbs['huffman']:.2f}",
-                f"{gbs['huffman'] / gbs[fastest]:.2f}x"]  # fmt: skip
+        for k, coded in (("huffman", huff), ("zstd", frames)):
+            row += [f"{sum(map(len, coded)) / sum(map(len, streams)):.3f}", f"{gbs[k]:.2f}",
+                    f"{gbs[k] / gbs[fastest]:.2f}x"]  # fmt: skip
         print("| " + " | ".join(row) + " |", flush=True)
     cmd = f"python bench/bench_rans.py --runs {args.runs}"
     print("\n" + cmd + (" --baseline PYTHON" if base is not None else ""))

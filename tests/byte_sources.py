@@ -50,3 +50,46 @@ def decode_side_by_side(
     for t in threads:
         t.join()
     assert errors == []
+
+
+def refused_damage(
+    decode: Callable[[bytes, int], bytearray],
+    section: bytes,
+    n: int,
+    rng: np.random.Generator,
+    tries: int = 3000,
+) -> int:
+    """Flips 1-3 random bits of ``section`` ``tries`` times: each decode must raise
+    ValueError or give exactly ``n`` bytes (never crash). Returns how many it refused."""
+    refused = 0
+    for _ in range(tries):
+        bad = bytearray(section)
+        for at in rng.integers(0, len(bad), rng.integers(1, 4)):
+            bad[at] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = decode(bytes(bad), n)
+        except ValueError:
+            refused += 1
+            continue
+        assert len(out) == n
+    return refused
+
+
+def check_max_size_and_out(
+    encode: Callable[..., bytes | None], decode: Callable[..., bytearray], data: bytes
+) -> None:
+    """The binding contract of a section coder: ``max_size`` keeps or refuses the section
+    at its exact length, ``out=`` is filled and returned, a wrong-sized ``out`` raises."""
+    sec = encode(data)
+    assert sec is not None
+    assert encode(data, max_size=len(sec)) == sec
+    assert encode(data, max_size=len(sec) - 1) is None
+    out = bytearray(len(data))
+    assert decode(sec, len(data), out=out) is out
+    assert out == data
+    for wrong in (len(data) - 1, len(data) + 1):
+        try:
+            decode(sec, len(data), out=bytearray(wrong))
+        except ValueError:
+            continue
+        raise AssertionError(f"out of {wrong} bytes was accepted")

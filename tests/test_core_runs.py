@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byte_sources import decode_side_by_side
+from byte_sources import check_max_size_and_out, decode_side_by_side, refused_damage
 from modelgit._native import _core
 from modelgit.codec import entropy
 from modelgit.errors import CorruptObject
@@ -193,14 +193,7 @@ def test_size_is_near_order0_rans_on_skewed_planes() -> None:
 
 def test_max_size_and_out() -> None:
     data = with_literals(10_000, [3, 9000])
-    sec = _core.runs_encode(data)
-    assert _core.runs_encode(data, max_size=len(sec)) == sec
-    assert _core.runs_encode(data, max_size=len(sec) - 1) is None
-    out = bytearray(len(data))
-    assert _core.runs_decode(sec, len(data), out=out) is out
-    assert out == data
-    with pytest.raises(ValueError):
-        _core.runs_decode(sec, len(data), out=bytearray(len(data) - 1))
+    check_max_size_and_out(_core.runs_encode, _core.runs_decode, data)
 
 
 def test_bad_arguments() -> None:
@@ -268,19 +261,27 @@ def test_hand_made_sections() -> None:
             _core.runs_decode(sec, n)
 
 
-def test_random_damage_never_crashes() -> None:
+def test_random_damage_is_refused_or_decodes_to_the_length() -> None:
+    """Flipped bits: a ValueError, or exactly n bytes of other data (a damaged raw
+    literal is another literal), which the chunk ids catch; most is refused (65% here),
+    never a crash."""
     rng = np.random.default_rng(5)
     data = skewed(rng, 50_000, 0.95, value=17)
-    sec = bytearray(_core.runs_encode(data))
-    for _ in range(3000):
-        bad = bytearray(sec)
-        for at in rng.integers(0, len(bad), rng.integers(1, 4)):
-            bad[at] ^= 1 << int(rng.integers(0, 8))
-        try:
-            out = _core.runs_decode(bytes(bad), len(data))
-        except ValueError:
-            continue
-        assert len(out) == len(data)  # damaged literals decode to other bytes: chunk ids catch it
+    refused = refused_damage(_core.runs_decode, _core.runs_encode(data), len(data), rng)
+    assert refused >= 1500
+
+
+def test_a_hostile_section_cannot_make_the_decoder_hold_memory() -> None:
+    """Counts that fit the length but parts that are not there: refused before anything
+    is allocated for the parts (a 10-byte section once made every loader thread keep
+    2n bytes)."""
+    import resource
+
+    n = 1 << 27
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="truncated literal part"):
+        _core.runs_decode(HEADER.pack(0, 1, n, n + 1), n)  # the output is not touched
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
 
 
 def test_threads_decode_side_by_side() -> None:
@@ -311,3 +312,19 @@ def test_a_damaged_runs_section_is_corrupt_object() -> None:
     bad = bytes(head) + bytes(body)[:-3] + b"\0\0\0"
     with pytest.raises(CorruptObject, match="chunk y: runs section"):
         entropy.Sections(memoryview(bad), "chunk y").section(len(plane))
+
+
+def test_the_chooser_declines_runs_that_cost_more_than_the_allowance() -> None:
+    """A plane of 99.5% zeros and a few small literals: the runs section's two
+    frequency tables outweigh its gain, by more than 1% plus 0.1% of the plane; rANS
+    is kept."""
+    rng = np.random.default_rng(3)
+    n = 147_456
+    x = np.zeros(n, np.uint8)
+    m = rng.random(n) >= 0.995
+    x[m] = rng.choice(np.array([1, 255, 2, 254], np.uint8), m.sum(), p=[0.45, 0.45, 0.05, 0.05])
+    plane = x.tobytes()
+    runs = _core.runs_encode(plane)
+    assert runs is not None
+    assert len(runs) > (1 + entropy.RUNS_SLACK) * len(_core.rans_encode(plane)) + 0.001 * n
+    assert entropy.section(plane)[0][0] == entropy.METHOD_RANS

@@ -43,8 +43,8 @@ inline void store(uint8_t* p, T v) {
   std::memcpy(p, &v, sizeof(T));
 }
 
-// Counts of each byte value of data[0..n), n < 2^34, into count[256] (set, not added
-// to). Four histograms break the store-to-load dependency on repeated bytes.
+// Counts of each byte value of data[0..n), n < 2^34 - 16 (four u32 histograms), into
+// count[256] (set, not added to). Four histograms break the store-to-load dependency on repeated bytes.
 inline void byte_counts(const uint8_t* data, size_t n, uint64_t* count) {
   uint32_t h[4][256] = {};
   size_t i = 0;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 namespace modelgit {
 namespace {
@@ -44,27 +45,41 @@ void put_part(const std::vector<uint8_t>& data, std::vector<uint8_t>& out) {
   out.insert(out.end(), body.begin(), body.end());
 }
 
-// Decodes the part at src[*pos..len) into exactly n bytes at out.
-std::string get_part(const uint8_t* src, size_t len, size_t* pos, uint8_t* out, size_t n,
-                     const char* what) {
+// A part as read from its header: checked before anything is allocated for it.
+struct Part {
+  uint8_t method;
+  const uint8_t* body;
+  size_t stored;  // bytes of body
+  size_t n;       // bytes it decodes to
+};
+
+// Reads the header of the part at src[*pos..len), which must decode to n bytes.
+std::string read_part(const uint8_t* src, size_t len, size_t* pos, size_t n, const char* what,
+                      Part* part) {
   if (len - *pos < kPartHeader) return std::string("truncated ") + what + " part";
-  const uint8_t method = src[*pos];
-  const size_t stored = load<uint32_t>(src + *pos + 1);
+  *part = Part{src[*pos], nullptr, load<uint32_t>(src + *pos + 1), n};
   *pos += kPartHeader;
-  if (len - *pos < stored) return std::string("truncated ") + what + " part";
-  const uint8_t* body = src + *pos;
-  *pos += stored;
-  if (method == kPartRaw) {
-    if (stored != n) return std::string("raw ") + what + " part has the wrong length";
-    if (n) std::memcpy(out, body, n);
+  if (len - *pos < part->stored) return std::string("truncated ") + what + " part";
+  part->body = src + *pos;
+  *pos += part->stored;
+  if (part->method == kPartRaw && part->stored != n)
+    return std::string("raw ") + what + " part has the wrong length";
+  if (part->method == kPartRans && n == 0)
+    return std::string("rANS ") + what + " part for no bytes";
+  if (part->method != kPartRaw && part->method != kPartRans)
+    return std::string("unknown method ") + std::to_string(part->method) + " of the " + what +
+           " part";
+  return "";
+}
+
+// Decodes a part read by read_part into its n bytes at out.
+std::string decode_part(const Part& part, uint8_t* out, const char* what) {
+  if (part.method == kPartRaw) {
+    if (part.n) std::memcpy(out, part.body, part.n);
     return "";
   }
-  if (method == kPartRans) {
-    if (n == 0) return std::string("rANS ") + what + " part for no bytes";
-    const std::string err = rans_decode(body, stored, out, n);
-    return err.empty() ? err : std::string(what) + " part: " + err;
-  }
-  return std::string("unknown method ") + std::to_string(method) + " of the " + what + " part";
+  const std::string err = rans_decode(part.body, part.stored, out, part.n);
+  return err.empty() ? err : std::string(what) + " part: " + err;
 }
 
 // The run bytes of these run lengths with escape e.
@@ -157,15 +172,30 @@ std::string runs_decode(const uint8_t* src, size_t len, uint8_t* out, size_t n) 
   // bytes (and no literals) stand for n copies of the value.
   if (nlit > n || (nrun < nlit + 1 && nrun + nlit) || nrun > nlit + 1 + (n - nlit) / e)
     return "literal and run counts do not fit the length";
-  thread_local std::vector<uint8_t> buf;
-  if (buf.size() < nlit + nrun) buf.resize(nlit + nrun);
-  uint8_t* const lits = buf.data();
-  const uint8_t* const runs = lits + nlit;
+  Part lit_part, run_part;
   size_t pos = kHeader;
-  std::string err = get_part(src, len, &pos, lits, nlit, "literal");
-  if (err.empty()) err = get_part(src, len, &pos, lits + nlit, nrun, "run");
+  std::string err = read_part(src, len, &pos, nlit, "literal", &lit_part);
+  if (err.empty()) err = read_part(src, len, &pos, nrun, "run", &run_part);
   if (!err.empty()) return err;
   if (pos != len) return "trailing bytes after the section";
+  // The parts' bytes: a buffer each thread keeps for a plane's worth (they are a few
+  // percent of it), a fresh one freed at return for more (at most about 2n bytes, as
+  // the counts are checked: a hostile section cannot pin memory).
+  constexpr size_t kKeep = size_t(1) << 20;
+  thread_local std::vector<uint8_t> kept;
+  std::unique_ptr<uint8_t[]> fresh;
+  uint8_t* lits;
+  if (nlit + nrun <= kKeep) {
+    if (kept.size() < nlit + nrun) kept.resize(nlit + nrun);
+    lits = kept.data();
+  } else {
+    fresh.reset(new uint8_t[nlit + nrun]);
+    lits = fresh.get();
+  }
+  const uint8_t* const runs = lits + nlit;
+  err = decode_part(lit_part, lits, "literal");
+  if (err.empty()) err = decode_part(run_part, lits + nlit, "run");
+  if (!err.empty()) return err;
   std::memset(out, v, n);
   if (nrun == 0) return "";  // all the value
   size_t at = 0, k = 0;  // output bytes, run bytes taken

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Callable
 
 import zstandard
 
@@ -64,8 +65,9 @@ RUNS_SLACK = 0.01
 RUNS_MAX_COST = 0.001
 # A Huffman section (codes of at most 11 bits in four streams, csrc/core/huff.hpp)
 # decodes about 1.7 times as fast as rANS, at 1.4-2.1% more bytes on the exponent
-# planes of float weights (0.3% of a float32 model, 0.7% of a bfloat16 one): it takes
-# rANS's place where it is at most this much larger.
+# planes of float weights (0.3% of a float32 model, 0.7% of a bfloat16 one); zstd's
+# frame of such a plane (Huffman-coded literals) decodes about as fast and is about as
+# large. The smaller of the two takes rANS's place where it is at most this much larger.
 HUFF_SLACK = 0.03
 _SAMPLE_RANS_RATIO = 0.98
 
@@ -159,10 +161,11 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
     the raw bytes, and either must beat raw by 3% (decode speed); then a runs section
     instead where one value dominates the bytes and it is at most RUNS_SLACK (plus
     RUNS_MAX_COST of the bytes) larger (it decodes several times faster than either),
-    else a Huffman section instead of rANS where it is at most HUFF_SLACK larger (it
-    decodes about 1.7 times as fast). rANS's size is known from a histogram before coding;
-    zstd's whole-plane frame is only computed when a sample says that it may win (it
-    finds matches: runs of zeros in deltas, repeated rows) or rANS does not apply."""
+    else, in place of rANS, the smaller of a Huffman section and the zstd frame where
+    it is at most HUFF_SLACK larger (both decode about 1.7 times as fast).
+    rANS's and Huffman's sizes are known from histograms before coding; zstd's
+    whole-plane frame is only computed when a sample says that it may win (it finds
+    matches: runs of zeros in deltas, repeated rows) or rANS does not apply."""
     data = memoryview(data)
     n = len(data)
     raw_limit = int(MAX_FRAME_RATIO * n)
@@ -186,9 +189,11 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
         if runs is not None and _runs_fit(runs, min(est, zstd_est), n):
             return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
         if zstd_est - est >= max((1 - RANS_OVER_ZSTD) * zstd_est, RANS_MIN_SAVING * n):
-            huff = _huff_instead(data, est, raw_limit)
-            if huff is not None:
-                return huff
+            fast = _fast_instead(
+                data, est, raw_limit, lambda: zstd_or_none(data, matches, sample_frame), zstd_est
+            )
+            if fast is not None:
+                return fast
             stream = _core.rans_encode(data, max_size=raw_limit)
             if stream is not None:
                 return _or_fast(data, runs, METHOD_RANS, stream)
@@ -201,9 +206,9 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
     if n >= _RANS_MIN and est <= limit:
         if runs is not None and _runs_fit(runs, est, n):
             return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
-        huff = _huff_instead(data, est, raw_limit)
-        if huff is not None:
-            return huff
+        fast = _fast_instead(data, est, raw_limit, lambda: frame)
+        if fast is not None:
+            return fast
         stream = _core.rans_encode(data, max_size=limit)
     if stream is not None:
         return _or_fast(data, runs, METHOD_RANS, stream)
@@ -212,15 +217,28 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
     return _or_fast(data, runs, METHOD_ZSTD, frame)
 
 
-def _huff_instead(
-    data: memoryview, rans_size: float, raw_limit: int
+def _fast_instead(
+    data: memoryview,
+    rans_size: float,
+    raw_limit: int,
+    frame: Callable[[], bytes | None],
+    frame_estimate: float | None = None,
 ) -> list[bytes | memoryview] | None:
-    """The Huffman section of ``data`` where it is at most HUFF_SLACK larger than rANS's
-    ``rans_size`` (and under ``raw_limit``), else None; its size is known exactly from
-    histograms before it is coded, so the rANS stream it replaces is never coded."""
-    limit = min(int((1 + HUFF_SLACK) * rans_size), raw_limit)
-    huff = _core.huff_encode(data, max_size=limit) if limit > 0 else None
-    return None if huff is None else [_SECTION.pack(METHOD_HUFF, len(huff)), huff]
+    """In place of rANS (of estimated ``rans_size``), the smaller of a Huffman section and
+    the zstd frame (``frame()``, computed only when needed: ``frame_estimate`` from a
+    sample first) where that is at most HUFF_SLACK larger and under ``raw_limit``: both
+    decode dense planes about 1.7 times as fast as rANS. None to keep rANS. Huffman's
+    size is known exactly from histograms, so what is not kept is never coded."""
+    limit = min((1 + HUFF_SLACK) * rans_size, raw_limit)
+    huff_size = _core.huff_estimate(data)
+    if huff_size > limit:
+        return None
+    if frame_estimate is None or frame_estimate < huff_size:
+        z = frame()
+        if z is not None and len(z) < huff_size:
+            return [_SECTION.pack(METHOD_ZSTD, len(z)), z]
+    huff = _core.huff_encode(data)
+    return [_SECTION.pack(METHOD_HUFF, len(huff)), huff]
 
 
 def _or_fast(

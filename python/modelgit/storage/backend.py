@@ -44,7 +44,7 @@ __all__ = [
 
 FORMAT_FILE = "MODELGIT"
 FORMAT_NAME = "modelgit repository"
-FORMAT_VERSION = 5  # 2: rANS; 3: linear predictors; 4: row checks; 5: runs (FORMAT.md s. 7)
+FORMAT_VERSION = 5  # 2: rANS; 3: linear predictors; 4: row checks; 5: runs, Huffman
 CATALOG_FILE = "catalog.db"
 
 
