@@ -49,14 +49,6 @@ inline void segment(size_t n, int k, size_t* begin, size_t* end) {
   *end = std::min(n, size_t(k + 1) * q);
 }
 
-// Header: f, c - 1, then the c lengths as nibbles (low first), for the values f..f+c-1.
-size_t header_size(const uint8_t* len) {
-  int lo = 0, hi = 255;
-  while (lo < 255 && !len[lo]) ++lo;
-  while (hi > lo && !len[hi]) --hi;
-  return kFixed + size_t(hi - lo + 2) / 2;
-}
-
 void counts_by_segment(const uint8_t* data, size_t n, uint64_t (*seg)[256]) {
   for (int k = 0; k < kHuffStreams; ++k) {
     size_t b, e;
@@ -244,8 +236,11 @@ void huff_lengths(const uint64_t* count, uint8_t* len) {
 namespace {
 
 // The code of data and the sizes it gives: what the estimate and the encoder share.
+// The header holds the lengths of values lo..hi (f = lo, c - 1 = hi - lo) as nibbles
+// (low first), then the stream lengths.
 struct Plan {
   uint8_t len[256];
+  int lo = 0, hi = 255;
   size_t head, bytes[kHuffStreams], total;
   Plan(const uint8_t* data, size_t n) {
     uint64_t seg[kHuffStreams][256], count[256] = {};
@@ -253,7 +248,9 @@ struct Plan {
     for (int k = 0; k < kHuffStreams; ++k)
       for (int s = 0; s < 256; ++s) count[s] += seg[k][s];
     huff_lengths(count, len);
-    total = head = header_size(len);
+    while (lo < 255 && !len[lo]) ++lo;
+    while (hi > lo && !len[hi]) --hi;
+    total = head = kFixed + size_t(hi - lo + 2) / 2;
     for (int k = 0; k < kHuffStreams; ++k) total += bytes[k] = stream_bytes(seg[k], len);
   }
 };
@@ -262,15 +259,14 @@ struct Plan {
 
 size_t huff_estimate(const uint8_t* data, size_t n) { return Plan(data, n).total; }
 
-std::vector<uint8_t> huff_encode(const uint8_t* data, size_t n) {
+std::vector<uint8_t> huff_encode(const uint8_t* data, size_t n, size_t max_size) {
   const Plan plan(data, n);
+  if (plan.total > max_size) return {};
   const uint8_t* const len = plan.len;
+  const int lo = plan.lo, hi = plan.hi;
   const size_t head = plan.head, total = plan.total, *const bytes = plan.bytes;
   uint32_t rev[256] = {};
   canonical(len, rev);  // huff_lengths makes a prefix code
-  int lo = 0, hi = 255;
-  while (lo < 255 && !len[lo]) ++lo;
-  while (hi > lo && !len[hi]) --hi;
   std::vector<uint8_t> out(total + 8, 0);  // slack for the last 8-byte store
   out[0] = uint8_t(lo);
   out[1] = uint8_t(hi - lo);

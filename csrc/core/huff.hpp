@@ -23,9 +23,10 @@ constexpr int kHuffStreams = 4;
 // ones shortened to kHuffMaxBits and the rest lengthened until the code fits.
 void huff_lengths(const uint64_t* count, uint8_t* len);
 
-// The Huffman section of data[0..n), n >= 1, and its size (the same as
-// huff_encode(...).size(), without coding).
-std::vector<uint8_t> huff_encode(const uint8_t* data, size_t n);
+// The Huffman section of data[0..n), n >= 1, or an empty vector when it would be
+// longer than max_size (known from the histograms, before any coding); and its size
+// alone (the same as huff_encode(...).size()).
+std::vector<uint8_t> huff_encode(const uint8_t* data, size_t n, size_t max_size = SIZE_MAX);
 size_t huff_estimate(const uint8_t* data, size_t n);
 
 // Decode a Huffman section into exactly n bytes at out. Returns an empty string on

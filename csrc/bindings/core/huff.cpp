@@ -10,10 +10,9 @@ void register_huff(py::module_& m) {
   m.def(
       "huff_encode",
       [](py::object data, py::object max_size) {
-        return encode_section(data, max_size, huff_encode,
-                              [](const uint8_t* p, size_t n, long long max) {
-                                return max < 0 || huff_estimate(p, n) <= size_t(max);
-                              });
+        return encode_section(data, max_size, [](const uint8_t* p, size_t n, size_t max) {
+          return huff_encode(p, n, max);
+        });
       },
       py::arg("data"), py::arg("max_size") = -1,
       "The Huffman section of data (non-empty, under 4 GiB): order-0 prefix codes of at "

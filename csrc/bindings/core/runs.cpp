@@ -10,8 +10,9 @@ void register_runs(py::module_& m) {
   m.def(
       "runs_encode",
       [](py::object data, py::object max_size) {
-        return encode_section(data, max_size, runs_encode,
-                              [](const uint8_t*, size_t, long long) { return true; });
+        return encode_section(data, max_size, [](const uint8_t* p, size_t n, size_t) {
+          return runs_encode(p, n);  // its size is known only once coded
+        });
       },
       py::arg("data"), py::arg("max_size") = -1,
       "The runs section of data (non-empty): its most frequent byte value, the other "

@@ -10,22 +10,23 @@
 
 namespace modelgit::bindings {
 
-// The coded bytes of `data_o` (non-empty, under 4 GiB) by encode(data, n) -> vector
-// (empty: no section), or None where there is none or it is longer than max_size
-// (< 0: no limit). fits(data, n, max) may refuse before coding (a cheap size bound).
-template <typename Encode, typename Fits>
-py::object encode_section(py::object data_o, py::object max_size_o, Encode encode, Fits fits) {
+// The coded bytes of `data_o` (non-empty, under 4 GiB) by encode(data, n, max) -> vector
+// (empty: no section; max = the size limit, which an encoder may check before coding),
+// or None where there is none or it is longer than max_size (< 0: no limit).
+template <typename Encode>
+py::object encode_section(py::object data_o, py::object max_size_o, Encode encode) {
   Buf data(data_o, "data");
   const long long max_size = int_arg(max_size_o, "max_size");
   const size_t n = data.size();
   if (n == 0) throw py::value_error("data: nothing to encode (empty buffer)");
   if (n > 0xffffffffull) throw py::value_error("data: over 4 GiB (a section length is a u32)");
+  const size_t limit = max_size < 0 ? SIZE_MAX : size_t(max_size);
   std::vector<uint8_t> out;
   {
     py::gil_scoped_release nogil;
-    if (fits(data.data(), n, max_size)) out = encode(data.data(), n);
+    out = encode(data.data(), n, limit);
   }
-  if (out.empty() || (max_size >= 0 && out.size() > size_t(max_size))) return py::none();
+  if (out.empty() || out.size() > limit) return py::none();
   return py::bytes(reinterpret_cast<const char*>(out.data()), out.size());
 }
 

@@ -176,7 +176,7 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
         sample_frame = len(_cctx().compress(sample))
         # zstd cannot shrink the sample: nor will rANS, by 3% (Huffman gets near order-0)
         if sample_frame > RANS_OVER_ZSTD * _SAMPLE:
-            return [_SECTION.pack(METHOD_RAW, n), data]
+            return _packed(METHOD_RAW, data)
         # the whole plane's histogram only where the sample's says rANS may reach 3%
         # (the sample's stream carries ~0.5% of table and states that the plane's won't)
         if _core.rans_estimate(sample) <= _SAMPLE_RANS_RATIO * _SAMPLE:
@@ -187,7 +187,7 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
     if sample_frame is not None and est <= raw_limit:
         zstd_est = sample_frame * n / _SAMPLE
         if runs is not None and _runs_fit(runs, min(est, zstd_est), n):
-            return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
+            return _packed(METHOD_RUNS, runs)
         if zstd_est - est >= max((1 - RANS_OVER_ZSTD) * zstd_est, RANS_MIN_SAVING * n):
             fast = _fast_instead(
                 data, est, raw_limit, lambda: zstd_or_none(data, matches, sample_frame), zstd_est
@@ -205,7 +205,7 @@ def section(data: memoryview | bytes, matches: bool = False) -> list[bytes | mem
     stream = None
     if n >= _RANS_MIN and est <= limit:
         if runs is not None and _runs_fit(runs, est, n):
-            return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
+            return _packed(METHOD_RUNS, runs)
         fast = _fast_instead(data, est, raw_limit, lambda: frame)
         if fast is not None:
             return fast
@@ -227,18 +227,17 @@ def _fast_instead(
     """In place of rANS (of estimated ``rans_size``), the smaller of a Huffman section and
     the zstd frame (``frame()``, computed only when needed: ``frame_estimate`` from a
     sample first) where that is at most HUFF_SLACK larger and under ``raw_limit``: both
-    decode dense planes about 1.7 times as fast as rANS. None to keep rANS. Huffman's
-    size is known exactly from histograms, so what is not kept is never coded."""
-    limit = min((1 + HUFF_SLACK) * rans_size, raw_limit)
-    huff_size = _core.huff_estimate(data)
-    if huff_size > limit:
+    decode dense planes about 1.7 times as fast as rANS. None to keep rANS. The Huffman
+    coder knows its size from histograms and codes nothing over the limit."""
+    limit = max(0, int(min((1 + HUFF_SLACK) * rans_size, raw_limit)))  # (< 0: no limit)
+    huff = _core.huff_encode(data, max_size=limit)
+    if huff is None:
         return None
-    if frame_estimate is None or frame_estimate < huff_size:
+    if frame_estimate is None or frame_estimate < len(huff):
         z = frame()
-        if z is not None and len(z) < huff_size:
-            return [_SECTION.pack(METHOD_ZSTD, len(z)), z]
-    huff = _core.huff_encode(data)
-    return [_SECTION.pack(METHOD_HUFF, len(huff)), huff]
+        if z is not None and len(z) < len(huff):
+            return _packed(METHOD_ZSTD, z)
+    return _packed(METHOD_HUFF, huff)
 
 
 def _or_fast(
@@ -247,7 +246,12 @@ def _or_fast(
     """The section of ``data`` to keep against ``body`` of ``method``: the runs section
     where it fits (``_runs_fit``), else ``body``."""
     if runs is not None and _runs_fit(runs, len(body), len(data)):
-        return [_SECTION.pack(METHOD_RUNS, len(runs)), runs]
+        return _packed(METHOD_RUNS, runs)
+    return _packed(method, body)
+
+
+def _packed(method: int, body: bytes | memoryview) -> list[bytes | memoryview]:
+    """A section: its header (method, stored length) and its body."""
     return [_SECTION.pack(method, len(body)), body]
 
 
