@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelgit.errors import CorruptObject
 from modelgit.storage import packs
 from modelgit.storage.packs import PackReader, PackWriter, Record
 
@@ -87,3 +88,52 @@ def test_reader_keeps_a_bounded_number_of_packs_open(tmp_path: Path) -> None:
     assert reader.open_packs <= 8
     reader.close()
     assert reader.open_packs == 0
+
+
+def test_reader_follows_a_growing_pack_and_catches_a_truncated_one(tmp_path: Path) -> None:
+    """The reader keeps each open pack's size from its last fstat: a record appended
+    after the reader first read the pack still reads (the size is looked up again), a
+    span past the end is refused before anything is allocated, and a pack truncated
+    after its size was kept is caught by the short read."""
+    w = PackWriter(tmp_path)
+    first = w.append(_record(1, 3000))
+    w.sync()
+    reader = PackReader(tmp_path)
+    assert bytes(reader.read(*first).payload) == bytes([1]) * 3000
+    second = w.append(_record(2, 5000))  # the pack grew since the reader's fstat
+    w.sync()
+    scratch = bytearray()
+    got = reader.read_scratch(*second, scratch)
+    assert bytes(got.payload) == bytes([2]) * 5000
+    name, offset, length = second
+    with pytest.raises(CorruptObject, match="pack is truncated"):
+        reader.read(name, offset, length + 10_000_000)  # past the end: no 10 MB buffer
+    with pytest.raises(CorruptObject, match="impossible offset"):
+        reader.read(name, 3, length)
+    w.close()
+    os.truncate(tmp_path / name, offset + length - 100)  # the reader's size is stale now
+    for read in (reader.read, lambda *a: reader.read_scratch(*a, bytearray())):
+        with pytest.raises(CorruptObject, match=f"{name}:{offset}: pack is truncated"):
+            read(name, offset, length)
+    assert bytes(reader.read(*first).payload) == bytes([1]) * 3000  # the rest still reads
+    reader.close()
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda b: b[:20], "truncated"),
+        (lambda b: b"XXXX" + b[4:], "bad record magic"),
+        (lambda b: b[:4] + b"\x09" + b[5:], "version 9 is not supported"),
+        (lambda b: b + b"\0", "lengths in the header do not match"),
+        (lambda b: b[:60] + bytes([b[60] ^ 1]) + b[61:], "checksum mismatch"),
+    ],
+)
+def test_decode_record_names_the_damage(damage, message: str) -> None:
+    rec = _record(3, 100)
+    whole = b"".join(bytes(p) for p in packs.encode_record(rec))
+    assert packs.decode_record(whole).payload == rec.payload
+    with pytest.raises(CorruptObject, match=f"pack-x:48: .*{message}"):
+        packs.decode_record(damage(whole), "pack-x", 48)
+    with pytest.raises(CorruptObject, match=f"^somewhere: .*{message}"):
+        packs.decode_record(damage(whole), "somewhere")

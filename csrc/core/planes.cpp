@@ -5,6 +5,11 @@
 #include "core/common.hpp"
 #include "core/isa.hpp"
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MG_PLANES_SSE2 1  // the gather of core/planes_kernels.inc
+#include <emmintrin.h>
+#endif
+
 namespace modelgit {
 #define MG_KERNELS_FILE "core/planes_kernels.inc"
 #include "core/isa_copies.inc"

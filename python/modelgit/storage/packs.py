@@ -14,8 +14,7 @@ import struct
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,25 +81,39 @@ def encode_record(rec: Record) -> list[bytes | memoryview]:
     return [head, rec.params, rec.payload, CHECKSUM.pack(h.intdigest())]
 
 
-def decode_record(buf: bytes | memoryview, where: str = "record") -> Record:
-    """Parse and verify one whole record; raise CorruptObject on any inconsistency."""
+def _where(pack: str, offset: int) -> str:
+    return f"chunk record at {pack}:{offset}"
+
+
+def decode_record(
+    buf: bytes | memoryview, where: str = "record", offset: int | None = None
+) -> Record:
+    """Parse and verify one whole record; raise CorruptObject on any inconsistency.
+    ``where`` names the record in errors; with ``offset``, ``where`` is its pack's name
+    (the message is only built for an error)."""
     mv = memoryview(buf)
-    if len(mv) < RECORD_HEADER.size + CHECKSUM.size:
-        raise CorruptObject(f"{where}: truncated ({len(mv)} bytes)")
-    magic, ver, codec, _flags, cid, raw_len, plen, paylen, _res = RECORD_HEADER.unpack_from(mv)
+    n = len(mv)
+    if n >= RECORD_HEADER.size + CHECKSUM.size:
+        magic, ver, codec, _flags, cid, raw_len, plen, paylen, _res = RECORD_HEADER.unpack_from(mv)
+        end = RECORD_HEADER.size + plen + paylen
+        if magic == RECORD_MAGIC and ver == RECORD_VERSION and end + CHECKSUM.size == n:
+            if xxhash.xxh3_64_intdigest(mv[:end]) == CHECKSUM.unpack_from(mv, end)[0]:
+                params = bytes(mv[RECORD_HEADER.size : RECORD_HEADER.size + plen])
+                return Record(
+                    codec, bytes(cid), raw_len, params, mv[RECORD_HEADER.size + plen : end]
+                )
+    # the slow path: say what is wrong
+    if offset is not None:
+        where = _where(where, offset)
+    if n < RECORD_HEADER.size + CHECKSUM.size:
+        raise CorruptObject(f"{where}: truncated ({n} bytes)")
     if magic != RECORD_MAGIC:
         raise CorruptObject(f"{where}: bad record magic")
     if ver != RECORD_VERSION:
         raise CorruptObject(f"{where}: record version {ver} is not supported")
-    end = RECORD_HEADER.size + plen + paylen
-    if end + CHECKSUM.size != len(mv):
+    if end + CHECKSUM.size != n:
         raise CorruptObject(f"{where}: lengths in the header do not match the record size")
-    (stored,) = CHECKSUM.unpack_from(mv, end)
-    if xxhash.xxh3_64_intdigest(mv[:end]) != stored:
-        raise CorruptObject(f"{where}: checksum mismatch (the stored bytes are damaged)")
-    params = bytes(mv[RECORD_HEADER.size : RECORD_HEADER.size + plen])
-    payload = mv[RECORD_HEADER.size + plen : end]
-    return Record(codec, bytes(cid), raw_len, params, payload)
+    raise CorruptObject(f"{where}: checksum mismatch (the stored bytes are damaged)")
 
 
 def fsync_dir(path: Path) -> None:
@@ -240,51 +253,62 @@ class PackWriter:
         self._dirty, self._unflushed = False, 0
 
 
-def _check_span(fd: int, offset: int, length: int, where: str) -> None:
-    """CorruptObject unless [offset, offset + length) is a plausible record of the file."""
-    if offset < PACK_HEADER.size or length < RECORD_HEADER.size + CHECKSUM.size:
-        raise CorruptObject(f"{where}: impossible offset or length ({offset}, {length})")
-    if offset + length > os.fstat(fd).st_size:
-        raise CorruptObject(f"{where}: pack is truncated")
-
-
 class PackReader:
     """Reads records by (pack, offset, length). Keeps at most ``max_open`` packs open
     (the least recently read is closed first, once no thread is reading it), so a
-    repository of thousands of packs stays within the process's open-file limit."""
+    repository of thousands of packs stays within the process's open-file limit.
+
+    Each open pack remembers its size at the last ``fstat``: a record within it needs
+    no system call to be checked, and one past it (the pack grew, or the span is
+    damaged) looks again. A pack truncated since is caught by the short read."""
 
     def __init__(self, folder: Path, max_open: int = MAX_OPEN_PACKS) -> None:
         self.folder = folder
         self.max_open = max(1, max_open)
-        self._fds: OrderedDict[str, list[int]] = OrderedDict()  # pack -> [fd, readers]
+        # pack -> [fd, readers, size at the last fstat]
+        self._fds: OrderedDict[str, list[int]] = OrderedDict()
         self._fds_lock = threading.Lock()
 
-    @contextmanager
-    def _fd(self, pack: str, where: str) -> Iterator[int]:
+    def _acquire(self, pack: str, offset: int, length: int) -> list[int]:
+        """The entry of ``pack``, opened if needed and marked as read by one more
+        thread (``_release`` it), once [offset, offset + length) is checked to be a
+        plausible record of the file (before a damaged length allocates)."""
         with self._fds_lock:
             entry = self._fds.get(pack)
             if entry is None:
                 try:
                     fd = os.open(self.folder / pack, os.O_RDONLY)
                 except FileNotFoundError:
-                    raise CorruptObject(f"{where}: pack file is missing") from None
-                entry = self._fds[pack] = [fd, 0]
+                    raise CorruptObject(f"{_where(pack, offset)}: pack file is missing") from None
+                entry = self._fds[pack] = [fd, 0, -1]
             else:
                 self._fds.move_to_end(pack)
             entry[1] += 1
         try:
-            yield entry[0]
-        finally:
-            with self._fds_lock:
-                entry[1] -= 1
-                self._evict()
+            if offset < PACK_HEADER.size or length < RECORD_HEADER.size + CHECKSUM.size:
+                raise CorruptObject(
+                    f"{_where(pack, offset)}: impossible offset or length ({offset}, {length})"
+                )
+            if offset + length > entry[2]:
+                entry[2] = os.fstat(entry[0]).st_size
+                if offset + length > entry[2]:
+                    raise CorruptObject(f"{_where(pack, offset)}: pack is truncated")
+        except BaseException:
+            self._release(entry)
+            raise
+        return entry
+
+    def _release(self, entry: list[int]) -> None:
+        with self._fds_lock:
+            entry[1] -= 1
+            self._evict()
 
     def _evict(self) -> None:
         """Close the least recently used idle packs beyond ``max_open`` (lock held)."""
         excess = len(self._fds) - self.max_open
         if excess <= 0:
             return
-        for pack in [p for p, (_, readers) in self._fds.items() if readers == 0][:excess]:
+        for pack in [p for p, (_, readers, _) in self._fds.items() if readers == 0][:excess]:
             os.close(self._fds.pop(pack)[0])
 
     @property
@@ -294,31 +318,33 @@ class PackReader:
 
     def read(self, pack: str, offset: int, length: int) -> Record:
         """One verified record in memory of its own."""
-        where = f"chunk record at {pack}:{offset}"
-        with self._fd(pack, where) as fd:
-            _check_span(fd, offset, length, where)
-            data = os.pread(fd, length, offset)
+        entry = self._acquire(pack, offset, length)
+        try:
+            data = os.pread(entry[0], length, offset)
+        finally:
+            self._release(entry)
         if len(data) != length:
-            raise CorruptObject(f"{where}: pack is truncated")
-        return decode_record(data, where)
+            raise CorruptObject(f"{_where(pack, offset)}: pack is truncated")
+        return decode_record(data, _where(pack, offset))
 
     def read_scratch(self, pack: str, offset: int, length: int, scratch: bytearray) -> Record:
         """Like :meth:`read`, into ``scratch`` (grown as needed): the record's payload is
         a view of it, valid until the caller's next use of the same scratch buffer. Saves
         the allocation (and page faults) of a fresh buffer per chunk on the load path."""
-        where = f"chunk record at {pack}:{offset}"
-        with self._fd(pack, where) as fd:
-            _check_span(fd, offset, length, where)  # before a damaged length allocates
+        entry = self._acquire(pack, offset, length)
+        try:
             if len(scratch) < length:
                 scratch.extend(bytes(length - len(scratch)))
             view = memoryview(scratch)[:length]
-            got = os.preadv(fd, [view], offset)
+            got = os.preadv(entry[0], [view], offset)
+        finally:
+            self._release(entry)
         if got != length:
-            raise CorruptObject(f"{where}: pack is truncated")
-        return decode_record(view, where)
+            raise CorruptObject(f"{_where(pack, offset)}: pack is truncated")
+        return decode_record(view, pack, offset)
 
     def close(self) -> None:
         with self._fds_lock:
-            for fd, _ in self._fds.values():
+            for fd, _, _ in self._fds.values():
                 os.close(fd)
             self._fds.clear()
