@@ -1,7 +1,8 @@
 """What a version costs to load: against safetensors, at any depth, cached, cold.
 
-Every timed load runs in a fresh process (``--child``), page cache warm unless said, the
-decoded-base cache empty, contenders interleaved round by round; tables show medians of
+Every timed load runs in a fresh process (``--child``), page cache warm unless said
+(every file the contenders read dropped from it and read back once first: ``rewarm``),
+the decoded-base cache empty, contenders interleaved round by round; tables show medians of
 ``--runs`` rounds and ratios measured side by side. Each load is followed by reading
 every byte of every tensor once (a mapped tensor is materialized on every side).
 
@@ -42,6 +43,7 @@ the time of decoding a version goes instead (one thread, per stage, from cProfil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -134,8 +136,45 @@ def run_child(spec: dict[str, Any], cold: bool = False) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def spec_files(spec: dict[str, Any]) -> list[Path]:
+    """The files a child of ``spec`` reads: a repository's packs and catalog (and its
+    checkout cache's entries, with the cache on), or a .safetensors file."""
+    files = [Path(spec[k]) for k in ("path", "shape_of") if k in spec]
+    if "repo" in spec:
+        repo = Path(spec["repo"])
+        files += sorted((repo / "packs").glob("*")) + sorted(repo.glob("catalog.db*"))
+        if spec.get("cache"):
+            with mg.open(repo, checkout_cache=spec["cache"]) as r:
+                files += [e.path for e in r.checkout_cache.entries()]
+    return [f for f in files if f.is_file()]
+
+
+def rewarm(files: list[Path]) -> None:
+    """Put every file in the page cache afresh: its cached pages dropped, then read
+    once from start to end. "Page cache warm" then means the same for every contender:
+    how a file came to be cached (written, partly evicted and read back by pieces) sets
+    the size of its page-cache folios, and reads out of small folios run at half the
+    speed (here a repacked family's pack read at 10 GB/s and a standalone model's at
+    21 GB/s; after this, 28 and 16-20 GB/s)."""
+    buf = memoryview(bytearray(8 << 20))
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            with contextlib.suppress(OSError):
+                os.fdatasync(fd)  # dirty pages are not dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            offset = 0
+            while n := os.preadv(fd, [buf], offset):
+                offset += n
+        finally:
+            os.close(fd)
+
+
 def medians(specs: dict[str, dict[str, Any]], runs: int, cold: bool = False) -> dict[str, float]:
-    """Median seconds of each spec over ``runs`` rounds, run interleaved."""
+    """Median seconds of each spec over ``runs`` rounds, run interleaved (after
+    :func:`rewarm` of the files they read, unless ``cold``)."""
+    if not cold:
+        rewarm(sorted({f for spec in specs.values() for f in spec_files(spec)}))
     times: dict[str, list[float]] = {k: [] for k in specs}
     for _ in range(runs):
         for k, spec in specs.items():
