@@ -308,15 +308,8 @@ class Sections:
     ) -> bytes | bytearray | memoryview:
         """The next section, which must decode to exactly ``size`` bytes (a rANS, runs or
         Huffman one into ``scratch`` when given: ``size`` writable bytes)."""
-        pos = self.pos
-        if pos + _SECTION.size > len(self.buf):
-            raise CorruptObject(f"{self.where}: payload is truncated")
-        method, length = _SECTION.unpack_from(self.buf, pos)
-        pos += _SECTION.size
-        self.pos = end = pos + length
-        if end > len(self.buf):
-            raise CorruptObject(f"{self.where}: payload is truncated")
-        body = self.buf[pos:end]
+        method, length = self.unpack(_SECTION)
+        body = self._take(length)
         if method == METHOD_RAW:
             if length != size:
                 raise CorruptObject(f"{self.where}: raw section has the wrong length")

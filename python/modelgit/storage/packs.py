@@ -91,29 +91,27 @@ def decode_record(
     """Parse and verify one whole record; raise CorruptObject on any inconsistency.
     ``where`` names the record in errors; with ``offset``, ``where`` is its pack's name
     (the message is only built for an error)."""
+
+    def damaged(what: str) -> CorruptObject:
+        return CorruptObject(f"{where if offset is None else _where(where, offset)}: {what}")
+
     mv = memoryview(buf)
-    n = len(mv)
-    if n >= RECORD_HEADER.size + CHECKSUM.size:
-        magic, ver, codec, _flags, cid, raw_len, plen, paylen, _res = RECORD_HEADER.unpack_from(mv)
-        end = RECORD_HEADER.size + plen + paylen
-        if magic == RECORD_MAGIC and ver == RECORD_VERSION and end + CHECKSUM.size == n:
-            if xxhash.xxh3_64_intdigest(mv[:end]) == CHECKSUM.unpack_from(mv, end)[0]:
-                params = bytes(mv[RECORD_HEADER.size : RECORD_HEADER.size + plen])
-                return Record(
-                    codec, bytes(cid), raw_len, params, mv[RECORD_HEADER.size + plen : end]
-                )
-    # the slow path: say what is wrong
-    if offset is not None:
-        where = _where(where, offset)
-    if n < RECORD_HEADER.size + CHECKSUM.size:
-        raise CorruptObject(f"{where}: truncated ({n} bytes)")
+    if len(mv) < RECORD_HEADER.size + CHECKSUM.size:
+        raise damaged(f"truncated ({len(mv)} bytes)")
+    magic, ver, codec, _flags, cid, raw_len, plen, paylen, _res = RECORD_HEADER.unpack_from(mv)
     if magic != RECORD_MAGIC:
-        raise CorruptObject(f"{where}: bad record magic")
+        raise damaged("bad record magic")
     if ver != RECORD_VERSION:
-        raise CorruptObject(f"{where}: record version {ver} is not supported")
-    if end + CHECKSUM.size != n:
-        raise CorruptObject(f"{where}: lengths in the header do not match the record size")
-    raise CorruptObject(f"{where}: checksum mismatch (the stored bytes are damaged)")
+        raise damaged(f"record version {ver} is not supported")
+    end = RECORD_HEADER.size + plen + paylen
+    if end + CHECKSUM.size != len(mv):
+        raise damaged("lengths in the header do not match the record size")
+    (stored,) = CHECKSUM.unpack_from(mv, end)
+    if xxhash.xxh3_64_intdigest(mv[:end]) != stored:
+        raise damaged("checksum mismatch (the stored bytes are damaged)")
+    params = bytes(mv[RECORD_HEADER.size : RECORD_HEADER.size + plen])
+    payload = mv[RECORD_HEADER.size + plen : end]
+    return Record(codec, bytes(cid), raw_len, params, payload)
 
 
 def fsync_dir(path: Path) -> None:
@@ -325,7 +323,7 @@ class PackReader:
             self._release(entry)
         if len(data) != length:
             raise CorruptObject(f"{_where(pack, offset)}: pack is truncated")
-        return decode_record(data, _where(pack, offset))
+        return decode_record(data, pack, offset)
 
     def read_scratch(self, pack: str, offset: int, length: int, scratch: bytearray) -> Record:
         """Like :meth:`read`, into ``scratch`` (grown as needed): the record's payload is
