@@ -537,6 +537,8 @@ def test_cache_and_layout_commands(cli: Callable, repo_dir: Path, tmp_path: Path
     assert "T" in entries[0]["used"]  # type: ignore[index]  # ISO 8601
     assert (tmp_path / "linked" / "model.safetensors").stat().st_nlink == 2
     assert "hf@1" in cli("cache", "ls").out
+    assert cli("cache", "verify", "--json").json() == {"verified": 1, "deleted": 0}
+    assert "1 entries verified, 0 deleted" in cli("cache", "verify").out
     assert "freed" in cli("cache", "clear").out
     assert cli("cache", "ls", "--json").json() == []
     assert_one_line_error(cli("cache", "ls", "5GB"), 1, "takes no SIZE")

@@ -1,9 +1,12 @@
 """The checkout cache: decoded versions as .safetensors files, mapped again on the next
-load, verified on every hit, bounded by a size limit, dropped with what they cache."""
+load, hashed at their first hit and sealed, hashed again whenever the file or the boot
+changed, bounded by a size limit, dropped with what they cache."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from safetensors.torch import load_file
 import modelgit as mg
 from conftest import assert_same_state
 from modelgit.storage import reader
+from modelgit.versions import checkout
 
 
 def state(seed: int, n: int = 300_000) -> dict[str, torch.Tensor]:
@@ -45,6 +49,43 @@ def _decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(reader, "decode_rows_into", counted)
     return calls
+
+
+def _hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the tensors of cache entries hashed against their chunk ids."""
+    calls: list[int] = []
+    real = checkout._chunks_verify
+
+    def counted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(checkout, "_chunks_verify", counted)
+    return calls
+
+
+def _past_granule(path: Path) -> None:
+    """Wait until a file written now gets a later time than ``path``'s change time (the
+    file system's timestamp granule): a check after that can seal the entry."""
+    probe = path.with_name("probe.tmp")
+    for _ in range(1000):
+        probe.write_bytes(b"")
+        if probe.stat().st_mtime_ns > path.stat().st_ctime_ns:
+            probe.unlink()
+            return
+        time.sleep(0.001)
+    raise AssertionError("the file system's clock did not move")
+
+
+def _sealed(repo: mg.Repository, ref: str) -> checkout.CacheEntry:
+    """Load ``ref`` until its entry is written and sealed; returns the entry."""
+    repo.load(ref)  # decoded, written
+    (entry,) = [e for e in repo.checkout_cache.entries()
+                if e.content_id == repo.version(ref).content_id]  # fmt: skip
+    _past_granule(entry.path)
+    repo.load(ref)  # hashed, sealed
+    assert repo.checkout_cache.seal_path(entry.content_id).exists()
+    return entry
 
 
 def test_off_by_default(repo: mg.Repository) -> None:
@@ -147,3 +188,131 @@ def test_environment_turns_it_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("MODELGIT_CHECKOUT_CACHE", "lots")
     with pytest.raises(mg.UnsupportedInput, match="checkout cache size"):
         mg.open(tmp_path / "r").checkout_cache.limit  # noqa: B018
+
+
+def test_a_sealed_entry_is_served_without_hashing(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = state(50)
+    cached.add("m", sd)
+    cached.load("m")
+    (entry,) = cached.checkout_cache.entries()
+    assert not cached.checkout_cache.seal_path(entry.content_id).exists()  # written, unsealed
+    _past_granule(entry.path)
+    hashes = _hashes(monkeypatch)
+    assert_same_state(cached.load("m"), sd)  # the first hit hashes and seals
+    assert len(hashes) == 4  # w, h, ids, flag (the tie has no bytes of its own)
+    seal = json.loads(cached.checkout_cache.seal_path(entry.content_id).read_text())
+    assert seal["order"] == ["w", "h", "ids", "flag", "tied"] and seal["ties"] == {"tied": "w"}
+    hashes.clear()
+    calls = _decodes(monkeypatch)
+    got = cached.load("m")
+    assert hashes == [] and calls == []  # trusted: mapped, neither hashed nor decoded
+    assert_same_state(got, sd)
+    assert list(got) == list(sd) and got["tied"] is got["w"]
+    assert_same_state(cached.load("m", keys=["h", "tied"]), {"h": sd["h"], "tied": sd["w"]})
+    with pytest.raises(KeyError, match="no tensor named 'nope'"):
+        cached.load("m", keys=["nope"])
+    other = {k: torch.zeros_like(v) for k, v in sd.items() if k != "tied"}
+    module = torch.nn.Module()
+    for k, v in other.items():
+        module.register_buffer(k, v)
+    cached.load_into(module, "m", strict=False)
+    assert hashes == [] and torch.equal(module.w, sd["w"]) and torch.equal(module.flag, sd["flag"])
+
+
+def test_a_sealed_entry_changed_on_disk_is_hashed_again(cached: mg.Repository) -> None:
+    sd = state(51)
+    cached.add("m", sd)
+    entry = _sealed(cached, "m")
+    before = entry.path.stat()
+    os.chmod(entry.path, 0o644)
+    with open(entry.path, "r+b") as f:  # same size, same modification time: only the
+        f.seek(before.st_size // 2)  # change time, which no user can set, tells
+        byte = f.read(1)
+        f.seek(before.st_size // 2)
+        f.write(bytes([byte[0] ^ 1]))
+    os.utime(entry.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert entry.path.stat().st_mtime_ns == before.st_mtime_ns
+    assert_same_state(cached.load("m"), sd)  # hashed, the damage seen, decoded again
+    assert not cached.checkout_cache.seal_path(entry.content_id).exists()
+    (again,) = cached.checkout_cache.entries()  # written again from the decode
+    written = load_file(str(again.path))  # widest dtypes first
+    assert_same_state(
+        {k: written[k] for k in sd if k != "tied"}, {k: v for k, v in sd.items() if k != "tied"}
+    )
+
+
+def test_a_reboot_or_a_damaged_seal_means_hashing_again(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = state(52)
+    cached.add("m", sd)
+    entry = _sealed(cached, "m")
+    seal = cached.checkout_cache.seal_path(entry.content_id)
+    good = seal.read_text()
+    hashes = _hashes(monkeypatch)
+    monkeypatch.setattr(checkout, "_boot_id", lambda: "another-boot")
+    assert_same_state(cached.load("m"), sd)
+    assert len(hashes) == 4  # hashed again, and sealed for this boot
+    assert json.loads(seal.read_text())["boot"] == "another-boot"
+    monkeypatch.undo()
+    hashes = _hashes(monkeypatch)
+    damaged = json.loads(good)
+    damaged["order"] = damaged["order"][1:]  # a seal that lost a tensor
+    for text in ("{not json", "[]", '{"boot": 1}', json.dumps(damaged), "\x00" * 40):
+        seal.write_text(text)
+        assert_same_state(cached.load("m"), sd)
+    assert len(hashes) == 5 * 4  # each hashed, none served from the bad seal
+    assert json.loads(seal.read_text()) == json.loads(good)  # sealed again as it was
+
+
+def test_no_seal_when_the_entry_may_change_unseen(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry whose times are not older than the check (the same timestamp granule,
+    here a time in the future) is not sealed: a change could keep its times."""
+    sd = state(53)
+    cached.add("m", sd)
+    cached.load("m")
+    (entry,) = cached.checkout_cache.entries()
+    future = time.time_ns() + 3600 * 10**9
+    os.utime(entry.path, ns=(future, future))
+    assert_same_state(cached.load("m"), sd)
+    assert not cached.checkout_cache.seal_path(entry.content_id).exists()
+    monkeypatch.setattr(checkout, "_boot_id", lambda: None)  # no boot id: never sealed
+    os.utime(entry.path, ns=(10**18, 10**18))
+    _past_granule(entry.path)
+    assert_same_state(cached.load("m"), sd)
+    assert not cached.checkout_cache.seal_path(entry.content_id).exists()
+
+
+def test_seals_go_with_their_entries(cached: mg.Repository) -> None:
+    cached.add("a", state(54, n=1000))
+    cached.add("b", state(55, n=1000))
+    a, b = _sealed(cached, "a"), _sealed(cached, "b")
+    cache = cached.checkout_cache
+    cached.remove("a")
+    assert not cache.seal_path(a.content_id).exists() and cache.seal_path(b.content_id).exists()
+    b.path.unlink()  # deleted by hand: clear still removes the seal
+    cache.clear()
+    assert list(cache.folder.iterdir()) == []
+
+
+def test_verify_hashes_every_entry(cached: mg.Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        cached.add(f"m{i}", state(60 + i, n=1000))
+        cached.load(f"m{i}")
+    entries = {e.content_id: e for e in cached.checkout_cache.entries()}
+    damaged = entries[cached.version("m1").content_id].path
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[-1] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    order = [e.content_id for e in cached.checkout_cache.entries()]
+    hashes = _hashes(monkeypatch)
+    assert cached.verify_checkout_cache() == (2, 1)
+    assert len(hashes) >= 2 * 4
+    kept = cached.checkout_cache.entries()
+    assert [e.content_id for e in kept] == [c for c in order if entries[c].path != damaged]
+    assert_same_state(cached.load("m1"), state(61, n=1000))

@@ -12,14 +12,17 @@ from ._repo import open_repo
 
 CACHE_DESCRIPTION = """\
 The checkout cache keeps decoded versions as .safetensors files, so that loading a
-version again maps a file instead of decoding it (every hit is verified against the
-version's chunk ids). It is off until a size limit is set: `modelgit cache size 8GiB`
+version again maps a file instead of decoding it. An entry is hashed against the
+version's chunk ids at its first hit, then sealed: later hits check that the file's
+size, inode and times are still those it was hashed with, and that the machine has not
+rebooted since. It is off until a size limit is set: `modelgit cache size 8GiB`
 (for every repository of this user), $MODELGIT_CHECKOUT_CACHE, or
 modelgit.open(path, checkout_cache="8GiB"). Files live in $MODELGIT_CACHE/checkout
 (default ~/.cache/modelgit/checkout); the least recently used go first.
 
   ls            the entries of this repository's versions
   clear         delete them
+  verify        hash every entry now (delete those that fail), as its first hit did
   size [SIZE]   show the limit, or set the user's default (0 turns the cache off)"""
 
 LAYOUT_DESCRIPTION = """\
@@ -36,11 +39,12 @@ def register(sub: Any) -> None:
         sub,
         "cache",
         cmd_cache,
-        help="the checkout cache of decoded versions: ls, clear, size",
+        help="the checkout cache of decoded versions: ls, clear, verify, size",
         description=CACHE_DESCRIPTION,
-        epilog="examples:\n  modelgit cache size 8GiB\n  modelgit cache ls\n  modelgit cache clear",
+        epilog="examples:\n  modelgit cache size 8GiB\n  modelgit cache ls\n"
+        "  modelgit cache verify\n  modelgit cache clear",
     )
-    p.add_argument("action", choices=["ls", "clear", "size"], help="what to do")
+    p.add_argument("action", choices=["ls", "clear", "verify", "size"], help="what to do")
     p.add_argument("size", nargs="?", metavar="SIZE", help="with size: the new default limit")
     p = command(
         sub,
@@ -78,6 +82,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
         elif args.action == "clear":
             freed = cache.clear()
             emit(args.json, {"freed": freed}, f"freed {human(freed)}")
+        elif args.action == "verify":
+            kept, deleted = repo.verify_checkout_cache()
+            text = f"{kept} entries verified, {deleted} deleted (damaged, or of versions gone)"
+            emit(args.json, {"verified": kept, "deleted": deleted}, text)
         else:
             refs = _refs(repo)
             entries = cache.entries()[::-1]

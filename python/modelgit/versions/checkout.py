@@ -8,22 +8,35 @@ environment variable ``MODELGIT_CHECKOUT_CACHE``, or ``modelgit cache size 8GiB`
 (kept in ``checkout/limit`` for every repository of the user). Least recently used
 files go first when the folder outgrows the limit.
 
-Every hit is verified: the file's tensors must be the version's (names, dtypes, shapes,
-in order) and each of their chunks must hash to its chunk id, as a decode would be; a
-file that fails is deleted and the version decoded again. Files are written to a
-temporary name and renamed, so a crash leaves no half entry. ``remove`` and ``gc`` drop
-the entries of versions that are gone. Entries are not copies a user should edit:
-``export(..., link=True)`` hard-links one, and writing into that link is caught at the
-next hit (the entry is then thrown away).
+An entry is verified before it is trusted: its tensors must be the version's (names,
+dtypes, shapes, in order) and each of their chunks must hash to its chunk id, as a
+decode would be; a file that fails is deleted and the version decoded again. A verified
+entry gets a seal (``<content id>.seal``): the file's size, inode, modification and
+change times as they were when it was checked, the boot it was checked in, and the
+version's tensor order and ties. A hit whose file still has those and whose machine has
+not rebooted since is served without hashing (git trusts its index's stat data the same
+way); any other hit is hashed again. Writing into a file, even through an ``export
+--link`` hard link, changes its change time, which no user can set back; a reboot
+catches data a crash lost. A change within the file system's timestamp granule of the
+check could go unseen, so no seal is written then ("racy", as git says), and the next
+hit hashes again. ``CheckoutCache.verify`` (``modelgit cache verify``) hashes every
+entry now.
+
+Files are written to a temporary name and renamed, so a crash leaves no half entry.
+``remove`` and ``gc`` drop the entries of versions that are gone. Entries are not
+copies a user should edit: ``export(..., link=True)`` hard-links one, and writing into
+that link is caught at the next hit (the entry is then thrown away).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import mmap
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +57,7 @@ __all__ = ["CheckoutCache", "CacheEntry", "cache_base", "ENV"]
 
 ENV = "MODELGIT_CHECKOUT_CACHE"
 SUFFIX = ".safetensors"
+SEAL = ".seal"
 
 
 def cache_base() -> Path:
@@ -127,6 +141,9 @@ class CheckoutCache:
             raise ModelgitError(f"bad content id {content_id!r}")
         return self.folder / (content_id + SUFFIX)
 
+    def seal_path(self, content_id: str) -> Path:
+        return self.path(content_id).with_suffix(SEAL)
+
     def entries(self) -> list[CacheEntry]:
         """The cached versions, least recently used first."""
         out = []
@@ -136,7 +153,12 @@ class CheckoutCache:
                     st = p.stat()
                 except FileNotFoundError:  # evicted meanwhile
                     continue
-                out.append(CacheEntry(p.name[: -len(SUFFIX)], p, st.st_size, st.st_mtime))
+                used = st.st_mtime
+                try:  # a hit on a sealed entry marks its seal, not the entry
+                    used = max(used, p.with_suffix(SEAL).stat().st_mtime)
+                except OSError:
+                    pass
+                out.append(CacheEntry(p.name[: -len(SUFFIX)], p, st.st_size, used))
         return sorted(out, key=lambda e: e.used)
 
     def size(self) -> int:
@@ -147,6 +169,7 @@ class CheckoutCache:
         freed = 0
         for cid in content_ids:
             p = self.path(cid)
+            self.seal_path(cid).unlink(missing_ok=True)  # first: a seal never outlives
             try:
                 freed += p.stat().st_size
                 p.unlink()
@@ -156,7 +179,11 @@ class CheckoutCache:
 
     def clear(self) -> int:
         """Delete every entry of this repository; returns the bytes freed."""
-        return self.drop(e.content_id for e in self.entries())
+        freed = self.drop(e.content_id for e in self.entries())
+        if self.folder.is_dir():
+            for seal in self.folder.glob("*" + SEAL):  # of entries deleted by hand
+                seal.unlink(missing_ok=True)
+        return freed
 
     def keep_only(self, content_ids: set[str]) -> int:
         """Delete the entries of versions not in ``content_ids`` (after gc or remove)."""
@@ -174,25 +201,85 @@ class CheckoutCache:
             total -= self.drop([e.content_id])
 
     # -- reading and writing ----------------------------------------------------------
+    def trusted(self, content_id: str) -> dict[str, torch.Tensor] | None:
+        """The version's tensors mapped from its entry without hashing, when the entry
+        has a seal that its file and this boot still match; else None (then
+        :meth:`load` verifies the entry, if there is one)."""
+        boot = _boot_id()
+        if boot is None:
+            return None
+        path, seal = self.path(content_id), self.seal_path(content_id)
+        try:
+            info = json.loads(seal.read_bytes())
+            st = os.stat(path)
+            if info["boot"] != boot or info["stat"] != _stat_key(st):
+                return None
+            out = _mapped_sealed(path, info["order"], info["ties"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ModelgitError):
+            return None  # no seal, a changed file or a damaged seal: hash it again
+        self._used(content_id)
+        return out
+
     def load(self, content_id: str, rows: Sequence[TensorRow]) -> dict[str, torch.Tensor] | None:
         """The version's tensors mapped from its entry (writable copy-on-write pages, as
-        ``load_file`` gives), or None if there is none or it fails verification (then
-        the entry is deleted)."""
+        ``load_file`` gives), every chunk hashed against its id, or None if there is
+        none or it fails (then the entry is deleted). A verified entry is sealed, so
+        that the next hits are :meth:`trusted`."""
+        out = self._checked(content_id, rows)
+        if out is not None:
+            self._used(content_id)
+        return out
+
+    def verify(self, rows_of: Callable[[str], Sequence[TensorRow] | None]) -> tuple[int, int]:
+        """Hash every entry against its version's chunk ids now and seal it again
+        (``rows_of``: the tensor rows of the version with a content id, None when there
+        is none); the entries that fail, and those of versions that are gone, are
+        deleted. Returns (kept, deleted). Entries keep their place in the LRU order."""
+        kept = deleted = 0
+        for e in self.entries():
+            rows = rows_of(e.content_id)
+            if rows is None or self._checked(e.content_id, rows) is None:
+                self.drop([e.content_id])
+                deleted += 1
+                continue
+            kept += 1
+            try:
+                os.utime(self.seal_path(e.content_id), (e.used, e.used))
+            except OSError:
+                pass
+        return kept, deleted
+
+    def _checked(
+        self, content_id: str, rows: Sequence[TensorRow]
+    ) -> dict[str, torch.Tensor] | None:
         path = self.path(content_id)
         if not path.exists():
             return None
+        sealing = _Sealing(self.seal_path(content_id))  # before the entry is looked at
         try:
+            before = os.stat(path)
             out = _mapped(path, rows)
         except (ModelgitError, UnsupportedInput, OSError, KeyError, ValueError):
             out = None
         if out is None:
+            sealing.cancel()
             self.drop([content_id])  # unreadable or not this version: never serve it
             return None
+        sealing.finish(path, before, rows)
+        return out
+
+    def _used(self, content_id: str) -> None:
+        """Mark the entry most recently used: its seal's time (touching the entry itself
+        would change its change time and break the seal), else the entry's."""
         try:
-            os.utime(path)  # most recently used
+            os.utime(self.seal_path(content_id))
+        except FileNotFoundError:
+            try:
+                os.utime(self.path(content_id))
+            except OSError:
+                pass
         except OSError:
             pass
-        return out
 
     def store(
         self, content_id: str, rows: Sequence[TensorRow], sd: dict[str, torch.Tensor]
@@ -237,7 +324,7 @@ class CheckoutCache:
                     if r.nbytes:
                         w.write(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
             os.chmod(tmp, 0o444)  # an entry is never written into (export --link shares it)
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # sealed at its first hit: only a hash check seals
         except OSError:
             tmp.unlink(missing_ok=True)
             if force:
@@ -309,3 +396,98 @@ def _chunks_verify(data: memoryview, r: TensorRow) -> bool:
         if xxhash.xxh3_128_digest(data[s : min(r.nbytes, s + r.chunk_bytes)]) != cid:
             return False
     return True
+
+
+@functools.cache
+def _boot_id() -> str | None:
+    """This boot's id (Linux), or None: then no entry is trusted without hashing."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns]
+
+
+class _Sealing:
+    """A seal being made for an entry that is being verified. Its temporary file is
+    created before the entry is looked at, so its time tells the file system's clock
+    then: an entry whose change time is not older than that could change again without
+    its times moving (the timestamp granule), and gets no seal."""
+
+    def __init__(self, seal: Path) -> None:
+        self.seal = seal
+        self.tmp = seal.with_name(f"{seal.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        self.born: int | None = None
+        if _boot_id() is None:
+            return
+        try:
+            with self.tmp.open("x"):
+                pass
+            self.born = self.tmp.stat().st_mtime_ns
+        except OSError:
+            self.cancel()
+
+    def finish(self, path: Path, before: os.stat_result, rows: Sequence[TensorRow]) -> None:
+        """Seal the entry at ``path`` if it is still as ``before`` (stat'ed before it
+        was checked) and not racy; a failure leaves it unsealed (hashed at its next hit)."""
+        try:
+            if self.born is None:
+                return
+            now = os.stat(path)
+            if (
+                _stat_key(now) != _stat_key(before)
+                or max(now.st_ctime_ns, now.st_mtime_ns) >= self.born
+            ):
+                return
+            order = sorted(rows, key=lambda r: r.position)
+            info = {
+                "boot": _boot_id(),
+                "stat": _stat_key(now),
+                "order": [r.name for r in order],
+                "ties": {r.name: r.tie for r in order if r.tie is not None},
+            }
+            self.tmp.write_text(json.dumps(info))
+            os.replace(self.tmp, self.seal)
+        except OSError:
+            pass
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _mapped_sealed(path: Path, order: list[str], ties: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The tensors of a sealed entry: its header read for where each tensor lies (the
+    seal holds the version's order and ties), its bytes mapped, not hashed."""
+    import torch
+
+    with SafetensorsFile(path) as st:
+        entries = {e.name: e for e in st.entries}
+    if set(entries) | set(ties) != set(order) or set(entries) & set(ties):
+        raise ModelgitError(f"{path}: its tensors are not those its seal names")
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    whole = memoryview(mapped)
+    out: dict[str, torch.Tensor] = {}
+    for name in order:
+        tie = ties.get(name)
+        if tie is not None:
+            out[name] = out[tie]
+            continue
+        e = entries[name]
+        if e.end == e.begin:
+            out[name] = torch.empty(e.shape, dtype=e.dtype.torch)
+        else:
+            out[name] = (
+                torch.frombuffer(whole[e.begin : e.end], dtype=torch.uint8)
+                .view(e.dtype.torch)
+                .reshape(e.shape)
+            )
+    return out

@@ -39,8 +39,8 @@ from ..storage.writer import DEFAULT_CHUNK_ELEMS, WriteStats
 from . import refs
 from .checkout import CheckoutCache
 from .export import export_link, export_version
-from .load import load_state_dict
-from .load_into import load_into_module
+from .load import load_state_dict, served, trusted_hit
+from .load_into import copy_into, load_into_module
 from .remove import remove_model
 from .repack import RepackReport
 from .repack import repack as repack_versions
@@ -388,10 +388,15 @@ class VersionStore:
     ) -> dict[str, torch.Tensor]:
         """The tensors of a version (latest by default) as a new state_dict.
 
-        ``keys`` limits the work to those tensors. Every chunk is verified. With
+        ``keys`` limits the work to those tensors. Every chunk is verified (a sealed
+        checkout-cache entry was when it was sealed, and is served while its file and
+        the boot are unchanged: ``versions.checkout``). With
         ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
         (see ``storage.reader_cuda``); otherwise tensors are decoded on the CPU and moved.
         """
+        hit = trusted_hit(self, ref, version)
+        if hit is not None:
+            return served(hit, keys, device, progress)
         vid, v, rows, _ = self.read_verified(ref, version, files=False)
         return load_state_dict(self, vid, v, device=device, keys=keys, progress=progress, rows=rows)
 
@@ -413,6 +418,9 @@ class VersionStore:
         through one tensor at a time where dtype or layout differ), so no second copy
         of the model is ever held. Names and shapes are checked before anything is
         written; returns ``(missing_keys, unexpected_keys)``."""
+        hit = trusted_hit(self, ref, version)
+        if hit is not None:
+            return copy_into(module, hit, strict, progress)
         vid, v, rows, _ = self.read_verified(ref, version, files=False)
         return load_into_module(self, vid, v, module, strict=strict, progress=progress, rows=rows)
 
@@ -480,6 +488,23 @@ class VersionStore:
         :mod:`modelgit.versions.remove`). Their weights stay readable either way."""
         remove_model(self, name, force)
         self._prune_checkouts()
+
+    def verify_checkout_cache(self) -> tuple[int, int]:
+        """Hash every checkout-cache entry of this repository against its version's
+        chunk ids now, as its first hit did, and seal it again; delete the entries that
+        fail and those of versions that are gone. Returns (kept, deleted). A hit on a
+        sealed entry skips the hashing (``versions.checkout``): this is the full check,
+        for whoever wants it after suspecting the disk."""
+
+        def rows_of(content_id: str) -> list[TensorRow] | None:
+            row = self.catalog.one(
+                "SELECT id FROM versions WHERE content_id = ? ORDER BY id LIMIT 1", (content_id,)
+            )
+            if row is None:
+                return None
+            return self.read_verified(self.version_by_id(row[0]).ref, files=False)[2]
+
+        return self.checkout_cache.verify(rows_of)
 
     def _prune_checkouts(self) -> None:
         """Drop the checkout-cache entries of versions that are gone."""

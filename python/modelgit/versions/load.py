@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .engine import VersionStore
     from .version import Version
 
-__all__ = ["load_state_dict"]
+__all__ = ["load_state_dict", "trusted_hit", "served"]
 
 
 def _moved(sd: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
@@ -26,6 +26,40 @@ def _moved(sd: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Te
         return sd
     moved: dict[int, torch.Tensor] = {}  # tied tensors stay one tensor
     return {k: moved.setdefault(id(t), t.to(dev)) for k, t in sd.items()}
+
+
+def trusted_hit(
+    engine: VersionStore, ref: str, version: int | None = None
+) -> dict[str, torch.Tensor] | None:
+    """The tensors of the version ``ref`` names from its sealed checkout-cache entry,
+    or None (the cache is off, or the entry is missing, unsealed or changed). Only the
+    reference is resolved: the entry was hashed against the version's chunk ids when it
+    was sealed, and its seal holds the tensor order and ties (``versions.checkout``)."""
+    cache = engine.checkout_cache
+    if not cache.enabled:
+        return None
+    _, v = engine.resolve(ref, version)
+    return cache.trusted(v.content_id)
+
+
+def served(
+    hit: dict[str, torch.Tensor],
+    keys: Sequence[str] | None,
+    device: str | torch.device,
+    progress: ProgressFn | None,
+) -> dict[str, torch.Tensor]:
+    """A checkout-cache hit as a load returns it: the tensors ``keys`` names (KeyError
+    for a name the version lacks, as ``pick_rows``), on ``device``."""
+    import torch
+
+    if keys is not None:
+        missing = [k for k in keys if k not in hit]
+        if missing:
+            raise KeyError(f"no tensor named {missing[0]!r} in this version")
+    total = sum(t.nbytes for t in {id(t): t for t in hit.values()}.values())
+    Counter(progress, total)(total)
+    sd = hit if keys is None else {k: hit[k] for k in keys}
+    return _moved(sd, torch.device(device))
 
 
 def load_state_dict(
@@ -53,10 +87,7 @@ def load_state_dict(
     if cache.enabled:
         hit = cache.load(version.content_id, every)
         if hit is not None:
-            total = sum(r.nbytes for r in every if r.tie is None)
-            Counter(progress, total)(total)
-            sd = hit if keys is None else {k: hit[k] for k in keys}
-            return _moved(sd, dev)
+            return served(hit, keys, dev, progress)
     if dev.type == "cuda" and cuda.is_available() and gpu_worthwhile(engine.store, rows):
         sd = read_tensors_cuda(engine.store, rows, engine.pool, dev)
     else:

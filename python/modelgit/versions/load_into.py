@@ -12,6 +12,7 @@ mapped file is copied in instead. Modules that customise loading (their own
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from .engine import VersionStore
     from .version import Version
 
-__all__ = ["load_into_module", "IncompatibleKeys"]
+__all__ = ["load_into_module", "copy_into", "IncompatibleKeys"]
 
 
 class IncompatibleKeys(NamedTuple):
@@ -54,7 +55,7 @@ def _plain_loading(module: torch.nn.Module) -> bool:
 def _check(
     module: torch.nn.Module,
     targets: dict[str, torch.Tensor],
-    rows: dict[str, TensorRow],
+    rows: Mapping[str, TensorRow] | Mapping[str, torch.Tensor],
     strict: bool,
 ) -> IncompatibleKeys:
     import torch
@@ -97,8 +98,10 @@ def load_into_module(
     rows = {r.name: r for r in (engine.tensor_rows(vid) if rows is None else rows)}
     cache = engine.checkout_cache
     hit = cache.load(version.content_id, list(rows.values())) if cache.enabled else None
+    if hit is not None:
+        return copy_into(module, hit, strict, progress)
     if not _plain_loading(module):
-        sd = hit if hit is not None else read_tensors(engine.store, rows.values(), engine.pool)
+        sd = read_tensors(engine.store, rows.values(), engine.pool)
         return module.load_state_dict(sd, strict=strict)
     targets = module.state_dict(keep_vars=True)
     result = _check(module, targets, rows, strict)
@@ -111,13 +114,7 @@ def load_into_module(
         for r in todo:
             data = targets[r.name].detach()
             row = replace(r, tie=None)  # a tied row carries its target's chunks
-            key = (data.data_ptr(), tuple(data.shape), tuple(data.stride()), data.dtype)
-            if r.nbytes == 0 or key in done:  # tied in the module too: filled already
-                count(r.nbytes)
-                continue
-            done.add(key)
-            if hit is not None:  # from the checkout cache: a copy, as load_state_dict does
-                data.copy_(hit[r.name])
+            if r.nbytes == 0 or not _first_fill(data, done):  # tied in the module too
                 count(r.nbytes)
             elif (
                 data.device.type == "cpu"
@@ -132,3 +129,42 @@ def load_into_module(
             data.copy_(read_tensors(engine.store, [row], engine.pool)[row.name])
             count(row.nbytes)
     return result
+
+
+def copy_into(
+    module: torch.nn.Module,
+    sd: dict[str, torch.Tensor],
+    strict: bool = True,
+    progress: ProgressFn | None = None,
+) -> Any:
+    """Fill ``module`` from the tensors of a checkout-cache entry (a copy, as
+    ``load_state_dict`` makes), every name and shape checked before anything is
+    written."""
+    import torch
+
+    if not _plain_loading(module):
+        return module.load_state_dict(sd, strict=strict)
+    targets = module.state_dict(keep_vars=True)
+    result = _check(module, targets, sd, strict)
+    todo = [k for k in targets if k in sd]
+    count = Counter(progress, sum(sd[k].nbytes for k in todo))
+    done: set[tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype]] = set()
+    with torch.no_grad():
+        for k in todo:
+            data = targets[k].detach()
+            if _first_fill(data, done):
+                data.copy_(sd[k])
+            count(sd[k].nbytes)
+    return result
+
+
+def _first_fill(
+    data: torch.Tensor, done: set[tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype]]
+) -> bool:
+    """Whether ``data`` is filled for the first time in this load (False for a tensor
+    the module ties to one filled already)."""
+    key = (data.data_ptr(), tuple(data.shape), tuple(data.stride()), data.dtype)
+    if key in done:
+        return False
+    done.add(key)
+    return True
