@@ -79,11 +79,9 @@ def _past_granule(path: Path) -> None:
 
 def _sealed(repo: mg.Repository, ref: str) -> checkout.CacheEntry:
     """Load ``ref`` until its entry is written and sealed; returns the entry."""
-    repo.load(ref)  # decoded, written
+    repo.load(ref)  # decoded, written, hashed and sealed
     (entry,) = [e for e in repo.checkout_cache.entries()
                 if e.content_id == repo.version(ref).content_id]  # fmt: skip
-    _past_granule(entry.path)
-    repo.load(ref)  # hashed, sealed
     assert repo.checkout_cache.seal_path(entry.content_id).exists()
     return entry
 
@@ -195,15 +193,16 @@ def test_a_sealed_entry_is_served_without_hashing(
 ) -> None:
     sd = state(50)
     cached.add("m", sd)
-    cached.load("m")
-    (entry,) = cached.checkout_cache.entries()
-    assert not cached.checkout_cache.seal_path(entry.content_id).exists()  # written, unsealed
-    _past_granule(entry.path)
     hashes = _hashes(monkeypatch)
-    assert_same_state(cached.load("m"), sd)  # the first hit hashes and seals
+    entry = _sealed(cached, "m")  # the entry is hashed once it is written
     assert len(hashes) == 4  # w, h, ids, flag (the tie has no bytes of its own)
-    seal = json.loads(cached.checkout_cache.seal_path(entry.content_id).read_text())
+    seal_path = cached.checkout_cache.seal_path(entry.content_id)
+    seal = json.loads(seal_path.read_text())
     assert seal["order"] == ["w", "h", "ids", "flag", "tied"] and seal["ties"] == {"tied": "w"}
+    seal_path.unlink()
+    hashes.clear()
+    assert_same_state(cached.load("m"), sd)  # a hit without a seal hashes and seals
+    assert len(hashes) == 4 and json.loads(seal_path.read_text()) == seal
     hashes.clear()
     calls = _decodes(monkeypatch)
     got = cached.load("m")
@@ -235,8 +234,9 @@ def test_a_sealed_entry_changed_on_disk_is_hashed_again(cached: mg.Repository) -
     os.utime(entry.path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert entry.path.stat().st_mtime_ns == before.st_mtime_ns
     assert_same_state(cached.load("m"), sd)  # hashed, the damage seen, decoded again
-    assert not cached.checkout_cache.seal_path(entry.content_id).exists()
-    (again,) = cached.checkout_cache.entries()  # written again from the decode
+    (again,) = cached.checkout_cache.entries()  # written again from the decode, sealed
+    seal = json.loads(cached.checkout_cache.seal_path(entry.content_id).read_text())
+    assert seal["stat"] == checkout._stat_key(again.path.stat()) != checkout._stat_key(before)
     written = load_file(str(again.path))  # widest dtypes first
     assert_same_state(
         {k: written[k] for k in sd if k != "tied"}, {k: v for k, v in sd.items() if k != "tied"}

@@ -10,7 +10,8 @@ files go first when the folder outgrows the limit.
 
 An entry is verified before it is trusted: its tensors must be the version's (names,
 dtypes, shapes, in order) and each of their chunks must hash to its chunk id, as a
-decode would be; a file that fails is deleted and the version decoded again. A verified
+decode would be; a file that fails is deleted and the version decoded again. This is
+done right after an entry is written and at any hit that finds no valid seal. A verified
 entry gets a seal (``<content id>.seal``): the file's size, inode, modification and
 change times as they were when it was checked, the boot it was checked in, and the
 version's tensor order and ties. A hit whose file still has those and whose machine has
@@ -265,7 +266,8 @@ class CheckoutCache:
             sealing.cancel()
             self.drop([content_id])  # unreadable or not this version: never serve it
             return None
-        sealing.finish(path, before, rows)
+        if not sealing.finish(path, before, rows):
+            self.seal_path(content_id).unlink(missing_ok=True)  # one of another state
         return out
 
     def _used(self, content_id: str) -> None:
@@ -324,12 +326,14 @@ class CheckoutCache:
                     if r.nbytes:
                         w.write(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
             os.chmod(tmp, 0o444)  # an entry is never written into (export --link shares it)
-            os.replace(tmp, path)  # sealed at its first hit: only a hash check seals
+            os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)
             if force:
                 raise
             return None  # a full disk makes no error of a load
+        if _clock_past(path):  # then hashed and sealed, as a hit would (else at a hit)
+            self._checked(content_id, rows)
         if self.enabled:
             self.evict(keep=content_id)
         return path
@@ -430,18 +434,18 @@ class _Sealing:
         except OSError:
             self.cancel()
 
-    def finish(self, path: Path, before: os.stat_result, rows: Sequence[TensorRow]) -> None:
+    def finish(self, path: Path, before: os.stat_result, rows: Sequence[TensorRow]) -> bool:
         """Seal the entry at ``path`` if it is still as ``before`` (stat'ed before it
-        was checked) and not racy; a failure leaves it unsealed (hashed at its next hit)."""
+        was checked) and not racy; whether it was sealed (if not, its next hit hashes)."""
         try:
             if self.born is None:
-                return
+                return False
             now = os.stat(path)
             if (
                 _stat_key(now) != _stat_key(before)
                 or max(now.st_ctime_ns, now.st_mtime_ns) >= self.born
             ):
-                return
+                return False
             order = sorted(rows, key=lambda r: r.position)
             info = {
                 "boot": _boot_id(),
@@ -451,14 +455,39 @@ class _Sealing:
             }
             self.tmp.write_text(json.dumps(info))
             os.replace(self.tmp, self.seal)
+            return True
         except OSError:
-            pass
+            return False
         finally:
             self.cancel()
 
     def cancel(self) -> None:
         try:
             self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _clock_past(path: Path, timeout: float = 0.05) -> bool:
+    """Wait until a file written now gets a later time than ``path``'s change time (the
+    file system's timestamp granule: a few milliseconds where timestamps are coarse, no
+    wait where the kernel refines them); False if that takes over ``timeout`` seconds."""
+    probe = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.clock.tmp")
+    try:
+        changed = path.stat().st_ctime_ns
+        end = time.monotonic() + timeout
+        while True:
+            probe.write_bytes(b"")
+            if probe.stat().st_mtime_ns > changed:
+                return True
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.001)
+    except OSError:
+        return False
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
         except OSError:
             pass
 
