@@ -198,7 +198,8 @@ def test_a_sealed_entry_is_served_without_hashing(
     assert len(hashes) == 4  # w, h, ids, flag (the tie has no bytes of its own)
     seal_path = cached.checkout_cache.seal_path(entry.content_id)
     seal = json.loads(seal_path.read_text())
-    assert seal["order"] == ["w", "h", "ids", "flag", "tied"] and seal["ties"] == {"tied": "w"}
+    assert [t[0] for t in seal["tensors"]] == ["w", "h", "ids", "flag", "tied"]
+    assert seal["tensors"][0][1:3] == ["float32", [300_000]] and seal["tensors"][4] == ["tied", "w"]
     seal_path.unlink()
     hashes.clear()
     assert_same_state(cached.load("m"), sd)  # a hit without a seal hashes and seals
@@ -258,12 +259,23 @@ def test_a_reboot_or_a_damaged_seal_means_hashing_again(
     assert json.loads(seal.read_text())["boot"] == "another-boot"
     monkeypatch.undo()
     hashes = _hashes(monkeypatch)
-    damaged = json.loads(good)
-    damaged["order"] = damaged["order"][1:]  # a seal that lost a tensor
-    for text in ("{not json", "[]", '{"boot": 1}', json.dumps(damaged), "\x00" * 40):
+    damaged = []
+    for change in (
+        lambda t: t[0].__setitem__(4, t[0][4] + 4),  # a span past its tensor
+        lambda t: t[0].__setitem__(2, [-1]),  # a hostile shape
+        lambda t: t[1].__setitem__(1, "complex999"),  # an unknown dtype
+        lambda t: t[4].__setitem__(1, "nope"),  # a tie to nothing
+        lambda t: t[0].__setitem__(3, 10**12),  # past the end of the file
+        lambda t: t.__setitem__(0, 5),  # not a list
+    ):
+        info = json.loads(good)
+        change(info["tensors"])
+        damaged.append(json.dumps(info))
+    texts = ["{not json", "[]", '{"boot": 1}', "\x00" * 40, *damaged]
+    for text in texts:
         seal.write_text(text)
         assert_same_state(cached.load("m"), sd)
-    assert len(hashes) == 5 * 4  # each hashed, none served from the bad seal
+    assert len(hashes) == len(texts) * 4  # each hashed, none served from the bad seal
     assert json.loads(seal.read_text()) == json.loads(good)  # sealed again as it was
 
 

@@ -14,7 +14,8 @@ decode would be; a file that fails is deleted and the version decoded again. Thi
 done right after an entry is written and at any hit that finds no valid seal. A verified
 entry gets a seal (``<content id>.seal``): the file's size, inode, modification and
 change times as they were when it was checked, the boot it was checked in, and the
-version's tensor order and ties. A hit whose file still has those and whose machine has
+version's tensors in order (where each lies in the file, its dtype and shape) and ties.
+A hit whose file still has those and whose machine has
 not rebooted since is served without hashing (git trusts its index's stat data the same
 way); any other hit is hashed again. Writing into a file, even through an ``export
 --link`` hard link, changes its change time, which no user can set back; a reboot
@@ -34,6 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import mmap
 import os
 import time
@@ -41,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
@@ -215,8 +217,8 @@ class CheckoutCache:
             st = os.stat(path)
             if info["boot"] != boot or info["stat"] != _stat_key(st):
                 return None
-            out = _mapped_sealed(path, info["order"], info["ties"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ModelgitError):
+            out = _mapped_sealed(path, info["tensors"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, ModelgitError):
             return None  # no seal, a changed file or a damaged seal: hash it again
         self._used(content_id)
         return out
@@ -446,17 +448,19 @@ class _Sealing:
                 or max(now.st_ctime_ns, now.st_mtime_ns) >= self.born
             ):
                 return False
-            order = sorted(rows, key=lambda r: r.position)
-            info = {
-                "boot": _boot_id(),
-                "stat": _stat_key(now),
-                "order": [r.name for r in order],
-                "ties": {r.name: r.tie for r in order if r.tie is not None},
-            }
+            with SafetensorsFile(path) as st:  # where each tensor lies, for the hits
+                spans = {e.name: (e.begin, e.end) for e in st.entries}
+            tensors: list[list[object]] = []
+            for r in sorted(rows, key=lambda r: r.position):
+                if r.tie is not None:
+                    tensors.append([r.name, r.tie])
+                else:
+                    tensors.append([r.name, r.dtype, list(r.shape), *spans[r.name]])
+            info = {"boot": _boot_id(), "stat": _stat_key(now), "tensors": tensors}
             self.tmp.write_text(json.dumps(info))
             os.replace(self.tmp, self.seal)
             return True
-        except OSError:
+        except (OSError, ModelgitError, KeyError):
             return False
         finally:
             self.cancel()
@@ -492,31 +496,28 @@ def _clock_past(path: Path, timeout: float = 0.05) -> bool:
             pass
 
 
-def _mapped_sealed(path: Path, order: list[str], ties: dict[str, str]) -> dict[str, torch.Tensor]:
-    """The tensors of a sealed entry: its header read for where each tensor lies (the
-    seal holds the version's order and ties), its bytes mapped, not hashed."""
+def _mapped_sealed(path: Path, tensors: list[list[Any]]) -> dict[str, torch.Tensor]:
+    """The tensors of a sealed entry, mapped, not hashed: where each lies in the file,
+    its dtype and shape come from the seal (the header is the one that was checked).
+    ValueError for a seal that does not fit the file."""
     import torch
 
-    with SafetensorsFile(path) as st:
-        entries = {e.name: e for e in st.entries}
-    if set(entries) | set(ties) != set(order) or set(entries) & set(ties):
-        raise ModelgitError(f"{path}: its tensors are not those its seal names")
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     whole = memoryview(mapped)
+    size = len(whole)
     out: dict[str, torch.Tensor] = {}
-    for name in order:
-        tie = ties.get(name)
-        if tie is not None:
-            out[name] = out[tie]
+    for t in tensors:
+        if len(t) == 2:  # [name, the tensor it is tied to]
+            out[t[0]] = out[t[1]]
             continue
-        e = entries[name]
-        if e.end == e.begin:
-            out[name] = torch.empty(e.shape, dtype=e.dtype.torch)
+        name, dtype, shape, begin, end = t
+        dt = by_name(dtype)
+        if not 0 <= begin <= end <= size or end - begin != dt.size * math.prod(shape):
+            raise ValueError(f"{path}: the seal's span of {name!r} does not fit")
+        if end == begin:
+            out[name] = torch.empty(shape, dtype=dt.torch)
         else:
-            out[name] = (
-                torch.frombuffer(whole[e.begin : e.end], dtype=torch.uint8)
-                .view(e.dtype.torch)
-                .reshape(e.shape)
-            )
+            data = torch.frombuffer(whole[begin:end], dtype=torch.uint8)
+            out[name] = data.view(dt.torch).reshape(shape)
     return out
