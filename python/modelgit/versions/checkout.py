@@ -204,10 +204,14 @@ class CheckoutCache:
             total -= self.drop([e.content_id])
 
     # -- reading and writing ----------------------------------------------------------
-    def trusted(self, content_id: str) -> dict[str, torch.Tensor] | None:
+    def trusted(
+        self, content_id: str, layout: Sequence[tuple[str, str | None]]
+    ) -> dict[str, torch.Tensor] | None:
         """The version's tensors mapped from its entry without hashing, when the entry
-        has a seal that its file and this boot still match; else None (then
-        :meth:`load` verifies the entry, if there is one)."""
+        has a seal that its file and this boot still match and that lists the version's
+        tensors as ``layout`` does (its (name, tied-to) pairs in order: versions with
+        equal contents may order or tie them differently); else None (then :meth:`load`
+        hashes the entry, if there is one)."""
         boot = _boot_id()
         if boot is None:
             return None
@@ -215,9 +219,12 @@ class CheckoutCache:
         try:
             info = json.loads(seal.read_bytes())
             st = os.stat(path)
+            tensors = info["tensors"]
             if info["boot"] != boot or info["stat"] != _stat_key(st):
                 return None
-            out = _mapped_sealed(path, info["tensors"])
+            if [(t[0], t[1] if len(t) == 2 else None) for t in tensors] != list(layout):
+                return None
+            out = _mapped_sealed(path, tensors)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, ModelgitError):
             return None  # no seal, a changed file or a damaged seal: hash it again
         self._used(content_id)
@@ -225,12 +232,15 @@ class CheckoutCache:
 
     def load(self, content_id: str, rows: Sequence[TensorRow]) -> dict[str, torch.Tensor] | None:
         """The version's tensors mapped from its entry (writable copy-on-write pages, as
-        ``load_file`` gives), every chunk hashed against its id, or None if there is
-        none or it fails (then the entry is deleted). A verified entry is sealed, so
-        that the next hits are :meth:`trusted`."""
-        out = self._checked(content_id, rows)
-        if out is not None:
-            self._used(content_id)
+        ``load_file`` gives), or None if there is none or it fails its check (then the
+        entry is deleted). A sealed entry is served as :meth:`trusted` serves it; one
+        without a valid seal is checked now, every chunk hashed against its id, and
+        sealed, so that the next hits are trusted."""
+        out = self.trusted(content_id, layout_of(rows))
+        if out is None:
+            out = self._checked(content_id, rows)
+            if out is not None:
+                self._used(content_id)
         return out
 
     def verify(self, rows_of: Callable[[str], Sequence[TensorRow] | None]) -> tuple[int, int]:
@@ -411,6 +421,11 @@ def _boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
     except OSError:
         return None
+
+
+def layout_of(rows: Iterable[TensorRow]) -> list[tuple[str, str | None]]:
+    """A version's (name, tied-to) pairs in its order, as a seal lists its tensors."""
+    return [(r.name, r.tie) for r in sorted(rows, key=lambda r: r.position)]
 
 
 def _stat_key(st: os.stat_result) -> list[int]:

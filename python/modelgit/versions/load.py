@@ -10,7 +10,7 @@ from ..catalog.records import TensorRow
 from ..progress import Counter, ProgressFn
 from ..storage.reader import read_tensors
 from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
-from .refs import pick_rows
+from .refs import is_state_name, pick_rows
 
 if TYPE_CHECKING:
     import torch
@@ -33,13 +33,17 @@ def trusted_hit(
 ) -> dict[str, torch.Tensor] | None:
     """The tensors of the version ``ref`` names from its sealed checkout-cache entry,
     or None (the cache is off, or the entry is missing, unsealed or changed). Only the
-    reference is resolved: the entry was hashed against the version's chunk ids when it
-    was sealed, and its seal holds the tensor order and ties (``versions.checkout``)."""
+    reference is resolved and the version's tensor names and ties read: the entry was
+    hashed against the version's chunk ids when it was sealed, and its seal holds each
+    tensor's dtype, shape and place in the file (``versions.checkout``)."""
     cache = engine.checkout_cache
     if not cache.enabled:
         return None
-    _, v = engine.resolve(ref, version)
-    return cache.trusted(v.content_id)
+    vid, v = engine.resolve(ref, version)
+    layout = [(name, tie) for name, tie in engine.catalog.query(
+        "SELECT name, tie FROM tensors WHERE version = ? ORDER BY position", (vid,)
+    ) if not is_state_name(name)]  # fmt: skip
+    return cache.trusted(v.content_id, layout)
 
 
 def served(
