@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from safetensors.torch import load_file
 
 import modelgit as mg
 from conftest import assert_same_state
+from modelgit.catalog import checks
 from modelgit.storage import reader
 from modelgit.versions import checkout
 
@@ -75,6 +77,12 @@ def _past_granule(path: Path) -> None:
             return
         time.sleep(0.001)
     raise AssertionError("the file system's clock did not move")
+
+
+def _seal_of(repo: mg.Repository, content_id: str) -> dict:
+    seal = repo.checkout_cache.read_seal(content_id)
+    assert seal is not None
+    return seal
 
 
 def _sealed(repo: mg.Repository, ref: str) -> checkout.CacheEntry:
@@ -197,13 +205,14 @@ def test_a_sealed_entry_is_served_without_hashing(
     entry = _sealed(cached, "m")  # the entry is hashed once it is written
     assert len(hashes) == 4  # w, h, ids, flag (the tie has no bytes of its own)
     seal_path = cached.checkout_cache.seal_path(entry.content_id)
-    seal = json.loads(seal_path.read_text())
+    seal = _seal_of(cached, entry.content_id)
     assert [t[0] for t in seal["tensors"]] == ["w", "h", "ids", "flag", "tied"]
+    assert list(seal["versions"]) == [cached.version("m").id]
     assert seal["tensors"][0][1:3] == ["float32", [300_000]] and seal["tensors"][4] == ["tied", "w"]
     seal_path.unlink()
     hashes.clear()
     assert_same_state(cached.load("m"), sd)  # a hit without a seal hashes and seals
-    assert len(hashes) == 4 and json.loads(seal_path.read_text()) == seal
+    assert len(hashes) == 4 and _seal_of(cached, entry.content_id) == seal
     hashes.clear()
     calls = _decodes(monkeypatch)
     got = cached.load("m")
@@ -236,7 +245,7 @@ def test_a_sealed_entry_changed_on_disk_is_hashed_again(cached: mg.Repository) -
     assert entry.path.stat().st_mtime_ns == before.st_mtime_ns
     assert_same_state(cached.load("m"), sd)  # hashed, the damage seen, decoded again
     (again,) = cached.checkout_cache.entries()  # written again from the decode, sealed
-    seal = json.loads(cached.checkout_cache.seal_path(entry.content_id).read_text())
+    seal = _seal_of(cached, entry.content_id)
     assert seal["stat"] == checkout._stat_key(again.path.stat()) != checkout._stat_key(before)
     written = load_file(str(again.path))  # widest dtypes first
     assert_same_state(
@@ -251,32 +260,48 @@ def test_a_reboot_or_a_damaged_seal_means_hashing_again(
     cached.add("m", sd)
     entry = _sealed(cached, "m")
     seal = cached.checkout_cache.seal_path(entry.content_id)
-    good = seal.read_text()
+    good = _seal_of(cached, entry.content_id)
     hashes = _hashes(monkeypatch)
     monkeypatch.setattr(checkout, "_boot_id", lambda: "another-boot")
     assert_same_state(cached.load("m"), sd)
     assert len(hashes) == 4  # hashed again, and sealed for this boot
-    assert json.loads(seal.read_text())["boot"] == "another-boot"
+    assert _seal_of(cached, entry.content_id)["boot"] == "another-boot"
     monkeypatch.undo()
     hashes = _hashes(monkeypatch)
-    damaged = []
-    for change in (
+    raw = seal.read_bytes()
+    damaged: list[bytes | dict] = [  # not what was written: the checksum tells
+        b"",
+        b"{not json",
+        raw[:-1],
+        raw.replace(b'"w"', b'"W"'),
+        b"0" * 32 + b"\n[]",
+    ]
+    for change in (  # a seal that does not fit its entry (written with a valid checksum)
         lambda t: t[0].__setitem__(4, t[0][4] + 4),  # a span past its tensor
         lambda t: t[0].__setitem__(2, [-1]),  # a hostile shape
         lambda t: t[1].__setitem__(1, "complex999"),  # an unknown dtype
         lambda t: t[4].__setitem__(1, "nope"),  # a tie to nothing
         lambda t: t[0].__setitem__(3, 10**12),  # past the end of the file
         lambda t: t.__setitem__(0, 5),  # not a list
+        lambda t: t.__setitem__(0, []),  # an empty one
+        lambda t: t.__setitem__(0, ""),  # a string
+        lambda t: t.__setitem__(0, {"a": 1}),  # a mapping
     ):
-        info = json.loads(good)
+        info = json.loads(json.dumps(good))
         change(info["tensors"])
-        damaged.append(json.dumps(info))
-    texts = ["{not json", "[]", '{"boot": 1}', "\x00" * 40, *damaged]
-    for text in texts:
-        seal.write_text(text)
+        damaged.append(info)
+    damaged += [{"boot": 1}, {**good, "tensors": None}, []]
+    for bad in damaged:
+        if isinstance(bad, bytes):
+            seal.write_bytes(bad)
+        else:
+            checkout._write_seal(seal, bad)  # type: ignore[arg-type]
         assert_same_state(cached.load("m"), sd)
-    assert len(hashes) == len(texts) * 4  # each hashed, none served from the bad seal
-    assert json.loads(seal.read_text()) == json.loads(good)  # sealed again as it was
+    assert len(hashes) == len(damaged) * 4  # each hashed, none served from the bad seal
+    assert _seal_of(cached, entry.content_id) == good  # sealed again as it was
+    checkout._write_seal(seal, {**good, "versions": []})  # vouches for no version: a hit
+    assert_same_state(cached.load("m"), sd)  # reads the catalog rows, but the seal still
+    assert len(hashes) == len(damaged) * 4  # fits the entry and the rows: no hashing
 
 
 def test_no_seal_when_the_entry_may_change_unseen(
@@ -356,3 +381,97 @@ def test_versions_with_equal_contents_keep_their_own_order_and_ties(
     assert list(got) == ["w", "b", "head"] and got["head"] is got["w"]
     assert_same_state(got, tied)
     assert len(hashes) == 2  # the same again the other way
+
+
+def test_a_damaged_catalog_row_is_never_served_from_a_seal(cached: mg.Repository) -> None:
+    """A hit by reference reads only the version's row: the seal's proof of the other
+    rows must reproduce the version's digest with it. A content id damaged to point at
+    another version's sealed entry is CorruptObject, as without the cache."""
+    a, b = {"w": torch.arange(1000.0)}, {"w": -torch.arange(1000.0)}
+    cached.add("m", a)
+    cached.commit("m", b)
+    one = _sealed(cached, "m@1")
+    with sqlite3.connect(Path(cached.location) / "catalog.db") as db:
+        db.execute(
+            "UPDATE versions SET content_id = ? WHERE model = 'm' AND number = 2",
+            (one.content_id,),
+        )
+    with pytest.raises(mg.CorruptObject, match="do not match their digest"):
+        cached.load("m@2")
+    uid = cached.version("m@1").id  # damage that gives m@2 the uid the seal vouches for
+    with sqlite3.connect(Path(cached.location) / "catalog.db") as db:
+        db.execute(
+            "UPDATE versions SET uid = ? WHERE model = 'm' AND number = 1", ("f" * len(uid),)
+        )
+        db.execute("UPDATE versions SET uid = ? WHERE model = 'm' AND number = 2", (uid,))
+    with pytest.raises(mg.CorruptObject, match="do not match their digest"):
+        cached.load("m@2")
+
+
+def test_a_seal_vouches_for_each_version_it_served(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = state(81, n=1000)
+    cached.add("a", sd)
+    cached.add("b", sd)  # another model, the same tensors
+    assert cached.version("a").content_id == cached.version("b").content_id
+    entry = _sealed(cached, "a")
+    digests: list[int] = []
+    real = checks.version_digest
+    monkeypatch.setattr(checks, "version_digest", lambda *a: digests.append(1) or real(*a))
+    cached.load("a")
+    assert digests == []  # a's hit: its row checked with the seal's proof, no full read
+    cached.load("b")
+    assert digests == [1]  # the seal did not vouch for b: read and verified in full
+    assert set(_seal_of(cached, entry.content_id)["versions"]) == {
+        cached.version("a").id,
+        cached.version("b").id,
+    }
+    cached.load("b")
+    assert digests == [1]  # now it does
+
+
+def test_an_entry_replaced_after_its_seal_is_not_trusted(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = state(82, n=1000)
+    cached.add("m", sd)
+    entry = _sealed(cached, "m")
+    seal = _seal_of(cached, entry.content_id)
+    other = entry.path.with_name("other.tmp")
+    other.write_bytes(entry.path.read_bytes())  # the same bytes, another file
+    os.replace(other, entry.path)
+    assert cached.checkout_cache.trusted(entry.content_id, seal=seal) is None
+    hashes = _hashes(monkeypatch)
+    assert_same_state(cached.load("m"), sd)
+    assert len(hashes) == 4
+
+
+def test_verify_keeps_an_entry_any_version_with_its_content_has(cached: mg.Repository) -> None:
+    g = torch.Generator().manual_seed(83)
+    w = torch.randn(1000, generator=g)
+    cached.add("tied", {"w": w, "head": w})
+    cached.add("untied", {"w": w.clone(), "head": w.clone()})
+    cached.load("untied")  # the entry holds both tensors: "tied"'s rows do not fit it
+    assert cached.verify_checkout_cache() == (1, 0)
+    assert len(cached.checkout_cache.entries()) == 1
+
+
+def test_an_interrupted_check_leaves_no_temporary(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = state(84, n=1000)
+    cached.add("m", sd)
+    entry = _sealed(cached, "m")
+    cached.checkout_cache.seal_path(entry.content_id).unlink()
+
+    def interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkout, "_mapped", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cached.load("m")
+    assert sorted(p.name for p in cached.checkout_cache.folder.iterdir()) == [entry.path.name]
+    (cached.checkout_cache.folder / "x.seal.1.2.tmp").write_bytes(b"")  # a crash's
+    cached.checkout_cache.clear()
+    assert list(cached.checkout_cache.folder.iterdir()) == []

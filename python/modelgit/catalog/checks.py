@@ -33,6 +33,8 @@ __all__ = [
     "TABLE",
     "MARK",
     "version_digest",
+    "version_tail",
+    "version_row_matches",
     "tag_digest",
     "edge_digest",
     "refresh",
@@ -63,34 +65,60 @@ def _h(*parts: object) -> Any:
     return h
 
 
+_VERSION_ROW = (
+    "SELECT uid, model, number, content_id, message, created, lossy, tolerance, metadata,"
+    " logical_bytes FROM versions WHERE id = ?"
+)
+
+
 def version_digest(db: Any, vid: int) -> bytes | None:
     """The digest of version ``vid`` as the catalog holds it now (None if it is gone)."""
-    row = db.execute(
-        "SELECT uid, model, number, content_id, message, created, lossy, tolerance, metadata,"
-        " logical_bytes FROM versions WHERE id = ?",
-        (vid,),
-    ).fetchone()
+    row = db.execute(_VERSION_ROW, (vid,)).fetchone()
     if row is None:
         return None
     h = _h("version", [_plain(x) for x in row])
+    h.update(version_tail(db, vid))
+    return h.digest()
+
+
+def version_tail(db: Any, vid: int) -> bytes:
+    """What a version's digest covers after its ``versions`` row: the digests of its
+    parent links, tensor rows and side files, in order. With the version row it gives
+    the digest (``version_row_matches``)."""
+    parts = []
     for parent in db.execute(
         "SELECT p.uid, vp.kind, vp.relation, vp.position FROM version_parents vp"
         " LEFT JOIN versions p ON p.id = vp.parent WHERE vp.version = ?"
         " ORDER BY vp.kind, vp.position, p.uid",
         (vid,),
     ).fetchall():
-        h.update(_h("parent", list(parent)).digest())
+        parts.append(_h("parent", list(parent)).digest())
     for t in db.execute(
         "SELECT name, position, dtype, shape, nbytes, content, chunk_bytes, chunks, tie"
         " FROM tensors WHERE version = ? ORDER BY position, name",
         (vid,),
     ).fetchall():
-        h.update(_h("tensor", [_plain(x) for x in t]).digest())
+        parts.append(_h("tensor", [_plain(x) for x in t]).digest())
     for path, data in db.execute(
         "SELECT path, data FROM files WHERE version = ? ORDER BY path", (vid,)
     ).fetchall():
-        h.update(_h("file", path, bytes(data)).digest())
-    return h.digest()
+        parts.append(_h("file", path, bytes(data)).digest())
+    return b"".join(parts)
+
+
+def version_row_matches(catalog: Any, vid: int, tail: bytes) -> bool:
+    """Whether version ``vid``'s ``versions`` row, followed by ``tail`` (its
+    ``version_tail`` when it was read in full and verified), gives the version's stored
+    digest: the row (its content id above all) is undamaged, without reading the
+    version's other rows. False also when the version is gone or has no stored digest;
+    the caller then reads and verifies it in full (``verify_version``)."""
+    row = catalog.connection().execute(_VERSION_ROW, (vid,)).fetchone()
+    stored = _stored(catalog, "version", str(vid))
+    if row is None or stored is None:
+        return False
+    h = _h("version", [_plain(x) for x in row])
+    h.update(tail)
+    return h.digest() == stored
 
 
 def _plain(x: object) -> object:

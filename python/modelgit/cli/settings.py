@@ -13,12 +13,13 @@ from ._repo import open_repo
 CACHE_DESCRIPTION = """\
 The checkout cache keeps decoded versions as .safetensors files, so that loading a
 version again maps a file instead of decoding it. An entry is hashed against the
-version's chunk ids at its first hit, then sealed: later hits check that the file's
-size, inode and times are still those it was hashed with, and that the machine has not
-rebooted since. It is off until a size limit is set: `modelgit cache size 8GiB`
-(for every repository of this user), $MODELGIT_CHECKOUT_CACHE, or
-modelgit.open(path, checkout_cache="8GiB"). Files live in $MODELGIT_CACHE/checkout
-(default ~/.cache/modelgit/checkout); the least recently used go first.
+version's chunk ids when it is written (or at a hit that finds no valid seal), then
+sealed: later hits check that the file's size, inode and times are still those it was
+hashed with, and that the machine has not rebooted since. It is off until a size limit
+is set: `modelgit cache size 8GiB` (for every repository of this user),
+$MODELGIT_CHECKOUT_CACHE, or modelgit.open(path, checkout_cache="8GiB"). Files live
+in $MODELGIT_CACHE/checkout (default ~/.cache/modelgit/checkout); the least recently
+used go first.
 
   ls            the entries of this repository's versions
   clear         delete them

@@ -11,18 +11,29 @@ files go first when the folder outgrows the limit.
 An entry is verified before it is trusted: its tensors must be the version's (names,
 dtypes, shapes, in order) and each of their chunks must hash to its chunk id, as a
 decode would be; a file that fails is deleted and the version decoded again. This is
-done right after an entry is written and at any hit that finds no valid seal. A verified
-entry gets a seal (``<content id>.seal``): the file's size, inode, modification and
-change times as they were when it was checked, the boot it was checked in, and the
-version's tensors in order (where each lies in the file, its dtype and shape) and ties.
-A hit whose file still has those and whose machine has
-not rebooted since is served without hashing (git trusts its index's stat data the same
-way); any other hit is hashed again. Writing into a file, even through an ``export
---link`` hard link, changes its change time, which no user can set back; a reboot
-catches data a crash lost. A change within the file system's timestamp granule of the
-check could go unseen, so no seal is written then ("racy", as git says), and the next
-hit hashes again. ``CheckoutCache.verify`` (``modelgit cache verify``) hashes every
-entry now.
+done right after an entry is written (once the file system's clock has passed its
+change time: at once where the kernel refines timestamps) and at any hit that finds no
+valid seal. A verified entry gets a seal (``<content id>.seal``, protected by its own
+checksum): the file's size, inode, modification and change times as they were when it
+was checked, the boot it was checked in, the version's tensors in order (where each
+lies in the file, its dtype and shape; the tied ones), and the versions it vouches for:
+each one's uid and the digest of its catalog rows but its ``versions`` row, taken when
+they were read and verified in full.
+
+A hit whose open file still has those times and whose machine has not rebooted since is
+served without hashing (git trusts its index's stat data the same way); any other hit
+is hashed again. A load by reference then reads only the version's ``versions`` row,
+which with the seal's proof must give the version's stored digest (so a damaged content
+id is CorruptObject, never another version's weights); a caller holding the verified
+rows only checks that they list the seal's tensors. Writing into a file with ``write``,
+even through an ``export --link`` hard link, changes its change time, which no user can
+set back; a reboot catches data a crash lost. A change within the file system's
+timestamp granule of the check could go unseen, so no seal is written then ("racy", as
+git says), and the next hit hashes again. What a seal cannot see: bits a disk flips in
+a file nobody wrote; a program that made the read-only file writable and keeps writing
+through a shared writable mapping (only its first write to a clean page moves the
+times); and a seal rewritten on purpose with a valid checksum. ``CheckoutCache.verify``
+(``modelgit cache verify``) hashes every entry now.
 
 Files are written to a temporary name and renamed, so a crash leaves no half entry.
 ``remove`` and ``gc`` drop the entries of versions that are gone. Entries are not
@@ -56,9 +67,12 @@ from ..units import human_bytes, parse_bytes
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CheckoutCache", "CacheEntry", "cache_base", "ENV"]
+__all__ = ["CheckoutCache", "CacheEntry", "Proof", "cache_base", "layout_of", "ENV"]
 
 ENV = "MODELGIT_CHECKOUT_CACHE"
+Proof = Callable[[], tuple[str, str]]
+"""A version's uid and the proof of its catalog rows (``catalog.checks.version_tail``,
+hex), computed when a seal is to vouch for the version."""
 SUFFIX = ".safetensors"
 SEAL = ".seal"
 
@@ -183,9 +197,10 @@ class CheckoutCache:
     def clear(self) -> int:
         """Delete every entry of this repository; returns the bytes freed."""
         freed = self.drop(e.content_id for e in self.entries())
-        if self.folder.is_dir():
-            for seal in self.folder.glob("*" + SEAL):  # of entries deleted by hand
-                seal.unlink(missing_ok=True)
+        if self.folder.is_dir():  # seals of entries deleted by hand, temporaries of crashes
+            for pattern in ("*" + SEAL, "*.tmp"):
+                for leftover in self.folder.glob(pattern):
+                    leftover.unlink(missing_ok=True)
         return freed
 
     def keep_only(self, content_ids: set[str]) -> int:
@@ -204,54 +219,85 @@ class CheckoutCache:
             total -= self.drop([e.content_id])
 
     # -- reading and writing ----------------------------------------------------------
+    def read_seal(self, content_id: str) -> dict[str, Any] | None:
+        """The entry's seal, or None (none, or damaged: its checksum does not match)."""
+        try:
+            raw = self.seal_path(content_id).read_bytes()
+        except OSError:
+            return None
+        check, _, body = raw.partition(b"\n")
+        if check != xxhash.xxh3_128_hexdigest(body).encode():
+            return None
+        try:
+            info = json.loads(body)
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None
+
     def trusted(
-        self, content_id: str, layout: Sequence[tuple[str, str | None]]
+        self,
+        content_id: str,
+        layout: Sequence[tuple[str, str | None]] | None = None,
+        seal: dict[str, Any] | None = None,
     ) -> dict[str, torch.Tensor] | None:
         """The version's tensors mapped from its entry without hashing, when the entry
-        has a seal that its file and this boot still match and that lists the version's
-        tensors as ``layout`` does (its (name, tied-to) pairs in order: versions with
-        equal contents may order or tie them differently); else None (then :meth:`load`
-        hashes the entry, if there is one)."""
+        has a seal (``seal``, else the one on disk) that its file and this boot still
+        match and, given ``layout`` (the version's (name, tied-to) pairs in order:
+        versions with equal contents may order or tie them differently), that lists the
+        tensors so; else None (then :meth:`load` hashes the entry, if there is one)."""
         boot = _boot_id()
         if boot is None:
             return None
-        path, seal = self.path(content_id), self.seal_path(content_id)
+        info = seal if seal is not None else self.read_seal(content_id)
+        if info is None:
+            return None
         try:
-            info = json.loads(seal.read_bytes())
-            st = os.stat(path)
             tensors = info["tensors"]
-            if info["boot"] != boot or info["stat"] != _stat_key(st):
+            if info["boot"] != boot:
                 return None
-            if [(t[0], t[1] if len(t) == 2 else None) for t in tensors] != list(layout):
+            if layout is not None and _layout(tensors) != list(layout):
                 return None
-            out = _mapped_sealed(path, tensors)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError, ModelgitError):
-            return None  # no seal, a changed file or a damaged seal: hash it again
-        self._used(content_id)
+            out = _mapped_sealed(self.path(content_id), info["stat"], tensors)
+        except (OSError, ValueError, LookupError, TypeError, RuntimeError, ModelgitError):
+            return None  # a changed file or a seal that does not fit: hash it again
+        if out is not None:
+            self._used(content_id)
         return out
 
-    def load(self, content_id: str, rows: Sequence[TensorRow]) -> dict[str, torch.Tensor] | None:
+    def load(
+        self, content_id: str, rows: Sequence[TensorRow], proof: Proof | None = None
+    ) -> dict[str, torch.Tensor] | None:
         """The version's tensors mapped from its entry (writable copy-on-write pages, as
         ``load_file`` gives), or None if there is none or it fails its check (then the
         entry is deleted). A sealed entry is served as :meth:`trusted` serves it; one
         without a valid seal is checked now, every chunk hashed against its id, and
-        sealed, so that the next hits are trusted."""
+        sealed, so that the next hits are trusted. ``proof``: the version's uid and the
+        digest of its catalog rows but the version row (``catalog.checks.version_tail``),
+        recorded in the seal so that a hit by reference alone can check the version row
+        (``versions.load.trusted_hit``)."""
         out = self.trusted(content_id, layout_of(rows))
         if out is None:
-            out = self._checked(content_id, rows)
+            out = self._checked(content_id, rows, proof)
             if out is not None:
                 self._used(content_id)
+        elif proof is not None:
+            self._vouch(content_id, proof)
         return out
 
-    def verify(self, rows_of: Callable[[str], Sequence[TensorRow] | None]) -> tuple[int, int]:
-        """Hash every entry against its version's chunk ids now and seal it again
-        (``rows_of``: the tensor rows of the version with a content id, None when there
-        is none); the entries that fail, and those of versions that are gone, are
-        deleted. Returns (kept, deleted). Entries keep their place in the LRU order."""
+    def verify(
+        self, candidates: Callable[[str], Sequence[tuple[Sequence[TensorRow], Proof]]]
+    ) -> tuple[int, int]:
+        """Hash every entry now and seal it again; delete the entries that fail, and
+        those of versions that are gone. ``candidates``: for a content id, the tensor
+        rows and proof of each version that has it (versions with equal contents may
+        order or tie their tensors differently: an entry is kept if it is one of them).
+        Returns (kept, deleted). Entries keep their place in the LRU order."""
         kept = deleted = 0
         for e in self.entries():
-            rows = rows_of(e.content_id)
-            if rows is None or self._checked(e.content_id, rows) is None:
+            if not any(
+                self._checked(e.content_id, rows, proof, drop=False) is not None
+                for rows, proof in candidates(e.content_id)
+            ):
                 self.drop([e.content_id])
                 deleted += 1
                 continue
@@ -263,24 +309,46 @@ class CheckoutCache:
         return kept, deleted
 
     def _checked(
-        self, content_id: str, rows: Sequence[TensorRow]
+        self,
+        content_id: str,
+        rows: Sequence[TensorRow],
+        proof: Proof | None = None,
+        drop: bool = True,
     ) -> dict[str, torch.Tensor] | None:
+        """The entry's tensors, every chunk hashed against its id, then sealed (when
+        not racy); None if it fails (then deleted, with ``drop``)."""
         path = self.path(content_id)
         if not path.exists():
             return None
         sealing = _Sealing(self.seal_path(content_id))  # before the entry is looked at
         try:
-            before = os.stat(path)
-            out = _mapped(path, rows)
-        except (ModelgitError, UnsupportedInput, OSError, KeyError, ValueError):
-            out = None
-        if out is None:
-            sealing.cancel()
-            self.drop([content_id])  # unreadable or not this version: never serve it
-            return None
-        if not sealing.finish(path, before, rows):
-            self.seal_path(content_id).unlink(missing_ok=True)  # one of another state
-        return out
+            try:
+                before = os.stat(path)
+                out = _mapped(path, rows)
+            except (ModelgitError, UnsupportedInput, OSError, KeyError, ValueError):
+                out = None
+            if out is None:
+                if drop:
+                    self.drop([content_id])  # unreadable or not this version: never serve it
+                return None
+            versions = {} if proof is None else dict([proof()])
+            if not sealing.finish(path, before, rows, versions):
+                self.seal_path(content_id).unlink(missing_ok=True)  # one of another state
+            return out
+        finally:
+            sealing.cancel()  # whatever happened (an interrupt too): no temporary left
+
+    def _vouch(self, content_id: str, proof: Proof) -> None:
+        """Add a version to the versions an entry's seal vouches for (its uid and the
+        proof of its catalog rows), after a hit served it for that version's rows."""
+        info = self.read_seal(content_id)
+        if info is None or not isinstance(info.get("versions"), dict):
+            return
+        uid, tail = proof()
+        if info["versions"].get(uid) == tail:
+            return
+        info["versions"][uid] = tail
+        _write_seal(self.seal_path(content_id), info)
 
     def _used(self, content_id: str) -> None:
         """Mark the entry most recently used: its seal's time (touching the entry itself
@@ -296,12 +364,16 @@ class CheckoutCache:
             pass
 
     def store(
-        self, content_id: str, rows: Sequence[TensorRow], sd: dict[str, torch.Tensor]
+        self,
+        content_id: str,
+        rows: Sequence[TensorRow],
+        sd: dict[str, torch.Tensor],
+        proof: Proof | None = None,
     ) -> Path | None:
         """Write the entry of a decoded version, if the cache is on and the version fits
         its limit, and evict what no longer fits. A write that fails (a full disk) is
         given up quietly: the load it follows has its result already."""
-        return self._write(content_id, rows, sd, force=False)
+        return self._write(content_id, rows, sd, force=False, proof=proof)
 
     def ensure(
         self, content_id: str, rows: Sequence[TensorRow], sd: dict[str, torch.Tensor]
@@ -312,7 +384,12 @@ class CheckoutCache:
         return path
 
     def _write(
-        self, content_id: str, rows: Sequence[TensorRow], sd: dict[str, torch.Tensor], force: bool
+        self,
+        content_id: str,
+        rows: Sequence[TensorRow],
+        sd: dict[str, torch.Tensor],
+        force: bool,
+        proof: Proof | None = None,
     ) -> Path | None:
         import torch
 
@@ -345,7 +422,7 @@ class CheckoutCache:
                 raise
             return None  # a full disk makes no error of a load
         if _clock_past(path):  # then hashed and sealed, as a hit would (else at a hit)
-            self._checked(content_id, rows)
+            self._checked(content_id, rows, proof)
         if self.enabled:
             self.evict(keep=content_id)
         return path
@@ -451,9 +528,16 @@ class _Sealing:
         except OSError:
             self.cancel()
 
-    def finish(self, path: Path, before: os.stat_result, rows: Sequence[TensorRow]) -> bool:
+    def finish(
+        self,
+        path: Path,
+        before: os.stat_result,
+        rows: Sequence[TensorRow],
+        versions: dict[str, str],
+    ) -> bool:
         """Seal the entry at ``path`` if it is still as ``before`` (stat'ed before it
-        was checked) and not racy; whether it was sealed (if not, its next hit hashes)."""
+        was checked) and not racy, vouching for ``versions`` (uid -> proof); whether it
+        was sealed (if not, its next hit hashes)."""
         try:
             if self.born is None:
                 return False
@@ -471,9 +555,13 @@ class _Sealing:
                     tensors.append([r.name, r.tie])
                 else:
                     tensors.append([r.name, r.dtype, list(r.shape), *spans[r.name]])
-            info = {"boot": _boot_id(), "stat": _stat_key(now), "tensors": tensors}
-            self.tmp.write_text(json.dumps(info))
-            os.replace(self.tmp, self.seal)
+            info = {
+                "boot": _boot_id(),
+                "stat": _stat_key(now),
+                "tensors": tensors,
+                "versions": versions,
+            }
+            _write_seal(self.seal, info, self.tmp)
             return True
         except (OSError, ModelgitError, KeyError):
             return False
@@ -511,13 +599,41 @@ def _clock_past(path: Path, timeout: float = 0.05) -> bool:
             pass
 
 
-def _mapped_sealed(path: Path, tensors: list[list[Any]]) -> dict[str, torch.Tensor]:
-    """The tensors of a sealed entry, mapped, not hashed: where each lies in the file,
-    its dtype and shape come from the seal (the header is the one that was checked).
-    ValueError for a seal that does not fit the file."""
+def _write_seal(seal: Path, info: dict[str, Any], tmp: Path | None = None) -> None:
+    """Write a seal (temporary file, rename): the XXH3-128 of its JSON body, a newline,
+    the body. A failure is given up quietly (the entry is hashed at its next hit)."""
+    body = json.dumps(info, separators=(",", ":")).encode()
+    if tmp is None:
+        tmp = seal.with_name(f"{seal.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        tmp.write_bytes(xxhash.xxh3_128_hexdigest(body).encode() + b"\n" + body)
+        os.replace(tmp, seal)
+    except OSError:
+        pass
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _layout(tensors: list[list[Any]]) -> list[tuple[str, str | None]]:
+    return [(t[0], t[1] if len(t) == 2 else None) for t in tensors]
+
+
+def _mapped_sealed(
+    path: Path, stat: list[int], tensors: list[list[Any]]
+) -> dict[str, torch.Tensor] | None:
+    """The tensors of a sealed entry, mapped, not hashed, or None if the file opened is
+    not the one sealed (``stat``, compared on the open file: a file put in its place
+    after a look by name is not mapped). Where each tensor lies in the file, its dtype
+    and shape come from the seal (the header is the one that was checked). ValueError
+    for a seal that does not fit the file."""
     import torch
 
     with open(path, "rb") as f:
+        if _stat_key(os.fstat(f.fileno())) != stat:
+            return None
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     whole = memoryview(mapped)
     size = len(whole)

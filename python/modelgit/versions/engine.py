@@ -25,7 +25,7 @@ from ..catalog import Catalog, checks
 from ..catalog.records import TensorRow
 from ..catalog.schema import has_table
 from ..dtypes import by_name
-from ..errors import ModelExists, UnknownVersion, UnsupportedInput
+from ..errors import CorruptObject, ModelExists, UnknownVersion, UnsupportedInput
 from ..formats import hf
 from ..memory import MemoryBudget
 from ..names import validate_name
@@ -37,9 +37,9 @@ from ..storage.opening import open_backend
 from ..storage.store import DEFAULT_MAX_DEPTH, ChunkStore
 from ..storage.writer import DEFAULT_CHUNK_ELEMS, WriteStats
 from . import refs
-from .checkout import CheckoutCache
+from .checkout import CheckoutCache, Proof
 from .export import export_link, export_version
-from .load import load_state_dict, served, trusted_hit
+from .load import load_state_dict, proof_of, served, trusted_hit
 from .load_into import copy_into, load_into_module
 from .remove import remove_model
 from .repack import RepackReport
@@ -496,15 +496,19 @@ class VersionStore:
         sealed entry skips the hashing (``versions.checkout``): this is the full check,
         for whoever wants it after suspecting the disk."""
 
-        def rows_of(content_id: str) -> list[TensorRow] | None:
-            row = self.catalog.one(
-                "SELECT id FROM versions WHERE content_id = ? ORDER BY id LIMIT 1", (content_id,)
-            )
-            if row is None:
-                return None
-            return self.read_verified(self.version_by_id(row[0]).ref, files=False)[2]
+        def candidates(content_id: str) -> list[tuple[list[TensorRow], Proof]]:
+            out = []
+            for (vid,) in self.catalog.query(
+                "SELECT id FROM versions WHERE content_id = ? ORDER BY id", (content_id,)
+            ):
+                try:
+                    vid, v, rows, _ = self.read_verified(self.version_by_id(vid).ref, files=False)
+                except (CorruptObject, UnknownVersion):
+                    continue  # damaged or gone: vouches for nothing
+                out.append((rows, proof_of(self, vid, v)))
+            return out
 
-        return self.checkout_cache.verify(rows_of)
+        return self.checkout_cache.verify(candidates)
 
     def _prune_checkouts(self) -> None:
         """Drop the checkout-cache entries of versions that are gone."""

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import cuda
+from ..catalog import checks
 from ..catalog.records import TensorRow
 from ..progress import Counter, ProgressFn
 from ..storage.reader import read_tensors
 from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
-from .refs import is_state_name, pick_rows
+from .checkout import Proof
+from .refs import pick_rows
 
 if TYPE_CHECKING:
     import torch
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from .engine import VersionStore
     from .version import Version
 
-__all__ = ["load_state_dict", "trusted_hit", "served"]
+__all__ = ["load_state_dict", "trusted_hit", "served", "proof_of"]
 
 
 def _moved(sd: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
@@ -32,18 +34,31 @@ def trusted_hit(
     engine: VersionStore, ref: str, version: int | None = None
 ) -> dict[str, torch.Tensor] | None:
     """The tensors of the version ``ref`` names from its sealed checkout-cache entry,
-    or None (the cache is off, or the entry is missing, unsealed or changed). Only the
-    reference is resolved and the version's tensor names and ties read: the entry was
-    hashed against the version's chunk ids when it was sealed, and its seal holds each
-    tensor's dtype, shape and place in the file (``versions.checkout``)."""
+    or None (the cache is off; the entry is missing, unsealed or changed; its seal does
+    not vouch for this version; or the version's catalog row does not check). Only the
+    version's ``versions`` row is read and checked: with the proof its seal recorded
+    (the digest of the version's other rows when they were verified, and the entry
+    hashed against them), it must give the version's stored digest, so a damaged row
+    (a content id pointing at another version's entry) is never served from here
+    (``versions.checkout``)."""
     cache = engine.checkout_cache
     if not cache.enabled:
         return None
     vid, v = engine.resolve(ref, version)
-    layout = [(name, tie) for name, tie in engine.catalog.query(
-        "SELECT name, tie FROM tensors WHERE version = ? ORDER BY position", (vid,)
-    ) if not is_state_name(name)]  # fmt: skip
-    return cache.trusted(v.content_id, layout)
+    seal = cache.read_seal(v.content_id)
+    try:
+        tail = bytes.fromhex(seal["versions"][v.id])  # type: ignore[index]
+    except (TypeError, LookupError, ValueError):
+        return None
+    if not checks.version_row_matches(engine.catalog, vid, tail):
+        return None
+    return cache.trusted(v.content_id, seal=seal)
+
+
+def proof_of(engine: VersionStore, vid: int, version: Version) -> Proof:
+    """What a checkout-cache seal records to vouch for ``version`` (computed only when
+    a seal is written or extended)."""
+    return lambda: (version.id, checks.version_tail(engine.catalog.connection(), vid).hex())
 
 
 def served(
@@ -89,7 +104,7 @@ def load_state_dict(
     cache = engine.checkout_cache
     dev = torch.device(device)
     if cache.enabled:
-        hit = cache.load(version.content_id, every)
+        hit = cache.load(version.content_id, every, proof_of(engine, vid, version))
         if hit is not None:
             return served(hit, keys, dev, progress)
     if dev.type == "cuda" and cuda.is_available() and gpu_worthwhile(engine.store, rows):
@@ -98,7 +113,7 @@ def load_state_dict(
         total = sum(r.nbytes for r in rows if r.tie is None)
         sd = read_tensors(engine.store, rows, engine.pool, progress=Counter(progress, total))
         if cache.enabled and keys is None:
-            cache.store(version.content_id, rows, sd)
+            cache.store(version.content_id, rows, sd, proof_of(engine, vid, version))
         sd = _moved(sd, dev)
     if keys is not None:
         sd = {k: sd[k] for k in keys}

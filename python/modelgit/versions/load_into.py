@@ -20,6 +20,7 @@ from ..catalog.records import TensorRow
 from ..dtypes import by_name
 from ..progress import Counter, ProgressFn
 from ..storage.reader import decode_rows_into, read_tensors
+from .load import proof_of
 
 if TYPE_CHECKING:
     import torch
@@ -97,7 +98,11 @@ def load_into_module(
 
     rows = {r.name: r for r in (engine.tensor_rows(vid) if rows is None else rows)}
     cache = engine.checkout_cache
-    hit = cache.load(version.content_id, list(rows.values())) if cache.enabled else None
+    hit = (
+        cache.load(version.content_id, list(rows.values()), proof_of(engine, vid, version))
+        if cache.enabled
+        else None
+    )
     if hit is not None:
         return copy_into(module, hit, strict, progress)
     if not _plain_loading(module):
