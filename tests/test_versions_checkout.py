@@ -18,7 +18,7 @@ import modelgit as mg
 from conftest import assert_same_state
 from modelgit.catalog import checks
 from modelgit.storage import reader
-from modelgit.versions import checkout
+from modelgit.versions import checkout, seals
 
 
 def state(seed: int, n: int = 300_000) -> dict[str, torch.Tensor]:
@@ -246,7 +246,7 @@ def test_a_sealed_entry_changed_on_disk_is_hashed_again(cached: mg.Repository) -
     assert_same_state(cached.load("m"), sd)  # hashed, the damage seen, decoded again
     (again,) = cached.checkout_cache.entries()  # written again from the decode, sealed
     seal = _seal_of(cached, entry.content_id)
-    assert seal["stat"] == checkout._stat_key(again.path.stat()) != checkout._stat_key(before)
+    assert seal["stat"] == seals.stat_key(again.path.stat()) != seals.stat_key(before)
     written = load_file(str(again.path))  # widest dtypes first
     assert_same_state(
         {k: written[k] for k in sd if k != "tied"}, {k: v for k, v in sd.items() if k != "tied"}
@@ -262,7 +262,7 @@ def test_a_reboot_or_a_damaged_seal_means_hashing_again(
     seal = cached.checkout_cache.seal_path(entry.content_id)
     good = _seal_of(cached, entry.content_id)
     hashes = _hashes(monkeypatch)
-    monkeypatch.setattr(checkout, "_boot_id", lambda: "another-boot")
+    monkeypatch.setattr(seals, "boot_id", lambda: "another-boot")
     assert_same_state(cached.load("m"), sd)
     assert len(hashes) == 4  # hashed again, and sealed for this boot
     assert _seal_of(cached, entry.content_id)["boot"] == "another-boot"
@@ -295,11 +295,11 @@ def test_a_reboot_or_a_damaged_seal_means_hashing_again(
         if isinstance(bad, bytes):
             seal.write_bytes(bad)
         else:
-            checkout._write_seal(seal, bad)  # type: ignore[arg-type]
+            seals.write_seal(seal, bad)  # type: ignore[arg-type]
         assert_same_state(cached.load("m"), sd)
     assert len(hashes) == len(damaged) * 4  # each hashed, none served from the bad seal
     assert _seal_of(cached, entry.content_id) == good  # sealed again as it was
-    checkout._write_seal(seal, {**good, "versions": []})  # vouches for no version: a hit
+    seals.write_seal(seal, {**good, "versions": []})  # vouches for no version: a hit
     assert_same_state(cached.load("m"), sd)  # reads the catalog rows, but the seal still
     assert len(hashes) == len(damaged) * 4  # fits the entry and the rows: no hashing
 
@@ -317,7 +317,7 @@ def test_no_seal_when_the_entry_may_change_unseen(
     os.utime(entry.path, ns=(future, future))
     assert_same_state(cached.load("m"), sd)
     assert not cached.checkout_cache.seal_path(entry.content_id).exists()
-    monkeypatch.setattr(checkout, "_boot_id", lambda: None)  # no boot id: never sealed
+    monkeypatch.setattr(seals, "boot_id", lambda: None)  # no boot id: never sealed
     os.utime(entry.path, ns=(10**18, 10**18))
     _past_granule(entry.path)
     assert_same_state(cached.load("m"), sd)

@@ -43,10 +43,7 @@ that link is caught at the next hit (the entry is then thrown away).
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
-import math
 import mmap
 import os
 import time
@@ -63,16 +60,24 @@ from ..dtypes import by_name
 from ..errors import ModelgitError, UnsupportedInput
 from ..formats.safetensors_io import SafetensorsFile, SafetensorsWriter
 from ..units import human_bytes, parse_bytes
+from . import seals
+from .seals import (
+    Proof,
+    Sealing,
+    clock_past,
+    layout_of,
+    mapped_sealed,
+    read_seal,
+    sealed_layout,
+    write_seal,
+)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CheckoutCache", "CacheEntry", "Proof", "cache_base", "layout_of", "ENV"]
+__all__ = ["CheckoutCache", "CacheEntry", "cache_base", "ENV"]
 
 ENV = "MODELGIT_CHECKOUT_CACHE"
-Proof = Callable[[], tuple[str, str]]
-"""A version's uid and the proof of its catalog rows (``catalog.checks.version_tail``,
-hex), computed when a seal is to vouch for the version."""
 SUFFIX = ".safetensors"
 SEAL = ".seal"
 
@@ -221,18 +226,7 @@ class CheckoutCache:
     # -- reading and writing ----------------------------------------------------------
     def read_seal(self, content_id: str) -> dict[str, Any] | None:
         """The entry's seal, or None (none, or damaged: its checksum does not match)."""
-        try:
-            raw = self.seal_path(content_id).read_bytes()
-        except OSError:
-            return None
-        check, _, body = raw.partition(b"\n")
-        if check != xxhash.xxh3_128_hexdigest(body).encode():
-            return None
-        try:
-            info = json.loads(body)
-        except ValueError:
-            return None
-        return info if isinstance(info, dict) else None
+        return read_seal(self.seal_path(content_id))
 
     def trusted(
         self,
@@ -245,7 +239,7 @@ class CheckoutCache:
         match and, given ``layout`` (the version's (name, tied-to) pairs in order:
         versions with equal contents may order or tie them differently), that lists the
         tensors so; else None (then :meth:`load` hashes the entry, if there is one)."""
-        boot = _boot_id()
+        boot = seals.boot_id()
         if boot is None:
             return None
         info = seal if seal is not None else self.read_seal(content_id)
@@ -255,9 +249,9 @@ class CheckoutCache:
             tensors = info["tensors"]
             if info["boot"] != boot:
                 return None
-            if layout is not None and _layout(tensors) != list(layout):
+            if layout is not None and sealed_layout(tensors) != list(layout):
                 return None
-            out = _mapped_sealed(self.path(content_id), info["stat"], tensors)
+            out = mapped_sealed(self.path(content_id), info["stat"], tensors)
         except (OSError, ValueError, LookupError, TypeError, RuntimeError, ModelgitError):
             return None  # a changed file or a seal that does not fit: hash it again
         if out is not None:
@@ -320,7 +314,7 @@ class CheckoutCache:
         path = self.path(content_id)
         if not path.exists():
             return None
-        sealing = _Sealing(self.seal_path(content_id))  # before the entry is looked at
+        sealing = Sealing(self.seal_path(content_id))  # before the entry is looked at
         try:
             try:
                 before = os.stat(path)
@@ -348,7 +342,7 @@ class CheckoutCache:
         if info["versions"].get(uid) == tail:
             return
         info["versions"][uid] = tail
-        _write_seal(self.seal_path(content_id), info)
+        write_seal(self.seal_path(content_id), info)
 
     def _used(self, content_id: str) -> None:
         """Mark the entry most recently used: its seal's time (touching the entry itself
@@ -421,7 +415,7 @@ class CheckoutCache:
             if force:
                 raise
             return None  # a full disk makes no error of a load
-        if _clock_past(path):  # then hashed and sealed, as a hit would (else at a hit)
+        if clock_past(path):  # then hashed and sealed, as a hit would (else at a hit)
             self._checked(content_id, rows, proof)
         if self.enabled:
             self.evict(keep=content_id)
@@ -489,166 +483,3 @@ def _chunks_verify(data: memoryview, r: TensorRow) -> bool:
         if xxhash.xxh3_128_digest(data[s : min(r.nbytes, s + r.chunk_bytes)]) != cid:
             return False
     return True
-
-
-@functools.cache
-def _boot_id() -> str | None:
-    """This boot's id (Linux), or None: then no entry is trusted without hashing."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def layout_of(rows: Iterable[TensorRow]) -> list[tuple[str, str | None]]:
-    """A version's (name, tied-to) pairs in its order, as a seal lists its tensors."""
-    return [(r.name, r.tie) for r in sorted(rows, key=lambda r: r.position)]
-
-
-def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns]
-
-
-class _Sealing:
-    """A seal being made for an entry that is being verified. Its temporary file is
-    created before the entry is looked at, so its time tells the file system's clock
-    then: an entry whose change time is not older than that could change again without
-    its times moving (the timestamp granule), and gets no seal."""
-
-    def __init__(self, seal: Path) -> None:
-        self.seal = seal
-        self.tmp = seal.with_name(f"{seal.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        self.born: int | None = None
-        if _boot_id() is None:
-            return
-        try:
-            with self.tmp.open("x"):
-                pass
-            self.born = self.tmp.stat().st_mtime_ns
-        except OSError:
-            self.cancel()
-
-    def finish(
-        self,
-        path: Path,
-        before: os.stat_result,
-        rows: Sequence[TensorRow],
-        versions: dict[str, str],
-    ) -> bool:
-        """Seal the entry at ``path`` if it is still as ``before`` (stat'ed before it
-        was checked) and not racy, vouching for ``versions`` (uid -> proof); whether it
-        was sealed (if not, its next hit hashes)."""
-        try:
-            if self.born is None:
-                return False
-            now = os.stat(path)
-            if (
-                _stat_key(now) != _stat_key(before)
-                or max(now.st_ctime_ns, now.st_mtime_ns) >= self.born
-            ):
-                return False
-            with SafetensorsFile(path) as st:  # where each tensor lies, for the hits
-                spans = {e.name: (e.begin, e.end) for e in st.entries}
-            tensors: list[list[object]] = []
-            for r in sorted(rows, key=lambda r: r.position):
-                if r.tie is not None:
-                    tensors.append([r.name, r.tie])
-                else:
-                    tensors.append([r.name, r.dtype, list(r.shape), *spans[r.name]])
-            info = {
-                "boot": _boot_id(),
-                "stat": _stat_key(now),
-                "tensors": tensors,
-                "versions": versions,
-            }
-            _write_seal(self.seal, info, self.tmp)
-            return True
-        except (OSError, ModelgitError, KeyError):
-            return False
-        finally:
-            self.cancel()
-
-    def cancel(self) -> None:
-        try:
-            self.tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _clock_past(path: Path, timeout: float = 0.05) -> bool:
-    """Wait until a file written now gets a later time than ``path``'s change time (the
-    file system's timestamp granule: a few milliseconds where timestamps are coarse, no
-    wait where the kernel refines them); False if that takes over ``timeout`` seconds."""
-    probe = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.clock.tmp")
-    try:
-        changed = path.stat().st_ctime_ns
-        end = time.monotonic() + timeout
-        while True:
-            probe.write_bytes(b"")
-            if probe.stat().st_mtime_ns > changed:
-                return True
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.001)
-    except OSError:
-        return False
-    finally:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _write_seal(seal: Path, info: dict[str, Any], tmp: Path | None = None) -> None:
-    """Write a seal (temporary file, rename): the XXH3-128 of its JSON body, a newline,
-    the body. A failure is given up quietly (the entry is hashed at its next hit)."""
-    body = json.dumps(info, separators=(",", ":")).encode()
-    if tmp is None:
-        tmp = seal.with_name(f"{seal.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        tmp.write_bytes(xxhash.xxh3_128_hexdigest(body).encode() + b"\n" + body)
-        os.replace(tmp, seal)
-    except OSError:
-        pass
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _layout(tensors: list[list[Any]]) -> list[tuple[str, str | None]]:
-    return [(t[0], t[1] if len(t) == 2 else None) for t in tensors]
-
-
-def _mapped_sealed(
-    path: Path, stat: list[int], tensors: list[list[Any]]
-) -> dict[str, torch.Tensor] | None:
-    """The tensors of a sealed entry, mapped, not hashed, or None if the file opened is
-    not the one sealed (``stat``, compared on the open file: a file put in its place
-    after a look by name is not mapped). Where each tensor lies in the file, its dtype
-    and shape come from the seal (the header is the one that was checked). ValueError
-    for a seal that does not fit the file."""
-    import torch
-
-    with open(path, "rb") as f:
-        if _stat_key(os.fstat(f.fileno())) != stat:
-            return None
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    whole = memoryview(mapped)
-    size = len(whole)
-    out: dict[str, torch.Tensor] = {}
-    for t in tensors:
-        if len(t) == 2:  # [name, the tensor it is tied to]
-            out[t[0]] = out[t[1]]
-            continue
-        name, dtype, shape, begin, end = t
-        dt = by_name(dtype)
-        if not 0 <= begin <= end <= size or end - begin != dt.size * math.prod(shape):
-            raise ValueError(f"{path}: the seal's span of {name!r} does not fit")
-        if end == begin:
-            out[name] = torch.empty(shape, dtype=dt.torch)
-        else:
-            data = torch.frombuffer(whole[begin:end], dtype=torch.uint8)
-            out[name] = data.view(dt.torch).reshape(shape)
-    return out

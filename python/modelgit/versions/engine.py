@@ -37,13 +37,14 @@ from ..storage.opening import open_backend
 from ..storage.store import DEFAULT_MAX_DEPTH, ChunkStore
 from ..storage.writer import DEFAULT_CHUNK_ELEMS, WriteStats
 from . import refs
-from .checkout import CheckoutCache, Proof
+from .checkout import CheckoutCache
 from .export import export_link, export_version
 from .load import load_state_dict, proof_of, served, trusted_hit
 from .load_into import copy_into, load_into_module
 from .remove import remove_model
 from .repack import RepackReport
 from .repack import repack as repack_versions
+from .seals import Proof
 from .stars import STAR_SLACK
 from .version import Version
 from .write import Link, SideFiles, provenance_links, write_version

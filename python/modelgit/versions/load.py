@@ -11,8 +11,8 @@ from ..catalog.records import TensorRow
 from ..progress import Counter, ProgressFn
 from ..storage.reader import read_tensors
 from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
-from .checkout import Proof
 from .refs import pick_rows
+from .seals import Proof
 
 if TYPE_CHECKING:
     import torch
