@@ -475,3 +475,63 @@ def test_an_interrupted_check_leaves_no_temporary(
     (cached.checkout_cache.folder / "x.seal.1.2.tmp").write_bytes(b"")  # a crash's
     cached.checkout_cache.clear()
     assert list(cached.checkout_cache.folder.iterdir()) == []
+
+
+def test_a_seal_changed_meanwhile_vouches_for_nothing_new(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Between a hit served by one seal and the seal's vouching for the version, another
+    process may seal the entry again for a version with other ties (equal contents): the
+    new seal must not vouch for this version, or its loads by reference would get the
+    other ties."""
+    other = mg.open(cached.location, checkout_cache="1GiB")  # stands for a second process
+    g = torch.Generator().manual_seed(85)
+    w, b = torch.randn(1000, generator=g), torch.randn(10, generator=g)
+    for name in ("u1", "u2"):
+        cached.add(name, {"head": w.clone(), "w": w.clone(), "b": b.clone()})
+    cached.add("t", {"w": w, "b": b, "head": w})
+    cached.load("u1")
+    real = checkout.CheckoutCache._vouch
+
+    def racing(self, *a):  # noqa: ANN001, ANN002, ANN202
+        monkeypatch.setattr(checkout.CheckoutCache, "_vouch", real)
+        other.load("t")  # drops the entry, writes and seals t's
+        return real(self, *a)
+
+    monkeypatch.setattr(checkout.CheckoutCache, "_vouch", racing)
+    got = cached.load("u2")  # served by u1's seal (its layout), then the race
+    assert list(got) == ["head", "w", "b"] and got["head"] is not got["w"]
+    seal = _seal_of(cached, cached.version("u2").content_id)
+    assert list(seal["versions"]) == [cached.version("t").id]
+    got = cached.load("u2")
+    assert list(got) == ["head", "w", "b"] and got["head"] is not got["w"]
+    other.close()
+
+
+def test_an_interrupted_write_leaves_no_temporary(
+    cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached.add("m", state(86, n=1000))
+
+    def interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkout.os, "chmod", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cached.load("m")
+    folder = cached.checkout_cache.folder
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["ZZ", "../x", ""])
+def test_a_content_id_that_is_no_id_is_corrupt_object_with_the_cache_on(
+    cached: mg.Repository, bad: str
+) -> None:
+    cached.add("m", {"w": torch.arange(1000.0)})
+    cached.load("m")
+    with sqlite3.connect(Path(cached.location) / "catalog.db") as db:
+        db.execute("UPDATE versions SET content_id = ? WHERE model = 'm'", (bad,))
+    with pytest.raises(mg.CorruptObject):
+        cached.load("m")
+    with pytest.raises(mg.CorruptObject):
+        cached.load_into(torch.nn.Module(), "m", strict=False)

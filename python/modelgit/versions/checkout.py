@@ -269,13 +269,14 @@ class CheckoutCache:
         digest of its catalog rows but the version row (``catalog.checks.version_tail``),
         recorded in the seal so that a hit by reference alone can check the version row
         (``versions.load.trusted_hit``)."""
-        out = self.trusted(content_id, layout_of(rows))
+        seal = self.read_seal(content_id)
+        out = self.trusted(content_id, layout_of(rows), seal) if seal is not None else None
         if out is None:
             out = self._checked(content_id, rows, proof)
             if out is not None:
                 self._used(content_id)
         elif proof is not None:
-            self._vouch(content_id, proof)
+            self._vouch(content_id, proof, seal)  # type: ignore[arg-type]
         return out
 
     def verify(
@@ -325,23 +326,28 @@ class CheckoutCache:
                 if drop:
                     self.drop([content_id])  # unreadable or not this version: never serve it
                 return None
-            versions = {} if proof is None else dict([proof()])
+            versions = {} if proof is None else {proof.uid: proof.tail()}
             if not sealing.finish(path, before, rows, versions):
                 self.seal_path(content_id).unlink(missing_ok=True)  # one of another state
             return out
         finally:
             sealing.cancel()  # whatever happened (an interrupt too): no temporary left
 
-    def _vouch(self, content_id: str, proof: Proof) -> None:
-        """Add a version to the versions an entry's seal vouches for (its uid and the
-        proof of its catalog rows), after a hit served it for that version's rows."""
+    def _vouch(self, content_id: str, proof: Proof, used: dict[str, Any]) -> None:
+        """Add a version to those an entry's seal vouches for, after a hit served the
+        entry by the seal ``used`` for that version's verified rows. Nothing is added
+        if the seal changed meanwhile (another process sealed the entry again, perhaps
+        for another order or ties of the same content)."""
         info = self.read_seal(content_id)
-        if info is None or not isinstance(info.get("versions"), dict):
+        if info is None or any(info.get(k) != used.get(k) for k in ("boot", "stat", "tensors")):
             return
-        uid, tail = proof()
-        if info["versions"].get(uid) == tail:
+        versions = info.get("versions")
+        if not isinstance(versions, dict):
             return
-        info["versions"][uid] = tail
+        known = versions.get(proof.uid)
+        if isinstance(known, str) and proof.holds(known):
+            return
+        versions[proof.uid] = proof.tail()
         write_seal(self.seal_path(content_id), info)
 
     def _used(self, content_id: str) -> None:
@@ -415,6 +421,9 @@ class CheckoutCache:
             if force:
                 raise
             return None  # a full disk makes no error of a load
+        except BaseException:  # an interrupt: no half-written temporary is left behind
+            tmp.unlink(missing_ok=True)
+            raise
         if clock_past(path):  # then hashed and sealed, as a hit would (else at a hit)
             self._checked(content_id, rows, proof)
         if self.enabled:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .. import cuda
 from ..catalog import checks
 from ..catalog.records import TensorRow
+from ..errors import ModelgitError
 from ..progress import Counter, ProgressFn
 from ..storage.reader import read_tensors
 from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
@@ -45,7 +46,10 @@ def trusted_hit(
     if not cache.enabled:
         return None
     vid, v = engine.resolve(ref, version)
-    seal = cache.read_seal(v.content_id)
+    try:
+        seal = cache.read_seal(v.content_id)
+    except ModelgitError:  # not a content id (a damaged row): read_verified will say so
+        return None
     try:
         tail = bytes.fromhex(seal["versions"][v.id])  # type: ignore[index]
     except (TypeError, LookupError, ValueError):
@@ -56,9 +60,18 @@ def trusted_hit(
 
 
 def proof_of(engine: VersionStore, vid: int, version: Version) -> Proof:
-    """What a checkout-cache seal records to vouch for ``version`` (computed only when
-    a seal is written or extended)."""
-    return lambda: (version.id, checks.version_tail(engine.catalog.connection(), vid).hex())
+    """What a checkout-cache seal records to vouch for ``version`` (its tail computed
+    only when a seal is written or extended)."""
+
+    def holds(tail: str) -> bool:
+        try:
+            return checks.version_row_matches(engine.catalog, vid, bytes.fromhex(tail))
+        except ValueError:
+            return False
+
+    return Proof(
+        version.id, lambda: checks.version_tail(engine.catalog.connection(), vid).hex(), holds
+    )
 
 
 def served(

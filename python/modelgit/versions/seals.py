@@ -16,6 +16,7 @@ import mmap
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,17 @@ __all__ = [
     "write_seal",
 ]
 
-Proof = Callable[[], tuple[str, str]]
-"""A version's uid and the proof of its catalog rows (``catalog.checks.version_tail``,
-hex), computed when a seal is to vouch for the version."""
+
+@dataclass(frozen=True)
+class Proof:
+    """What lets a seal vouch for a version: its uid; ``tail()``, the hex digest of its
+    catalog rows after its ``versions`` row (``catalog.checks.version_tail``, computed
+    only when a seal is to record it); and ``holds(tail)``, whether a recorded tail
+    still gives the version's stored digest with its row as it is now."""
+
+    uid: str
+    tail: Callable[[], str]
+    holds: Callable[[str], bool]
 
 
 def read_seal(seal: Path) -> dict[str, Any] | None:
