@@ -41,29 +41,26 @@ def cached(tmp_path: Path) -> mg.Repository:
     repo.close()
 
 
-def _decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
+    """Counts the calls of ``module.name`` from now on."""
     calls: list[int] = []
-    real = reader.decode_rows_into
+    real = getattr(module, name)
 
     def counted(*a, **k):  # noqa: ANN002, ANN003, ANN202
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(reader, "decode_rows_into", counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
+
+
+def _decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return _calls(monkeypatch, reader, "decode_rows_into")
 
 
 def _hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the tensors of cache entries hashed against their chunk ids."""
-    calls: list[int] = []
-    real = checkout._chunks_verify
-
-    def counted(*a, **k):  # noqa: ANN002, ANN003, ANN202
-        calls.append(1)
-        return real(*a, **k)
-
-    monkeypatch.setattr(checkout, "_chunks_verify", counted)
-    return calls
+    return _calls(monkeypatch, checkout, "_chunks_verify")
 
 
 def _past_granule(path: Path) -> None:
