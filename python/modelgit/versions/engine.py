@@ -492,10 +492,10 @@ class VersionStore:
 
     def verify_checkout_cache(self) -> tuple[int, int]:
         """Hash every checkout-cache entry of this repository against its version's
-        chunk ids now, as its first hit did, and seal it again; delete the entries that
-        fail and those of versions that are gone. Returns (kept, deleted). A hit on a
-        sealed entry skips the hashing (``versions.checkout``): this is the full check,
-        for whoever wants it after suspecting the disk."""
+        chunk ids now, as when it was written, and seal it again; delete the entries
+        that fail and those of versions that are gone or damaged in the catalog.
+        Returns (kept, deleted). A hit on a sealed entry skips the hashing
+        (``versions.checkout``): this is the full check, for whoever suspects the disk."""
 
         def candidates(content_id: str) -> list[tuple[list[TensorRow], Proof]]:
             out = []
