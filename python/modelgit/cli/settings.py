@@ -23,7 +23,7 @@ used go first.
 
   ls            the entries of this repository's versions
   clear         delete them
-  verify        hash every entry now (delete those that fail), as its first hit did
+  verify        hash every entry now, as when it was written (those that fail are deleted)
   size [SIZE]   show the limit, or set the user's default (0 turns the cache off)"""
 
 LAYOUT_DESCRIPTION = """\
