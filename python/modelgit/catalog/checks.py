@@ -74,10 +74,13 @@ _VERSION_ROW = (
 def version_digest(db: Any, vid: int) -> bytes | None:
     """The digest of version ``vid`` as the catalog holds it now (None if it is gone)."""
     row = db.execute(_VERSION_ROW, (vid,)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _version_hash(row, version_tail(db, vid))
+
+
+def _version_hash(row: Iterable[object], tail: bytes) -> bytes:
+    """A version's digest from its ``versions`` row and its ``version_tail``."""
     h = _h("version", [_plain(x) for x in row])
-    h.update(version_tail(db, vid))
+    h.update(tail)
     return h.digest()
 
 
@@ -114,11 +117,7 @@ def version_row_matches(catalog: Any, vid: int, tail: bytes) -> bool:
     the caller then reads and verifies it in full (``verify_version``)."""
     row = catalog.connection().execute(_VERSION_ROW, (vid,)).fetchone()
     stored = _stored(catalog, "version", str(vid))
-    if row is None or stored is None:
-        return False
-    h = _h("version", [_plain(x) for x in row])
-    h.update(tail)
-    return h.digest() == stored
+    return row is not None and stored is not None and _version_hash(row, tail) == stored
 
 
 def _plain(x: object) -> object:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -69,6 +68,7 @@ from .seals import (
     mapped_sealed,
     read_seal,
     sealed_layout,
+    temp_beside,
     write_seal,
 )
 
@@ -319,15 +319,16 @@ class CheckoutCache:
         try:
             try:
                 before = os.stat(path)
-                out = _mapped(path, rows)
+                mapped = _mapped(path, rows)
             except (ModelgitError, UnsupportedInput, OSError, KeyError, ValueError):
-                out = None
-            if out is None:
+                mapped = None
+            if mapped is None:
                 if drop:
                     self.drop([content_id])  # unreadable or not this version: never serve it
                 return None
+            out, spans = mapped
             versions = {} if proof is None else {proof.uid: proof.tail()}
-            if not sealing.finish(path, before, rows, versions):
+            if not sealing.finish(path, before, rows, spans, versions):
                 self.seal_path(content_id).unlink(missing_ok=True)  # one of another state
             return out
         finally:
@@ -402,7 +403,7 @@ class CheckoutCache:
             return path
         self.folder.mkdir(parents=True, exist_ok=True)
         order = sorted(stored, key=_write_key)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        tmp = temp_beside(path)
         try:
             with tmp.open("wb") as f:
                 w = SafetensorsWriter(
@@ -435,8 +436,11 @@ class CheckoutCache:
         return f"checkout cache {self.folder} ({state}, {human_bytes(self.size())} used)"
 
 
-def _mapped(path: Path, rows: Sequence[TensorRow]) -> dict[str, torch.Tensor] | None:
-    """The tensors of ``rows`` from the file at ``path``, verified, or None."""
+def _mapped(
+    path: Path, rows: Sequence[TensorRow]
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, int]]] | None:
+    """The tensors of ``rows`` from the file at ``path``, verified, and where each
+    stored one lies in the file (name -> begin, end: what a seal records); or None."""
     import torch
 
     with SafetensorsFile(path) as st:
@@ -464,7 +468,7 @@ def _mapped(path: Path, rows: Sequence[TensorRow]) -> dict[str, torch.Tensor] | 
             out[r.name] = torch.empty(r.shape, dtype=dt)
         else:
             out[r.name] = torch.frombuffer(data, dtype=torch.uint8).view(dt).reshape(r.shape)
-    return out
+    return out, {name: (e.begin, e.end) for name, e in entries.items()}
 
 
 def _write_key(r: TensorRow) -> tuple[int, int]:

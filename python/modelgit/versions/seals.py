@@ -24,8 +24,6 @@ import xxhash
 
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
-from ..errors import ModelgitError
-from ..formats.safetensors_io import SafetensorsFile
 
 if TYPE_CHECKING:
     import torch
@@ -35,11 +33,13 @@ __all__ = [
     "Sealing",
     "boot_id",
     "clock_past",
+    "discard",
     "layout_of",
     "mapped_sealed",
     "read_seal",
     "sealed_layout",
     "stat_key",
+    "temp_beside",
     "write_seal",
 ]
 
@@ -86,6 +86,20 @@ def layout_of(rows: Iterable[TensorRow]) -> list[tuple[str, str | None]]:
     return [(r.name, r.tie) for r in sorted(rows, key=lambda r: r.position)]
 
 
+def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A temporary name beside ``path``, unique to this process and moment (a cache
+    ``clear`` removes ``*.tmp`` leftovers)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}{suffix}")
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it is there; a failure is not an error of the caller."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns]
 
@@ -98,7 +112,7 @@ class Sealing:
 
     def __init__(self, seal: Path) -> None:
         self.seal = seal
-        self.tmp = seal.with_name(f"{seal.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        self.tmp = temp_beside(seal)
         self.born: int | None = None
         if boot_id() is None:
             return
@@ -114,11 +128,13 @@ class Sealing:
         path: Path,
         before: os.stat_result,
         rows: Sequence[TensorRow],
+        spans: dict[str, tuple[int, int]],
         versions: dict[str, str],
     ) -> bool:
         """Seal the entry at ``path`` if it is still as ``before`` (stat'ed before it
-        was checked) and not racy, vouching for ``versions`` (uid -> proof); whether it
-        was sealed (if not, its next hit hashes)."""
+        was checked) and not racy: its stored tensors lie at ``spans`` (name -> begin,
+        end, as the check read its header), and it vouches for ``versions`` (uid ->
+        proof); whether it was sealed (if not, its next hit hashes)."""
         try:
             if self.born is None:
                 return False
@@ -128,8 +144,6 @@ class Sealing:
                 or max(now.st_ctime_ns, now.st_mtime_ns) >= self.born
             ):
                 return False
-            with SafetensorsFile(path) as st:  # where each tensor lies, for the hits
-                spans = {e.name: (e.begin, e.end) for e in st.entries}
             tensors: list[list[object]] = []
             for r in sorted(rows, key=lambda r: r.position):
                 if r.tie is not None:
@@ -144,23 +158,20 @@ class Sealing:
             }
             write_seal(self.seal, info, self.tmp)
             return True
-        except (OSError, ModelgitError, KeyError):
+        except OSError:
             return False
         finally:
             self.cancel()
 
     def cancel(self) -> None:
-        try:
-            self.tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        discard(self.tmp)
 
 
 def clock_past(path: Path, timeout: float = 0.05) -> bool:
     """Wait until a file written now gets a later time than ``path``'s change time (the
     file system's timestamp granule: a few milliseconds where timestamps are coarse, no
     wait where the kernel refines them); False if that takes over ``timeout`` seconds."""
-    probe = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.clock.tmp")
+    probe = temp_beside(path, ".clock.tmp")
     try:
         changed = path.stat().st_ctime_ns
         end = time.monotonic() + timeout
@@ -174,28 +185,21 @@ def clock_past(path: Path, timeout: float = 0.05) -> bool:
     except OSError:
         return False
     finally:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
+        discard(probe)
 
 
 def write_seal(seal: Path, info: dict[str, Any], tmp: Path | None = None) -> None:
     """Write a seal (temporary file, rename): the XXH3-128 of its JSON body, a newline,
     the body. A failure is given up quietly (the entry is hashed at its next hit)."""
     body = json.dumps(info, separators=(",", ":")).encode()
-    if tmp is None:
-        tmp = seal.with_name(f"{seal.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp = temp_beside(seal) if tmp is None else tmp
     try:
         tmp.write_bytes(xxhash.xxh3_128_hexdigest(body).encode() + b"\n" + body)
         os.replace(tmp, seal)
     except OSError:
         pass
     finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        discard(tmp)
 
 
 def sealed_layout(tensors: list[list[Any]]) -> list[tuple[str, str | None]]:
