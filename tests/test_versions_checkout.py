@@ -91,6 +91,15 @@ def _sealed(repo: mg.Repository, ref: str) -> checkout.CacheEntry:
     return entry
 
 
+def _sealed_model(
+    repo: mg.Repository, seed: int, n: int = 300_000
+) -> tuple[dict[str, torch.Tensor], checkout.CacheEntry]:
+    """Model "m" added from ``state(seed, n)``, loaded and sealed: its state and entry."""
+    sd = state(seed, n)
+    repo.add("m", sd)
+    return sd, _sealed(repo, "m")
+
+
 def test_off_by_default(repo: mg.Repository) -> None:
     repo.add("m", state(1))
     repo.load("m")
@@ -228,9 +237,7 @@ def test_a_sealed_entry_is_served_without_hashing(
 
 
 def test_a_sealed_entry_changed_on_disk_is_hashed_again(cached: mg.Repository) -> None:
-    sd = state(51)
-    cached.add("m", sd)
-    entry = _sealed(cached, "m")
+    sd, entry = _sealed_model(cached, 51)
     before = entry.path.stat()
     os.chmod(entry.path, 0o644)
     with open(entry.path, "r+b") as f:  # same size, same modification time: only the
@@ -253,9 +260,7 @@ def test_a_sealed_entry_changed_on_disk_is_hashed_again(cached: mg.Repository) -
 def test_a_reboot_or_a_damaged_seal_means_hashing_again(
     cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sd = state(52)
-    cached.add("m", sd)
-    entry = _sealed(cached, "m")
+    sd, entry = _sealed_model(cached, 52)
     seal = cached.checkout_cache.seal_path(entry.content_id)
     good = _seal_of(cached, entry.content_id)
     hashes = _hashes(monkeypatch)
@@ -431,9 +436,7 @@ def test_a_seal_vouches_for_each_version_it_served(
 def test_an_entry_replaced_after_its_seal_is_not_trusted(
     cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sd = state(82, n=1000)
-    cached.add("m", sd)
-    entry = _sealed(cached, "m")
+    sd, entry = _sealed_model(cached, 82, n=1000)
     seal = _seal_of(cached, entry.content_id)
     other = entry.path.with_name("other.tmp")
     other.write_bytes(entry.path.read_bytes())  # the same bytes, another file
@@ -457,9 +460,7 @@ def test_verify_keeps_an_entry_any_version_with_its_content_has(cached: mg.Repos
 def test_an_interrupted_check_leaves_no_temporary(
     cached: mg.Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sd = state(84, n=1000)
-    cached.add("m", sd)
-    entry = _sealed(cached, "m")
+    sd, entry = _sealed_model(cached, 84, n=1000)
     cached.checkout_cache.seal_path(entry.content_id).unlink()
 
     def interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
