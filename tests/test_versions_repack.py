@@ -57,7 +57,7 @@ def test_repack_reaches_the_declared_footprint(tmp_path: Path) -> None:
     with fill(tmp_path / "flat", models, base="parent") as repo:  # all standalone
         before = repo.stats().stored_bytes
         assert before > 1.3 * declared
-        report = repo.repack()
+        report = repo.repack(casts=False)  # (the cast pass trades bytes for load depth)
         after = repo.stats().stored_bytes
         assert report.rewritten > 0 and report.saved == before - after
         assert report.gc_reclaimed is not None and report.gc_reclaimed > 0
@@ -71,15 +71,15 @@ def test_repack_reaches_the_declared_footprint(tmp_path: Path) -> None:
         # cheaper than its star elsewhere: those stay chains)
         assert report.stars > 0
         assert any(repo.storage_bases("base"))
-        settles(repo)
+        settles(repo, casts=False)
 
 
-def settles(repo: mg.Repository) -> None:
+def settles(repo: mg.Repository, casts: bool = True) -> None:
     """Repacking again gains little, and soon nothing: the first pass of the next run
     may code a chunk against the star centres the last run made (a fixed point)."""
     size = repo.stats().stored_bytes
     for _ in range(6):
-        again = repo.repack()
+        again = repo.repack(casts=casts)
         if again.rewritten == 0:
             assert again.gc_reclaimed is None and again.stars == 0
             return

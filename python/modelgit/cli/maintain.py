@@ -100,7 +100,10 @@ def register(sub: Any) -> None:
             "smaller. Then turn delta chains (a training run's checkpoints, fine-tunes "
             "of fine-tunes) into stars around their medoid, where that takes at most 1% "
             "more space: every version then decodes at most one delta (about 1.3 times "
-            "a standalone load, where a chain of 4 took about 2 times). Then gc to "
+            "a standalone load, where a chain of 4 took about 2 times). Then code each "
+            "cast of such a delta (a bf16 copy of a fine-tune) against the standalone "
+            "chunk the delta's chain ends in, where that takes at most half the cast's "
+            "raw size, so that it decodes one delta too. Then gc to "
             "reclaim the old records' space. "
             "Versions and their contents do not change. Loads keep working while it "
             "runs; add and commit wait. Interrupted (even by kill -9), it loses "
@@ -112,6 +115,7 @@ def register(sub: Any) -> None:
             "  modelgit repack --no-gc      # leave the old records until the next gc\n"
             "  modelgit repack --no-stars   # keep the delta chains as they are\n"
             "  modelgit repack --star-slack 5%   # stars even where they take up to 5% more\n"
+            "  modelgit repack --no-casts   # keep casts coded against their parent\n"
             "  modelgit repack --json"
         ),
     )
@@ -121,6 +125,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--no-stars", action="store_true",
         help="only re-choose bases; leave delta chains as deep as they are",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-casts", action="store_true",
+        help="leave casts coded against their parent (smaller; a cast of a delta then "
+             "decodes its parent first)",
     )  # fmt: skip
     p.add_argument(
         "--star-slack", type=_share, default=None, metavar="SHARE",
@@ -224,8 +233,9 @@ def cmd_repack(args: argparse.Namespace) -> int:
     with open_repo(args) as repo, Progress("repacking") as bar:
         slack = {} if args.star_slack is None else {"star_slack": args.star_slack}
         report = call_with_progress(
-            repo.repack, gc=not args.no_gc, stars=not args.no_stars, progress=bar, **slack
-        )
+            repo.repack, gc=not args.no_gc, stars=not args.no_stars,
+            casts=not args.no_casts, progress=bar, **slack,
+        )  # fmt: skip
     emit(args.json, report)
     return 0
 

@@ -533,16 +533,22 @@ class VersionStore:
         *,
         stars: bool = True,
         star_slack: float = STAR_SLACK,
+        casts: bool = True,
     ) -> RepackReport:
         """Re-choose the bases of every stored chunk under the current policy (automatic
         bases, linear predictors), keeping new records where they are smaller; then,
         with ``stars``, re-code delta chains as stars around their medoid where that
         takes at most ``star_slack`` more space (a share: 0.01, 1%, by default; every
         version of a star then decodes at most one delta: :mod:`modelgit.versions.stars`);
-        then ``gc`` to reclaim the old records' space unless ``gc=False``. Loads keep
+        with ``casts``, code each cast of a delta against the standalone chunk that
+        delta's chain ends in, where that takes at most half the cast's raw bytes (it
+        then decodes one delta too: :mod:`modelgit.versions.casts`); then ``gc`` to
+        reclaim the old records' space unless ``gc=False``. Loads keep
         working while it runs; adds and commits wait. ValueError if ``star_slack`` is not
         between 0 and 1. See :mod:`modelgit.versions.repack`."""
-        report = repack_versions(self, progress=progress, stars=stars, star_slack=star_slack)
+        report = repack_versions(
+            self, progress=progress, stars=stars, star_slack=star_slack, casts=casts
+        )
         if gc and report.rewritten:
             report.gc_reclaimed = self.gc().bytes_freed
         return report

@@ -8,7 +8,9 @@ first and re-encodes each chunk a version introduced against the closest chunks 
 previous version too), keeping a new record only where it is smaller. Chunk ids are
 content hashes, so nothing above the chunk rows changes: versions, tensors and every
 reader's results stay exactly the same. A second pass (``versions.stars``, unless
-``stars=False``) then re-codes delta chains as stars around their medoid.
+``stars=False``) then re-codes delta chains as stars around their medoid, and a third
+(``versions.casts``, unless ``casts=False``) codes each cast of a delta against the
+standalone chunk that delta's chain ends in, so that it too decodes one delta.
 
 Safety:
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.records import ChunkRow, chain_depths, split_ids, update_chunks
+from ..codec import PREDICTED
 from ..dtypes import DType, by_name
 from ..formats.sources import open_model
 from ..progress import Counter, ProgressFn
@@ -48,6 +51,7 @@ from ..storage.similarity import (
     sketches_of,
 )
 from .bases import choose_bases
+from .casts import cast_pass
 from .stars import STAR_SLACK, star_pass
 
 if TYPE_CHECKING:
@@ -65,7 +69,8 @@ class RepackReport:
     """What a repack did: versions and chunks looked at, chunks given a new record (by
     either pass), the bytes of the chunks' current records before and after (``saved``:
     how much smaller they are now; ``gc`` reclaims more, the superseded records too),
-    delta groups made stars, and the deepest chunk before and after."""
+    delta groups made stars, chunks of casts coded one delta deep, and the deepest
+    chunk before and after."""
 
     versions: int = 0
     chunks: int = 0
@@ -73,6 +78,7 @@ class RepackReport:
     bytes_before: int = 0
     bytes_after: int = 0
     stars: int = 0
+    casts: int = 0
     deepest_before: int = 0
     deepest_after: int = 0
     gc_reclaimed: int | None = None
@@ -92,7 +98,8 @@ class RepackReport:
             f"repacked {self.versions} version(s): {self.rewritten} of {self.chunks} chunks "
             f"re-encoded; stored {human_bytes(self.bytes_before)} -> "
             f"{human_bytes(self.bytes_after)} (saved {human_bytes(self.saved)}, {pct:.1f}%); "
-            f"{self.stars} delta chain(s) made stars, deepest delta chain "
+            f"{self.stars} delta chain(s) made stars, {self.casts} cast chunk(s) made one "
+            f"delta deep; deepest delta chain "
             f"{self.deepest_before} -> {self.deepest_after}"
         )
         if self.gc_reclaimed is not None:
@@ -267,10 +274,12 @@ def repack(
     progress: ProgressFn | None = None,
     stars: bool = True,
     star_slack: float = STAR_SLACK,
+    casts: bool = True,
 ) -> RepackReport:
     """Re-encode every chunk whose record the current policy makes smaller, then (with
     ``stars``) turn delta chains into stars around their medoid where that takes at most
-    ``star_slack`` (a share) more bytes (``versions.stars``); see the module docstring.
+    ``star_slack`` (a share) more bytes (``versions.stars``), then (with ``casts``) code
+    each cast of a delta one delta deep (``versions.casts``); see the module docstring.
     Call :meth:`~modelgit.Repository.gc` afterwards to reclaim the old records' space
     (``Repository.repack`` does by default)."""
     if isinstance(star_slack, bool) or not isinstance(star_slack, (int, float)):
@@ -286,7 +295,11 @@ def repack(
             r[0] or 0
             for r in engine.catalog.query("SELECT SUM(raw_length) FROM chunks")  # fmt: skip
         )
-        total = 2 * size if stars else size  # (the star pass goes over the chunks again)
+        predicted = engine.catalog.one(
+            "SELECT COALESCE(SUM(raw_length), 0) FROM chunks WHERE codec = ?", (PREDICTED,)
+        )[0]
+        # (the star pass goes over the chunks again, the cast pass over predicted ones)
+        total = size * (1 + stars) + (predicted if casts else 0)
         count = Counter(progress, total)
         for vid in vids:
             _repack_version(engine, vid, state, report, count)
@@ -298,6 +311,16 @@ def repack(
             state.rewritten.update(got.ids)
             report.rewritten = len(state.rewritten)
             report.bytes_after += got.bytes_after - got.bytes_before  # (pass 1's after)
+        if casts:
+            count(max(0, size * (1 + stars) - count.done))  # (as above)
+            # (the passes before may have re-coded predicted chunks: never past the total)
+            made = cast_pass(
+                engine, state.dtype, state.owner, lambda n: count(min(n, total - count.done))
+            )
+            report.casts = made.casts
+            state.rewritten.update(made.ids)
+            report.rewritten = len(state.rewritten)
+            report.bytes_after += made.bytes_after - made.bytes_before
         _true_depths(engine)
         report.deepest_after = _deepest(engine)
         if progress is not None:

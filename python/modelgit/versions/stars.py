@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..storage.store import ChunkStore
     from .engine import VersionStore
 
-__all__ = ["StarReport", "star_pass", "STAR_MAX", "STAR_SLACK"]
+__all__ = ["StarReport", "star_pass", "Links", "STAR_MAX", "STAR_SLACK"]
 
 STAR_MAX = 64  # members per star: a longer group is cut into slices of this many
 STAR_SLACK = 0.01  # a star may take this much more than the group's records now
@@ -143,7 +143,7 @@ def _medoid(samples: list, dtype: DType, outside: object = None) -> int:
     return best
 
 
-class _Links:
+class Links:
     """Who is coded against whom, kept current as stars are made: ``children[b]``, the
     chunks whose record names ``b`` as a base (a superset: an edge a star removed is
     checked against the child's row when walked), and per version the owners of the
@@ -205,7 +205,7 @@ class _Links:
 def _try_star(
     engine: VersionStore,
     members: list[bytes],
-    links: _Links,
+    links: Links,
     dtype: DType,
     report: StarReport,
     outside: bytes | None = None,
@@ -302,7 +302,7 @@ def star_pass(
         bytes(r[0]): ChunkRow.from_db(r)
         for r in engine.catalog.query(f"SELECT {CHUNK_COLUMNS} FROM chunks")
     }
-    links = _Links(rows, owner)
+    links = Links(rows, owner)
     for slices in _groups(rows, owner, dtypes):
         centre = None  # the last slice's: a later slice may take it as its own
         for members in slices:
