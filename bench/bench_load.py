@@ -29,6 +29,9 @@ Sections (``--sections``, all by default):
   ``--baseline PYTHON`` that interpreter's loads of the same repository as a third
   contender (with ``--baseline-work DIR``: of the family and standalone repositories it
   wrote there, each build's ratio against its own standalone load).
+* ``casts``: the bf16 cast of topic-b after a repack with and without its cast pass
+  (``repo.repack(casts=False)``), against the cast stored standalone, and the stored
+  bytes of both repositories and of the MiniLM zoo after either repack.
 * ``cache``: a second load with the checkout cache on, against ``load_file`` (lazy).
 * ``load_into``: topic-a (a delta-coded fine-tune) into an existing module, against
   ``module.load_state_dict(load_file(path))``; with and without the checkout cache.
@@ -246,6 +249,18 @@ def repacked_family(work: Path, chain_len: int) -> tuple[Path, dict[str, dict[st
     return path, sds
 
 
+def repacked_family_parent_casts(work: Path, chain_len: int) -> Path:
+    """A copy of the family repository after ``repo.repack(casts=False)``."""
+    fam, _ = family(work, chain_len)
+    path = work / "family-repacked-parent-casts"
+    if not (path / "MODELGIT").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(fam, path)
+        with mg.open(path) as repo:
+            print(repo.repack(casts=False), file=sys.stderr)
+    return path
+
+
 def max_depth_of(repo_path: Path, ref: str) -> int:
     with mg.open(repo_path) as repo:
         vid, _ = repo.resolve(ref)
@@ -269,9 +284,9 @@ def chain_footprint(
         return before, repo.stats().stored_bytes
 
 
-def zoo_footprint(depth: int, repack: bool = False) -> int | tuple[int, int]:
+def zoo_footprint(depth: int, repack: bool = False, casts: bool = True) -> int | tuple[int, int]:
     """The MiniLM reference zoo, every parent declared, under ``max_depth`` (and after
-    a repack)."""
+    a repack, with or without its cast pass)."""
     from modelgit.zoo import load_manifest, parents_of
 
     with tempfile.TemporaryDirectory() as d, mg.init(Path(d) / "r") as repo:
@@ -282,7 +297,7 @@ def zoo_footprint(depth: int, repack: bool = False) -> int | tuple[int, int]:
         before = repo.stats().stored_bytes
         if not repack:
             return before
-        repo.repack()
+        repo.repack(casts=casts)
         return before, repo.stats().stored_bytes
 
 
@@ -453,6 +468,31 @@ def section_repacked(
     return "### Loads after repack\n\n" + table(head, rows)
 
 
+def section_casts(work: Path, runs: int, chain_len: int) -> str:
+    """The bf16 cast of topic-b after a repack that coded it against the star's centre
+    (the cast pass) and after one that left it on its parent (``casts=False``), against
+    the cast stored standalone; the stored bytes of both repositories and of the MiniLM
+    zoo after either repack."""
+    _, sds = family(work, chain_len)
+    rep, _ = repacked_family(work, chain_len)
+    par = repacked_family_parent_casts(work, chain_len)
+    sa, _ = standalone_repo(work, "topic-b-bf16", sds["topic-b-bf16"])
+    specs = {k: {"kind": "mg_load", "repo": str(p), "ref": "topic-b-bf16"}
+             for k, p in (("sa", sa), ("par", par), ("rep", rep))}  # fmt: skip
+    t = medians(specs, runs)
+    rows = [["stored standalone", 0, ms(t["sa"]), "1.00x", "", ""]]
+    for key, path, label, casts in (("par", par, "left on its parent (`casts=False`)", False),
+                                    ("rep", rep, "coded against the centre", True)):  # fmt: skip
+        with mg.open(path) as repo:
+            stored = repo.stats().stored_bytes
+        _, zoo = zoo_footprint(4, repack=True, casts=casts)
+        rows.append([label, max_depth_of(path, "topic-b-bf16"), ms(t[key]),
+                     f"{t[key] / t['sa']:.2f}x", f"{stored:,}", f"{zoo:,}"])  # fmt: skip
+    return "### Casts after repack\n\n" + table(
+        ["topic-b-bf16 after repack", "depth", "load", "ratio", "family stored",
+         "MiniLM zoo after repack"], rows)  # fmt: skip
+
+
 def section_cache(work: Path, runs: int) -> str:
     fam, sds = family(work, 20)
     st = work / "topic-a.safetensors"  # the same model as a file
@@ -621,7 +661,8 @@ def main() -> None:
     ap.add_argument("--memory-gib", type=float, default=4.0, help="model of the memory row")
     ap.add_argument("--chain", type=int, default=20, help="versions in the chain")
     ap.add_argument(
-        "--sections", default="standalone,depth,layouts,stars,cache,load_into,cold,memory",
+        "--sections",
+        default="standalone,depth,layouts,stars,casts,cache,load_into,cold,memory",
         help="comma-separated sections to run",
     )  # fmt: skip
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "cache" / "load")
@@ -663,6 +704,8 @@ def main() -> None:
         elif name == "repacked":
             parts.append(section_repacked(args.work, args.runs, args.chain, args.baseline,
                                           args.baseline_work))  # fmt: skip
+        elif name == "casts":
+            parts.append(section_casts(args.work, args.runs, args.chain))
         elif name == "cache":
             parts.append(section_cache(args.work, args.runs))
         elif name == "load_into":
