@@ -153,7 +153,7 @@ def test_star_pass_killed_then_rerun_and_readers_meanwhile(tmp_path: Path) -> No
         assert_same_state(reader.load(f"run@{i + 1}"), chain[i])
 
     interrupted = kill_repacks_while_loading(
-        root, rng, load_one, (0.05, 0.4), check=assert_true_depths
+        root, rng, load_one, (0.02, 0.15), check=assert_true_depths
     )
     assert interrupted >= 1, "the repacks ended before the kills"
     with mg.open(root) as repo:

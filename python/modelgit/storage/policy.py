@@ -36,13 +36,14 @@ __all__ = [
     "encode_lossless",
     "store_chunk",
     "anchor",
+    "MASK_MIN_ZEROS",
 ]
 
 _STANDALONE_RETRY = 0.9  # a delta larger than this share of raw is checked against standalone
 STANDALONE_SLACK = 1.03  # standalone is tried where its sampled estimate is below this x the delta
 # (the MiniLM zoo: 87 trials instead of 146 at 1.1, and no chunk stored larger; the
 # estimate came within 0.95-1.04x of the standalone size where that won)
-_MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
+MASK_MIN_ZEROS = 1 / 16  # try a zero mask when this share of the chunk is exactly zero
 LINEAR_MISSES = 4  # chunks without a hit after which a write stops fitting
 
 
@@ -361,7 +362,7 @@ def encode_lossless(store: ChunkStore, job: ChunkJob, max_depth: int) -> codec.E
     n = len(data) // dtype.size
     y = _strided(data, dtype.size, n)
     # a zero mask is worth a try where the sample says the chunk is sparse
-    try_mask = np.count_nonzero(y == 0) >= _MASK_MIN_ZEROS * len(y)
+    try_mask = np.count_nonzero(y == 0) >= MASK_MIN_ZEROS * len(y)
     # floats: the integer difference of value-ordered patterns (small for small changes
     # of either sign); other types: XOR of the bit patterns
     delta = _core.DELTA_OSUB if dtype.is_float else _core.DELTA_XOR

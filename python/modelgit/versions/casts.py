@@ -13,8 +13,8 @@ chunk, with a residual that holds what the relatives between them changed, at th
 cast's precision. The cast then decodes one delta. That costs bytes: for a bfloat16 cast
 of a MiniLM fine-tune of a fine-tune, about 2.4 bits per element (a standalone bfloat16
 chunk takes about 10.6). A record is re-coded only where the new one takes at most
-``CAST_LIMIT`` of the chunk's raw bytes (a small chunk, a bias, is stored standalone
-where that is smaller); ``repack(casts=False)`` keeps every cast as it is.
+``CAST_LIMIT`` of the chunk's raw bytes (a small chunk, a bias, whatever it takes);
+``repack(casts=False)`` keeps every cast as it is.
 
 Safety, as for the star pass (``versions.stars``): chunk ids are content hashes, so
 versions and tensors are untouched; the new records of one version's casts are
@@ -36,6 +36,7 @@ from ..catalog.records import CHUNK_COLUMNS, ChunkRow, update_chunks
 from ..dtypes import DType, by_code
 from ..errors import CorruptObject
 from ..storage.packs import record_length
+from ..storage.policy import MASK_MIN_ZEROS
 from ..storage.similarity import replace_storage_bases
 from .stars import SMALL_CHUNK, Links
 
@@ -66,7 +67,7 @@ class _Job:
     root: ChunkRow  # the standalone chunk its parent's chain ends in
     dtype: DType
     base_dtype: DType
-    mask: bool  # the record has a zero mask (a pruned model's cast)
+    mask: bool  # the record has a zero mask
 
 
 def _root(rows: dict[bytes, ChunkRow], start: ChunkRow, dtype: DType | None,
@@ -114,23 +115,34 @@ def _job(engine: VersionStore, rows: dict[bytes, ChunkRow], row: ChunkRow,
     return _Job(row, root, dtype, base_dtype, bool(params[6] & 1))
 
 
+def _sparse(data: memoryview, dtype: DType) -> bool:
+    """At least ``MASK_MIN_ZEROS`` of the chunk's words are zero (a pruned model's)."""
+    import numpy as np  # (not at import: the CLI starts without numpy)
+
+    words = np.frombuffer(data, dtype=f"<u{dtype.size}")
+    return np.count_nonzero(words == 0) >= MASK_MIN_ZEROS * len(words)
+
+
 def _encode(engine: VersionStore, job: _Job) -> tuple[memoryview, codec.Encoded | None]:
-    """The cast's bytes and its record against the root; None where that takes more
-    than ``CAST_LIMIT`` of its raw bytes. A small chunk (a bias, a norm's weights:
-    at most ``SMALL_CHUNK`` bytes, which cost a load more per chunk than in bytes) is
-    stored standalone instead where that is smaller."""
+    """The cast's bytes and its record against the root (with a zero mask too where the
+    chunk is sparse: the smaller); None where that takes more than ``CAST_LIMIT`` of its
+    raw bytes. A small chunk (a bias, a norm's weights: at most ``SMALL_CHUNK`` bytes,
+    which cost a load more per chunk than in bytes) is re-coded whatever it takes, as
+    the star pass does: stored standalone, the next repack's first pass would code it
+    against its parent again."""
     store = engine.store
     data = memoryview(store.get(job.row.id))
     root = memoryview(store.get(job.root.id))
     delta = _core.DELTA_OSUB if job.dtype.is_float else _core.DELTA_XOR
-    enc = codec.encode_predicted(
-        data, job.dtype, codec.CAST, [root], [job.root.id], job.base_dtype, delta,
-        use_mask=job.mask,
+    masks = {job.mask, job.mask or _sparse(data, job.dtype)}
+    enc = min(
+        (codec.encode_predicted(data, job.dtype, codec.CAST, [root], [job.root.id],
+                                job.base_dtype, delta, use_mask=m) for m in masks),
+        key=lambda e: record_length(e.params, e.payload),
     )  # fmt: skip
-    if len(data) <= SMALL_CHUNK:
-        alone = codec.encode_standalone(data, job.dtype.size, job.dtype.is_float)
-        return data, min(enc, alone, key=lambda e: record_length(e.params, e.payload))
-    if record_length(enc.params, enc.payload) > CAST_LIMIT * job.row.raw_length:
+    if len(data) > SMALL_CHUNK and (
+        record_length(enc.params, enc.payload) > CAST_LIMIT * job.row.raw_length
+    ):
         return data, None
     return data, enc
 

@@ -541,11 +541,12 @@ class VersionStore:
         takes at most ``star_slack`` more space (a share: 0.01, 1%, by default; every
         version of a star then decodes at most one delta: :mod:`modelgit.versions.stars`);
         with ``casts``, code each cast of a delta against the standalone chunk that
-        delta's chain ends in, where that takes at most half the cast's raw bytes (it
-        then decodes one delta too: :mod:`modelgit.versions.casts`); then ``gc`` to
-        reclaim the old records' space unless ``gc=False``. Loads keep
-        working while it runs; adds and commits wait. ValueError if ``star_slack`` is not
-        between 0 and 1. See :mod:`modelgit.versions.repack`."""
+        delta's chain ends in, where that takes at most half the cast's raw bytes (a
+        chunk of at most 16 KiB whatever it takes; it then decodes one delta too:
+        :mod:`modelgit.versions.casts`); then ``gc`` to reclaim the old records' space
+        unless ``gc=False``. Loads keep working while it runs; adds and commits wait.
+        ValueError if ``star_slack`` is not between 0 and 1. See
+        :mod:`modelgit.versions.repack`."""
         report = repack_versions(
             self, progress=progress, stars=stars, star_slack=star_slack, casts=casts
         )

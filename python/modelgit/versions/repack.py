@@ -33,10 +33,11 @@ not). Record changes are described in docs/FORMAT.md (section 5).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..catalog.records import ChunkRow, chain_depths, split_ids, update_chunks
+from ..catalog.records import ChunkRow, TensorRow, chain_depths, split_ids, update_chunks
 from ..codec import PREDICTED
 from ..dtypes import DType, by_name
 from ..formats.sources import open_model
@@ -173,12 +174,21 @@ def _links(engine: VersionStore, vid: int) -> list[tuple]:
 
 
 def _repack_version(
-    engine: VersionStore, vid: int, state: _State, report: RepackReport, count: Counter
+    engine: VersionStore,
+    vid: int,
+    state: _State,
+    report: RepackReport,
+    count: Callable[[int], None],
 ) -> None:
     store = engine.store
     rows = engine.tensor_rows(vid, state=True)
-    mine = [(t, i, c) for t in rows if t.tie is None for i, c in enumerate(t.chunk_ids)
-            if state.owner.get(c) == vid]  # fmt: skip
+    mine: list[tuple[TensorRow, int, bytes]] = []  # each chunk the version introduced, once
+    seen: set[bytes] = set()
+    for t in rows:
+        for i, c in enumerate(t.chunk_ids if t.tie is None else ()):
+            if state.owner.get(c) == vid and c not in seen:
+                seen.add(c)
+                mine.append((t, i, c))
     if not mine:
         return
     sketches, computed = _sketches(engine, vid)
@@ -291,32 +301,31 @@ def repack(
         report.deepest_before = _deepest(engine)
         state = _State(engine)
         vids = [r[0] for r in engine.catalog.query("SELECT id FROM versions ORDER BY id")]
-        size = sum(
-            r[0] or 0
-            for r in engine.catalog.query("SELECT SUM(raw_length) FROM chunks")  # fmt: skip
-        )
-        predicted = engine.catalog.one(
+        # (int: PostgreSQL's SUM of a bigint is a Decimal)
+        size = int(engine.catalog.one("SELECT COALESCE(SUM(raw_length), 0) FROM chunks")[0])
+        predicted = int(engine.catalog.one(
             "SELECT COALESCE(SUM(raw_length), 0) FROM chunks WHERE codec = ?", (PREDICTED,)
-        )[0]
+        )[0])  # fmt: skip
         # (the star pass goes over the chunks again, the cast pass over predicted ones)
         total = size * (1 + stars) + (predicted if casts else 0)
-        count = Counter(progress, total)
+        counter = Counter(progress, total)
+
+        def count(n: int) -> None:  # forward only, never past the total: the passes
+            counter(max(0, min(n, total - counter.done)))  # estimate what they will see
+
         for vid in vids:
             _repack_version(engine, vid, state, report, count)
             report.versions += 1
         if stars:
-            count(size - count.done)  # (the first pass counted the chunks versions own)
+            count(size - counter.done)  # (the first pass counted the chunks versions own)
             got = star_pass(engine, state.dtype, state.owner, count, star_slack)
             report.stars = got.stars
             state.rewritten.update(got.ids)
             report.rewritten = len(state.rewritten)
             report.bytes_after += got.bytes_after - got.bytes_before  # (pass 1's after)
         if casts:
-            count(max(0, size * (1 + stars) - count.done))  # (as above)
-            # (the passes before may have re-coded predicted chunks: never past the total)
-            made = cast_pass(
-                engine, state.dtype, state.owner, lambda n: count(min(n, total - count.done))
-            )
+            count(size * (1 + stars) - counter.done)  # (as above)
+            made = cast_pass(engine, state.dtype, state.owner, count)
             report.casts = made.casts
             state.rewritten.update(made.ids)
             report.rewritten = len(state.rewritten)
