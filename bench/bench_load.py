@@ -237,28 +237,19 @@ def family(
     return path, sds
 
 
-def repacked_family(work: Path, chain_len: int) -> tuple[Path, dict[str, dict[str, torch.Tensor]]]:
-    """A copy of the family repository after ``repo.repack()`` (stars)."""
+def repacked_family(
+    work: Path, chain_len: int, casts: bool = True
+) -> tuple[Path, dict[str, dict[str, torch.Tensor]]]:
+    """A copy of the family repository after ``repo.repack()`` (stars; with ``casts``
+    false, ``repo.repack(casts=False)``)."""
     fam, sds = family(work, chain_len)
-    path = work / "family-repacked"
+    path = work / ("family-repacked" if casts else "family-repacked-parent-casts")
     if not (path / "MODELGIT").exists():
         shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(fam, path)
         with mg.open(path) as repo:
-            print(repo.repack(), file=sys.stderr)
+            print(repo.repack(casts=casts), file=sys.stderr)
     return path, sds
-
-
-def repacked_family_parent_casts(work: Path, chain_len: int) -> Path:
-    """A copy of the family repository after ``repo.repack(casts=False)``."""
-    fam, _ = family(work, chain_len)
-    path = work / "family-repacked-parent-casts"
-    if not (path / "MODELGIT").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.copytree(fam, path)
-        with mg.open(path) as repo:
-            print(repo.repack(casts=False), file=sys.stderr)
-    return path
 
 
 def max_depth_of(repo_path: Path, ref: str) -> int:
@@ -475,7 +466,7 @@ def section_casts(work: Path, runs: int, chain_len: int) -> str:
     zoo after either repack."""
     _, sds = family(work, chain_len)
     rep, _ = repacked_family(work, chain_len)
-    par = repacked_family_parent_casts(work, chain_len)
+    par, _ = repacked_family(work, chain_len, casts=False)
     sa, _ = standalone_repo(work, "topic-b-bf16", sds["topic-b-bf16"])
     specs = {k: {"kind": "mg_load", "repo": str(p), "ref": "topic-b-bf16"}
              for k, p in (("sa", sa), ("par", par), ("rep", rep))}  # fmt: skip

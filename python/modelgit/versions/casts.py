@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import _core, codec
-from ..catalog.records import CHUNK_COLUMNS, ChunkRow, update_chunks
+from ..catalog.records import CHUNK_COLUMNS, ChunkRow
 from ..dtypes import DType, by_code
 from ..errors import CorruptObject
 from ..storage.packs import record_length
 from ..storage.policy import MASK_MIN_ZEROS
-from ..storage.similarity import replace_storage_bases
 from .stars import SMALL_CHUNK, Links
 
 if TYPE_CHECKING:
@@ -158,21 +157,7 @@ def _recode(engine: VersionStore, jobs: list[_Job], links: Links, report: CastRe
     try:
         new = [store.put(data, enc, j.row.id) for j, data, enc in kept]
         store.sync()
-        moved = links.moved_depths({r.id: r.depth for r in new})
-        old = [j.row for j, _, _ in kept]
-        old_depths = {c: links.rows[c].depth for c in moved}
-        changed = links.replace(new, moved)
-        try:
-            with engine.catalog.transaction() as db:
-                update_chunks(db, new)
-                db.executemany(
-                    "UPDATE chunks SET depth = ? WHERE id = ?", [(d, c) for c, d in moved.items()]
-                )
-                for vid in sorted(changed):
-                    replace_storage_bases(db, vid, links.bases_of(vid))
-        except BaseException:
-            links.replace(old, old_depths)  # (as it was: the catalog is unchanged)
-            raise
+        links.publish(engine, new, links.moved_depths({r.id: r.depth for r in new}))
     except BaseException:
         store.abandon()
         raise

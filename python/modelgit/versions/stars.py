@@ -201,6 +201,26 @@ class Links:
             self.rows[c] = replace(self.rows[c], depth=d)
         return {vid for vid in touched if self.bases_of(vid) != before[vid]}
 
+    def publish(self, engine: VersionStore, new: list[ChunkRow], moved: dict[bytes, int]) -> None:
+        """Point the catalog at the ``new`` rows (their records durable already) and set
+        the ``moved`` depths, in one transaction that also rewrites the ``storage_bases``
+        of the versions whose bases changed; these links follow it, or stay as they were
+        where it fails."""
+        old = [self.rows[r.id] for r in new]
+        old_depths = {c: self.rows[c].depth for c in moved}
+        changed = self.replace(new, moved)
+        try:
+            with engine.catalog.transaction() as db:
+                update_chunks(db, new)
+                db.executemany(
+                    "UPDATE chunks SET depth = ? WHERE id = ?", [(d, c) for c, d in moved.items()]
+                )
+                for vid in sorted(changed):
+                    replace_storage_bases(db, vid, self.bases_of(vid))
+        except BaseException:
+            self.replace(old, old_depths)  # (as it was: the catalog is unchanged)
+            raise
+
 
 def _try_star(
     engine: VersionStore,
@@ -259,20 +279,7 @@ def _try_star(
         new += [store.put(datas[i], e, members[i]) for i, e in enumerate(encoded)
                 if i != centre]  # fmt: skip
         store.sync()
-        old = [rows[c] for c in members]
-        old_depths = {c: rows[c].depth for c in moved}
-        changed = links.replace(new, moved)
-        try:
-            with engine.catalog.transaction() as db:
-                update_chunks(db, new)
-                db.executemany(
-                    "UPDATE chunks SET depth = ? WHERE id = ?", [(d, c) for c, d in moved.items()]
-                )
-                for vid in sorted(changed):
-                    replace_storage_bases(db, vid, links.bases_of(vid))
-        except BaseException:
-            links.replace(old, old_depths)  # (as it was: the catalog is unchanged)
-            raise
+        links.publish(engine, new, moved)
     except BaseException:
         store.abandon()
         raise
