@@ -17,8 +17,9 @@ chunk takes about 10.6). A record is re-coded only where the new one takes at mo
 ``repack(casts=False)`` keeps every cast as it is.
 
 Safety, as for the star pass (``versions.stars``): chunk ids are content hashes, so
-versions and tensors are untouched; the new records of one version's casts are
-appended to a fresh pack and made durable, then one catalog transaction points their
+versions and tensors are untouched; the new records of one version's casts (in batches
+of ``_BATCH_BYTES`` raw bytes) are appended to a fresh pack and made durable, then one
+catalog transaction points their
 rows at them, sets the recorded depth of every chunk coded against them and rewrites
 the version's ``storage_bases``; a kill leaves the old rows or the new ones. No cycle
 can arise: the new base is a chunk without bases. A cast only gets shallower, so a
