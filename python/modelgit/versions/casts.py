@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import _core, codec
-from ..catalog.records import CHUNK_COLUMNS, ChunkRow
+from ..catalog.records import ChunkRow
 from ..dtypes import DType, by_code
 from ..errors import CorruptObject
 from ..storage.packs import record_length
@@ -171,21 +171,18 @@ def _recode(engine: VersionStore, jobs: list[_Job], links: Links, report: CastRe
 
 def cast_pass(
     engine: VersionStore,
+    links: Links,
     dtypes: dict[bytes, DType],
-    owner: dict[bytes, int],
     count: Callable[[int], None] | None = None,
 ) -> CastReport:
     """Re-code every cast whose base is a delta against the standalone chunk its
     base's chain ends in, where that takes at most ``CAST_LIMIT`` of its raw bytes (see
-    the module docstring). ``dtypes``: each chunk's dtype; ``owner``: the version that
-    introduced each chunk; ``count(n)``: called with the raw bytes of each predicted
-    chunk looked at (progress). Call with the repository lock held exclusively."""
+    the module docstring). ``links``: every chunk row (``Links.load``, or as the star
+    pass left them; kept current); ``dtypes``: each chunk's dtype; ``count(n)``: called
+    with the raw bytes of each predicted chunk looked at (progress). Call with the
+    repository lock held exclusively."""
     report = CastReport()
-    rows = {
-        bytes(r[0]): ChunkRow.from_db(r)
-        for r in engine.catalog.query(f"SELECT {CHUNK_COLUMNS} FROM chunks")
-    }
-    links = Links(rows, owner)
+    rows, owner = links.rows, links.owner
     by_version: dict[int, list[_Job]] = {}
     for row in sorted(rows.values(), key=lambda r: (owner.get(r.id, 1 << 62), r.id)):
         if row.codec != codec.PREDICTED:
@@ -197,11 +194,13 @@ def cast_pass(
             by_version.setdefault(owner.get(row.id, -1), []).append(job)
     for jobs in by_version.values():
         batch: list[_Job] = []
+        size = 0
         for job in jobs:  # batches of about _BATCH_BYTES: bounded memory
             batch.append(job)
-            if sum(j.row.raw_length for j in batch) >= _BATCH_BYTES:
+            size += job.row.raw_length
+            if size >= _BATCH_BYTES:
                 _recode(engine, batch, links, report)
-                batch = []
+                batch, size = [], 0
         if batch:
             _recode(engine, batch, links, report)
     return report

@@ -53,7 +53,7 @@ from ..storage.similarity import (
 )
 from .bases import choose_bases
 from .casts import cast_pass
-from .stars import STAR_SLACK, star_pass
+from .stars import STAR_SLACK, Links, star_pass
 
 if TYPE_CHECKING:
     from ..storage.store import ChunkStore
@@ -68,7 +68,7 @@ CANDIDATES = 8  # stored versions ranked per version (newer ones are filtered ou
 @dataclass
 class RepackReport:
     """What a repack did: versions and chunks looked at, chunks given a new record (by
-    either pass), the bytes of the chunks' current records before and after (``saved``:
+    any pass), the bytes of the chunks' current records before and after (``saved``:
     how much smaller they are now; ``gc`` reclaims more, the superseded records too),
     delta groups made stars, chunks of casts coded one delta deep, and the deepest
     chunk before and after."""
@@ -123,7 +123,7 @@ class _State:
                 cid = bytes(chunks[i : i + 16])
                 self.owner.setdefault(cid, vid)
                 self.dtype.setdefault(cid, dt)
-        self.rewritten: set[bytes] = set()  # chunks given a new record (either pass)
+        self.rewritten: set[bytes] = set()  # chunks given a new record (any pass)
         self.needed: set[bytes] = set()  # chunks some record is coded against
         for (base,) in engine.catalog.query("SELECT base FROM chunks WHERE base IS NOT NULL"):
             base = bytes(base)
@@ -316,20 +316,22 @@ def repack(
         for vid in vids:
             _repack_version(engine, vid, state, report, count)
             report.versions += 1
-        if stars:
-            count(size - counter.done)  # (the first pass counted the chunks versions own)
-            got = star_pass(engine, state.dtype, state.owner, count, star_slack)
-            report.stars = got.stars
-            state.rewritten.update(got.ids)
+        if stars or casts:
+            # every chunk row as the first pass left them, kept current by the passes
+            links = Links.load(engine, state.owner)
+            if stars:
+                count(size - counter.done)  # (the first pass counted the chunks versions own)
+                got = star_pass(engine, links, state.dtype, count, star_slack)
+                report.stars = got.stars
+                state.rewritten.update(got.ids)
+                report.bytes_after += got.bytes_after - got.bytes_before  # (pass 1's after)
+            if casts:
+                count(size * (1 + stars) - counter.done)  # (as above)
+                made = cast_pass(engine, links, state.dtype, count)
+                report.casts = made.casts
+                state.rewritten.update(made.ids)
+                report.bytes_after += made.bytes_after - made.bytes_before
             report.rewritten = len(state.rewritten)
-            report.bytes_after += got.bytes_after - got.bytes_before  # (pass 1's after)
-        if casts:
-            count(size * (1 + stars) - counter.done)  # (as above)
-            made = cast_pass(engine, state.dtype, state.owner, count)
-            report.casts = made.casts
-            state.rewritten.update(made.ids)
-            report.rewritten = len(state.rewritten)
-            report.bytes_after += made.bytes_after - made.bytes_before
         _true_depths(engine)
         report.deepest_after = _deepest(engine)
         if progress is not None:

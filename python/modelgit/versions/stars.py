@@ -156,6 +156,16 @@ class Links:
         for r in rows.values():
             self._add(r, 1)
 
+    @classmethod
+    def load(cls, engine: VersionStore, owner: dict[bytes, int]) -> Links:
+        """The links of every chunk row in the catalog (``owner``: the version that
+        introduced each chunk)."""
+        rows = {
+            bytes(r[0]): ChunkRow.from_db(r)
+            for r in engine.catalog.query(f"SELECT {CHUNK_COLUMNS} FROM chunks")
+        }
+        return cls(rows, owner)
+
     def _add(self, r: ChunkRow, sign: int) -> None:
         vid = self.owner.get(r.id)
         for b in r.bases:
@@ -293,24 +303,20 @@ def _try_star(
 
 def star_pass(
     engine: VersionStore,
+    links: Links,
     dtypes: dict[bytes, DType],
-    owner: dict[bytes, int],
     count: Callable[[int], None] | None = None,
     slack: float = STAR_SLACK,
 ) -> StarReport:
     """Re-code every group of single-base delta chunks that holds a delta as a star
     around its medoid where that costs at most ``slack`` (a share) more bytes (a group
-    that is a star already: only where its medoid saves ``MIN_GAIN``). ``dtypes``: each
-    chunk's dtype; ``owner``: the version that introduced each chunk (the first that
-    holds it); ``count(n)``: called with the decoded bytes of each slice looked at
-    (progress). Call with the repository lock held exclusively."""
+    that is a star already: only where its medoid saves ``MIN_GAIN``). ``links``: every
+    chunk row (``Links.load``; kept current); ``dtypes``: each chunk's dtype;
+    ``count(n)``: called with the decoded bytes of each slice looked at (progress). Call
+    with the repository lock held exclusively."""
     report = StarReport()
-    rows = {
-        bytes(r[0]): ChunkRow.from_db(r)
-        for r in engine.catalog.query(f"SELECT {CHUNK_COLUMNS} FROM chunks")
-    }
-    links = Links(rows, owner)
-    for slices in _groups(rows, owner, dtypes):
+    rows = links.rows
+    for slices in _groups(rows, links.owner, dtypes):
         centre = None  # the last slice's: a later slice may take it as its own
         for members in slices:
             report.groups += 1
