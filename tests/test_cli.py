@@ -371,7 +371,17 @@ def test_demo_json(cli: Callable, tmp_path: Path) -> None:
     rel = {(e["parent"], e["child"]): e["relation"] for e in d["graph"]["edges"]}
     assert rel[("base", "base-bf16")] == "cast" and rel[("ft-high", "merged")] == "merge"
     assert d["stats"]["stored_bytes"] < d["stats"]["logical_bytes"]
+    # what each model's latest version is coded against, as `modelgit du` reports it
+    against = {m["name"]: m["stored_against"] for m in d["stats"]["models"]}
+    assert against["base-bf16"] == ["base"] and set(against["merged"]) == {"ft-low", "ft-high"}
     assert d["path"] is None and list(tmp_path.iterdir()) == []  # temporary, removed
+
+
+def test_demo_text_names_what_models_are_stored_against(cli: Callable, tmp_path: Path) -> None:
+    r = cli("demo", cwd=tmp_path)
+    assert r.code == 0, r.err
+    row = next(line for line in r.out.splitlines() if line.startswith("base-bf16 "))
+    assert row.split()[-1] == "base"  # the "against" column, empty before
 
 
 def test_demo_without_sklearn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import build_demo
-    from .maintain import du_json, du_text
+    from .maintain import du_json, du_text, stored_against
 
     tmp = None
     if args.dir is None:
@@ -47,18 +47,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         res = build_demo(path, log=None if args.json else print)
         with res.repo as repo:
             stats = repo.stats()
+            against = stored_against(repo, stats)
             graph = repo.graph
             if args.json:
                 emit(True, {
                     "path": None if tmp else str(path.resolve()),
                     "data": res.data,
                     "accuracy": res.accuracy,
-                    "stats": du_json(stats),
+                    "stats": du_json(stats, against),
                     "graph": graph.to_json(),
                 })  # fmt: skip
                 return 0
             print()
-            print(du_text(stats))
+            print(du_text(stats, against))
             print()
             print(graph.to_text())
             print()

@@ -147,7 +147,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _against(repo: Any, stats: Any) -> dict[str, list[str]]:
+def stored_against(repo: Any, stats: Any) -> dict[str, list[str]]:
     """The models each model's latest version was coded against (its storage bases)."""
     out = {}
     for m in stats.models:
@@ -207,7 +207,7 @@ def du_text(stats: Any, against: dict[str, list[str]] | None = None) -> str:
 def cmd_du(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         stats = repo.stats()
-        against = _against(repo, stats)
+        against = stored_against(repo, stats)
         emit(args.json, du_json(stats, against), du_text(stats, against))
     return 0
 
