@@ -129,6 +129,25 @@ def test_rerun_skips_what_is_present(repo: mg.Repository, zoo: Path):
     assert {m: len(repo.versions(m)) for m in repo.models()} == versions
 
 
+def test_rerun_after_a_name_clash_finds_the_renamed_model(repo: mg.Repository, zoo: Path):
+    repo.add("base", {"x": torch.zeros(3)})  # an unrelated model owns the name
+    planned = repo.import_models(zoo, dry_run=True)  # the name it will get, shown first
+    by = {m.path.name: m for m in planned.models}
+    assert by["base.safetensors"].name == "base-2" and "base-2" in by["ft"].parents
+    first = repo.import_models(zoo)
+    assert {m.path.name: m.name for m in first.models}["base.safetensors"] == "base-2"
+    assert "5 model(s) (5 added)" in str(first)
+    models = sorted(repo.models())
+    for run in (repo.import_models(zoo, dry_run=True), repo.import_models(zoo)):
+        assert {m.status for m in run.models} == {"present"}  # not stored again as base-3
+        by = {m.path.name: m for m in run.models}
+        assert by["base.safetensors"].name == "base-2" and by["base.safetensors"].version
+        assert "base-2" in by["ft"].parents
+        assert "(5 present)" in str(run) and "[present base-2@1]" in str(run)
+    assert sorted(repo.models()) == models
+    assert_same_tensor(repo.load("base")["x"], torch.zeros(3))
+
+
 def test_edges_override_and_name_clash(repo: mg.Repository, zoo: Path):
     repo.add("base", {"x": torch.zeros(3)})  # an unrelated model owns the name
     # "other" shares no tensor names with ft: recorded as asked, with a warning

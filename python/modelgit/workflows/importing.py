@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,10 +93,16 @@ class ImportReport:
                 conf += f" ({m.guess}{'' if m.directed else ', direction unsure'})"
             elif m.parents and not m.directed:
                 conf += " (direction unsure)"
-            done = "" if self.dry_run else f"  [{m.status}{' ' + m.version if m.version else ''}]"
+            shown = not self.dry_run or m.status == "present"
+            done = f"  [{m.status}{' ' + m.version if m.version else ''}]" if shown else ""
             lines.append(f"{m.name:<28} <- {parents}{conf}{done}")
         head = "proposed lineage (nothing written)" if self.dry_run else "imported"
-        return head + f": {len(self.models)} model(s)\n" + "\n".join(lines)
+        counts = Counter(m.status for m in self.models)
+        told = ", ".join(f"{counts[s]} {s}" for s in _STATUSES if counts[s])
+        return f"{head}: {len(self.models)} model(s) ({told})\n" + "\n".join(lines)
+
+
+_STATUSES = ("planned", "added", "committed", "present")
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -250,45 +257,66 @@ class ImportMixin(_Base):
             firsts[child].confidence = 1.0 if parents else None
             firsts[child].directed, firsts[child].guess = True, None
         ordered = _order(models)
+        first_ids = {id(m) for m in firsts.values()}
+        self._stored_names(ordered, first_ids)
         report = ImportReport(ordered, dry_run)
         if dry_run:
             return report
-        renamed: dict[str, str] = {}  # a name an unrelated stored model already had
         sizes = [_weights_bytes(m.path) for m in ordered]
         total, offset = sum(sizes), 0
         for m, size in zip(ordered, sizes, strict=True):
-            m.parents = [renamed.get(p, p) for p in m.parents]
             hook = _scaled(progress, offset, size, total)
-            self._import_one(m, firsts[m.name] is m, base, renamed, hook, follow_symlinks)
+            self._import_one(m, id(m) in first_ids, base, hook, follow_symlinks)
             offset += size
         if progress is not None:
             progress(total, total)
         return report
 
-    def _imported(self, m: ImportedModel) -> str | None:
-        """The ref of a stored version imported from ``m``'s path (and revision)."""
-        if m.name not in self:
-            return None
-        for v in self.versions(m.name):
-            meta = v.metadata
-            if meta.get("imported_from") == str(m.path) and meta.get("revision") == m.metadata.get(
-                "revision"
-            ):
-                return v.ref
+    def _imported(self, m: ImportedModel, names: Iterable[str]) -> str | None:
+        """The ref of a stored version of one of the models ``names`` imported from
+        ``m``'s path (and revision)."""
+        for name in names:
+            for v in self.versions(name):
+                meta = v.metadata
+                if meta.get("imported_from") == str(m.path) and meta.get(
+                    "revision"
+                ) == m.metadata.get("revision"):
+                    return v.ref
         return None
+
+    def _stored_names(self, ordered: list[ImportedModel], firsts: set[int]) -> None:
+        """The name each found model is stored under, decided before anything is written
+        (so a dry run shows it): where an earlier run of this import stored it (status
+        ``present``; a name an unrelated model had got a suffix then), else a fresh name
+        where an unrelated model has it. Parents are renamed to match."""
+        stored = set(self.models())
+        taken = stored | {m.name for m in ordered}  # a fresh name is no found model's
+        renamed: dict[str, str] = {}
+        for m in ordered:
+            m.parents = [renamed.get(p, p) for p in m.parents]
+            if id(m) not in firsts:  # a later hub snapshot: its first one's name
+                m.name = renamed.get(m.name, m.name)
+                names = [m.name] if m.name in stored else []
+            else:
+                suffixed = re.compile(re.escape(m.name) + r"-\d+")
+                names = [m.name] * (m.name in stored)
+                names += sorted(n for n in stored if suffixed.fullmatch(n))
+            done = self._imported(m, names)
+            if done is not None:  # an earlier run of this import stored it
+                m.status, m.version = "present", done
+                renamed[m.name] = m.name = done.rsplit("@", 1)[0]
+            elif id(m) in firsts and m.name in stored:  # an unrelated model has the name
+                renamed[m.name] = m.name = _name_for(m.name, taken)
 
     def _import_one(
         self,
         m: ImportedModel,
         first: bool,
         base: str,
-        renamed: dict[str, str],
         progress: Callable[[int, int], None] | None,
         follow_symlinks: bool = False,
     ) -> None:
-        done = self._imported(m)
-        if done is not None:  # an earlier run of this import stored it
-            m.status, m.version = "present", done
+        if m.status == "present":  # an earlier run of this import stored it
             return
         meta = dict(m.metadata) | {"imported_from": str(m.path)}
         if m.parents and m.confidence is not None and m.confidence < 1.0:
@@ -297,16 +325,12 @@ class ImportMixin(_Base):
         message = f"imported from {m.path}"
         # what is on disk, nothing inherited: a lone file gets no side files of a parent
         files = None if Path(m.path).is_dir() else {}
-        if not first and renamed.get(m.name, m.name) in self:  # a later hub snapshot
-            v = self.commit(renamed.get(m.name, m.name), m.path, message=message,
-                            metadata=meta, base=base, progress=progress,
-                            follow_symlinks=follow_symlinks, files=files)  # fmt: skip
+        if not first and m.name in self:  # a later hub snapshot
+            v = self.commit(m.name, m.path, message=message, metadata=meta, base=base,
+                            progress=progress, follow_symlinks=follow_symlinks,
+                            files=files)  # fmt: skip
             m.status, m.version = "committed", v.ref
             return
-        if m.name in self:  # taken by a model this import did not make: a fresh name
-            fresh = _name_for(m.name, set(self.models()))
-            renamed[m.name] = fresh
-            m.name = fresh
         parents = [p for p in m.parents if p in self]
         v = self.add(m.name, m.path, parents=parents or None, relation=INFERRED,
                      message=message, metadata=meta, base=base, progress=progress,
