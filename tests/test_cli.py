@@ -231,6 +231,13 @@ def test_graph_outputs(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
     }  # fmt: skip
     assert_one_line_error(cli("graph", "--versions"), match="--versions")
     assert_one_line_error(cli("graph", "--format", "png"), code=2)
+    # a suffix graph cannot write, or one naming another format: refused, nothing written
+    png, txt = tmp_path / "g.png", tmp_path / "g.txt"
+    assert_one_line_error(cli("graph", "-o", png), match="dot -Tpng")
+    assert_one_line_error(cli("graph", "--format", "text", "-o", svg), match="says svg, but --format is text")
+    assert not png.exists() and svg.read_text().lstrip().startswith("<")
+    assert cli("graph", "-o", txt).code == 0 and txt.read_text().startswith("base")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_tags_edges_rename_rm_gc_fsck(cli: Callable, repo_dir: Path) -> None:

@@ -14,6 +14,7 @@ from ._repo import open_repo
 
 FORMATS = ("text", "dot", "svg", "html")
 SUFFIX_FORMATS = {".svg": "svg", ".html": "html", ".htm": "html", ".dot": "dot", ".gv": "dot"}
+TEXT_SUFFIXES = ("", ".txt", ".text")
 
 
 def register(sub: Any) -> None:
@@ -38,7 +39,13 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("--format", "-f", choices=FORMATS, help="output format (default: text)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead of stdout (replaced if it exists); its suffix sets the "
+        "format unless --format does: .txt, .dot/.gv, .svg, .html",
+    )
     p.add_argument("--versions", action="store_true", help="one node per version")
 
     p = command(
@@ -72,11 +79,27 @@ def _can_encode(text: str) -> bool:
     return True
 
 
+def _format_for(fmt: str | None, output: str | None) -> str:
+    """The format to write: ``--format``, else the output file's suffix; a suffix that
+    names another format (or none that graph writes) is refused, never silently
+    filled with text."""
+    suffix = Path(output).suffix.lower() if output else ""
+    named = SUFFIX_FORMATS.get(suffix)
+    if fmt is not None and named is not None and named != fmt:
+        raise CliError(f"the suffix of {output} says {named}, but --format is {fmt}")
+    if fmt is not None:
+        return fmt
+    if named is None and suffix not in TEXT_SUFFIXES:
+        raise CliError(
+            f"cannot tell which format to write to {output}: graph writes text (.txt), dot "
+            "(.dot, .gv), svg or html; give --format, or for a picture: modelgit graph "
+            f"--format dot | dot -T{suffix.lstrip('.') or 'png'} > {output}"
+        )
+    return named or "text"
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
-    fmt = args.format
-    if fmt is None:
-        suffix = Path(args.output).suffix.lower() if args.output else ""
-        fmt = SUFFIX_FORMATS.get(suffix, "text")
+    fmt = _format_for(args.format, args.output)
     with open_repo(args) as repo:
         graph = repo.graph
         if args.json:
@@ -101,8 +124,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
         return 0
     target = Path(args.output)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_text(out if out.endswith("\n") else out + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(out if out.endswith("\n") else out + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {fmt} of {len(graph)} models to {target}")
     return 0
 
