@@ -234,7 +234,9 @@ def test_graph_outputs(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
     # a suffix graph cannot write, or one naming another format: refused, nothing written
     png, txt = tmp_path / "g.png", tmp_path / "g.txt"
     assert_one_line_error(cli("graph", "-o", png), match="dot -Tpng")
-    assert_one_line_error(cli("graph", "--format", "text", "-o", svg), match="says svg, but --format is text")
+    assert_one_line_error(
+        cli("graph", "--format", "text", "-o", svg), match="says svg, but --format is text"
+    )
     assert not png.exists() and svg.read_text().lstrip().startswith("<")
     assert cli("graph", "-o", txt).code == 0 and txt.read_text().startswith("base")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
@@ -333,8 +335,15 @@ def test_tolerance_is_passed_through(cli: Callable, repo_dir: Path, tmp_path: Pa
     assert r.code == 0, r.err
     v = r.json()
     assert v["lossy"] is True and v["tolerance"]["abs"] == pytest.approx(1e-3)
+    # the lossy chunks are counted, and those coded against the parent said so
+    w = v["write"]
+    assert w["lossy"] >= 1 and 1 <= w["lossy_delta"] <= w["lossy"]
+    assert w["dedup"] + w["delta"] + w["standalone"] + w["lossy"] == w["chunks"]
+    save_file(nudged(weights(0), 0.07), tmp_path / "lossy2.safetensors")
+    text = cli("commit", "q", tmp_path / "lossy2.safetensors", "--tolerance", "abs=1e-3").out
+    assert re.search(r"deduplicated, \d+ delta-coded, [1-9]\d* within the bound, lossy", text)
     assert "LOSSY" in cli("log", "q").out
-    got = mg.open(repo_dir).load("q")["head.weight"]
+    got = mg.open(repo_dir).load("q@1")["head.weight"]
     assert (got - nudged(weights(0), 0.05)["head.weight"]).abs().max() <= 1e-3
 
 

@@ -356,7 +356,10 @@ def _describe(repo: Any, v: Any) -> str:
     parts = [f"{v.ref}", f"id {v.id}", human(v.logical_bytes)]
     if stats is not None and getattr(stats, "chunks", 0):
         parts.append(f"{human(stats.new_bytes)} new")
-        parts.append(f"{stats.dedup}/{stats.chunks} chunks deduplicated, {stats.delta} delta-coded")
+        deltas = stats.delta + stats.lossy_delta  # exact deltas and those within the bound
+        parts.append(f"{stats.dedup}/{stats.chunks} chunks deduplicated, {deltas} delta-coded")
+        if stats.lossy:
+            parts.append(f"{stats.lossy} within the bound")
     if v.lossy:
         parts.append("lossy")
     return ", ".join(parts)

@@ -415,7 +415,8 @@ def _lossy(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[codec.Enco
 
 
 def store_chunk(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[bytes, str]:
-    """Store one chunk; return (chunk id, how: dedup, delta, standalone or lossy)."""
+    """Store one chunk; return (chunk id, how: dedup, delta, standalone, lossy, or
+    lossy_delta: lossy and coded against a base)."""
     cid = chunk_id(job.data)
     if store.row(cid) is not None:
         return cid, "dedup"
@@ -431,7 +432,7 @@ def store_chunk(store: ChunkStore, job: ChunkJob, max_depth: int) -> tuple[bytes
                 lcid = chunk_id(decoded)
                 if store.row(lcid) is None:
                     store.put(memoryview(decoded), enc, lcid, lossy=True)
-                    return lcid, "lossy"
+                    return lcid, "lossy_delta" if enc.bases else "lossy"
                 return lcid, "dedup"
     enc = exact if exact is not None else encode_lossless(store, job, max_depth)
     store.put(job.data, enc, cid)

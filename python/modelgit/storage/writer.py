@@ -30,14 +30,16 @@ DEFAULT_CHUNK_ELEMS = 1 << 18  # elements per chunk: relatives of any dtype line
 @dataclass
 class WriteStats:
     """What one add or commit did (``Repository.last_write``): chunks written, and how
-    each was stored (an existing chunk reused, a delta, standalone, lossy); the tensor
-    bytes of the model and the bytes of the records it added."""
+    each was stored (an existing chunk reused, a delta, standalone, lossy: within the
+    bound, ``lossy_delta`` of those coded against a base); the tensor bytes of the model
+    and the bytes of the records it added."""
 
     chunks: int = 0
     dedup: int = 0
     delta: int = 0
     standalone: int = 0
     lossy: int = 0
+    lossy_delta: int = 0
     logical_bytes: int = 0
     new_bytes: int = 0
 
@@ -95,6 +97,8 @@ def write_tensors(
             (fut,) = inflight.popleft()
             _, how, n = fut.result()
             stats.chunks += 1
+            if how == "lossy_delta":
+                stats.lossy += 1
             setattr(stats, how, getattr(stats, how) + 1)
             if progress is not None:
                 progress(n)
