@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import modelgit as mg
+from conftest import assert_same_tensor
 from modelgit.cli import build_parser, main
 from modelgit.cli._progress import Progress, call_with_progress
 
@@ -650,6 +651,26 @@ def test_pickle_refusal_warns_about_code_execution(
     assert_one_line_error(r, 1, "never unpickles")
     assert "weights_only=False" not in r.err or "executes that code" in r.err
     assert "run any code" in r.err
+
+
+def test_files_are_known_by_their_content(
+    cli: Callable, repo_dir: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A safetensors file under another name is read as one (the pickle path would call
+    it a torch file holding Python objects); a file that is neither gets a plain error."""
+    renamed = tmp_path / "weird.bin"
+    renamed.write_bytes(files["ft.safetensors"].read_bytes())
+    assert cli("add", "weird", renamed, cwd=repo_dir).code == 0
+    with mg.open(repo_dir) as repo:
+        want = load_file(files["ft.safetensors"])["head.weight"]
+        assert_same_tensor(repo.load("weird")["head.weight"], want)
+        repo.add("weird-api", renamed)  # the Python API too
+    text = tmp_path / "notes.txt"
+    text.write_text("not weights")
+    for bad in (text, Path("/dev/null")):
+        r = cli("add", "y", bad, cwd=repo_dir)
+        assert_one_line_error(r, 1, "neither a safetensors file nor a torch file")
+        assert "torch.load" not in r.err
 
 
 @pytest.mark.parametrize(

@@ -278,10 +278,19 @@ def parse_meta(items: list[str]) -> dict[str, Any]:
 
 def load_model_arg(path_text: str) -> Any:
     """What ``repo.add`` gets for PATH: the path itself, or a state_dict from a .pt file."""
+    from ..formats.safetensors_io import looks_like_safetensors
+
     path = Path(path_text)
     if not path.exists():
         raise CliError(f"{path} does not exist")
-    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+    if path.is_dir() or path.suffix == ".safetensors" or looks_like_safetensors(path):
+        return str(path)  # a safetensors file by any name is read as one
+    if path.suffix.lower() not in PICKLE_SUFFIXES:
+        raise CliError(
+            f"{path} is neither a safetensors file nor a torch file "
+            f"({', '.join(sorted(PICKLE_SUFFIXES))}): give one of those, or a model folder"
+        )
+    if path.is_file():
         import pickle
 
         import torch

@@ -31,6 +31,7 @@ __all__ = [
     "SafetensorsWriter",
     "FileRange",
     "MAX_HEADER",
+    "looks_like_safetensors",
 ]
 
 MAX_HEADER = 100 * 1024 * 1024
@@ -171,6 +172,21 @@ class FileRange:
         if step != 1:
             raise ValueError("a FileRange is read by contiguous slices")
         return self._file.read(self._offset + start, max(0, stop - start), self._name)
+
+
+def looks_like_safetensors(path: str | os.PathLike[str]) -> bool:
+    """Whether a file starts as a safetensors file does (a header length that fits the
+    file, then a JSON object), whatever its name: a quick sniff, not a validation."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    (hlen,) = struct.unpack("<Q", head[:8])
+    return 2 <= hlen <= MAX_HEADER and 8 + hlen <= size and head[8:9] == b"{"
 
 
 def _is_int(x: object) -> bool:

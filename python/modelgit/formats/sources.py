@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..dtypes import DType, by_torch
 from ..errors import UnsupportedInput
-from .safetensors_io import FileRange, SafetensorsFile, iter_shards
+from .safetensors_io import FileRange, SafetensorsFile, iter_shards, looks_like_safetensors
 
 if TYPE_CHECKING:
     import torch
@@ -329,12 +329,12 @@ def open_model(model: object, follow_symlinks: bool = False) -> ModelSource:
                 src.close()
                 raise
             return src
-        if path.suffix == ".safetensors" and path.is_file():
-            return _from_safetensors([path])
+        if path.is_file() and (path.suffix == ".safetensors" or looks_like_safetensors(path)):
+            return _from_safetensors([path])  # (a safetensors file by another name too)
         if not path.exists():
             raise UnsupportedInput(f"{path} does not exist")
         raise UnsupportedInput(
-            f"{path} is neither a .safetensors file nor a folder of them; for a .pt file use "
+            f"{path} is neither a safetensors file nor a folder of them; for a .pt file use "
             "torch.load(path, weights_only=True) and pass the state_dict"
         )
     raise UnsupportedInput(
