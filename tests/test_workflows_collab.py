@@ -344,6 +344,10 @@ def test_cli_push_pull_merge(pair, capsys):
     uid = a.version("m").id
     assert main(["--repo", str(b.root), "merge", "m", uid, "--strategy", "theirs"]) == 0
     assert "merged into m@3" in capsys.readouterr().out  # (a's m@2 stays m@fetched:2)
+    assert main(["--repo", str(b.root), "show", "m@3"]) == 0
+    shown = capsys.readouterr().out
+    assert "merge of m@2, m@fetched:2" in shown  # both histories it joins, in text too
+    assert "merge={" in shown and "'" not in shown.split("metadata:")[1].splitlines()[0]
     assert torch.equal(b.load("m")["w"], a.load("m")["w"])
     assert main(["--repo", str(b.root), "merge", "m", "--strategy", "nope"]) == 1
     ok(a, b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from ..versions.architecture import TensorInfo, architecture, module_order
@@ -134,6 +135,13 @@ def _parent_text(p: dict[str, Any]) -> str:
     return f"{p['name']} ({p['relation']}{via})"
 
 
+def _meta_text(value: object) -> str:
+    """A metadata value as the user gave it: a string as is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _tolerance_text(tol: Any) -> str:
     if not tol:
         return ""
@@ -163,6 +171,11 @@ def _version_text(v: Any, notes: dict[str, list[dict[str, Any]]] | None = None) 
               if not n.get("linked_to")]  # fmt: skip
     if shown:
         lines.append("    from " + ", ".join(shown))
+    prev = [p for p in v.parents if p.kind == "version"]
+    if len(prev) > 1:  # a merge of diverged histories (modelgit merge)
+        lines.append("    merge of " + ", ".join(p.ref for p in prev))
+    elif prev and (prev[0].model, prev[0].number) != (v.model, v.number - 1):
+        lines.append(f"    after {prev[0].ref}")  # not simply the version before
     cp = _checkpoint_text(v)
     if cp:
         lines.append("    " + cp)
@@ -245,7 +258,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append("    load depth: 1 delta")
     meta = {k: val for k, val in v.metadata.items() if k not in ("@state", "checkpoint")}
     if meta:  # a checkpoint's step, metrics and state are on the line above
-        lines.append("    metadata: " + ", ".join(f"{k}={val}" for k, val in meta.items()))
+        lines.append(
+            "    metadata: " + ", ".join(f"{k}={_meta_text(val)}" for k, val in meta.items())
+        )
     lines.append("")
     lines.extend(arch.lines())
     lines.append("")
