@@ -566,6 +566,10 @@ def test_cache_and_layout_commands(cli: Callable, repo_dir: Path, tmp_path: Path
     assert "hf@1" in cli("cache", "ls").out
     assert cli("cache", "verify", "--json").json() == {"verified": 1, "deleted": 0}
     assert "1 entries verified, 0 deleted" in cli("cache", "verify").out
+    assert cli("cache", "size", "1KiB").code == 0  # a limit below what it holds: evicts now
+    assert cli("cache", "size", "--json").json()["used"] == 0  # type: ignore[index]
+    assert cli("cache", "size", "64MiB").code == 0
+    assert cli("export", "hf", tmp_path / "again", "--link", "--force").code == 0
     assert "freed" in cli("cache", "clear").out
     assert cli("cache", "ls", "--json").json() == []
     assert_one_line_error(cli("cache", "ls", "5GB"), 1, "takes no SIZE")

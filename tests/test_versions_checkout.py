@@ -182,6 +182,27 @@ def test_export_link_shares_the_entry(cached: mg.Repository, tmp_path: Path) -> 
         cached.export("m", tmp_path / "x", link=True, max_shard_size="1MB")
 
 
+def test_export_link_with_the_cache_off_keeps_no_entry(tmp_path: Path) -> None:
+    """The link holds the bytes; a cache that is off keeps nothing of it, and one that
+    is on keeps its entries within its limit (the linked version's own first)."""
+    with mg.init(tmp_path / "r") as repo:
+        assert not repo.checkout_cache.enabled
+        sd = state(31)
+        repo.add("m", sd)
+        out = repo.export("m", tmp_path / "off.safetensors", link=True)
+        assert repo.checkout_cache.entries() == [] and repo.checkout_cache.size() == 0
+        got = load_file(str(out))
+        assert torch.equal(got["w"], sd["w"])  # the export outlives the cache's name
+        repo.add("n", state(32))
+        one = os.stat(out).st_size
+        repo.checkout_cache.limit = one + one // 2  # room for one entry
+        repo.export("m", tmp_path / "m.safetensors", link=True)
+        repo.export("n", tmp_path / "n.safetensors", link=True)
+        (entry,) = repo.checkout_cache.entries()
+        assert os.stat(entry.path).st_ino == os.stat(tmp_path / "n.safetensors").st_ino
+        assert torch.equal(load_file(str(tmp_path / "m.safetensors"))["w"], sd["w"])
+
+
 def test_load_into_copies_from_the_entry(cached: mg.Repository) -> None:
     m = torch.nn.Linear(300, 1000)
     cached.add("lin", m)

@@ -76,6 +76,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.action == "size":
             if args.size is not None:
                 cache.set_default_limit(args.size)
+                cache.evict()  # what no longer fits goes now, not at the next load
             data = {"limit": cache.limit, "enabled": cache.enabled, "used": cache.size(),
                     "folder": str(cache.folder)}  # fmt: skip
             state = f"limit {human(cache.limit)}" if cache.enabled else "off"

@@ -265,6 +265,20 @@ def export_link(
         sd = engine.load(version.model, version.number)
         cache.ensure(version.content_id, rows, sd)
     entry = cache.path(version.content_id)
+    try:
+        return _link_entry(entry, path, rows, files, previous)
+    finally:  # the link holds the bytes: the cache keeps its entry only within its limit
+        if not cache.enabled:
+            cache.drop([version.content_id])
+        else:
+            cache.evict(keep=version.content_id)
+
+
+def _link_entry(
+    entry: Path, path: Path, rows: list[TensorRow], files: dict[str, bytes], previous: set[str]
+) -> Path:
+    """The hard link of ``entry`` at ``path`` (a file, or ``model.safetensors`` in a folder
+    with the side files)."""
     if path.suffix == ".safetensors":
         target, folder = path, None
     else:
