@@ -373,6 +373,11 @@ def test_load_model_minilm_is_ready(repo: mg.Repository) -> None:
     assert next(m16.parameters()).dtype == torch.bfloat16
     m32 = repo.load_model("minilm-bf16", dtype=torch.float32)
     assert next(m32.parameters()).dtype == torch.float32
+    for name in ("float16", "torch.float16"):  # a dtype's name does as well
+        assert next(repo.load_model("minilm-bf16", dtype=name).parameters()).dtype == torch.half
+    for bad in ("cuda", "int8", "bf17", 16):
+        with pytest.raises(mg.UnsupportedInput, match="dtype must be a floating torch.dtype"):
+            repo.load_model("minilm-bf16", dtype=bad)  # type: ignore[arg-type]
     ids = torch.tensor([[101, 7592, 2088, 102]])
     with torch.no_grad():
         a = model(input_ids=ids).last_hidden_state

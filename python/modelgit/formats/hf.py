@@ -89,6 +89,23 @@ def _model_class(transformers: ModuleType, config: Any) -> Any:
     return None
 
 
+def torch_dtype(dtype: object) -> torch.dtype:
+    """``load_model``'s dtype: a torch.dtype, or its name (``"bfloat16"``,
+    ``"torch.float16"``); UnsupportedInput for anything else."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        got = getattr(torch, dtype.removeprefix("torch."), None)
+        if isinstance(got, torch.dtype) and got.is_floating_point:
+            return got
+    raise UnsupportedInput(
+        f"dtype must be a floating torch.dtype or its name (torch.bfloat16, 'float16'), "
+        f"not {dtype!r}"
+    )
+
+
 def build_model(files: Mapping[str, bytes], ref: str, dtype: torch.dtype | None) -> Any:
     """A freshly initialised ``transformers`` model of the architecture in ``files``'
     ``config.json`` (in ``dtype`` when given), in eval mode; its weights are to be

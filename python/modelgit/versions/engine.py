@@ -430,20 +430,22 @@ class VersionStore:
         ref: str,
         version: int | None = None,
         *,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         progress: ProgressFn | None = None,
     ) -> torch.nn.Module:
         """A ready ``transformers`` model of a version stored with a Hugging Face
         ``config.json`` (from a folder, or inherited from such a parent): built from the
-        config (the architecture it names, else ``AutoModel``), in ``dtype`` (default:
-        the stored weights' dtype), filled with :meth:`load_into`, in eval mode.
+        config (the architecture it names, else ``AutoModel``), in ``dtype`` (a torch
+        dtype or its name, ``"bfloat16"``; default: the stored weights' dtype), filled
+        with :meth:`load_into`, in eval mode.
 
         Needs ``transformers`` (``pip install "modelgit[hf]"``); UnsupportedInput names
         it when it is missing, and says so when the version has no ``config.json`` or
         its tensors do not fit the architecture. Code shipped with a model is never run.
         """
+        wanted = None if dtype is None else hf.torch_dtype(dtype)  # before any reading
         vid, v, rows, files = self.read_verified(ref, version)
-        model = hf.build_model(files, v.ref, dtype if dtype is not None else _weights_dtype(rows))
+        model = hf.build_model(files, v.ref, wanted if wanted is not None else _weights_dtype(rows))
         hf.check_names(model, {r.name for r in rows}, v.ref)
         load_into_module(self, vid, v, model, strict=False, progress=progress, rows=rows)
         return model
