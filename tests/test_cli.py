@@ -577,7 +577,12 @@ def test_cache_and_layout_commands(cli: Callable, repo_dir: Path, tmp_path: Path
     assert cli("cache", "size", "0").code == 0
     assert cli("layout", "--json").json() == {"max_depth": 4}
     assert cli("layout", "--max-depth", "1").out.strip() == "max depth 1"
-    assert_one_line_error(cli("layout", "--max-depth", "-3"), 1, "max_depth")
+    assert_one_line_error(cli("layout", "--max-depth", "-3"), 1, "--max-depth must be")
+    # the library's parameter names are worded as the command's flags
+    assert_one_line_error(cli("add", "t", tmp_path / "x", "--tolerance", "bits=3"), 1, "bits=")
+    bad = cli("export", "base", tmp_path / "s", "--max-shard-size", "0")
+    assert_one_line_error(bad, 1, "--max-shard-size must be")
+    assert "(force=True)" not in cli("export", "base", tmp_path / "linked").err
 
 
 def test_ctrl_c_right_after_the_commit_reports_the_saved_version(

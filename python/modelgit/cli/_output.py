@@ -73,6 +73,11 @@ CLI_WORDING = (
     ("untag it or pass force=True", "untag it (`modelgit tag -d`) or pass --force"),
     ("pass force=True to change it", "pass --force to change it"),
     ("pass follow_symlinks=True, --follow-symlinks,", "pass --follow-symlinks"),
+    ("pass --force (force=True)", "pass --force"),
+    ("max_shard_size must be", "--max-shard-size must be"),
+    ("max_depth must be", "--max-depth must be"),
+    ("ErrorBound bound must be", "the --tolerance bound must be"),
+    ("LowBit bits must be", "--tolerance bits= must be"),
 )
 
 

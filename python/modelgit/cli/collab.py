@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
             cmd_push if name == "push" else cmd_pull,
             help=f"{name} versions {verb} another repository",
             description=(
-                f"{desc}: versions (matched by uid), the chunks they need, edges and tags. "
+                f"{desc}: versions (matched by id), the chunks they need, edges and tags. "
                 "A model both sides changed is reported as diverged: the receiver keeps its "
                 "history and gets the other side's versions aside, for `modelgit merge`."
                 + (
@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
         cmd_merge,
         help="merge a diverged version into a model",
         description=(
-            "Merge OTHER_VERSION (a uid from the pull report, a reference, or by default "
+            "Merge OTHER_VERSION (an id from the pull report, a reference, or by default "
             "the version a pull fetched aside) into the latest version of NAME; the new "
             "version has both as parents."
         ),
