@@ -147,7 +147,10 @@ class CascadeReport:
             elif s.status == UP_TO_DATE:
                 detail = f"up to date ({s.version})"
             elif s.status == NO_CREATOR:
-                detail = "stale, but has no creation function: left as is (set one: set_creator, modelgit creator)"
+                detail = (
+                    "stale, but has no creation function: left as is (set one with "
+                    "set_creator or modelgit creator)"
+                )
             elif s.status == BLOCKED:
                 detail = f"skipped: {s.error}"
             elif s.status == TEST_FAILED and s.rederived:
