@@ -148,6 +148,12 @@ def test_dot_source_title_and_progress_off_by_env(
     assert "modelgit bench: `zoo-repo`" in (out / "results.md").read_text()
     err = capsys.readouterr().err
     assert "[1/" not in err and "bench:" not in err, err
+    # nor is any bar drawn when stderr is no terminal (captured here), as for every command
+    monkeypatch.delenv("MODELGIT_PROGRESS")
+    assert bench_main([".", "-o", str(out), "--strategies", "safetensors", "--repeats", "1",
+                       "--no-plots"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "[1/" not in err and "bench:" not in err, err
 
 
 def _synthetic() -> list[BenchModel]:

@@ -11,6 +11,8 @@ import argparse
 import shlex
 import sys
 
+from ..progress import progress_wanted
+
 __all__ = ["DESCRIPTION", "EPILOG", "configure", "cmd_bench", "build_parser", "main"]
 
 DESCRIPTION = """\
@@ -48,7 +50,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-eval", action="store_true", help="do not re-evaluate decoded models")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (none is drawn when stderr is no terminal either)",
+    )
     p.add_argument("--workdir", metavar="DIR", default=None, help="where temporary stores go")
     p.add_argument(
         "--strict",
@@ -81,7 +87,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.out,
             strategies=_split(args.strategies),
             repeats=args.repeats,
-            progress=not args.no_progress,
+            progress=not args.no_progress and progress_wanted(sys.stderr),  # a terminal's
             models=_split(args.models),
             evaluate=not args.no_eval,
             command=command,
