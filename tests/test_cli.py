@@ -161,6 +161,13 @@ def test_add_commit_and_read_back(cli: Callable, repo_dir: Path, files: dict[str
     show = cli("show", "ft@1", "--json").json()
     assert show["number"] == 1 and len(show["tensors"]) == 5
     assert show["architecture"]["params"] == sum(v.numel() for v in weights(0).values())
+
+    def leaves(node: dict) -> set[str]:  # every tensor the tree reaches
+        assert "children_omitted" not in node, node["name"]
+        below = {n for c in node.get("children", []) for n in leaves(c)}
+        return below | {t["name"] for t in node["tensors"].values()}
+
+    assert leaves(show["architecture"]) == set(weights(0))  # no level cut off
     assert cli("show", "hf", "--json").json()["files"] == {"config.json": 14}
     text = cli("show", "base").out
     assert "0..1 x2" in text and "head.weight" in text

@@ -244,7 +244,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     data["load_depth"] = depth  # the longest delta chain a load of it decodes
     data["tensors"] = [{**t.to_json(), "tied_to": r.tie} for t, r in zip(infos, rows, strict=True)]
     data["files"] = {p: len(b) for p, b in files.items()}
-    data["architecture"] = arch.to_json(max_depth=2)
+    data["architecture"] = arch.to_json()  # the whole tree (a deeper one says what it omits)
     lines = [_version_text(v)]
     if tags:
         lines.append(f"    tags: {', '.join(tags)}")

@@ -81,6 +81,8 @@ class Module:
         }
         if max_depth > 0:
             out["children"] = [c.to_json(max_depth - 1) for c in self.children.values()]
+        elif self.children:  # deeper than asked: say what was left out
+            out["children_omitted"] = len(self.children)
         return out
 
     def lines(self, max_depth: int = 3) -> list[str]:
