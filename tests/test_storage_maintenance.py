@@ -214,6 +214,37 @@ def test_fsck_reports_and_to_json(repo: mg.Repository) -> None:
     assert quick.ok and quick.chunks_checked == 0
 
 
+def test_fsck_reports_a_missing_pack_once_with_the_versions_it_takes(tmp_path: Path) -> None:
+    """A deleted pack is one problem naming the versions it makes unreadable (those coded
+    against its chunks too), not a line per chunk; the text lists at most 50 problems."""
+    from modelgit.storage.maintenance import SHOWN_PROBLEMS, FsckReport
+
+    g = torch.Generator().manual_seed(0)
+    a = {f"l{i}": torch.randn(300, 300, generator=g) for i in range(8)}
+    with mg.init(tmp_path / "r") as repo:
+        repo.add("a", a)
+        first = set((tmp_path / "r" / "packs").iterdir())
+    with mg.open(tmp_path / "r") as repo:  # a second pack: b coded against a, and c
+        repo.add("b", {k: v + 1e-3 * torch.randn(v.shape, generator=g) for k, v in a.items()},
+                 parents="a")  # fmt: skip
+        c = {"x": torch.randn(1000, generator=g)}
+        repo.add("c", c)
+        assert [v.model for v in repo.storage_bases("b")] == ["a"]
+        assert len(set((tmp_path / "r" / "packs").iterdir()) - first) == 1
+        (pack,) = first
+        pack.unlink()
+        for full in (False, True):
+            f = repo.fsck(full=full)
+            assert not f.ok and len(f.problems) == 1, f.problems
+            assert (
+                pack.name in f.problems[0]
+                and "2 version(s) cannot be read (a@1, b@1)" in (f.problems[0])
+            )
+        assert_same_state(repo.load("c"), c)  # the other pack's version still loads
+    many = FsckReport(False, [f"problem {i}" for i in range(SHOWN_PROBLEMS + 7)])
+    assert str(many).count("  - problem") == SHOWN_PROBLEMS and "and 7 more" in str(many)
+
+
 def test_gc_then_write_more(repo: mg.Repository) -> None:
     """The same handle keeps working after gc rewrote the pack it was appending to."""
     repo.add("a", weights(1))

@@ -177,6 +177,9 @@ def stats(db: Catalog, store: ChunkStore, versions: list[VersionStats] | None = 
     )
 
 
+SHOWN_PROBLEMS = 50  # fsck's text lists this many problems; its JSON lists them all
+
+
 @dataclass
 class FsckReport:
     ok: bool
@@ -189,7 +192,9 @@ class FsckReport:
         head = f"checked {self.versions_checked} versions and {self.chunks_checked} chunks: " + (
             "ok" if self.ok else f"{len(self.problems)} problem(s)"
         )
-        lines = [head, *(f"  - {p}" for p in self.problems)]
+        lines = [head, *(f"  - {p}" for p in self.problems[:SHOWN_PROBLEMS])]
+        if len(self.problems) > SHOWN_PROBLEMS:
+            lines.append(f"  ... and {len(self.problems) - SHOWN_PROBLEMS} more (--json lists all)")
         if self.garbage_bytes:
             lines.append(f"{human_bytes(self.garbage_bytes)} of garbage (bytes no version needs):"
                          " `modelgit gc` reclaims them")  # fmt: skip
@@ -220,9 +225,11 @@ def fsck(
             for vid, _, _ in versions
         }
         sizes = dict(store.objects.list())  # listed after the snapshot began: it has them all
+    missing = {r[1] for r in chunk_rows.values()} - set(sizes)
+    lost = _lost_chunks(chunk_rows, missing)
     for pack in sorted({r[1] for r in chunk_rows.values()}):
         if pack not in sizes:
-            problems.append(f"pack {pack} is referenced by the catalog but missing")
+            problems.append(_missing_pack_problem(pack, chunk_rows, lost, versions, tensors))
             continue
         try:
             store.objects.check_header(pack)
@@ -238,6 +245,8 @@ def fsck(
             problems.append(f"{where}: its base list is damaged ({exc})")
         if not (isinstance(raw_length, int) and 0 <= raw_length <= MAX_CHUNK_BYTES):
             problems.append(f"{where}: decoded length {raw_length!r} is impossible")
+        elif pack in missing:
+            continue  # one line for the whole pack, above
         elif not (isinstance(offset, int) and isinstance(length, int) and offset >= 0
                   and length > 0 and pack in sizes and offset + length <= sizes[pack]):  # fmt: skip
             problems.append(f"{where}: record {pack}:{offset}+{length} lies outside its pack")
@@ -272,6 +281,8 @@ def fsck(
             raw_length = r[5]
             if not (isinstance(raw_length, int) and 0 <= raw_length <= MAX_CHUNK_BYTES):
                 continue  # reported above
+            if cid in lost:
+                continue  # in (or coded against a chunk in) a missing pack: reported above
             try:
                 row = store.row(cid)
                 if row is None:
@@ -295,6 +306,43 @@ def fsck(
     except (TypeError, ValueError):
         pass  # a damaged base list, reported above
     return FsckReport(not problems, problems, checked, len(versions), garbage)
+
+
+def _lost_chunks(chunk_rows: dict, missing: set[str]) -> set[bytes]:
+    """The chunks in the ``missing`` packs, and those coded against them, transitively."""
+    lost = {cid for cid, r in chunk_rows.items() if r[1] in missing}
+    grew = bool(lost)
+    while grew:
+        grew = False
+        for cid, r in chunk_rows.items():
+            if cid in lost:
+                continue
+            try:
+                if any(b in lost for b in split_ids(r[4])):
+                    lost.add(cid)
+                    grew = True
+            except (TypeError, ValueError):
+                continue  # a damaged base list: reported on its own
+    return lost
+
+
+def _missing_pack_problem(
+    pack: str, chunk_rows: dict, lost: set[bytes], versions: list, tensors: dict
+) -> str:
+    """One line for a missing pack: its chunks, and the versions that cannot be read."""
+    own = sum(1 for r in chunk_rows.values() if r[1] == pack)
+    hit = []
+    for vid, model, number in versions:
+        try:
+            needs = {c for r in tensors[vid] for c in TensorRow.from_db(r).chunk_ids}
+        except (ModelgitError, ValueError, TypeError, ZeroDivisionError):
+            continue  # a damaged tensor row: reported on its own
+        if needs & lost:
+            hit.append(f"{model}@{number}")
+    shown = ", ".join(hit[:8]) + (f" and {len(hit) - 8} more" if len(hit) > 8 else "")
+    return f"pack {pack} is referenced by the catalog but missing: {own} chunk(s) in it; " + (
+        f"{len(hit)} version(s) cannot be read ({shown})" if hit else "no version needs it"
+    )
 
 
 def _guarded(what: str, fn: Callable[[], list[str]]) -> list[str]:
