@@ -237,7 +237,7 @@ def test_graph_outputs(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
     assert {(e["parent"], e["child"], e["relation"]) for e in g["edges"]} == {
         ("base", "ft", "finetune"), ("ft", "hf", "adapter")
     }  # fmt: skip
-    assert_one_line_error(cli("graph", "--versions"), match="--versions")
+    assert_one_line_error(cli("graph", "--versions"), 2, match="--versions")
     assert_one_line_error(cli("graph", "--format", "png"), code=2)
     # a suffix graph cannot write, or one naming another format: refused, nothing written
     png, txt = tmp_path / "g.png", tmp_path / "g.txt"
@@ -265,6 +265,11 @@ def test_tags_edges_rename_rm_gc_fsck(cli: Callable, repo_dir: Path) -> None:
     assert cli("tag", "-f", "prod", "ft@2").code == 0
     assert cli("tag", "-d", "prod").code == 0
     assert_one_line_error(cli("tag", "-d", "prod"), match="no tag")
+    for wrong in (("tag", "-d"), ("tag", "-d", "a", "b")):  # wrong arguments: exit 2
+        assert_one_line_error(cli(*wrong), 2, match="usage: modelgit tag -d TAG")
+    # log NAME@N (or a tag): that version and the older ones, as git log REV
+    assert [v["ref"] for v in cli("log", "ft@1", "--json").json()] == ["ft@1"]  # type: ignore[index]
+    assert "ft@2" not in cli("log", "ft@1").out and "ft@1" in cli("log", "ft@1").out
 
     assert cli("edge", "add", "base", "hf", "-r", "distill").code == 0
     assert_one_line_error(cli("edge", "add", "hf", "base"), match="cycle")
@@ -329,7 +334,8 @@ def test_user_errors(cli: Callable, repo_dir: Path, files: dict[str, Path]) -> N
 def test_wrong_arguments(cli: Callable, tmp_path: Path) -> None:
     assert_one_line_error(cli("add", "onlyname", cwd=tmp_path), code=2, match="required")
     assert_one_line_error(cli("frobnicate"), code=2, match="invalid choice")
-    assert_one_line_error(cli("log", "-n", "many"), code=2, match="invalid int")
+    assert_one_line_error(cli("log", "-n", "many"), code=2, match="not a count")
+    assert_one_line_error(cli("log", "-n", "-1"), code=2, match="not a count")
     r = cli()
     assert r.code == 2 and "command is required" in r.err
 

@@ -96,6 +96,10 @@ def test_swapped_tag_arguments_are_refused(repo: mg.Repository, cli) -> None:
     repo.commit("base", sd(1))
     with pytest.raises(mg.InvalidName, match=r"did you mean repo.tag\('base', 'prod'\)"):
         repo.tag("prod", "base")
+    with pytest.raises(mg.InvalidName, match=r"did you mean repo.tag\('base@1', 'prod'\)"):
+        repo.tag("prod", "base@1")  # a version reference, '@' and all: the same advice
+    with pytest.raises(mg.InvalidName, match="is a reference to a version, not a name"):
+        repo.add("base@1", sd(2))
     assert repo.tags() == {}
     assert repo.tag("base@1", "prod").ref == "base@1"  # the right order
     with pytest.raises(mg.InvalidName, match="start of a version id"):

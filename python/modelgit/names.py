@@ -48,11 +48,20 @@ def validate_name(name: object, what: str = "model name") -> str:
     bad = sorted({c for c in name if c in _FORBIDDEN or unicodedata.category(c)[0] == "C"})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
+        hint = ""
+        if "@" in bad and _is_version_ref(name):
+            hint = f"; {name!r} is a reference to a version, not a name"
         raise InvalidName(
-            f"{what} {name!r} contains forbidden characters ({shown}); "
-            "use letters, digits, '-', '_' and '.'"
+            f"{what} {name!r} contains forbidden characters ({shown}): a name may hold "
+            f"anything but {' '.join(sorted(_FORBIDDEN))} and control characters{hint}"
         )
     return name
+
+
+def _is_version_ref(ref: str) -> bool:
+    """Whether ``ref`` reads as a version reference (``name@N``, ``name@latest``)."""
+    name, sep, suffix = ref.partition("@")
+    return bool(sep) and bool(_VERSION_RE.match(suffix)) and "@" not in suffix and bool(name)
 
 
 _VERSION_RE = re.compile(r"^(latest|[0-9]+|fetched:[0-9]+)$")

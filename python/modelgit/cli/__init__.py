@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ModelgitError, ModelgitWarning
 from ._command import repo_option
-from ._output import CliError, print_error, print_warning
+from ._output import CliError, UsageError, print_error, print_warning
 
 __all__ = ["main", "build_parser"]
 
@@ -187,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print_error("interrupted")
         return EXIT_INTERRUPTED
+    except UsageError as exc:
+        print_error(exc)
+        return EXIT_USAGE
     except (ModelgitError, CliError) as exc:
         print_error(exc)
         return EXIT_ERROR

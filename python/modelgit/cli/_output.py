@@ -28,6 +28,10 @@ class CliError(Exception):
     """A user error found by the command line itself (bad option value, bad file)."""
 
 
+class UsageError(CliError):
+    """Arguments that do not go together (exit status 2, as argparse's own errors)."""
+
+
 def _default(obj: Any) -> Any:
     if hasattr(obj, "to_json"):
         return obj.to_json()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ._command import command
-from ._output import CliError, emit
+from ._output import CliError, UsageError, emit
 from ._repo import open_repo
 
 STRATEGY_HELP = (
@@ -129,14 +129,14 @@ def cmd_remote(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         if args.action == "add":
             if not args.name or not args.url:
-                raise CliError("usage: modelgit remote add NAME URL")
+                raise UsageError("usage: modelgit remote add NAME URL")
             repo.add_remote(args.name, args.url, force=args.force)
         elif args.action == "rm":
             if not args.name or args.url:
-                raise CliError("usage: modelgit remote rm NAME")
+                raise UsageError("usage: modelgit remote rm NAME")
             repo.remove_remote(args.name)
         elif args.name:
-            raise CliError("usage: modelgit remote [ls] | add NAME URL | rm NAME")
+            raise UsageError("usage: modelgit remote [ls] | add NAME URL | rm NAME")
         known = repo.remotes()
         if args.action == "ls" or args.json:
             text = "\n".join(f"{n}\t{u}" for n, u in known.items()) or "no remotes"

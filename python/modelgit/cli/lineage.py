@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._command import command
-from ._output import CliError, emit
+from ._output import CliError, UsageError, emit
 from ._repo import open_repo
 
 FORMATS = ("text", "dot", "svg", "html")
@@ -112,7 +112,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             if args.output is None and not _can_encode(out):
                 out = to_text(graph, ascii_only=True)
             if args.versions:
-                raise CliError("--versions needs --format dot, svg or html")
+                raise UsageError("--versions needs --format dot, svg or html")
         elif fmt == "dot":
             out = graph.to_dot(versions=args.versions)
         elif fmt == "svg":

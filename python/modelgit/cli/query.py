@@ -32,10 +32,18 @@ def register(sub: Any) -> None:
             "The versions of a model (or of every model), newest first, with their ids, "
             "dates, sizes, messages, parents and whether they are stored lossily."
         ),
-        epilog="examples:\n  modelgit log chat\n  modelgit log -n 5\n  modelgit log chat --json",
+        epilog=(
+            "examples:\n  modelgit log chat\n  modelgit log chat@3      # chat@3 and older\n"
+            "  modelgit log -n 5\n  modelgit log chat --json"
+        ),
     )
-    p.add_argument("model", nargs="?", metavar="NAME", help="one model (default: all)")
-    p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N versions")
+    p.add_argument(
+        "model",
+        nargs="?",
+        metavar="NAME",
+        help="one model (default: all); NAME@N or a tag: that version and the older ones",
+    )
+    p.add_argument("-n", "--max-count", type=_count, metavar="N", help="show at most N versions")
 
     p = command(
         sub,
@@ -212,14 +220,31 @@ def _log_json(v: Any) -> dict[str, Any]:
     return data
 
 
+def _count(text: str) -> int:
+    """``-n``: a whole number >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (a whole number >= 0)")
+    return n
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
-        names = [args.model] if args.model else repo.models()
+        newest = None  # NAME@N or a tag: the history up to that version, as git log REV
+        if args.model and args.model not in repo:
+            _, newest = repo.resolve(args.model)
+        names = [newest.model if newest else args.model] if args.model else repo.models()
         versions = [v for n in names for v in repo.versions(n)]
+        if newest is not None:
+            last = (newest.created, newest.number)
+            versions = [v for v in versions if (v.created, v.number) <= last]
         notes = {n: repo.removed_ancestors(n) for n in names}
     versions.sort(key=lambda v: (v.created, v.number), reverse=True)
     if args.max_count is not None:
-        versions = versions[: max(0, args.max_count)]
+        versions = versions[: args.max_count]
     text = "\n".join(_version_text(v, notes) for v in versions) or "(no versions)"
     emit(args.json, [_log_json(v) for v in versions], text)
     return 0

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._command import command
-from ._output import CliError, emit, table
+from ._output import CliError, UsageError, emit, table
 from ._repo import open_repo
 
 
@@ -300,13 +300,13 @@ def cmd_creator(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         if args.rm:
             if args.fn or args.args:
-                raise CliError("--rm takes no FN or --args")
+                raise UsageError("--rm takes no FN or --args")
             repo.set_creator(args.name, None)
             print(f"{args.name} has no creation function now")
             return 0
         if args.fn is None:
             if args.args:
-                raise CliError("--args needs FN")
+                raise UsageError("--args needs FN")
             c = repo.creator(args.name)
             text = "no creation function" if c is None else f"{c.fn} {json.dumps(c.args)}"
             emit(args.json, c.to_json() if c else None, f"{args.name}: {text}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InvalidName, UnknownModel
 from ._command import command
-from ._output import CliError, emit, human
+from ._output import CliError, UsageError, emit, human
 from ._progress import Progress, call_with_progress
 from ._repo import open_repo
 
@@ -248,7 +248,7 @@ def guarded(tolerance: Any, guard: bool) -> Any:
     from ..tolerance import Auto
 
     if not isinstance(tolerance, Auto):
-        raise CliError("--guard-tests goes with --tolerance auto:PKG.MODULE:TEST:MAX_DROP")
+        raise UsageError("--guard-tests goes with --tolerance auto:PKG.MODULE:TEST:MAX_DROP")
     return replace(tolerance, guard=True)
 
 
@@ -456,7 +456,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         if args.delete:
             if args.tag is None or args.ref is not None:
-                raise CliError("usage: modelgit tag -d TAG")
+                raise UsageError("usage: modelgit tag -d TAG")
             repo.untag(args.tag)
             print(f"deleted tag {args.tag}")
             return 0

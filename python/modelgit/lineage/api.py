@@ -204,12 +204,12 @@ class LineageMixin(_Base):
         an existing tag; otherwise reusing a tag name is an error. A tag may not take the
         name of a model, nor look like the id of a version (it would hide it).
         """
-        validate_name(tag, "tag name")
-        if self._tag_args_swapped(ref, tag):
+        if self._tag_args_swapped(ref, tag):  # before the tag's name is judged ('@')
             raise InvalidName(
                 f"{ref!r} names no version but {tag!r} does: repo.tag takes the version "
                 f"first, then the tag's name; did you mean repo.tag({tag!r}, {ref!r})?"
             )
+        validate_name(tag, "tag name")
         vid, v = self.resolve(ref)
         if tag in self:
             raise InvalidName(f"{tag!r} is a model name; a tag must not shadow a model")
