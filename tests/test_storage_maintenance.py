@@ -66,6 +66,7 @@ def test_stats_numbers_are_consistent(repo: mg.Repository) -> None:
     per = {m.name: m for m in s.models}
     assert [m.name for m in s.models] == ["base", "ft", "copy"]
     assert per["base"].versions == 1 and per["ft"].versions == 2 and per["copy"].versions == 1
+    assert str(s).splitlines()[-1].split()[:2] == ["total", "4"]  # the versions, summed
     assert per["base"].logical_bytes == logical(base)
     assert per["ft"].logical_bytes == 2 * logical(base)
     assert s.logical_bytes == sum(m.logical_bytes for m in s.models) == 4 * logical(base)

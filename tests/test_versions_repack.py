@@ -88,6 +88,15 @@ def settles(repo: mg.Repository, casts: bool = True) -> None:
     raise AssertionError("a repack still rewrote chunks after six runs")
 
 
+def test_report_says_grew_where_a_repack_costs_space() -> None:
+    from modelgit.versions.repack import RepackReport
+
+    grew = RepackReport(versions=2, chunks=4, bytes_before=1000, bytes_after=1024)
+    assert "(grew by 24 B, 2.4%)" in str(grew) and "saved" not in str(grew)
+    shrank = RepackReport(versions=2, chunks=4, bytes_before=1000, bytes_after=900)
+    assert "(saved 100 B, 10.0%)" in str(shrank) and shrank.to_json()["saved"] == 100
+
+
 def test_chunks_others_need_do_not_get_deeper(tmp_path: Path) -> None:
     """A chunk that other records are coded against keeps at most its depth: here the
     first version of b is standalone and c is coded against it; a (older, close to b)

@@ -86,7 +86,8 @@ class RepoStats:
                 f"{human_bytes(m.stored_bytes):>12} {_ratio(m.logical_bytes, m.stored_bytes):>7}"
             )
         lines.append(
-            f"{'total':<32} {'':>8} {human_bytes(self.logical_bytes):>12} "
+            f"{'total':<32} {sum(m.versions for m in self.models):>8} "
+            f"{human_bytes(self.logical_bytes):>12} "
             f"{human_bytes(self.stored_bytes):>12} "
             f"{_ratio(self.logical_bytes, self.stored_bytes):>7}"
         )

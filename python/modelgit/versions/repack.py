@@ -94,11 +94,14 @@ class RepackReport:
     def __str__(self) -> str:
         from ..units import human_bytes
 
-        pct = 100 * self.saved / self.bytes_before if self.bytes_before else 0.0
+        pct = 100 * abs(self.saved) / self.bytes_before if self.bytes_before else 0.0
+        # stars and casts one delta deep may cost a little space for speed: say "grew"
+        change = "saved" if self.saved >= 0 else "grew by"
         text = (
             f"repacked {self.versions} version(s): {self.rewritten} of {self.chunks} chunks "
             f"re-encoded; stored {human_bytes(self.bytes_before)} -> "
-            f"{human_bytes(self.bytes_after)} (saved {human_bytes(self.saved)}, {pct:.1f}%); "
+            f"{human_bytes(self.bytes_after)} ({change} {human_bytes(abs(self.saved))}, "
+            f"{pct:.1f}%); "
             f"{self.stars} delta chain(s) made stars, {self.casts} cast chunk(s) made one "
             f"delta deep; deepest delta chain "
             f"{self.deepest_before} -> {self.deepest_after}"
