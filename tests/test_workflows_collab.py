@@ -122,6 +122,8 @@ def test_divergence_is_detected_and_nothing_is_overwritten(pair):
     d = r.diverged[0]
     assert d.ours == "m@2" and d.theirs == a.version("m").id and d.fetched == [d.theirs]
     assert "diverged" in str(r) and r.to_json()["diverged"][0]["name"] == "m"
+    assert ": 0 version(s) and 1 fetched aside," in str(r)  # not "0 versions" alone
+    assert r.versions_fetched == ["m@fetched:2"] and r.to_json()["versions_fetched"]
     assert torch.equal(b.load("m")["w"], ours_before["w"])  # latest is still ours
     assert b.version("m").message == "ours"
     fetched = b.fetched("m")
@@ -129,6 +131,7 @@ def test_divergence_is_detected_and_nothing_is_overwritten(pair):
     ok(a, b)
     again = b.pull(a.root)  # pulling again fetches nothing new
     assert again.chunks == 0 and [x.name for x in again.diverged] == ["m"]
+    assert again.versions_fetched == [] and "fetched aside" not in str(again)
     ok(b)
 
 

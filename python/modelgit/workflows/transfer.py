@@ -90,6 +90,7 @@ class TransferReport:
     bytes: int = 0  # bytes of chunk records copied
     models_added: list[str] = field(default_factory=list)
     versions_added: list[str] = field(default_factory=list)  # refs in the receiver
+    versions_fetched: list[str] = field(default_factory=list)  # diverged, kept aside there
     fast_forwarded: list[str] = field(default_factory=list)
     diverged: list[DivergedModel] = field(default_factory=list)
     tags_added: list[str] = field(default_factory=list)
@@ -109,9 +110,11 @@ class TransferReport:
     def __str__(self) -> str:
         if self.up_to_date:
             return f"{self.destination} is up to date with {self.source}"
+        aside = len(self.versions_fetched)  # stored by this transfer, not their latest
         lines = [
-            f"{self.source} -> {self.destination}: {len(self.versions_added)} version(s), "
-            f"{len(self.models_added)} new model(s), {self.chunks} chunk(s), "
+            f"{self.source} -> {self.destination}: {len(self.versions_added)} version(s)"
+            + (f" and {aside} fetched aside" if aside else "")
+            + f", {len(self.models_added)} new model(s), {self.chunks} chunk(s), "
             f"{human_bytes(self.bytes)}"
         ]
         if self.models_added:
@@ -461,6 +464,7 @@ def _publish(
                 " VALUES (?,?,?,?)",
                 (new_ids[sid], s.path, s.origin_number(sid), now),
             )
+            report.versions_fetched.append(f"{row.model}@fetched:{s.origin_number(sid)}")
         else:
             report.versions_added.append(f"{row.model}@{number}")
     local = {uid: vid for vid, uid in db.execute("SELECT id, uid FROM versions")}
