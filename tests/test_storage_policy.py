@@ -264,7 +264,7 @@ def test_cli_auto_tolerance(tmp_path, monkeypatch) -> None:  # noqa: ANN001
         assert v.lossy and float((r.load("ft")["w"] - tuned["w"]).abs().max()) <= 2e-4
         r.register_test("close", "test_storage_policy:neg_error", threshold=-1e-5)
     ft = str(tmp_path / "ft.safetensors")
-    assert main(["--repo", str(repo), "commit", "ft", ft, "--guard-tests"]) == 1  # no auto
+    assert main(["--repo", str(repo), "commit", "ft", ft, "--guard-tests"]) == 2  # no auto
     guarded = ["--repo", str(repo), "commit", "ft", ft, "--guard-tests",
                "--tolerance", "auto:test_storage_policy:neg_error:0.0002"]  # fmt: skip
     assert main(guarded) == 0
