@@ -185,6 +185,29 @@ def test_set_creator_checks(family: mg.Repository) -> None:
     assert family.catalog.query("SELECT COUNT(*) FROM creators WHERE model = 'b'") == [(0,)]
 
 
+def test_edges_made_by_a_forced_removal_are_not_rederived_through(
+    family: mg.Repository,
+) -> None:
+    """rm --force links b to base past the removed a; a cascade from base must not
+    rebuild b from base's weights (it was derived from a): blocked, with its subtree,
+    until the edge is confirmed (edge rm + edge add), in a dry run too."""
+    family.remove("a", force=True)
+    assert "base" in family.graph.parents("b")
+    family.commit("base", tiny(10.0))
+    for dry in (True, False):
+        report = family.cascade("base", dry_run=dry)
+        assert report.step("b").status == "blocked", report
+        assert "was made when a was removed" in report.step("b").error
+        assert "modelgit edge rm base b" in report.step("b").error
+    assert report.step("d").status == "blocked" and report.step("c").status == "updated"
+    assert counts(family)["b"] == 1 and w(family, "b") == 2.5  # untouched
+    family.remove_edge("base", "b")
+    family.add_edge("base", "b", relation="finetune")  # confirmed: links b@1 to base@2
+    family.commit("base", tiny(20.0))
+    assert family.cascade("base").step("b").status == "updated"
+    assert w(family, "b") == 21.0  # flaky: base@3 (20.0) + 1
+
+
 def test_bad_creator_results_fail_cleanly(family: mg.Repository) -> None:
     family.set_creator("a", "wf_funcs:mean_w")  # returns a float, not a state_dict
     family.set_creator("c", "wf_funcs_missing:train", {"marker": "c"})

@@ -24,7 +24,7 @@ from ..errors import (
 from ..names import parse_ref, validate_name, warn_misspelt_relation
 from ..versions.diff import Diff, diff_versions
 from ..versions.refs import names_a_version_id, version_from_row
-from ..versions.remove import removed_ancestors
+from ..versions.remove import forget_relink, removed_ancestors
 from ..versions.version import Version
 from .graph import INFERRED, Edge, LineageGraph, check_no_cycle
 
@@ -166,6 +166,7 @@ class LineageMixin(_Base):
                 "AND parent IN (SELECT id FROM versions WHERE model = ?)",
                 (child, parent),
             )
+            forget_relink(db, child, parent)  # a note of a forced removal no longer holds
             checks.refresh_model(db, child)
             checks.refresh(db, edges=[(parent, child)])
         return Edge(parent, child, row[0])

@@ -28,7 +28,14 @@ from ..errors import LineageError
 if TYPE_CHECKING:
     from .engine import VersionStore
 
-__all__ = ["remove_model", "descendants_of", "removed_ancestors", "NOTE_KEY"]
+__all__ = [
+    "remove_model",
+    "descendants_of",
+    "removed_ancestors",
+    "relinked_parents",
+    "forget_relink",
+    "NOTE_KEY",
+]
 
 NOTE_KEY = "removed_ancestors"
 
@@ -44,6 +51,26 @@ def descendants_of(db: Any, name: str) -> list[str]:
         (name, name, name),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def relinked_parents(metadata: str | None) -> dict[str, str]:
+    """The parents a forced removal re-linked a model to: parent -> the removed model
+    the link goes through (not a derivation anyone recorded)."""
+    return {p: n["model"] for n in removed_ancestors(metadata) for p in n.get("linked_to") or ()}
+
+
+def forget_relink(db: Any, child: str, parent: str) -> None:
+    """Drop ``parent`` from the re-links noted on ``child`` (its edge was removed)."""
+    row = db.execute("SELECT metadata FROM models WHERE name = ?", (child,)).fetchone()
+    if row is None or parent not in relinked_parents(row[0]):
+        return
+    meta = json.loads(row[0])
+    for n in meta.get(NOTE_KEY, []):
+        if isinstance(n, dict) and isinstance(n.get("linked_to"), list):
+            n["linked_to"] = [p for p in n["linked_to"] if p != parent]
+    db.execute(
+        "UPDATE models SET metadata = ? WHERE name = ?", (json.dumps(meta, sort_keys=True), child)
+    )
 
 
 def removed_ancestors(metadata: str | None) -> list[dict[str, Any]]:

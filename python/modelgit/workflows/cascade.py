@@ -235,6 +235,8 @@ def run_cascade(
                 report.steps.append(CascadeStep(m, UP_TO_DATE, version=f"{m}@{latest}"))
             elif m not in creators:
                 report.steps.append(CascadeStep(m, NO_CREATOR, version=f"{m}@{latest}"))
+            elif why := _through_removed(repo, m, parents):
+                report.steps.append(CascadeStep(m, BLOCKED, error=why))
             else:
                 changing.add(m)
                 refs = [
@@ -263,9 +265,14 @@ def run_cascade(
                 step = CascadeStep(m, UP_TO_DATE, version=f"{m}@{graph.node(m).latest}")
             elif creator is None:
                 step = CascadeStep(m, NO_CREATOR, version=f"{m}@{graph.node(m).latest}")
+            elif why := _through_removed(repo, m, parents):
+                step = CascadeStep(m, BLOCKED, error=why)
             else:
                 step = _rederive(repo, graph, m, parents, creator, source)
             report.steps.append(step)
+            if step.status == BLOCKED:
+                stopped[m] = "blocked"
+                continue
             if step.status == FAILED:
                 stopped[m] = "fail"
                 continue
@@ -277,6 +284,23 @@ def run_cascade(
                     step.error = f"test {failed.test} fails on {failed.ref} ({failed.status})"
                     stopped[m] = "fail"
     return report
+
+
+def _through_removed(repo: VersionStore, model: str, parents: list[str]) -> str | None:
+    """Why ``model`` is not re-derived when a parent's edge was made by a forced removal
+    (it re-linked the model past the removed one: no derivation anyone recorded, and a
+    creator fed that parent would rebuild the model from the wrong weights); else None."""
+    relinked = {p: n["model"] for n in repo.removed_ancestors(model)
+                for p in n.get("linked_to") or ()}  # fmt: skip
+    through = [p for p in parents if p in relinked]
+    if not through:
+        return None
+    p = through[0]
+    return (
+        f"its edge from {p} was made when {relinked[p]} was removed (rm --force), so {p} is "
+        f"not what it was derived from; re-derive it yourself, or confirm the edge: "
+        f"`modelgit edge rm {p} {model}` then `modelgit edge add {p} {model} -r RELATION`"
+    )
 
 
 def _rederive(
