@@ -31,6 +31,22 @@ def test_fills_parameters_in_place(repo: mg.Repository) -> None:
     assert seen[0] == (0, total) and seen[-1] == (total, total)
 
 
+def test_what_cannot_be_filled_is_refused(repo: mg.Repository) -> None:
+    """A module on the meta device has no storage (copying into it did nothing and
+    reported success); a state_dict is no module. Both: a clear error, nothing loaded."""
+    src = _net(1)
+    repo.add("net", src)
+    with torch.device("meta"):
+        ghost = _net(2)
+    with pytest.raises(mg.UnsupportedInput, match="meta device.*to_empty"):
+        repo.load_into(ghost, "net")
+    ghost.to_empty(device="cpu")  # as the message says: then it fills
+    repo.load_into(ghost, "net")
+    assert_same_state(ghost.state_dict(), src.state_dict())
+    with pytest.raises(mg.UnsupportedInput, match="fills an nn.Module, not a dict"):
+        repo.load_into({}, "net")  # type: ignore[arg-type]
+
+
 def test_dtype_and_layout_conversions(repo: mg.Repository) -> None:
     src = _net(1)
     repo.add("net", src)

@@ -478,6 +478,14 @@ def test_load_keys_and_load_tensor(repo: mg.Repository) -> None:
         repo.load("m", keys=["nope"])
     with pytest.raises(KeyError):
         repo.load_tensor("m", "nope")
+    # one name is one key, not its characters; a device torch cannot reach: said first
+    assert list(repo.load("m", keys="layer3.weight")) == ["layer3.weight"]
+    for bad in ("gpu0", 3.5):
+        with pytest.raises(mg.UnsupportedInput, match="not a device"):
+            repo.load("m", device=bad)  # type: ignore[arg-type]
+    if not torch.cuda.is_available():
+        with pytest.raises(mg.UnsupportedInput, match="no CUDA device"):
+            repo.load("m", device="cuda")
 
 
 def test_load_tensor_decodes_only_its_own_chunks(

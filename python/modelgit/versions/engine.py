@@ -39,7 +39,7 @@ from ..storage.writer import DEFAULT_CHUNK_ELEMS, WriteStats
 from . import refs
 from .checkout import CheckoutCache
 from .export import export_link, export_version
-from .load import load_state_dict, proof_of, served, trusted_hit
+from .load import load_arguments, load_state_dict, proof_of, served, trusted_hit
 from .load_into import copy_into, load_into_module
 from .remove import remove_model
 from .repack import RepackReport
@@ -384,7 +384,7 @@ class VersionStore:
         version: int | None = None,
         *,
         device: str | torch.device = "cpu",
-        keys: Sequence[str] | None = None,
+        keys: Sequence[str] | str | None = None,
         progress: ProgressFn | None = None,
     ) -> dict[str, torch.Tensor]:
         """The tensors of a version (latest by default) as a new state_dict.
@@ -395,6 +395,7 @@ class VersionStore:
         ``device="cuda"`` and the CUDA module built, the transforms run on the GPU
         (see ``storage.reader_cuda``); otherwise tensors are decoded on the CPU and moved.
         """
+        device, keys = load_arguments(device, keys)
         hit = trusted_hit(self, ref, version)
         if hit is not None:
             return served(hit, keys, device, progress)

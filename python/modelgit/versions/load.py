@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .. import cuda
 from ..catalog import checks
 from ..catalog.records import TensorRow
-from ..errors import ModelgitError
+from ..errors import ModelgitError, UnsupportedInput
 from ..progress import Counter, ProgressFn
 from ..storage.reader import read_tensors
 from ..storage.reader_cuda import gpu_worthwhile, read_tensors_cuda
@@ -21,7 +21,26 @@ if TYPE_CHECKING:
     from .engine import VersionStore
     from .version import Version
 
-__all__ = ["load_state_dict", "trusted_hit", "served", "proof_of"]
+__all__ = ["load_state_dict", "trusted_hit", "served", "proof_of", "load_arguments"]
+
+
+def load_arguments(
+    device: object, keys: Sequence[str] | str | None
+) -> tuple[torch.device, list[str] | None]:
+    """``load``'s device and keys, checked before anything is read: a device torch can
+    reach (UnsupportedInput for CUDA without a GPU, or no device at all), and one name
+    taken as a list of one (a string would be read as its characters)."""
+    import torch
+
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError) as exc:
+        raise UnsupportedInput(f"not a device: {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedInput(f"device {device!r}: torch sees no CUDA device here")
+    if isinstance(keys, str):
+        return dev, [keys]
+    return dev, None if keys is None else list(keys)
 
 
 def _moved(sd: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..catalog.records import TensorRow
 from ..dtypes import by_name
+from ..errors import UnsupportedInput
 from ..progress import Counter, ProgressFn
 from ..storage.reader import decode_rows_into, read_tensors
 from .load import proof_of
@@ -96,6 +97,7 @@ def load_into_module(
 ) -> Any:
     import torch
 
+    _check_module(module)
     rows = {r.name: r for r in (engine.tensor_rows(vid) if rows is None else rows)}
     cache = engine.checkout_cache
     hit = (
@@ -134,6 +136,25 @@ def load_into_module(
             data.copy_(read_tensors(engine.store, [row], engine.pool)[row.name])
             count(row.nbytes)
     return result
+
+
+def _check_module(module: object) -> None:
+    """UnsupportedInput for what load_into cannot fill: no nn.Module, or one whose
+    tensors have no storage (the meta device: copying into them does nothing)."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise UnsupportedInput(
+            f"load_into fills an nn.Module, not a {type(module).__name__}; for a state_dict "
+            "use repo.load(ref)"
+        )
+    meta = next((k for k, t in module.state_dict(keep_vars=True).items() if t.is_meta), None)
+    if meta is not None:
+        raise UnsupportedInput(
+            f"the module's tensor {meta!r} is on the meta device, which holds no data to fill: "
+            "give it storage first (module.to_empty(device='cpu')), or use "
+            "module.load_state_dict(repo.load(ref), assign=True)"
+        )
 
 
 def copy_into(
