@@ -250,8 +250,37 @@ def test_merge_errors(pair):
         b.merge("m", uid, strategy="median")
     with pytest.raises(UnsupportedInput):
         b.merge("m", uid, strategy=lambda o, t, base: 3)
-    assert b.fetched("m")  # still waiting for a merge
+    with pytest.raises(UnsupportedInput, match=r"returned 'w' of shape \[1, "):
+        b.merge("m", uid, strategy=lambda o, t, base: {k: v[:1] for k, v in o.items()})
+
+    def boom(ours, theirs, base):
+        raise RuntimeError("no luck")
+
+    with pytest.raises(mg.WorkflowError, match="merge strategy .*boom failed: RuntimeError"):
+        b.merge("m", uid, strategy=boom)
+    n = len(b.versions("m"))
+    assert b.fetched("m") and len(b.versions("m")) == n  # still waiting, nothing committed
     ok(b)
+
+
+def test_cli_merge_strategy_from_this_folder(pair, tmp_path, monkeypatch, capsys):
+    """`modelgit merge -s mod:fn` imports mod from the current folder, as test and
+    cascade do; the strategy's own failure is an error of use (exit 1), no internal one."""
+    from modelgit.cli import main
+
+    a, b = pair
+    a.add("m", sd(6))
+    b.pull(a.root)
+    diverge_again(a, b)
+    (tmp_path / "mstrat.py").write_text(
+        "def boom(ours, theirs, base):\n    raise ValueError('bad')\n"
+        "def mine(ours, theirs, base):\n    return dict(theirs)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["--repo", str(b.root), "merge", "m", "-s", "mstrat:boom"]) == 1
+    assert "merge strategy mstrat:boom failed: ValueError: bad" in capsys.readouterr().err
+    assert main(["--repo", str(b.root), "merge", "m", "-s", "mstrat:mine"]) == 0
+    assert torch.equal(b.load("m")["w"], a.load("m")["w"])
 
 
 def diverge_again(a: mg.Repository, b: mg.Repository) -> str:

@@ -5,6 +5,9 @@ like git."""
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +48,18 @@ def open_repo(args: Any, **options: Any) -> Repository:
             "run `modelgit init` or pass --repo PATH"
         )
     return open_repository(root, **options)
+
+
+@contextmanager
+def importable_cwd() -> Iterator[None]:
+    """Let ``mymodule:fn`` name a module of the current folder, as ``python -m`` does
+    (tests, creators, merge strategies given by import path)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)

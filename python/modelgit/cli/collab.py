@@ -8,7 +8,7 @@ from typing import Any
 
 from ._command import command
 from ._output import CliError, UsageError, emit
-from ._repo import open_repo
+from ._repo import importable_cwd, open_repo
 
 STRATEGY_HELP = (
     "ours, theirs, average, task-arithmetic (against the common ancestor), or the "
@@ -145,7 +145,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    with open_repo(args) as repo:
+    with open_repo(args) as repo, importable_cwd():  # a strategy of this folder's modules
         v = repo.merge(args.name, args.other_version, args.strategy, args.message)
         emit(args.json, v, f"merged into {v.ref} ({v.id}): {v.message}")
     return 0

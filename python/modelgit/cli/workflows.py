@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ._command import command
 from ._output import CliError, UsageError, emit, table
-from ._repo import open_repo
+from ._repo import importable_cwd, open_repo
 
 
 def register(sub: Any) -> None:
@@ -233,22 +229,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-@contextmanager
-def _importable_cwd() -> Iterator[None]:
-    """Let ``mymodule:fn`` name a module of the current folder, as ``python -m`` does."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-
-
 def cmd_test_run(args: argparse.Namespace) -> int:
-    with open_repo(args) as repo, _importable_cwd():
+    with open_repo(args) as repo, importable_cwd():
         if not repo.tests():
             raise CliError("no tests are registered; add one with `modelgit test register`")
         result = repo.run_tests(
@@ -322,14 +304,14 @@ def cmd_creator(args: argparse.Namespace) -> int:
 
 
 def cmd_cascade(args: argparse.Namespace) -> int:
-    with open_repo(args) as repo, _importable_cwd():
+    with open_repo(args) as repo, importable_cwd():
         report = repo.cascade(args.name, dry_run=args.dry_run, run_tests=args.run_tests)
     emit(args.json, report)
     return 0 if report.ok else 1
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
-    with open_repo(args) as repo, _importable_cwd():
+    with open_repo(args) as repo, importable_cwd():
         result = repo.bisect(
             args.test,
             args.good,

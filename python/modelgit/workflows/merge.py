@@ -24,7 +24,7 @@ from ..callables import resolve_callable
 from ..catalog import checks
 from ..catalog.records import VERSION_COLUMNS
 from ..catalog.schema import ensure_remote_table
-from ..errors import LineageError, UnsupportedInput
+from ..errors import LineageError, UnsupportedInput, WorkflowError
 from ..storage.reader import read_tensors
 from ..versions.refs import version_from_row
 from ..versions.version import Version
@@ -119,11 +119,24 @@ def merge_state_dicts(
             "a callable fn(ours, theirs, base) or its 'package.module:function' path"
         )
     fn = resolve_callable(strategy)
-    result = fn(dict(ours), dict(theirs), None if base is None else dict(base))
+    label = strategy if isinstance(strategy, str) else getattr(strategy, "__qualname__", "fn")
+    try:
+        result = fn(dict(ours), dict(theirs), None if base is None else dict(base))
+    except Exception as exc:  # the user's code: its failure is no modelgit bug
+        raise WorkflowError(
+            f"merge strategy {label} failed: {type(exc).__name__}: {exc}; nothing was merged"
+        ) from exc
     if not isinstance(result, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in result.items()
     ):
         raise UnsupportedInput("a merge callable must return a dict {name: torch.Tensor}")
+    for k, t in result.items():  # a tensor both sides have in one shape keeps that shape
+        a, b = ours.get(k), theirs.get(k)
+        if a is not None and b is not None and a.shape == b.shape and t.shape != a.shape:
+            raise UnsupportedInput(
+                f"merge strategy {label} returned {k!r} of shape {list(t.shape)}, where both "
+                f"sides have {list(a.shape)}; nothing was merged"
+            )
     return dict(result)
 
 
