@@ -217,6 +217,12 @@ def test_bad_creator_results_fail_cleanly(family: mg.Repository) -> None:
     assert "wf_funcs_missing" in report.step("c").error
     assert set(report.blocked) == {"b", "d", "m"}
     assert family.fsck().ok
+    family.set_creator("a", "wf_funcs:first_row")  # changes the shapes: not committed
+    family.set_creator("c", "wf_funcs:finetune")
+    n = counts(family)["a"]
+    step = family.cascade("base").step("a")
+    assert step.status == "failed" and "a cascade keeps each tensor's shape" in step.error
+    assert counts(family)["a"] == n
 
 
 def test_one_cascade_at_a_time(family: mg.Repository) -> None:

@@ -92,6 +92,12 @@ def average(parents: dict[str, dict[str, torch.Tensor]]) -> dict:
     return {k: sum(sd[k] for sd in sds) / len(sds) for k in sds[0]}
 
 
+def first_row(parents: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """A creator that changes every tensor's shape (a bug a cascade must catch)."""
+    (sd,) = parents.values()
+    return {k: v.reshape(-1)[:3].clone() for k, v in sd.items()}
+
+
 def flaky(parents: dict[str, dict[str, torch.Tensor]], marker: str, shift: float = 1.0) -> dict:
     """Like finetune, but raises while ``marker`` is in FAIL (or INTERRUPT)."""
     CALLS.append(f"flaky:{marker}")

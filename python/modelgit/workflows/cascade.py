@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -322,6 +322,7 @@ def _rederive(
         if new is None:
             raise WorkflowError(f"{creator.fn} returned None; it must return a state_dict")
         prev_id, prev = repo.resolve(model)
+        _same_shapes(repo, prev.ref, new, creator.fn)
         links = [
             (pid, pv, "provenance", graph.edge(pv.model, model).relation) for pid, pv in resolved
         ]
@@ -338,6 +339,24 @@ def _rederive(
     step.version = v.ref
     step.rederived = True
     return step
+
+
+def _same_shapes(repo: VersionStore, ref: str, new: object, fn: str) -> None:
+    """WorkflowError where the creator's result gives a tensor of the model's latest
+    version another shape: a re-derivation keeps the architecture (a model that changes
+    it is committed by hand)."""
+    import torch
+
+    if not isinstance(new, Mapping):
+        return  # the write names what is wrong with it
+    shapes = {r.name: tuple(r.shape) for r in repo.tensor_rows(repo.resolve(ref)[0])}
+    for k, t in new.items():
+        if isinstance(t, torch.Tensor) and k in shapes and tuple(t.shape) != shapes[k]:
+            raise WorkflowError(
+                f"{fn} returned {k!r} of shape {list(t.shape)}, where {ref} has "
+                f"{list(shapes[k])}; a cascade keeps each tensor's shape (commit such a "
+                "change by hand)"
+            )
 
 
 def _test(repo: VersionStore, model: str, fresh: bool) -> TestTable:
