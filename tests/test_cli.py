@@ -280,8 +280,11 @@ def test_tags_edges_rename_rm_gc_fsck(cli: Callable, repo_dir: Path) -> None:
 
     assert cli("rename", "hf", "adapter").code == 0
     assert [m["name"] for m in cli("ls", "--json").json()] == ["base", "ft", "adapter"]
-    r = cli("rm", "adapter", "ft")
-    assert r.code == 0 and "modelgit gc" in r.out
+    assert cli("tag", "stable", "ft@1").code == 0
+    r = cli("rm", "adapter")
+    assert r.code == 0 and "modelgit gc" in r.out and "tags" not in r.out
+    gone = cli("rm", "ft", "--json").json()  # its tags go with it, and it says so
+    assert gone == {"removed": [{"name": "ft", "tags_deleted": ["stable"]}]}
     assert [m["name"] for m in cli("ls", "--json").json()] == ["base"]
     gc = cli("gc", "--json").json()
     assert gc["chunks_removed"] > 0 and gc["bytes_freed"] > 0

@@ -94,13 +94,13 @@ def register(sub: Any) -> None:
             "derived from it, other than those removed with it) is refused, listing them, "
             "unless --force: they are then re-linked to its parents with their relation (or "
             "keep a tombstone when it has none), and log, ls and graph say 'via removed "
-            "NAME'. Their weights stay readable. Run `modelgit gc` to reclaim the space."
+            "NAME'. Their weights stay readable. The tags of removed versions go with "
+            "them (listed). Run `modelgit gc` to reclaim the space."
         ),
         epilog=(
             "examples:\n  modelgit rm old-exp\n  modelgit rm a b c && modelgit gc\n"
             "  modelgit rm base --force      # its fine-tunes keep their ancestry"
         ),
-        json=False,
     )
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument(
@@ -442,13 +442,20 @@ def cmd_rm(args: argparse.Namespace) -> int:
                 "Remove them too, or use --force: they are re-linked to the removed "
                 "models' parents (or keep a tombstone)"
             )
+        done = []
         while todo:  # descendants first: a model goes once nothing it leaves behind needs it
             name = next((n for n in todo if not set(graph.children(n)) & set(todo)), todo[0])
             todo.remove(name)
+            tags = sorted(t for t, v in repo.tags().items() if v.model == name)
             repo.remove(name, force=args.force)
             graph = repo.graph
-            print(f"removed {name}")
-    print("run `modelgit gc` to reclaim the space")
+            done.append({"name": name, "tags_deleted": tags})
+            if not args.json:
+                print(f"removed {name}" + (f" and its tags {', '.join(tags)}" if tags else ""))
+    if args.json:
+        emit(True, {"removed": done})
+    else:
+        print("run `modelgit gc` to reclaim the space")
     return 0
 
 
