@@ -58,6 +58,10 @@ def test_misspelt_relations_warn(repo: mg.Repository) -> None:
     repo.add("b", sd(2))
     with pytest.warns(mg.ModelgitWarning, match="did you mean 'distill'"):
         repo.add_edge("base", "b", relation="distil")
+    with warnings.catch_warnings():  # refused: no warning that it was "recorded as" given
+        warnings.simplefilter("error")
+        with pytest.raises(mg.LineageError, match="already recorded"):
+            repo.add_edge("base", "b", relation="finetuen")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for i, rel in enumerate(["distill", "federated-round", "sft", "lora"]):

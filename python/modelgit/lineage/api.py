@@ -76,7 +76,6 @@ class LineageMixin(_Base):
         relation it is an error (remove it first).
         """
         relation = _check_relation(relation)
-        warn_misspelt_relation(relation)
         pid, pv = self.resolve(parent)
         cref = parse_ref(child)
         self.require_model(cref.name)
@@ -101,6 +100,7 @@ class LineageMixin(_Base):
                         (relation, INFERRED, pv.model, cv.model),
                     )
                     checks.refresh_model(db, cv.model)
+                    warn_misspelt_relation(relation)  # recorded: said only now
                     return Edge(pv.model, cv.model, relation)
                 raise LineageError(
                     f"{pv.model} -> {cv.model} is already recorded as {old.relation!r}; "
@@ -128,6 +128,7 @@ class LineageMixin(_Base):
                 " WHERE a.version = ?)",
                 (pid, cid, pid, cid),
             ).fetchone()[0]
+        warn_misspelt_relation(relation)  # once recorded: a refused edge warns of nothing
         if disjoint:
             warnings.warn(
                 f"parent {pv.ref} shares no tensor names with {cv.ref}: is it the right parent?",
