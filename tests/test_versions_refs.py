@@ -33,6 +33,18 @@ def test_version_id_is_a_reference(repo: mg.Repository) -> None:
         repo.load(f"{v1.id}@1")  # an id names one version already: it takes no @N
 
 
+def test_removed_versions_are_named_as_such(repo: mg.Repository) -> None:
+    """A number the model lacks lists the numbers it has; a whole id that names nothing
+    is a version removed (or never here), not an unknown model name."""
+    repo.add("other", {"w": torch.zeros(2)})
+    gone = repo.versions("other")[0].id
+    repo.remove("other")
+    with pytest.raises(mg.UnknownVersion, match=r"no version 7 \(its versions: @1, @2\)"):
+        repo.version("base@7")
+    with pytest.raises(mg.UnknownVersion, match=f"no version with id {gone}.*removed"):
+        repo.version(gone)
+
+
 def test_ambiguous_prefix_is_refused(repo: mg.Repository) -> None:
     v1, v2 = repo.versions("base")
     db = sqlite3.connect(repo.root / "catalog.db")

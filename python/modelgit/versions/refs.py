@@ -127,6 +127,11 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
             found = by_id_prefix(catalog, r.name)
             if found is not None:
                 return found
+            if len(r.name) == 16:
+                raise UnknownVersion(  # a whole id: a version removed, or of elsewhere
+                    f"no version with id {r.name} in {location} (removed, or never here), "
+                    "and no model or tag of that name"
+                )
         require_model(catalog, r.name, location)
     if r.fetched is not None:
         return _fetched(catalog, r.name, r.fetched, ref)
@@ -142,9 +147,15 @@ def resolve(catalog: Catalog, ref: str, version: int | None, location: str) -> t
             (r.name, r.version),
         )
     if row is None:
-        count = catalog.one("SELECT COUNT(*) FROM versions WHERE model = ?", (r.name,))
+        have = [n for (n,) in catalog.query(
+            "SELECT number FROM versions WHERE model = ? AND number > 0 ORDER BY number",
+            (r.name,),
+        )]  # fmt: skip
+        shown = ", ".join(f"@{n}" for n in have[:8])
+        shown += f" ... @{have[-1]}" if len(have) > 8 else ""
         raise UnknownVersion(
-            f"model {r.name!r} has no version {r.version} (it has {count[0] if count else 0})"
+            f"model {r.name!r} has no version {r.version}"
+            + (f" (its versions: {shown})" if have else " (it has no versions)")
         )
     v = version_from_row(catalog, row)
     if v.model != r.name or (r.version is not None and v.number != r.version):
