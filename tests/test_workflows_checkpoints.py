@@ -102,6 +102,11 @@ def test_reserved_names_are_refused(repo: mg.Repository) -> None:
         repo.checkpoint("m", {"w": torch.zeros(3)}, step=2.5)
     with pytest.raises(UnsupportedInput, match="cannot store"):
         repo.checkpoint("m", {"w": torch.zeros(3)}, {"state": {}, "odd": object()})
+    for odd in (5, "adam"):  # stored, restore() could not load it back: refused up front
+        with pytest.raises(UnsupportedInput, match="optimizer must be a torch optimizer"):
+            repo.checkpoint("m", {"w": torch.zeros(3)}, optimizer=odd)
+    with pytest.raises(UnsupportedInput, match="scheduler must be"):
+        repo.checkpoint("m", {"w": torch.zeros(3)}, scheduler=[1])
     assert "m" not in repo
 
 

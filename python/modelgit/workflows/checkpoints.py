@@ -159,6 +159,11 @@ class CheckpointMixin:
         for part, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
             if obj is not None:
                 sd = obj.state_dict() if hasattr(obj, "state_dict") else obj
+                if not isinstance(sd, Mapping):  # restore() could not load it back
+                    raise UnsupportedInput(
+                        f"{part} must be a torch {part} (with a state_dict()) or its "
+                        f"state_dict, not a {type(obj).__name__}"
+                    )
                 skeleton[part] = encode_state(sd, part, tensors)
         meta: dict[str, Any] = {CHECKPOINT_KEY: info}
         if skeleton:
