@@ -205,6 +205,11 @@ def test_cli_test_commands(family: mg.Repository, capsys: pytest.CaptureFixture[
     assert code == 0 and [t.name for t in family.tests()] == ["loss"]
     code, _, err = cli("test", "register", "loss", "wf_funcs:loss")
     assert code == 1 and err.count("\n") == 1 and "--replace" in err
+    # a misspelt model: warned at registration; run by name, it runs on nothing: exit 1
+    code, _, err = cli("test", "register", "typo", "wf_funcs:mean_w", "--models", "fT")
+    assert code == 0 and "'fT', which is no model here yet (did you mean 'ft'?)" in err
+    code, out, _ = cli("test", "--tests", "typo")
+    assert code == 1 and "no test applies (typo selects fT)" in out
 
 
 def test_workflow_tables_are_created_lazily(tmp_path: Path) -> None:

@@ -233,11 +233,17 @@ def cmd_test_run(args: argparse.Namespace) -> int:
     with open_repo(args) as repo, importable_cwd():
         if not repo.tests():
             raise CliError("no tests are registered; add one with `modelgit test register`")
-        result = repo.run_tests(
-            models=getattr(args, "models", None), tests=getattr(args, "tests", None)
-        )
-    emit(args.json, result.to_json(), str(result) if len(result) else "no test applies")
-    return 0 if result.ok else 1
+        named = getattr(args, "tests", None)
+        result = repo.run_tests(models=getattr(args, "models", None), tests=named)
+        specs = [t for t in repo.tests() if named is None or t.name in named]
+    if len(result):
+        emit(args.json, result.to_json(), str(result))
+        return 0 if result.ok else 1
+    from ..workflows.tests_registry import describe_selector
+
+    what = "; ".join(f"{t.name} selects {describe_selector(t.selector)}" for t in specs)
+    emit(args.json, result.to_json(), f"no test applies ({what})")
+    return 1 if named else 0  # tests asked for by name that run on nothing: a mistake
 
 
 def cmd_test_register(args: argparse.Namespace) -> int:

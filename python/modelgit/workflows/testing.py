@@ -91,7 +91,9 @@ class TestingMixin(_Base):
             threshold = float(threshold)
             if math.isnan(threshold):
                 raise UnsupportedInput("threshold must not be NaN")
-        selector = _tests.parse_selector(models, self.models())
+        known = self.models()
+        selector = _tests.parse_selector(models, known)
+        _tests.warn_unknown_names(selector, known)
         self._workflow_db()
         now = time.time()
         with self.catalog.transaction() as db:

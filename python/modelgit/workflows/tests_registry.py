@@ -20,18 +20,20 @@ Selectors are evaluated when tests run, so models added later are picked up.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import numbers
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..callables import callable_path, resolve_callable
-from ..errors import UnsupportedInput, WorkflowError
+from ..errors import ModelgitWarning, UnsupportedInput, WorkflowError
 from ..lineage.api import graph_of
 from ..lineage.graph import LineageGraph
 from ..names import parse_ref, validate_name
@@ -97,6 +99,24 @@ def parse_selector(models: str | Sequence[str] | None, known: Iterable[str] = ()
         else:
             terms.append({"kind": "name", "name": validate_name(s)})
     return terms
+
+
+def warn_unknown_names(terms: list[dict], known: Sequence[str]) -> None:
+    """A ModelgitWarning for each model a selector names that does not exist (yet): a
+    test of a misspelt name would never run, and say nothing."""
+    for t in terms:
+        name = t.get("name") if t["kind"] == "name" else t.get("of")
+        if name is None or name in known:
+            continue
+        lower = {k.lower(): k for k in known}  # case first: fT for ft
+        close = [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), 1, 0.6)]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        warnings.warn(
+            f"the test selects {name!r}, which is no model here yet{hint}: it runs on it "
+            "once it exists",
+            ModelgitWarning,
+            stacklevel=3,
+        )
 
 
 def describe_selector(terms: list[dict]) -> str:
