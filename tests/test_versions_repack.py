@@ -88,6 +88,44 @@ def settles(repo: mg.Repository, casts: bool = True) -> None:
     raise AssertionError("a repack still rewrote chunks after six runs")
 
 
+def test_chunks_left_only_as_bases_of_removed_versions_are_freed(tmp_path: Path) -> None:
+    """Pruned checkpoints (and a model removed with --force) leave the kept versions
+    coded through chunks no version holds: gc must keep those. repack re-codes what
+    needs them (against a live relative, or standalone), and gc then frees them."""
+    g = torch.Generator().manual_seed(0)
+    w = {"a": torch.randn(200, 200, generator=g), "b": torch.randn(300, generator=g)}
+    with mg.init(tmp_path / "ck") as repo:
+        for step in range(8):
+            repo.checkpoint("run", w, step=step)
+            last = w
+            w = {k: v + 1e-3 * torch.randn(v.shape, generator=g) for k, v in w.items()}
+        repo.prune_checkpoints("run", keep_last=1, mode="versions")
+        repo.gc()
+        held = repo.stats()
+        assert held.stored_bytes > 3 * held.models[0].stored_bytes  # the orphans' bytes
+        report = repo.repack()
+        assert report.rewritten == 2 and report.saved > 0 and report.deepest_after == 0
+        after = repo.stats()
+        assert after.stored_bytes == after.models[0].stored_bytes < held.stored_bytes / 3
+        assert_same_state(repo.load("run"), last)
+        assert repo.fsck().ok
+    base = {"w": torch.randn(300_000, generator=g)}
+    ft = {"w": base["w"] + 1e-3 * torch.randn(300_000, generator=g)}
+    ft2 = {"w": ft["w"] + 1e-4 * torch.randn(300_000, generator=g)}
+    with mg.init(tmp_path / "rm") as repo:
+        repo.add("base", base)
+        repo.add("ft", ft, parents="base")
+        repo.add("ft2", ft2, parents="ft")
+        repo.remove("ft", force=True)  # ft2 stays coded against ft's chunks
+        repo.gc()
+        before = repo.stats().stored_bytes
+        repo.repack()
+        assert repo.stats().stored_bytes < before
+        assert_same_state(repo.load("ft2"), ft2)
+        assert all(v.model == "base" for v in repo.storage_bases("ft2"))
+        assert repo.fsck().ok
+
+
 def test_report_says_grew_where_a_repack_costs_space() -> None:
     from modelgit.versions.repack import RepackReport
 

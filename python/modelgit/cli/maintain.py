@@ -259,6 +259,8 @@ def cmd_prune_checkpoints(args: argparse.Namespace) -> int:
         lines.append("kept (tagged, or a parent of another model): " + ", ".join(report.skipped))
     if not (report.states or report.versions):
         lines.append("nothing to prune")
+    elif report.versions:  # the kept ones may be coded through the removed ones
+        lines.append("run `modelgit repack` to reclaim the space (it re-codes what needed them)")
     else:
         lines.append("run `modelgit gc` to reclaim the space")
     emit(args.json, report, "\n".join(lines))

@@ -42,7 +42,7 @@ from .export import export_link, export_version
 from .load import load_arguments, load_state_dict, proof_of, served, trusted_hit
 from .load_into import copy_into, load_into_module
 from .remove import remove_model
-from .repack import RepackReport
+from .repack import RepackReport, deepest_chain
 from .repack import repack as repack_versions
 from .seals import Proof
 from .stars import STAR_SLACK
@@ -555,6 +555,7 @@ class VersionStore:
         )
         if gc and report.rewritten:
             report.gc_reclaimed = self.gc().bytes_freed
+            report.deepest_after = deepest_chain(self)  # chains gc dropped count no more
         return report
 
     def gc(self, progress: ProgressFn | None = None) -> maintenance.GcReport:

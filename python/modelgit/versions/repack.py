@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from ..storage.store import ChunkStore
     from .engine import VersionStore
 
-__all__ = ["RepackReport", "repack"]
+__all__ = ["RepackReport", "repack", "deepest_chain"]
 
 MIN_GAIN = 0.01  # a new record must be at least this much smaller than the old one
 CANDIDATES = 8  # stored versions ranked per version (newer ones are filtered out)
@@ -127,6 +127,7 @@ class _State:
                 self.owner.setdefault(cid, vid)
                 self.dtype.setdefault(cid, dt)
         self.rewritten: set[bytes] = set()  # chunks given a new record (any pass)
+        self.freed: set[bytes] = set()  # chunks no version holds that nothing needs now
         self.needed: set[bytes] = set()  # chunks some record is coded against
         for (base,) in engine.catalog.query("SELECT base FROM chunks WHERE base IS NOT NULL"):
             base = bytes(base)
@@ -148,6 +149,26 @@ def _leads_to(store: ChunkStore, start: list[bytes], target: bytes) -> bool:
         if row is not None:
             todo.extend(row.bases)
     return False
+
+
+def _orphans(store: ChunkStore, bases: list[bytes], owner: dict[bytes, int]) -> list[bytes]:
+    """The chunks that decoding needs through ``bases`` (transitively) and that no
+    version holds: left only as the bases of others after their versions were removed
+    (pruned checkpoints), which gc must keep while anything is coded against them."""
+    seen: set[bytes] = set()
+    found = []
+    todo = list(bases)
+    while todo:
+        cid = todo.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        if cid not in owner:
+            found.append(cid)
+        row = store.row(cid)
+        if row is not None:
+            todo.extend(row.bases)
+    return found
 
 
 def _sketches(engine: VersionStore, vid: int) -> tuple[dict, bool]:
@@ -207,34 +228,45 @@ def _repack_version(
     }  # fmt: skip
     old_rows = store.rows([c for _, _, c in mine])
 
-    def one(item: tuple) -> tuple[bytes, ChunkRow | None]:
+    def one(item: tuple) -> tuple[bytes, ChunkRow | None, list[bytes]]:
         t, i, cid = item
         old = old_rows.get(cid)
-        if old is None or old.lossy or not plans[t.name]:
-            return cid, None
+        if old is None or old.lossy:
+            return cid, None, []
+        # coded through chunks no version holds any more: its record costs theirs too,
+        # so any record that frees them is better (standalone where nothing else is)
+        orphans = _orphans(store, list(old.bases), state.owner)
+        if not plans[t.name] and not orphans:
+            return cid, None, []
         data = memoryview(store.get(cid))
         job = ChunkJob(data, by_name(t.dtype), i, plans[t.name])
         enc = encode_lossless(store, job, engine.max_depth)
-        if record_length(enc.params, enc.payload) > (1 - MIN_GAIN) * old.length:
-            return cid, None
+        frees = bool(orphans) and not _orphans(store, list(enc.bases), state.owner)
+        if not frees and record_length(enc.params, enc.payload) > (1 - MIN_GAIN) * old.length:
+            return cid, None, []
         depth = 1 + max((store.row(b).depth for b in enc.bases), default=-1)  # type: ignore[union-attr]
         if depth > old.depth and (cid in state.needed or old.depth > 0):
             # others are coded against it, or it is a delta already (a star's member:
             # the star pass would only flatten it again): it may not get deeper
-            return cid, None
+            return cid, None, []
         if _leads_to(store, list(enc.bases), cid):
-            return cid, None
-        return cid, store.put(data, enc, cid)
+            return cid, None, []
+        return cid, store.put(data, enc, cid), orphans if frees else []
 
     try:
         done: dict[bytes, ChunkRow] = {}
-        for cid, new in engine.pool.map(one, mine):
+        for cid, new, freed in engine.pool.map(one, mine):
             old = old_rows.get(cid)
             report.chunks += 1
             if old is not None:
                 count(old.raw_length)
                 report.bytes_before += old.length
                 report.bytes_after += (new or old).length
+            for o in freed:  # what it no longer needs counts as what it cost before
+                orphan = store.row(o)
+                if o not in state.freed and orphan is not None:
+                    state.freed.add(o)
+                    report.bytes_before += orphan.length
             if new is not None:
                 done[cid] = new
         if not done and not computed:
@@ -278,7 +310,8 @@ def _true_depths(engine: VersionStore) -> None:
             db.executemany("UPDATE chunks SET depth = ? WHERE id = ?", wrong)
 
 
-def _deepest(engine: VersionStore) -> int:
+def deepest_chain(engine: VersionStore) -> int:
+    """The longest delta chain any stored chunk has (its recorded depth)."""
     return engine.catalog.one("SELECT COALESCE(MAX(depth), 0) FROM chunks")[0]
 
 
@@ -301,7 +334,7 @@ def repack(
         raise ValueError(f"star_slack must be a share between 0 and 1, not {star_slack!r}")
     report = RepackReport()
     with engine.lock(exclusive=True):
-        report.deepest_before = _deepest(engine)
+        report.deepest_before = deepest_chain(engine)
         state = _State(engine)
         vids = [r[0] for r in engine.catalog.query("SELECT id FROM versions ORDER BY id")]
         # (int: PostgreSQL's SUM of a bigint is a Decimal)
@@ -336,7 +369,7 @@ def repack(
                 report.bytes_after += made.bytes_after - made.bytes_before
             report.rewritten = len(state.rewritten)
         _true_depths(engine)
-        report.deepest_after = _deepest(engine)
+        report.deepest_after = deepest_chain(engine)
         if progress is not None:
             progress(total, total)
     return report

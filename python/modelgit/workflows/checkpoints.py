@@ -248,7 +248,9 @@ class CheckpointMixin:
         the best by metric ``keep_best`` (lowest, or highest with ``maximize``) whole.
         ``mode="state"``: drop their optimizer and scheduler state, keep their weights;
         ``mode="versions"``: drop the versions themselves (see :mod:`.prune` for which
-        can go). Run :meth:`gc` afterwards to reclaim the space."""
+        can go). Run :meth:`gc` afterwards to reclaim the space (``mode="versions"``:
+        :meth:`repack`, which re-codes what the kept versions were coded through and runs
+        gc)."""
         return prune_checkpoints(self, name, keep_last, keep_best, mode, maximize)
 
 
