@@ -103,10 +103,14 @@ def test_chunks_left_only_as_bases_of_removed_versions_are_freed(tmp_path: Path)
         repo.gc()
         held = repo.stats()
         assert held.stored_bytes > 3 * held.models[0].stored_bytes  # the orphans' bytes
+        from modelgit.cli.maintain import du_text
+
+        assert "is no version's" in du_text(held) and "modelgit repack" in du_text(held)
         report = repo.repack()
         assert report.rewritten == 2 and report.saved > 0 and report.deepest_after == 0
         after = repo.stats()
         assert after.stored_bytes == after.models[0].stored_bytes < held.stored_bytes / 3
+        assert "is no version's" not in du_text(after)
         assert_same_state(repo.load("run"), last)
         assert repo.fsck().ok
     base = {"w": torch.randn(300_000, generator=g)}

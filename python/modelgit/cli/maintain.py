@@ -201,7 +201,14 @@ def du_text(stats: Any, against: dict[str, list[str]] | None = None) -> str:
         "",
     ])  # fmt: skip
     out = table(rows, right=(1, 2, 3, 4, 5, 6))
-    return out + f"\n{stats.chunks} chunks in {human(stats.pack_bytes)} of pack files"
+    out += f"\n{stats.chunks} chunks in {human(stats.pack_bytes)} of pack files"
+    held = stats.stored_bytes - sum(m.stored_bytes for m in stats.models)
+    if held > 0:  # chunks of removed versions: garbage, or bases others still need
+        out += (
+            f"\n{human(held)} of it is no version's: chunks of removed versions (`modelgit"
+            " gc` frees those nothing needs, `modelgit repack` those still coded against)"
+        )
+    return out
 
 
 def cmd_du(args: argparse.Namespace) -> int:
