@@ -273,12 +273,14 @@ def test_tags_edges_rename_rm_gc_fsck(cli: Callable, repo_dir: Path) -> None:
 
     assert cli("edge", "add", "base", "hf", "-r", "distill").code == 0
     assert_one_line_error(cli("edge", "add", "hf", "base"), match="cycle")
-    assert cli("edge", "rm", "ft", "hf").code == 0
+    assert cli("edge", "rm", "ft", "hf", "--json").json() == {
+        "action": "rm", "parent": "ft", "child": "hf", "relation": "adapter"
+    }  # fmt: skip
     assert cli("graph", "--json").json()["edges"][-1] == {
         "parent": "base", "child": "hf", "relation": "distill", "kind": "provenance"
     }  # fmt: skip
 
-    assert cli("rename", "hf", "adapter").code == 0
+    assert cli("rename", "hf", "adapter", "--json").json() == {"old": "hf", "new": "adapter"}
     assert [m["name"] for m in cli("ls", "--json").json()] == ["base", "ft", "adapter"]
     assert cli("tag", "stable", "ft@1").code == 0
     r = cli("rm", "adapter")
@@ -676,6 +678,14 @@ def test_pickle_refusal_warns_about_code_execution(
     assert_one_line_error(r, 1, "never unpickles")
     assert "weights_only=False" not in r.err or "executes that code" in r.err
     assert "run any code" in r.err
+
+
+def test_init_and_export_have_json(cli: Callable, repo_dir: Path, tmp_path: Path) -> None:
+    made = cli("init", tmp_path / "fresh", "--json").json()
+    assert made == {"path": str((tmp_path / "fresh").resolve())}
+    out = cli("export", "base", tmp_path / "b.safetensors", "--json", cwd=repo_dir).json()
+    assert out["ref"] == "base@1" and out["path"] == str(tmp_path / "b.safetensors")
+    assert out["link"] is False and len(out["id"]) == 16
 
 
 def test_files_are_known_by_their_content(

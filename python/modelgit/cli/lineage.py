@@ -63,7 +63,6 @@ def register(sub: Any) -> None:
             "  modelgit edge add base student --relation distill\n"
             "  modelgit edge rm base student"
         ),
-        json=False,
     )
     p.add_argument("action", choices=("add", "rm"))
     p.add_argument("parent", metavar="PARENT", help="parent model (add: name@N allowed)")
@@ -137,8 +136,10 @@ def cmd_edge(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         if args.action == "add":
             e = repo.add_edge(args.parent, args.child, args.relation)
-            print(f"recorded {e.parent} -> {e.child} ({e.relation})")
+            text = f"recorded {e.parent} -> {e.child} ({e.relation})"
         else:
             e = repo.remove_edge(args.parent, args.child)
-            print(f"removed {e.parent} -> {e.child} ({e.relation})")
+            text = f"removed {e.parent} -> {e.child} ({e.relation})"
+    emit(args.json, {"action": args.action, "parent": e.parent, "child": e.child,
+                     "relation": e.relation}, text)  # fmt: skip
     return 0

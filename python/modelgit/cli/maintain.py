@@ -22,7 +22,6 @@ def register(sub: Any) -> None:
         description="Create a new, empty repository in PATH (a new or empty folder).",
         epilog="examples:\n  modelgit init               # here\n  modelgit init models",
         repo=False,
-        json=False,
     )
     p.add_argument("path", nargs="?", default=".", metavar="PATH", help="folder (default: .)")
 
@@ -143,7 +142,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     repo = init(Path(args.path))
     root = repo.root.resolve()
     repo.close()
-    print(f"Initialized empty modelgit repository in {root}")
+    emit(args.json, {"path": str(root)}, f"Initialized empty modelgit repository in {root}")
     return 0
 
 

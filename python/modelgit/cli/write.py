@@ -141,7 +141,6 @@ def register(sub: Any) -> None:
         help="rename a model",
         description="Rename a model; its versions, edges and tags follow.",
         epilog="examples:\n  modelgit rename chat chat-old",
-        json=False,
     )
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
@@ -166,7 +165,6 @@ def register(sub: Any) -> None:
             "  modelgit export llama-70b ./llama/ --max-shard-size 10GB\n"
             "  modelgit export chat ./chat/ --link     # no copy: the checkout cache's file"
         ),
-        json=False,
     )
     p.add_argument("ref", metavar="REF", help="name, name@N, name@latest or a tag")
     p.add_argument("path", metavar="PATH")
@@ -503,7 +501,7 @@ def _names_version(repo: Any, ref: str) -> bool:
 def cmd_rename(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
         repo.rename(args.old, args.new)
-    print(f"renamed {args.old} to {args.new}")
+    emit(args.json, {"old": args.old, "new": args.new}, f"renamed {args.old} to {args.new}")
     return 0
 
 
@@ -521,5 +519,6 @@ def cmd_export(args: argparse.Namespace) -> int:
                     repo.export, v.ref, args.path, progress=bar,
                     max_shard_size=args.max_shard_size, force=args.force,
                 )  # fmt: skip
-    print(f"exported {v.ref} to {out}")
+    emit(args.json, {"ref": v.ref, "id": v.id, "path": str(out), "link": args.link},
+         f"exported {v.ref} to {out}")  # fmt: skip
     return 0
