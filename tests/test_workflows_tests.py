@@ -201,8 +201,9 @@ def test_cli_test_commands(family: mg.Repository, capsys: pytest.CaptureFixture[
     assert code == 0 and [r["ref"] for r in json.loads(out)] == ["base@1", "ft@1"]
     code, out, _ = cli("test", "log", "ft", "--test", "loss", "--json")
     assert code == 0 and len(json.loads(out)) == 2
-    code, out, _ = cli("test", "rm", "acc")
-    assert code == 0 and [t.name for t in family.tests()] == ["loss"]
+    code, out, _ = cli("test", "rm", "acc", "--keep-results")
+    assert code == 0 and [t.name for t in family.tests()] == ["loss"] and "kept" in out
+    assert family.test_results(test="acc")  # still there, as the Python API allows
     code, _, err = cli("test", "register", "loss", "wf_funcs:loss")
     assert code == 1 and err.count("\n") == 1 and "--replace" in err
     # a misspelt model: warned at registration; run by name, it runs on nothing: exit 1

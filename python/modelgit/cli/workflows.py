@@ -115,11 +115,18 @@ def register(sub: Any) -> None:
         "rm",
         cmd_test_rm,
         help="unregister a test and delete its results",
-        description="Unregister test NAME (its stored results are deleted too).",
-        epilog="examples:\n  modelgit test rm acc",
+        description=(
+            "Unregister test NAME (its stored results are deleted too, unless --keep-results)."
+        ),
+        epilog="examples:\n  modelgit test rm acc\n  modelgit test rm acc --keep-results",
         json=False,
     )
     r.add_argument("name", metavar="NAME")
+    r.add_argument(
+        "--keep-results",
+        action="store_true",
+        help="keep its stored results (`modelgit test log` still shows them)",
+    )
 
     r = command(
         actions,
@@ -272,8 +279,9 @@ def cmd_test_ls(args: argparse.Namespace) -> int:
 
 def cmd_test_rm(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
-        repo.remove_test(args.name)
-    print(f"removed test {args.name}")
+        repo.remove_test(args.name, keep_results=args.keep_results)
+    kept = " (its results kept)" if args.keep_results else ""
+    print(f"removed test {args.name}{kept}")
     return 0
 
 
