@@ -72,6 +72,12 @@ def test_bisect_with_an_import_path_and_a_loss(chain: mg.Repository) -> None:
     assert len(chain.test_results()) == 0  # an unregistered test stores nothing
     with pytest.raises(WorkflowError, match="its own threshold"):
         chain.bisect("big", "m@1", "m@16", threshold=3.0)
+    # a test of the built module: the factory makes it (4 * w here)
+    result = chain.bisect("wf_funcs:module_output", "m@1", "m@16", threshold=32.0,
+                          factory="wf_funcs:linear")  # fmt: skip
+    assert result.first_bad == "m@10"  # w = 7 there; m@9 has w = 8
+    with pytest.raises(WorkflowError, match="its own threshold and factory"):
+        chain.bisect("big", "m@1", "m@16", factory="wf_funcs:linear")
 
 
 def test_bisect_checks(chain: mg.Repository) -> None:

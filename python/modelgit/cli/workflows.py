@@ -212,6 +212,11 @@ def register(sub: Any) -> None:
         "--lower-is-better", action="store_true", help="smaller is better (import paths only)"
     )
     p.add_argument(
+        "--factory",
+        metavar="FN",
+        help="pkg.module:function building the nn.Module the test gets (import paths only)",
+    )
+    p.add_argument(
         "--verify",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -333,6 +338,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             higher_is_better=not args.lower_is_better,
             verify=args.verify,
+            factory=args.factory,
         )
     emit(args.json, result)
     return 0

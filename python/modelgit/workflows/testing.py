@@ -315,6 +315,7 @@ class TestingMixin(_Base):
         threshold: float | None = None,
         higher_is_better: bool = True,
         verify: bool = True,
+        factory: str | Callable[..., Any] | None = None,
     ) -> BisectResult:
         """The first version on the lineage path from ``good`` to ``bad`` that fails
         ``test``, by binary search; ``.first_bad``, ``.runs`` (test runs), ``.path``.
@@ -324,16 +325,18 @@ class TestingMixin(_Base):
         ``verify=False`` trusts them (two test runs fewer).
 
         ``test``: a registered test's name (its results are stored), or an import path /
-        function (then ``threshold`` and ``higher_is_better`` apply; nothing stored).
+        function (then ``threshold``, ``higher_is_better`` and ``factory``, the model
+        factory whose module it gets, apply; nothing stored).
         """
         db = self._workflow_db()
         registered = isinstance(test, str) and ":" not in test
         if registered:
             spec = _tests.load_tests(db, [test])[0]  # type: ignore[list-item]
-            if threshold is not None:
-                raise WorkflowError(f"{test!r} is registered: its own threshold applies")
+            if threshold is not None or factory is not None:
+                raise WorkflowError(f"{test!r} is registered: its own threshold and factory apply")
         else:
             path = _tests.check_path(test, "test function")
             thr = None if threshold is None else float(threshold)
-            spec = TestSpec(path, path, [{"kind": "all"}], bool(higher_is_better), thr)
+            made = None if factory is None else _tests.check_path(factory, "model factory")
+            spec = TestSpec(path, path, [{"kind": "all"}], bool(higher_is_better), thr, made)
         return _bisect.run_bisect(self, spec, good, bad, store=registered, verify=verify)
