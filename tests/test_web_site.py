@@ -120,6 +120,8 @@ def test_a_folder_that_is_not_empty_needs_force(
     (out / "mine.txt").write_text("keep me")
     (out / "model").mkdir()
     (out / "model" / "gone.html").write_text("a page of an earlier site")
+    (out / "data").mkdir()  # a project's own data/ folder: --force keeps its files
+    (out / "data" / "train.csv").write_text("1,2\n")
     args = ["--repo", str(zoo["path"]), "site", "-o", str(out)]
     assert main(args) == 1
     err = capsys.readouterr().err
@@ -130,8 +132,10 @@ def test_a_folder_that_is_not_empty_needs_force(
     assert report["models"] == len(zoo["models"]) and report["diffs"] == n_diffs(zoo)
     assert (
         report["failed"] == []
-        and report["pages"] == len([p for p in out.rglob("*") if p.is_file()]) - 1
-    )  # all but mine.txt
+        and report["pages"] == len([p for p in out.rglob("*") if p.is_file()]) - 2
+    )  # all but mine.txt and train.csv
+    assert (out / "data" / "train.csv").read_text() == "1,2\n"
+    assert not (out / "model" / "gone.html").exists()
     assert report["bytes"] > 0 and report["out"] == str(out)
     assert (out / "mine.txt").read_text() == "keep me"  # not ours: left alone
     assert not (out / "model" / "gone.html").exists()  # ours, of an earlier site: replaced

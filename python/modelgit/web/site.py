@@ -7,7 +7,6 @@ server."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,13 +59,26 @@ def _check(rel: str) -> None:
         raise ValueError(f"unsafe site path {rel!r}")
 
 
+SITE_SUFFIXES = (".html", ".json", ".js", ".css", ".svg")  # what a site writes
+
+
 def _clear(out: Path) -> None:
+    """Remove an earlier site's files: in its folders only files of the kinds a site
+    writes (a project's own data/ or model/ folder keeps its files), then the folders
+    left empty."""
     for name in GENERATED:
         p = out / name
         if p.is_symlink() or p.is_file():
-            p.unlink()
+            if p.suffix in SITE_SUFFIXES:
+                p.unlink()
         elif p.is_dir():
-            shutil.rmtree(p)
+            for f in sorted(p.rglob("*"), reverse=True):
+                if (f.is_file() or f.is_symlink()) and f.suffix in SITE_SUFFIXES:
+                    f.unlink()
+                elif f.is_dir() and not f.is_symlink() and not any(f.iterdir()):
+                    f.rmdir()
+            if not any(p.iterdir()):
+                p.rmdir()
 
 
 def write_site(
