@@ -53,16 +53,17 @@ def descendants_of(db: Any, name: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def relinked_parents(metadata: str | None) -> dict[str, str]:
-    """The parents a forced removal re-linked a model to: parent -> the removed model
-    the link goes through (not a derivation anyone recorded)."""
-    return {p: n["model"] for n in removed_ancestors(metadata) for p in n.get("linked_to") or ()}
+def relinked_parents(notes: list[dict[str, Any]]) -> dict[str, str]:
+    """The parents a forced removal re-linked a model to (from its ``removed_ancestors``
+    notes): parent -> the removed model the link goes through (no derivation anyone
+    recorded)."""
+    return {p: n["model"] for n in notes for p in n.get("linked_to") or ()}
 
 
 def forget_relink(db: Any, child: str, parent: str) -> None:
     """Drop ``parent`` from the re-links noted on ``child`` (its edge was removed)."""
     row = db.execute("SELECT metadata FROM models WHERE name = ?", (child,)).fetchone()
-    if row is None or parent not in relinked_parents(row[0]):
+    if row is None or parent not in relinked_parents(removed_ancestors(row[0])):
         return
     meta = json.loads(row[0])
     for n in meta.get(NOTE_KEY, []):

@@ -29,6 +29,7 @@ from ..errors import WorkflowError
 from ..lineage.api import graph_of
 from ..lineage.graph import LineageGraph
 from ..tolerance import tolerance_from_json
+from ..versions.remove import relinked_parents
 from .tests_registry import (
     TestTable,
     load_tests,
@@ -290,8 +291,7 @@ def _through_removed(repo: VersionStore, model: str, parents: list[str]) -> str 
     """Why ``model`` is not re-derived when a parent's edge was made by a forced removal
     (it re-linked the model past the removed one: no derivation anyone recorded, and a
     creator fed that parent would rebuild the model from the wrong weights); else None."""
-    relinked = {p: n["model"] for n in repo.removed_ancestors(model)
-                for p in n.get("linked_to") or ()}  # fmt: skip
+    relinked = relinked_parents(repo.removed_ancestors(model))
     through = [p for p in parents if p in relinked]
     if not through:
         return None
